@@ -1,0 +1,289 @@
+"""Command line: a thin layer over the library. User errors print one line, exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, config, logs
+from .errors import UserError
+from .progress import ProgressLine, fmt_duration
+
+EXIT_FOR_STATUS = {"succeeded": 0}
+
+
+class Context:
+    def __init__(self, state: str | None, log_format: str):
+        self.state, self.log_format = state, log_format
+
+    def settings(self) -> config.Settings:
+        return config.load_settings(state_db=self.state)
+
+    def store(self):
+        from .store import StateStore
+        path = self.settings().state_path
+        return StateStore(path)
+
+
+class Group(click.Group):
+    """Turns UserError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, default=str, ensure_ascii=False))
+
+
+@click.group(cls=Group, invoke_without_command=True,
+             epilog="Environment: " + ", ".join(config.ENV_VARS))
+@click.option("--state", envvar="PIPELINE_STATE_DB", metavar="PATH",
+              help="State store (default .etlconsole/state.db; env PIPELINE_STATE_DB).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines on stderr: human text or JSON lines.")
+@click.version_option(__version__, prog_name="etlconsole")
+@click.pass_context
+def main(ctx, state, log_format):
+    """etlconsole: import CSV files into databases, crash-safe and in flat memory."""
+    logs.configure(log_format)
+    ctx.obj = Context(state, log_format)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+# -- run ----------------------------------------------------------------------------
+def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
+    from .jobs import run_pipeline
+    settings = obj.settings()
+    summary = run_pipeline(pipeline, settings, source=source, dest=dest,
+                           progress=ProgressLine(), log=logs.get())
+    if as_json:
+        _echo_json(summary)
+    else:
+        _print_summary(summary)
+    if summary["status"] != "succeeded":
+        click.echo(f"error: job {summary['job_id']} {summary['status']}: {summary['error']}", err=True)
+    return EXIT_FOR_STATUS.get(summary["status"], 1)
+
+
+def _print_summary(s: dict) -> None:
+    dest = s["destination"]
+    click.echo(f"job {s['job_id']} {s['status']} in {s['elapsed_s']:.2f}s")
+    click.echo(f"  rows read      {s['rows_read']:>12,}")
+    click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']} (table {dest['table']})")
+    click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
+    if s.get("rows_warned"):
+        click.echo(f"  rows warned    {s['rows_warned']:>12,}")
+    click.echo(f"  throughput     {s['rows_per_s'] or 0:>12,.0f} rows/s, peak RSS {s['peak_rss_mb']:.0f} MB, "
+               f"retries {s['retries']}")
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
+@click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
+@click.option("--dest", type=click.Path(path_type=Path), help="Load into this file instead of the load phase's path.")
+@click.pass_obj
+def run(obj: Context, pipeline, no_ui, as_json, source, dest):
+    """Run PIPELINE (a TOML pipeline file) as a new job."""
+    sys.exit(_run_and_report(obj, pipeline, source, dest, as_json))
+
+
+# -- history ------------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one job per line.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def jobs(obj: Context, as_json, limit):
+    """List jobs, most recent first."""
+    store = obj.store()
+    rows = store.jobs(limit)
+    if as_json:
+        for r in rows:
+            _echo_json(_job_public(r))
+        return
+    if not rows:
+        click.echo(f"no jobs yet in {store.path}")
+        return
+    click.echo(f"{'JOB':<9} {'PIPELINE':<16} {'STATUS':<12} {'READ':>11} {'LOADED':>11} "
+               f"{'REJECTED':>9} {'STARTED':<20} {'TIME':>7}")
+    for r in rows:
+        click.echo(f"{r['id']:<9} {r['pipeline_name'][:16]:<16} {r['status']:<12} {r['rows_read']:>11,} "
+                   f"{r['rows_loaded']:>11,} {r['rows_rejected']:>9,} {(r['started_at'] or '')[:19]:<20} "
+                   f"{fmt_duration(r['elapsed_s']):>7}")
+
+
+def _job_public(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("pipeline_toml",)}
+
+
+@main.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(obj: Context, job, as_json):
+    """Details of JOB (an id, an id prefix, or 'last')."""
+    store = obj.store()
+    j = store.job(job)
+    checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
+    metrics = store.metrics(j["id"], limit=2000)
+    if as_json:
+        _echo_json({**_job_public(j), "checkpoints": checkpoints, "events": events,
+                    "batches": len(store.batches(j["id"])),
+                    "metrics": {"samples": len(metrics),
+                                "max_rss_mb": max((m["rss_mb"] for m in metrics), default=None),
+                                "max_rows_per_s": max((m["rows_per_s"] for m in metrics), default=None)}})
+        return
+    click.echo(f"job {j['id']}  {j['status']}  pipeline {j['pipeline_name']} ({j['pipeline_file']})")
+    click.echo(f"  source     {j['source_path']}  ({j['bytes_total'] or 0:,} bytes)")
+    for d in j["destinations"] or []:
+        click.echo(f"  dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}")
+    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  ({fmt_duration(j['elapsed_s'])})")
+    click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
+               f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
+    click.echo(f"  memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {j['settings']['max_memory_mb']} MB)"
+               f"  retries {j['retries']}")
+    if j["error"]:
+        click.echo(f"  error      {j['error']}")
+    if j["phase_stats"]:
+        click.echo("  phases")
+        for p in j["phase_stats"]:
+            click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
+                       f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
+    click.echo(f"  checkpoints {len(checkpoints)}  (etlconsole checkpoints {j['id']})")
+    click.echo("  events")
+    for e in events[-15:]:
+        detail = ", ".join(f"{k}={v}" for k, v in e["details"].items() if v is not None and k != "traceback")
+        click.echo(f"    {e['at'][11:19]} {e['level']:<5} {e['event']} {detail}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def checkpoints(obj: Context, job, as_json):
+    """Checkpoints of JOB."""
+    store = obj.store()
+    j = store.job(job)
+    rows = store.checkpoints(j["id"])
+    if as_json:
+        for r in rows:
+            _echo_json(r)
+        return
+    for r in rows:
+        d = r["checkpoint_data"]
+        click.echo(f"{r['id']:>6}  {r['phase']:<6} batch {d['batch']:>5}  last row {d['last_row']:>11,}  "
+                   f"loaded {d['rows_loaded']:>11,}  {r['created_at']}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
+@click.pass_obj
+def rejects(obj: Context, job, as_json, csv_file):
+    """Rejected rows of JOB with their reasons."""
+    store = obj.store()
+    j = store.job(job)
+    rows = store.rejects(j["id"])
+    if csv_file:
+        with csv_file.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "phase", "rule", "column", "message", "values"])
+            n = 0
+            for r in rows:
+                w.writerow([r["row"], r["phase"], r["rule"], r["column"], r["message"],
+                            json.dumps(r["values"], ensure_ascii=False)])
+                n += 1
+        click.echo(f"wrote {n:,} rejected rows to {csv_file}")
+        return
+    for r in rows:
+        if as_json:
+            _echo_json(r)
+        else:
+            click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
+                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+
+
+# -- pipelines ----------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def phases(as_json):
+    """Registered phase types and their options."""
+    from .engine.phases import available, resolve
+    for name, (ref, origin) in sorted(available().items()):
+        cls = resolve(name)
+        opts = {k: o.to_json() for k, o in getattr(cls, "options", {}).items()}
+        if as_json:
+            _echo_json({"name": name, "source": origin, "ref": ref,
+                        "description": getattr(cls, "description", ""), "options": opts})
+            continue
+        click.echo(f"{name}  [{origin}]  {getattr(cls, 'description', '')}")
+        for k, o in opts.items():
+            req = " (required)" if o["required"] else ""
+            choices = f" one of: {', '.join(o['choices'])}" if o.get("choices") else ""
+            click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{req}{choices}")
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def check(pipeline, source, as_json):
+    """Validate PIPELINE against its source and print the plan; nothing is written."""
+    from .jobs import plan_pipeline
+    plan = plan_pipeline(pipeline, source=source)
+    info = plan.describe()
+    if as_json:
+        _echo_json(info)
+        return
+    click.echo(f"pipeline {info['pipeline']}: OK")
+    click.echo(f"  source {info['source']}  ({'; '.join(plan.dialect.notes)})")
+    for p in info["phases"]:
+        click.echo(f"  {p['label']}")
+    for s in info["skipped"]:
+        click.echo(f"  skipped: {s}")
+    d = info["destination"]
+    click.echo(f"  -> {d['kind']} {d['path']} table {d['table']} ({d['mode']})")
+    click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
+
+
+@main.command()
+@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--rows", default=20_000, show_default=True, help="Rows of sample data to generate.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def demo(obj: Context, no_ui, rows, as_json):
+    """Generate sample orders data in ./etlconsole-demo/ and run the sample pipeline on it."""
+    from .sample import SAMPLE_PIPELINE_TOML, write_orders_csv
+    folder = Path("etlconsole-demo")
+    folder.mkdir(exist_ok=True)
+    manifest = write_orders_csv(folder / "orders.csv", rows)
+    (folder / "pipeline.toml").write_text(SAMPLE_PIPELINE_TOML, encoding="utf-8")
+    (folder / "warehouse.db").unlink(missing_ok=True)      # the demo starts from scratch
+    if not as_json:
+        click.echo(f"wrote {folder}/orders.csv ({manifest.rows:,} rows, "
+                   f"{manifest.expected_rejected:,} with known defects) and {folder}/pipeline.toml")
+    code = _run_and_report(obj, folder / "pipeline.toml", None, None, as_json)
+    if not as_json:
+        click.echo("\ntry next:")
+        click.echo("  etlconsole jobs                       # job history")
+        click.echo("  etlconsole show last                  # details, phases, checkpoints")
+        click.echo("  etlconsole rejects last               # rejected rows and why")
+        click.echo(f"  sqlite3 {folder}/warehouse.db 'select * from orders limit 5'")
+        click.echo(f"  etlconsole run {folder}/pipeline.toml --no-ui   # run it again")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

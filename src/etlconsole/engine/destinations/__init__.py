@@ -1,0 +1,1 @@
+"""Destinations: where loaded batches land, each batch with its ledger entry."""

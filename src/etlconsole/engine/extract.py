@@ -1,0 +1,314 @@
+"""Extract: sniff the dialect, then stream the CSV as text in bounded record batches.
+
+Every column is read as text: pyarrow infers types from the first block only, and one
+odd value later would abort the stream. Malformed records never abort it either: rows
+with the wrong number of fields come back through pyarrow's invalid-row handler and
+rows with undecodable bytes are found per batch; both become rejects carrying their
+1-based record number (the header is not a record), which every batch carries along in
+the hidden ``_etl_row`` column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from ..errors import JobFailed, UserError
+from .phases.base import ROW, Rejects
+
+SAMPLE_BYTES = 256 * 1024
+_DELIMITERS = ",;\t|"
+_MAX_BLOCK = 1 << 30
+
+
+@dataclass
+class Dialect:
+    """How the file is read, and why (each sniffed choice says what it saw)."""
+
+    encoding: str
+    delimiter: str
+    quote: str
+    header: bool
+    names: list[str]
+    bom: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _refuse(path: Path, message: str) -> UserError:
+    return UserError(f"{path}: {message}")
+
+
+def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
+          encoding: str | None = None, header: bool = True) -> Dialect:
+    """Decide encoding, delimiter, quote and column names from the head of the file."""
+    if not path.exists():
+        raise _refuse(path, "source file not found")
+    if path.is_dir():
+        raise _refuse(path, "is a directory, expected a CSV file")
+    if path.stat().st_size == 0:
+        raise _refuse(path, "file is empty (expected a header line)")
+    with path.open("rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    notes = []
+    bom = False
+    if encoding is None:
+        if head.startswith(codecs.BOM_UTF8):
+            encoding, bom = "utf-8", True
+            notes.append("encoding utf-8 (byte order mark)")
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding, bom = "utf-16", True
+            notes.append("encoding utf-16 (byte order mark)")
+        else:
+            encoding = "utf-8"
+            notes.append("encoding utf-8 (default; undecodable rows are rejected)")
+    else:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise UserError(f"unknown encoding {encoding!r} in source.encoding") from None
+        notes.append(f"encoding {encoding} (from the pipeline file)")
+    if encoding.startswith("utf-16"):
+        text = head.decode(encoding, errors="replace")
+    else:
+        if b"\x00" in head:
+            raise _refuse(path, "looks like binary data (NUL bytes in the first "
+                          f"{len(head) // 1024 or 1} KB), not a CSV text file")
+        text = head.decode(encoding, errors="replace")
+        if bom:
+            text = text.lstrip("\ufeff")
+        bad = text.count("\ufffd")
+        if bad > max(16, len(text) // 10) and encoding == "utf-8":
+            raise _refuse(path, f"not UTF-8 text ({bad} undecodable bytes in the first "
+                          f"{len(head) // 1024 or 1} KB); set source.encoding, e.g. \"latin-1\"")
+    if len(head) == SAMPLE_BYTES:   # drop a possibly cut last line
+        text = text[: text.rfind("\n") + 1] or text
+    if not text.strip():
+        raise _refuse(path, "file has no header line (only blank lines)")
+
+    if delimiter is None:
+        delimiter, why = _sniff_delimiter(text, quote or '"')
+        notes.append(f"delimiter {delimiter!r} ({why})")
+    if quote is None:
+        quote = '"'
+    first = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote), [])
+    if header:
+        names = [n.strip() for n in first]
+        for i, n in enumerate(names):
+            if not n:
+                raise _refuse(path, f"header column {i + 1} is empty; name it, or set "
+                              "source.header = false to use column_1, column_2, …")
+        seen: dict[str, int] = {}
+        for i, n in enumerate(names):
+            if n in seen:
+                raise _refuse(path, f"header name {n!r} appears twice (columns {seen[n] + 1} "
+                              f"and {i + 1}); column names must be unique")
+            seen[n] = i
+        if any(n.startswith("_etl_") for n in names):
+            raise _refuse(path, "header names starting with _etl_ are reserved for etlconsole")
+    else:
+        names = [f"column_{i + 1}" for i in range(len(first))]
+    return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header,
+                   names=names, bom=bom, notes=notes)
+
+
+def _sniff_delimiter(text: str, quote: str) -> tuple[str, str]:
+    """The candidate that splits the first lines into the same, largest number of fields."""
+    lines = text.splitlines()[:50]
+    best, best_score = ",", (0, 0)
+    for cand in _DELIMITERS:
+        counts = [len(r) for r in csv.reader(lines, delimiter=cand, quotechar=quote) if r]
+        if not counts or max(counts) < 2:
+            continue
+        modal = max(set(counts), key=counts.count)
+        score = (counts.count(modal), modal)
+        if score > best_score:
+            best, best_score = cand, score
+    if best_score == (0, 0):
+        return ",", "default; no candidate split the first lines"
+    return best, f"sniffed: {best_score[1]} fields on {best_score[0]} of the first {len(lines)} lines"
+
+
+@dataclass
+class Chunk:
+    """One bounded piece of the source: good rows as text, plus rows rejected on read."""
+
+    batch: pa.RecordBatch
+    rejects: list[Rejects]
+    first_row: int            # first record number this chunk covers
+    last_row: int             # last record number this chunk covers (rejects included)
+    bytes_read: int
+
+
+class CsvStream:
+    """Iterate a CSV file as Chunks of at most ``chunk_rows`` rows, memory bounded."""
+
+    def __init__(self, path: Path, dialect: Dialect, *, block_size: int, chunk_rows: int,
+                 start_after: int = 0):
+        self.path, self.dialect = path, dialect
+        self.block_size, self.chunk_rows = block_size, chunk_rows
+        self.size = path.stat().st_size
+        self._next = start_after + 1           # next record number to hand out
+        self._ragged: dict[int, str] = {}      # record number -> raw text, not yet emitted
+        self._unnumbered: list[str] = []
+        self._file = None
+
+    # pyarrow calls this for rows with the wrong number of fields.
+    def _on_invalid(self, row) -> str:
+        if row.number is None:
+            self._unnumbered.append(row.text)
+        else:
+            record = row.number - (1 if self.dialect.header else 0)
+            self._ragged[record] = (f"{row.actual_columns} fields instead of "
+                                    f"{row.expected_columns}", row.text)
+        return "skip"
+
+    def _open(self):
+        d = self.dialect
+        read = pcsv.ReadOptions(
+            use_threads=False,      # record numbers of bad rows are only known single-threaded
+            block_size=self.block_size,
+            column_names=d.names,
+            skip_rows=1 if d.header else 0,
+            skip_rows_after_names=self._next - 1,
+            encoding="utf8" if d.encoding == "utf-8" else d.encoding,
+        )
+        parse = pcsv.ParseOptions(delimiter=d.delimiter, quote_char=d.quote,
+                                  newlines_in_values=True, invalid_row_handler=self._on_invalid)
+        convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in d.names},
+                                      check_utf8=False, strings_can_be_null=False,
+                                      quoted_strings_can_be_null=False)
+        self._file = pa.OSFile(str(self.path), "rb")
+        return pcsv.open_csv(self._file, read_options=read, parse_options=parse,
+                             convert_options=convert)
+
+    def bytes_read(self) -> int:
+        try:
+            return min(self._file.tell(), self.size) if self._file else 0
+        except (OSError, ValueError):
+            return self.size
+
+    def __iter__(self) -> Iterator[Chunk]:
+        reader = None
+        while True:
+            try:
+                reader = reader or self._open()
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                self._file.close()
+                if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
+                    # A record larger than a block (a 10 MB field, say): reopen with
+                    # bigger blocks and skip the records already handed out.
+                    self.block_size *= 4
+                    reader = None
+                    continue
+                raise JobFailed(f"{self.path}: cannot parse CSV after record "
+                                f"{self._next - 1}: {exc}") from None
+            for start in range(0, batch.num_rows, self.chunk_rows):
+                yield self._chunk(batch.slice(start, self.chunk_rows))
+        self._file.close()
+        if self._ragged or self._unnumbered:   # bad rows after the last good one
+            empty = pa.RecordBatch.from_pylist([], schema=pa.schema(
+                [(n, pa.string()) for n in self.dialect.names]))
+            yield self._chunk(empty, final=True)
+
+    def _chunk(self, raw: pa.RecordBatch, final: bool = False) -> Chunk:
+        first = self._next
+        n = raw.num_rows
+        # Record numbers of the good rows: consecutive, skipping the ragged ones.
+        end = first + n
+        while True:
+            skipped = sorted(r for r in self._ragged if first <= r < end)
+            if end - first - len(skipped) >= n:
+                break
+            end = first + n + len(skipped)
+        if final:
+            skipped = sorted(self._ragged)
+            end = max(skipped, default=first - 1) + 1
+        numbers = pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), end - first)),
+                         first - 1)
+        if skipped:
+            numbers = pc.filter(numbers, pc.invert(pc.is_in(numbers, pa.array(skipped, pa.int64()))))
+        batch = raw.append_column(ROW, numbers)
+        batch, bad_utf8 = _split_undecodable(batch)
+        ragged = [self._ragged.pop(r) for r in skipped]
+        rejects = [bad_utf8] if bad_utf8 else []  # different shapes: kept apart
+        if ragged or (final and self._unnumbered):
+            texts = [t for _, t in ragged] + self._unnumbered
+            reasons = [w for w, _ in ragged] + ["wrong number of fields"] * len(self._unnumbered)
+            rows = pa.RecordBatch.from_pydict({"raw": texts, ROW: pa.array(
+                skipped + [None] * len(self._unnumbered), pa.int64())})
+            self._unnumbered = [] if final else self._unnumbered
+            rejects.append(Rejects(rows, ["fields"] * len(texts), [None] * len(texts), reasons))
+        self._next = max(end, self._next)
+        return Chunk(batch, rejects, first, end - 1, self.bytes_read())
+
+
+def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects | None]:
+    """Move rows holding invalid UTF-8 out of the batch (checked in C; rows found in Python
+    only for the rare batch that has some)."""
+    bad_columns = []
+    for name, col in zip(batch.schema.names, batch.columns):
+        if name == ROW:
+            continue
+        try:
+            col.validate(full=True)
+        except pa.ArrowInvalid:
+            bad_columns.append(name)
+    if not bad_columns:
+        return batch, None
+    masks, where = [], {}
+    for name in bad_columns:
+        raw = pc.cast(batch.column(name), pa.binary()).to_pylist()
+        flags = []
+        for i, v in enumerate(raw):
+            try:
+                v is None or v.decode("utf-8")
+                flags.append(False)
+            except UnicodeDecodeError as exc:
+                flags.append(True)
+                where.setdefault(i, (name, exc.start))
+        masks.append(pa.array(flags))
+    bad = masks[0]
+    for m in masks[1:]:
+        bad = pc.or_(bad, m)
+    idx = pc.indices_nonzero(bad).to_pylist()
+    rows = batch.take(pa.array(idx, pa.int64()))
+    fixed = {}
+    for name in batch.schema.names:
+        col = rows.column(name)
+        if name != ROW:
+            col = pa.array([None if v is None else v.decode("utf-8", "replace")
+                            for v in pc.cast(col, pa.binary()).to_pylist()], pa.string())
+        fixed[name] = col
+    rejects = Rejects(pa.RecordBatch.from_pydict(fixed), ["encoding"] * len(idx),
+                      [where[i][0] for i in idx],
+                      [f"invalid UTF-8 at byte {where[i][1]} of column {where[i][0]!r}; "
+                       "set source.encoding if the file is not UTF-8" for i in idx])
+    return batch.filter(pc.invert(bad)), rejects
+
+
+def fingerprint(path: Path) -> dict:
+    """What identifies the source file: size, mtime, and a hash of its head and tail."""
+    import hashlib
+    st = path.stat()
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if st.st_size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_head_tail": h.hexdigest()}

@@ -1,0 +1,41 @@
+"""Memory governor: samples RSS with psutil and turns the budget into decisions.
+
+Above the soft mark (80% of PIPELINE_MAX_MEMORY_MB) the runner halves its chunk size and
+Arrow returns freed memory to the OS; above the budget the job fails resumably with a
+clear message instead of being killed by the OS.
+"""
+
+from __future__ import annotations
+
+import resource
+
+import psutil
+import pyarrow as pa
+
+SOFT = 0.8
+
+
+class Governor:
+    def __init__(self, budget_mb: int):
+        self.budget_mb = budget_mb
+        self._proc = psutil.Process()
+        self.rss_mb = self.sample()
+        self.over_budget = False
+        self.pressure = False
+
+    def sample(self) -> float:
+        self.rss_mb = self._proc.memory_info().rss / 2**20
+        return self.rss_mb
+
+    def check(self) -> None:
+        rss = self.sample()
+        self.pressure = rss > SOFT * self.budget_mb
+        if self.pressure:
+            pa.default_memory_pool().release_unused()
+            rss = self.sample()
+        self.over_budget = rss > self.budget_mb
+
+    @staticmethod
+    def peak_mb() -> float:
+        """Peak RSS of this process as the OS measured it."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,58 @@
+"""clean: trim, null markers, case folding — cosmetic fixes, never rejects."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...errors import SpecError
+from .base import Option, Phase, data_columns
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+class Clean(Phase):
+    name = "clean"
+    description = "Trim whitespace, turn null markers into nulls, fold case."
+    options = {
+        "trim": Option("bool", "strip leading/trailing whitespace of every text column", default=False),
+        "null_values": Option("string[]", "values (after trim) that mean 'no value'", default=[]),
+        "lowercase": Option("string[]", "columns to lowercase", default=[]),
+        "uppercase": Option("string[]", "columns to uppercase", default=[]),
+    }
+
+    def __init__(self, trim: bool = False, null_values: list[str] | None = None,
+                 lowercase: list[str] | None = None, uppercase: list[str] | None = None):
+        self.trim = trim
+        self.null_values = pa.array(null_values or [], pa.string())
+        self.lowercase = set(lowercase or [])
+        self.uppercase = set(uppercase or [])
+
+    def setup(self, schema: pa.Schema) -> None:
+        known = data_columns(schema)
+        for key in ("lowercase", "uppercase"):
+            for col in sorted(getattr(self, key)):
+                if col not in known:
+                    raise SpecError(f"column {col!r} not in input (available: {', '.join(known)})",
+                                    key=key)
+        both = self.lowercase & self.uppercase
+        if both:
+            raise SpecError(f"column {sorted(both)[0]!r} is both lowercased and uppercased",
+                            key="uppercase")
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for name, col in zip(batch.schema.names, batch.columns):
+            if _is_text(col.type) and not name.startswith("_etl_"):
+                if self.trim:
+                    col = pc.utf8_trim_whitespace(col)
+                if len(self.null_values):
+                    col = pc.if_else(pc.is_in(col, self.null_values), pa.scalar(None, col.type), col)
+                if name in self.lowercase:
+                    col = pc.utf8_lower(col)
+                elif name in self.uppercase:
+                    col = pc.utf8_upper(col)
+            arrays.append(col)
+        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)

@@ -1,0 +1,34 @@
+"""load: where the rows go. The phase itself passes batches through; the runner hands
+them to the destination it names, one transaction per batch."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ...errors import SpecError
+from .base import Option, Phase
+
+DESTINATIONS = ("sqlite",)
+MODES = ("append",)
+
+
+class Load(Phase):
+    name = "load"
+    description = "Write rows to a destination, one transaction per batch."
+    options = {
+        "destination": Option("string", "destination kind", default="sqlite", choices=DESTINATIONS),
+        "path": Option("string", "destination file, relative to the pipeline file", required=True),
+        "table": Option("string", "target table", required=True),
+        "mode": Option("string", "append: batches visible as they commit", default="append",
+                       choices=MODES),
+    }
+
+    def __init__(self, path: str, table: str, destination: str = "sqlite", mode: str = "append"):
+        if not table.strip():
+            raise SpecError("table name is empty", key="table")
+        if table.startswith("_etl_"):
+            raise SpecError("table names starting with _etl_ are reserved for etlconsole", key="table")
+        self.destination, self.path, self.table, self.mode = destination, path, table, mode
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch

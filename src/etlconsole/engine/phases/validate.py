@@ -1,0 +1,194 @@
+"""validate: rules over whole columns; failing rows are rejected with the rule and reason.
+
+Each rule becomes one or more boolean masks computed with pyarrow.compute; a row is
+blamed on the first rule it breaks, in the order the rules are written. Only rejected
+rows turn into Python objects (for their messages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...errors import JobFailed, SpecError
+from .. import types
+from ..unique import UniqueIndex
+from .base import ROW, Option, Phase, PhaseResult, data_columns, split_rejects
+
+_RULE_KEYS = {"column", "required", "type", "formats", "pattern", "min", "max", "allowed",
+              "unique", "max_length"}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class Rule:
+    column: str
+    required: bool = False
+    type: str | None = None
+    formats: list[str] | None = None
+    pattern: str | None = None
+    min: Any = None
+    max: Any = None
+    allowed: list[Any] | None = None
+    unique: bool = False
+    max_length: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any, key: str) -> "Rule":
+        if not isinstance(raw, dict):
+            raise SpecError("each rule must be a table like { column = \"id\", required = true }", key=key)
+        for k in raw:
+            if k not in _RULE_KEYS:
+                raise SpecError(f"unknown rule key (expected one of {', '.join(sorted(_RULE_KEYS))})",
+                                key=f"{key}.{k}")
+        if not isinstance(raw.get("column"), str):
+            raise SpecError("missing 'column' (the column this rule checks)", key=f"{key}.column")
+        rule = cls(**raw)
+        if rule.type is not None and rule.type not in types.TYPES:
+            raise SpecError(f"unknown type {rule.type!r} (expected one of {', '.join(types.TYPES)})",
+                            key=f"{key}.type")
+        if rule.formats is not None and (rule.type not in ("date", "timestamp") or not isinstance(
+                rule.formats, list)):
+            raise SpecError("formats is a list of strptime formats for type date or timestamp",
+                            key=f"{key}.formats")
+        for k in ("required", "unique"):
+            if not isinstance(getattr(rule, k), bool):
+                raise SpecError("must be true or false", key=f"{key}.{k}")
+        if rule.pattern is not None:
+            try:
+                pc.match_substring_regex(pa.array([""]), rule.pattern)
+            except pa.ArrowInvalid as exc:
+                raise SpecError(f"invalid regular expression (RE2 syntax): {exc}", key=f"{key}.pattern") from None
+        if rule.allowed is not None and not isinstance(rule.allowed, list):
+            raise SpecError("must be a list of values", key=f"{key}.allowed")
+        if rule.max_length is not None and (not isinstance(rule.max_length, int) or rule.max_length < 0):
+            raise SpecError("must be a non-negative whole number", key=f"{key}.max_length")
+        bound_type = rule.type or "float64"
+        for k in ("min", "max"):
+            bound = getattr(rule, k)
+            if bound is None:
+                continue
+            parsed, bad = types.parse(pa.array([str(bound)]), bound_type, rule.formats)
+            if bad[0].as_py() or bound_type in ("string", "bool"):
+                raise SpecError(f"{bound!r} is not a {bound_type} bound", key=f"{key}.{k}")
+            setattr(rule, k, parsed[0])
+        return rule
+
+
+class Validate(Phase):
+    name = "validate"
+    description = "Check rules per column; failing rows are rejected with the reason."
+    options = {
+        "rules": Option("table[]", "rules: { column, required, type, formats, pattern, min, max, "
+                        "allowed, unique, max_length }", required=True),
+        "on_error": Option("string", "what a failing row does", default="reject",
+                           choices=("reject", "fail", "warn")),
+    }
+
+    def __init__(self, rules: list[dict[str, Any]], on_error: str = "reject"):
+        self.rules = [Rule.from_dict(r, f"rules[{i}]") for i, r in enumerate(rules)]
+        self.on_error = on_error
+        self._unique: UniqueIndex | None = None
+
+    def attach(self, job) -> None:
+        """Give the unique rule a job-wide, resumable index in the job's workspace."""
+        if any(r.unique for r in self.rules):
+            self._unique = UniqueIndex(job.workspace / "unique.db")
+
+    def setup(self, schema: pa.Schema) -> None:
+        known = data_columns(schema)
+        for i, rule in enumerate(self.rules):
+            if rule.column not in known:
+                raise SpecError(f"column {rule.column!r} not in input (available: {', '.join(known)})",
+                                key=f"rules[{i}].column")
+
+    def _masks(self, batch: pa.RecordBatch) -> list[tuple]:
+        failures = []
+        for i, rule in enumerate(self.rules):
+            col = batch.column(rule.column)
+            name = rule.column
+            is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+            if rule.required:
+                missing = pc.is_null(col)
+                if is_text:
+                    missing = pc.or_kleene(missing, pc.equal(pc.utf8_length(col), 0))
+                failures.append((missing, "required", name, "value is required"))
+            typed = col
+            if rule.type:
+                typed, bad = types.parse(col, rule.type, rule.formats)
+                failures.append((bad, "type", name, lambda vs, t=rule.type: [
+                    f"{_short(v)!r} is not a valid {t}" for v in vs]))
+            if rule.pattern is not None:
+                text = col if is_text else pc.cast(col, pa.string())
+                failures.append((pc.invert(pc.match_substring_regex(text, rule.pattern)), "pattern",
+                                 name, lambda vs, p=rule.pattern: [
+                                     f"{_short(v)!r} does not match {p}" for v in vs]))
+            if rule.min is not None or rule.max is not None:
+                if not rule.type:
+                    typed, _ = types.parse(col, "float64")
+                if rule.min is not None:
+                    failures.append((pc.less(typed, rule.min.cast(typed.type)), "min", name,
+                                     lambda vs, m=rule.min.as_py(): [f"{v} is below the minimum {m}" for v in vs]))
+                if rule.max is not None:
+                    failures.append((pc.greater(typed, rule.max.cast(typed.type)), "max", name,
+                                     lambda vs, m=rule.max.as_py(): [f"{v} is above the maximum {m}" for v in vs]))
+            if rule.allowed is not None:
+                allowed = pa.array([str(a) for a in rule.allowed]) if is_text else pa.array(rule.allowed)
+                failures.append((pc.invert(pc.is_in(col, allowed)), "allowed", name,
+                                 lambda vs, a=rule.allowed: [
+                                     f"{_short(v)!r} is not one of {', '.join(map(str, a))}" for v in vs]))
+            if rule.max_length is not None:
+                text = col if is_text else pc.cast(col, pa.string())
+                failures.append((pc.greater(pc.utf8_length(text), rule.max_length), "max_length", name,
+                                 lambda vs, n=rule.max_length: [
+                                     f"{_short(v)!r} is longer than {n} characters" for v in vs]))
+            if rule.unique:
+                failures.append(("unique", i, typed))
+        return failures
+
+    def process(self, batch: pa.RecordBatch) -> PhaseResult:
+        failures = self._masks(batch)
+        # The unique rule must only see keys of rows that pass every other rule, so a
+        # row rejected for another reason does not block a later, valid row.
+        plain = [f for f in failures if f[0] != "unique"]
+        uniques = [f for f in failures if f[0] == "unique"]
+        if uniques:
+            first = split_rejects(batch, plain)
+            other_bad = first.rejects.rows.column(ROW) if first.rejects else pa.array([], pa.int64())
+            ok_rows = pc.invert(pc.is_in(batch.column(ROW), other_bad))
+            for _, i, typed in uniques:
+                rule = self.rules[i]
+                keys = pc.if_else(ok_rows, typed, pa.scalar(None, typed.type))
+                index = self._unique or self._memory_index()
+                # Tag keys with the chunk's last record, so resume can forget uncommitted ones.
+                last_row = pc.max(batch.column(ROW)).as_py() or 0
+                dup = index.duplicates(f"{i}:{rule.column}", keys, last_row)
+                plain.append((dup, "unique", rule.column, lambda vs: [
+                    f"duplicate value {_short(v)!r} (already seen in this job)" for v in vs]))
+        result = split_rejects(batch, plain)
+        if result.rejects is None:
+            return result
+        if self.on_error == "warn":
+            return PhaseResult(batch, None, warnings=len(result.rejects),
+                               notes=result.rejects.message[:5])
+        if self.on_error == "fail":
+            r = result.rejects
+            row = r.rows.column(ROW)[0].as_py()
+            raise JobFailed(f"validate: row {row}, column {r.column[0]!r}, rule {r.rule[0]}: "
+                            f"{r.message[0]} (on_error = \"fail\")")
+        return result
+
+    def _memory_index(self) -> UniqueIndex:
+        self._unique = UniqueIndex()
+        return self._unique
+
+    def teardown(self) -> None:
+        if self._unique:
+            self._unique.close()

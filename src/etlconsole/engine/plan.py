@@ -1,0 +1,96 @@
+"""Plan a job before anything runs: sniff the source, build the phases, and push the
+schema through them, so every mistake in the pipeline (unknown column, bad rule, wrong
+type) is found — with file, phase and key — before the destination is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import SpecError, UserError
+from ..spec import PipelineSpec
+from . import extract
+from .phases import build
+from .phases.base import ROW, Phase, PhaseResult
+from .phases.load import Load
+
+
+@dataclass
+class PlannedPhase:
+    label: str                  # "phase 2 (validate)"
+    type: str
+    phase: Phase
+    output: pa.Schema
+
+
+@dataclass
+class Plan:
+    spec: PipelineSpec
+    source: Path
+    dialect: extract.Dialect
+    phases: list[PlannedPhase]
+    load: Load
+    destination_path: Path
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        schema = self.phases[-1].output
+        return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
+
+    def describe(self) -> dict:
+        return {
+            "pipeline": self.spec.name,
+            "source": str(self.source),
+            "dialect": self.dialect.to_json(),
+            "phases": [{"label": p.label, "type": p.type,
+                        "columns": [f"{f.name}: {f.type}" for f in p.output if f.name != ROW]}
+                       for p in self.phases],
+            "skipped": self.skipped,
+            "destination": {"kind": self.load.destination, "path": str(self.destination_path),
+                            "table": self.load.table, "mode": self.load.mode},
+        }
+
+
+def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
+              dest: str | Path | None = None) -> Plan:
+    file = spec.file
+    source_path = Path(source).resolve() if source else spec.resolve(spec.source.path)
+    s = spec.source
+    dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
+                            encoding=s.encoding, header=s.header)
+    schema = pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
+    planned, skipped = [], []
+    enabled = [(i, p) for i, p in enumerate(spec.phases) if p.enabled]
+    skipped = [f"{p.label(i)}: enabled = false" for i, p in enumerate(spec.phases) if not p.enabled]
+    if not enabled or enabled[-1][1].type != "load":
+        raise SpecError("the last enabled phase must be a load phase (type = \"load\")",
+                        file=file, key="phases")
+    for i, pspec in enabled:
+        where = {"file": file, "phase": pspec.label(i)}
+        phase = build(pspec.type, pspec.options, where=where)
+        if isinstance(phase, Load) and i != enabled[-1][0]:
+            raise SpecError("only the last phase may be a load (branches come later)", **where)
+        try:
+            phase.setup(schema)
+            out = phase.process(pa.RecordBatch.from_pylist([], schema=schema))
+        except SpecError as exc:
+            raise exc.located(**where) from None
+        except Exception as exc:   # a plugin that cannot handle its input schema
+            raise SpecError(f"{type(exc).__name__}: {exc}", **where) from None
+        if isinstance(out, PhaseResult):
+            out = out.batch
+        if ROW not in out.schema.names:
+            raise SpecError(f"the phase dropped the {ROW} column every phase must keep", **where)
+        schema = out.schema
+        planned.append(PlannedPhase(pspec.label(i), pspec.type, phase, schema))
+    load = planned[-1].phase
+    dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+    if dest_path == source_path:
+        raise SpecError(f"destination {dest_path} is the source file", file=file,
+                        phase=planned[-1].label, key="path")
+    if not [f for f in schema if not f.name.startswith("_etl_")]:
+        raise UserError(f"{file}: no columns left to load after {planned[-1].label}")
+    return Plan(spec, source_path, dialect, planned, load, dest_path, skipped)

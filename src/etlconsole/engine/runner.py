@@ -1,0 +1,324 @@
+"""Run a planned job: stream -> phases -> bounded queue -> loader thread -> destination.
+
+Two threads share the work on two cores: the main thread parses and runs the phases, the
+loader thread commits batches (ADBC releases the GIL while SQLite works). A sampler
+thread writes metrics to the state store about every half second and watches memory.
+Load batches are whole chunks, so a committed batch covers a contiguous range of source
+records with its rejects: the resume position is simply the last committed record.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from ..config import Settings
+from ..errors import JobFailed
+from ..store import StateStore, new_job_id
+from ..store.store import now
+from . import extract
+from .destinations.sqlite import SqliteDestination
+from .governor import Governor
+from .phases.base import ROW, PhaseResult, Rejects
+from .plan import Plan
+
+_DONE = object()
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    workspace: Path
+    settings: Settings
+
+
+@dataclass
+class PhaseStats:
+    label: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    warned: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class LoadItem:
+    number: int
+    batches: list[pa.RecordBatch]
+    rejects: list[dict]
+    row_start: int
+    row_end: int
+    bytes_read: int
+
+
+@dataclass
+class Counters:
+    rows_read: int = 0          # records fully processed (committed or rejected)
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_warned: int = 0
+    records_seen: int = 0       # records parsed so far (ahead of commits)
+    bytes_read: int = 0
+    batch_size: int = 0
+    batches: int = 0
+    last_checkpoint_row: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, plan: Plan, store: StateStore, settings: Settings, *,
+                 progress: Callable[[dict], None] | None = None, log=None):
+        self.plan, self.store, self.settings = plan, store, settings
+        self.progress, self.log = progress, log
+        self.job_id = new_job_id()
+        self.workspace = store.path.parent / "jobs" / self.job_id
+        self.counters = Counters()
+        self.governor = Governor(settings.max_memory_mb)
+        self.stats = [PhaseStats(p.label) for p in plan.phases]
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.destination = SqliteDestination(
+            plan.destination_path, plan.load.table, self.job_id,
+            timeout_ms=settings.transaction_timeout_ms,
+            retry_attempts=settings.batch_retry_attempts,
+            retry_delay_ms=settings.batch_retry_delay_ms)
+        self._loader_error: BaseException | None = None
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self.chunk_rows = settings.chunk_size
+        self.fingerprint = extract.fingerprint(plan.source)
+
+    # -- public ---------------------------------------------------------------
+    def run(self) -> dict:
+        plan, s = self.plan, self.settings
+        self.destination.check(plan.output_schema)
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.store.create_job(
+            self.job_id, pipeline_name=plan.spec.name, pipeline_file=plan.spec.file,
+            pipeline_toml=plan.spec.to_toml(), source_path=str(plan.source),
+            source_fingerprint=self.fingerprint, dialect=plan.dialect.to_json(),
+            destinations=[self.destination.describe() | {"mode": plan.load.mode}],
+            bytes_total=self.fingerprint["size"], settings=s.__dict__)
+        for note in plan.dialect.notes:
+            self.store.add_event(self.job_id, "sniff", note=note)
+        for why in plan.skipped:
+            self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        self.started = time.monotonic()
+        self.store.update_job(self.job_id, status="running", started_at=now())
+        if self.log:
+            self.log.info("job.started", job=self.job_id, source=str(plan.source),
+                          dialect="; ".join(plan.dialect.notes))
+        status, error = "succeeded", None
+        sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
+        sampler.start()
+        try:
+            self._run_phases()
+        except JobFailed as exc:
+            status, error = "failed", str(exc)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the operator (Ctrl-C)"
+        except Exception as exc:   # a bug or a plugin crash: keep the job resumable
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            self.store.add_event(self.job_id, "job.crashed", level="error",
+                                 traceback=traceback.format_exc())
+        finally:
+            self._stop.set()
+            sampler.join()
+            for p in plan.phases:
+                p.phase.teardown()
+            self.destination.close()
+        return self._finish(status, error)
+
+    # -- main thread: read and transform --------------------------------------
+    def _run_phases(self) -> None:
+        plan = self.plan
+        ctx = JobContext(self.job_id, self.workspace, self.settings)
+        for p in plan.phases:
+            if hasattr(p.phase, "attach"):
+                p.phase.attach(ctx)
+        self.destination.open(plan.output_schema)
+        loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
+        loader.start()
+        stream = extract.CsvStream(plan.source, plan.dialect,
+                                   block_size=self.settings.stream_high_water_mark,
+                                   chunk_rows=self.chunk_rows)
+        pending = None
+        number = 0
+        try:
+            for chunk in stream:
+                if self.governor.over_budget:
+                    raise JobFailed(
+                        f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "
+                        f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
+                        "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
+                stream.chunk_rows = self.chunk_rows
+                good, rejects = self._transform(chunk)
+                self.counters.records_seen = chunk.last_row
+                self.counters.bytes_read = chunk.bytes_read
+                if pending is None:
+                    number += 1
+                    pending = LoadItem(number, [], [], chunk.first_row, chunk.last_row, 0)
+                if good.num_rows:
+                    pending.batches.append(good)
+                pending.rejects += rejects
+                pending.row_end, pending.bytes_read = chunk.last_row, chunk.bytes_read
+                if sum(b.num_rows for b in pending.batches) >= self._batch_target():
+                    self._put(pending)
+                    pending = None
+            if pending is not None:
+                self._put(pending)
+            self._put(_DONE)
+        except BaseException:
+            self._abort.set()     # the loader drops what is queued: none of it committed
+            raise
+        finally:
+            loader.join()
+        if self._loader_error is not None:
+            raise self._loader_error
+
+    def _batch_target(self) -> int:
+        s = self.settings
+        target = s.batch_size_max if not self.governor.pressure else s.batch_size_min
+        return max(s.batch_size_min, min(s.batch_size_max, target))
+
+    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict]]:
+        rejects = [r for rej in chunk.rejects for r in rej.records("extract")]
+        batch = chunk.batch
+        for planned, stats in zip(self.plan.phases, self.stats):
+            t0 = time.perf_counter()
+            stats.rows_in += batch.num_rows
+            out = planned.phase.process(batch)
+            if isinstance(out, PhaseResult):
+                if out.rejects is not None and len(out.rejects):
+                    stats.rejected += len(out.rejects)
+                    rejects += out.rejects.records(planned.type)
+                stats.warned += out.warnings
+                self.counters.rows_warned += out.warnings
+                out = out.batch
+            if ROW not in out.schema.names:
+                raise JobFailed(f"{planned.label} dropped the {ROW} column")
+            stats.rows_out += out.num_rows
+            stats.seconds += time.perf_counter() - t0
+            batch = out
+        return batch.drop_columns([ROW]), rejects
+
+    def _put(self, item) -> None:
+        while True:
+            if self._loader_error is not None:
+                raise self._loader_error
+            try:
+                self.queue.put(item, timeout=0.2)
+                self.counters.batch_size = 0 if item is _DONE else sum(
+                    b.num_rows for b in item.batches)
+                return
+            except queue.Full:
+                continue
+
+    # -- loader thread: one transaction per batch -----------------------------
+    def _load_loop(self) -> None:
+        store = self.store.clone()
+        c, s = self.counters, self.settings
+        try:
+            while not self._abort.is_set():
+                try:
+                    item = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    break
+                t0 = time.perf_counter()
+                batch = (pa.Table.from_batches(item.batches).combine_chunks().to_batches()[0]
+                         if item.batches else pa.RecordBatch.from_pylist(
+                             [], schema=self.plan.output_schema))
+                attempts = self.destination.write(item.number, batch, item.row_start, item.row_end)
+                c.rows_loaded += batch.num_rows
+                c.rows_rejected += len(item.rejects)
+                c.rows_read = item.row_end
+                c.batches = item.number
+                store.record_batch(
+                    self.job_id, item.number, row_start=item.row_start, row_end=item.row_end,
+                    rows_loaded=batch.num_rows, rejects=item.rejects, attempts=attempts,
+                    duration_ms=(time.perf_counter() - t0) * 1000,
+                    counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
+                              "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
+                              "retries": self.destination.retries})
+                if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
+                    self._checkpoint(store, item)
+        except BaseException as exc:   # handed to the main thread, which fails the job
+            self._loader_error = exc if isinstance(exc, JobFailed) else JobFailed(
+                f"loader: {type(exc).__name__}: {exc}")
+        finally:
+            store.close()
+
+    def _checkpoint(self, store: StateStore, item: LoadItem) -> None:
+        c = self.counters
+        store.add_checkpoint(self.job_id, "load", {
+            "batch": item.number, "last_row": item.row_end, "bytes_read": item.bytes_read,
+            "rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
+            "rows_rejected": c.rows_rejected, "fingerprint": self.fingerprint,
+        }, row_count=c.rows_read)
+        c.last_checkpoint_row = c.rows_read
+
+    # -- sampler thread: metrics, memory, progress ----------------------------
+    def _sample_loop(self) -> None:
+        store = self.store.clone()
+        last_rows, last_t = 0, time.monotonic()
+        try:
+            while not self._stop.wait(0.5):
+                self._sample(store, last_rows, last_t)
+                last_rows, last_t = self.counters.records_seen, time.monotonic()
+        finally:
+            store.close()
+
+    def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
+        self.governor.check()
+        if self.governor.pressure:
+            self.chunk_rows = max(1_000, self.chunk_rows // 2)
+        c = self.counters
+        t = time.monotonic()
+        sample = {
+            "elapsed_s": round(t - self.started, 3), "rows_read": c.records_seen,
+            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+            "rows_per_s": round((c.records_seen - last_rows) / max(t - last_t, 1e-6), 1),
+            "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size,
+            "queue_depth": self.queue.qsize(), "retries": self.destination.retries,
+            "bytes_read": c.bytes_read,
+        }
+        store.add_metric(self.job_id, sample)
+        if self.progress:
+            self.progress(sample | {"bytes_total": self.fingerprint["size"]})
+        return sample
+
+    # -- the end --------------------------------------------------------------
+    def _finish(self, status: str, error: str | None) -> dict:
+        c = self.counters
+        if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
+            self._checkpoint(self.store, LoadItem(c.batches, [], [], 0, c.rows_read, c.bytes_read))
+        elapsed = time.monotonic() - self.started
+        peak = round(Governor.peak_mb(), 1)
+        summary = {
+            "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
+            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+            "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
+            "rows_per_s": round(c.rows_read / elapsed, 1) if elapsed else None,
+            "peak_rss_mb": peak, "retries": self.destination.retries, "batches": c.batches,
+            "destination": self.destination.describe(), "error": error,
+        }
+        self.store.update_job(
+            self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
+            peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
+            rows_rejected=c.rows_rejected, rows_warned=c.rows_warned, error=error,
+            retries=self.destination.retries,
+            phase_stats=[s.__dict__ for s in self.stats])
+        self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
+                             else "error", error=error)
+        if self.progress:
+            self.progress(None)
+        return summary

@@ -1,0 +1,46 @@
+"""The headless progress line on stderr: rows, %, rows/s, RSS MB, ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+
+
+class ProgressLine:
+    """Redraws one line on a terminal; elsewhere prints a line every `every` seconds."""
+
+    def __init__(self, stream=None, every: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every, self._last = every, 0.0
+
+    def __call__(self, sample: dict | None) -> None:
+        if sample is None:                      # job over
+            if self.tty:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+            return
+        now = time.monotonic()
+        if not self.tty and now - self._last < self.every:
+            return
+        self._last = now
+        total, done = sample.get("bytes_total") or 0, sample.get("bytes_read") or 0
+        pct = done / total if total else 0.0
+        elapsed = sample["elapsed_s"]
+        eta = elapsed * (1 - pct) / pct if pct > 0.01 else None
+        line = (f"rows {sample['rows_read']:,} · {pct:5.1%} · {sample['rows_per_s']:,.0f} rows/s"
+                f" · RSS {sample['rss_mb']:.0f} MB · rejected {sample['rows_rejected']:,}"
+                f" · ETA {fmt_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

@@ -1,0 +1,115 @@
+"""State-store schema, migrated with PRAGMA user_version (one function per version).
+
+Table names keep the original design's names so operators' SQL carries over.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS = [
+    """
+    CREATE TABLE import_jobs (
+        id TEXT PRIMARY KEY,
+        pipeline_name TEXT NOT NULL,
+        pipeline_file TEXT,
+        pipeline_toml TEXT,
+        source_path TEXT,
+        source_fingerprint TEXT,          -- JSON: size, mtime_ns, sha256_head_tail
+        dialect TEXT,                     -- JSON: encoding, delimiter, quote, header, notes
+        destinations TEXT,                -- JSON list: kind, path, table, mode
+        status TEXT NOT NULL CHECK (status IN
+            ('pending','running','succeeded','failed','interrupted','rolled_back')),
+        pid INTEGER,
+        heartbeat_at TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        rows_read INTEGER NOT NULL DEFAULT 0,
+        rows_loaded INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        rows_warned INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER,
+        bytes_read INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        peak_rss_mb REAL,
+        elapsed_s REAL,
+        phase_stats TEXT,                 -- JSON: per phase rows_in, rows_out, rejected, seconds
+        settings TEXT,                    -- JSON: the PIPELINE_* values in force
+        error TEXT
+    );
+    CREATE INDEX import_jobs_created ON import_jobs(created_at);
+    CREATE TABLE pipeline_checkpoints (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        phase TEXT NOT NULL,
+        checkpoint_data TEXT NOT NULL,    -- JSON: batch, last_row, counters, fingerprint
+        row_count INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX pipeline_checkpoints_job ON pipeline_checkpoints(job_id, id);
+    CREATE TABLE pipeline_batches (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        batch_number INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('PENDING','COMMITTED','RETRYING','FAILED','ROLLED_BACK')),
+        row_start INTEGER,
+        row_end INTEGER,
+        rows_loaded INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        duration_ms REAL,
+        error_details TEXT,               -- JSON
+        processed_at TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (job_id, batch_number)
+    );
+    CREATE TABLE pipeline_rejects (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        batch_number INTEGER,
+        row INTEGER,                      -- 1-based record number in the source (header excluded)
+        phase TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        column_name TEXT,
+        message TEXT NOT NULL,
+        "values" TEXT                     -- JSON: the row's values where it was rejected
+    );
+    CREATE INDEX pipeline_rejects_job ON pipeline_rejects(job_id, row);
+    CREATE TABLE pipeline_metrics (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        at TEXT NOT NULL,
+        elapsed_s REAL,
+        rows_read INTEGER,
+        rows_loaded INTEGER,
+        rows_rejected INTEGER,
+        rows_per_s REAL,
+        rss_mb REAL,
+        batch_size INTEGER,
+        queue_depth INTEGER,
+        retries INTEGER,
+        bytes_read INTEGER
+    );
+    CREATE INDEX pipeline_metrics_job ON pipeline_metrics(job_id, id);
+    CREATE TABLE pipeline_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT REFERENCES import_jobs(id),
+        at TEXT NOT NULL,
+        level TEXT NOT NULL,
+        event TEXT NOT NULL,
+        details TEXT                      -- JSON
+    );
+    CREATE INDEX pipeline_events_job ON pipeline_events(job_id, id);
+    """,
+]
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"state store has schema version {version}; this etlconsole knows "
+                           f"up to {len(MIGRATIONS)} (upgrade etlconsole)")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
