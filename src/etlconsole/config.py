@@ -17,10 +17,10 @@ from .errors import UserError
 @dataclass(frozen=True)
 class Settings:
     max_memory_mb: int = 512            # PIPELINE_MAX_MEMORY_MB: RSS budget of the engine process
-    chunk_size: int = 65_536            # PIPELINE_CHUNK_SIZE: max rows per chunk through the phases
-    stream_high_water_mark: int = 4 << 20  # PIPELINE_STREAM_HIGH_WATER_MARK: reader block size, bytes
+    chunk_size: int = 32_768            # PIPELINE_CHUNK_SIZE: max rows per chunk through the phases
+    stream_high_water_mark: int = 256 << 10  # PIPELINE_STREAM_HIGH_WATER_MARK: reader block size, bytes
     batch_size_min: int = 1_000         # PIPELINE_BATCH_SIZE_MIN: smallest load batch (rows)
-    batch_size_max: int = 200_000       # PIPELINE_BATCH_SIZE_MAX: largest load batch (rows)
+    batch_size_max: int = 50_000        # PIPELINE_BATCH_SIZE_MAX: largest load batch (rows)
     batch_retry_attempts: int = 3       # PIPELINE_BATCH_RETRY_ATTEMPTS: tries after the first, transient errors only
     batch_retry_delay_ms: int = 200     # PIPELINE_BATCH_RETRY_DELAY_MS: first backoff delay, doubled each try
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints

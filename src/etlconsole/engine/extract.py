@@ -200,7 +200,7 @@ class CsvStream:
             return self.size
 
     def __iter__(self) -> Iterator[Chunk]:
-        reader = None
+        reader, pending, held = None, [], 0
         while True:
             try:
                 reader = reader or self._open()
@@ -211,19 +211,33 @@ class CsvStream:
                 self._file.close()
                 if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
                     # A record larger than a block (a 10 MB field, say): reopen with
-                    # bigger blocks and skip the records already handed out.
+                    # bigger blocks, skip the records already handed out, and read the
+                    # gathered-but-not-emitted ones again.
                     self.block_size *= 4
-                    reader = None
+                    reader, pending, held = None, [], 0
                     continue
                 raise JobFailed(f"{self.path}: cannot parse CSV after record "
                                 f"{self._next - 1}: {exc}") from None
-            for start in range(0, batch.num_rows, self.chunk_rows):
-                yield self._chunk(batch.slice(start, self.chunk_rows))
+            # Reader blocks are small (memory); phases work best on bigger chunks
+            # (fewer calls), so blocks are gathered up to chunk_rows.
+            pending.append(batch)
+            held += batch.num_rows
+            if held >= self.chunk_rows:
+                yield from self._emit(pending)
+                pending, held = [], 0
+        if pending:
+            yield from self._emit(pending)
         self._file.close()
         if self._ragged or self._unnumbered:   # bad rows after the last good one
             empty = pa.RecordBatch.from_pylist([], schema=pa.schema(
                 [(n, pa.string()) for n in self.dialect.names]))
             yield self._chunk(empty, final=True)
+
+    def _emit(self, batches: list[pa.RecordBatch]) -> Iterator[Chunk]:
+        whole = pa.Table.from_batches(batches).combine_chunks().to_batches()
+        for batch in whole:
+            for start in range(0, batch.num_rows, self.chunk_rows):
+                yield self._chunk(batch.slice(start, self.chunk_rows))
 
     def _chunk(self, raw: pa.RecordBatch, final: bool = False) -> Chunk:
         first = self._next

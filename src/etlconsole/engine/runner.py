@@ -25,7 +25,7 @@ from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
 from .destinations.sqlite import SqliteDestination
-from .governor import Governor
+from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
 
@@ -81,6 +81,7 @@ class Runner:
         self.job_id = new_job_id()
         self.workspace = store.path.parent / "jobs" / self.job_id
         self.counters = Counters()
+        use_lean_allocator()
         self.governor = Governor(settings.max_memory_mb)
         self.stats = [PhaseStats(p.label) for p in plan.phases]
         self.queue: queue.Queue = queue.Queue(maxsize=2)

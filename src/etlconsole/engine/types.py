@@ -8,6 +8,8 @@ failures (a missing value is ``required``'s business).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -52,8 +54,31 @@ def type_name(dtype: pa.DataType) -> str:
     return str(dtype)
 
 
+# A small memo of parsed columns: ``validate`` parses a column to check its type, and
+# ``transform`` casts the same (filtered) column moments later; the memo lets the second
+# parse cost nothing. It holds the text arrays themselves, so buffer addresses in the
+# keys cannot be reused while an entry lives.
+_MEMO: OrderedDict = OrderedDict()
+_MEMO_SIZE = 16
+
+
+def _memo_key(values: pa.Array, type_: str, formats) -> tuple:
+    buffers = tuple(b.address if b is not None else 0 for b in values.buffers())
+    return (buffers, values.offset, len(values), type_, tuple(formats or ()))
+
+
+def remember(values: pa.Array, type_: str, formats, typed: pa.Array) -> None:
+    """Record that `values` parse cleanly to `typed` (every non-null value parsed)."""
+    _MEMO[_memo_key(values, type_, formats)] = (values, typed)
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+
+
 def parse(values: pa.Array, type_: str, formats: list[str] | None = None) -> tuple[pa.Array, pa.Array]:
     """(typed values, mask of non-null values that failed to parse)."""
+    hit = _MEMO.get(_memo_key(values, type_, formats))
+    if hit is not None:
+        return hit[1], _no_failures(values)
     if type_ not in TYPES:
         raise ValueError(f"unknown type {type_!r} (expected one of {', '.join(TYPES)})")
     target = TYPES[type_]
@@ -138,40 +163,57 @@ def _first_match(values, formats, strict):
 def _date(values, formats=None):
     if formats:
         parsed, ok = _first_match(values, formats, strict=False)
-    else:
-        shaped = pc.match_substring_regex(values, _ISO_DATE)
-        parsed, ok = _strptime_roundtrip(_keep(values, shaped), "%Y-%m-%d", strict=True)
-        ok = pc.and_(shaped, ok)
-    return pc.cast(parsed, pa.date32()), ok
+        return pc.cast(parsed, pa.date32()), ok
+    ok = pc.match_substring_regex(values, _ISO_DATE)
+    return _strict_cast(_keep(values, ok), ok, pa.date32(), _calendar_ok)
 
 
 def _timestamp(values, formats=None):
     if formats:
-        parsed, ok = _first_match(values, formats, strict=False)
-        return parsed, ok
+        return _first_match(values, formats, strict=False)
     shaped = pc.match_substring_regex(values, _ISO_TS)
     text = _keep(values, shaped)
-    text = pc.replace_substring(text, " ", "T", max_replacements=1)
-    # Split 'YYYY-MM-DDTHH:MM[:SS][.ffffff][zone]' into its parts.
-    parts = pc.extract_regex(
-        text, r"^(?P<base>.{16})(?P<sec>:[0-9]{2})?(?P<frac>\.[0-9]{1,6})?(?P<zone>Z|[+-][0-9]{2}:?[0-9]{2})?$")
-    base = pc.struct_field(parts, "base")
-    sec = pc.struct_field(parts, "sec")
-    sec = pc.if_else(pc.equal(sec, ""), ":00", sec)
-    whole = pc.binary_join_element_wise(base, sec, "")
-    parsed, ok = _strptime_roundtrip(whole, "%Y-%m-%dT%H:%M:%S", strict=True)
-    micros = _fraction_micros(pc.struct_field(parts, "frac"))
-    offset = _offset_micros(pc.struct_field(parts, "zone"))
-    as_int = pc.cast(parsed, pa.int64())
-    as_int = pc.subtract(pc.add(as_int, micros), offset)
-    return pc.cast(as_int, pa.timestamp("us")), pc.and_(shaped, ok)
+    parts = pc.extract_regex(text, r"^(?P<local>[^Z+]{16}[^Z+-]*)(?P<zone>Z|[+-][0-9]{2}:?[0-9]{2})?$")
+    local = pc.struct_field(parts, "local")
+    parsed, ok = _strict_cast(local, shaped, pa.timestamp("us"), _clock_ok)
+    micros = pc.subtract(pc.cast(parsed, pa.int64()), _offset_micros(pc.struct_field(parts, "zone")))
+    return pc.cast(micros, pa.timestamp("us")), ok
 
 
-def _fraction_micros(frac):
-    digits = pc.utf8_slice_codeunits(frac, 1)
-    padded = pc.utf8_rpad(digits, 6, "0")
-    padded = pc.if_else(pc.equal(digits, ""), "0", padded)
-    return pc.cast(padded, pa.int64())
+def _strict_cast(text, ok, target, check):
+    """Cast well-shaped ISO text; Arrow's cast is exact but all-or-nothing, so only when
+    it refuses are the impossible values (Feb 30, 25:00) found, vectorized, and nulled."""
+    try:
+        return pc.cast(text, target), ok
+    except pa.ArrowInvalid:
+        ok = pc.and_(ok, pc.fill_null(check(text), False))
+        return pc.cast(_keep(text, ok), target), ok
+
+
+def _int_at(text, start, stop):
+    return pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
+
+
+def _mod(values, n):
+    return pc.subtract(values, pc.multiply(pc.divide(values, n), n))   # integer division
+
+
+def _calendar_ok(text):
+    """Month 1-12 and day within the month (leap years included), for 'YYYY-MM-DD…'."""
+    y, m, d = _int_at(text, 0, 4), _int_at(text, 5, 7), _int_at(text, 8, 10)
+    leap = pc.and_(pc.equal(_mod(y, 4), 0),
+                   pc.or_(pc.not_equal(_mod(y, 100), 0), pc.equal(_mod(y, 400), 0)))
+    days = pc.if_else(pc.equal(m, 2), pc.if_else(leap, 29, 28),
+                      pc.if_else(pc.is_in(m, pa.array([4, 6, 9, 11])), 30, 31))
+    return pc.and_(pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12)),
+                   pc.and_(pc.greater_equal(d, 1), pc.less_equal(d, days)))
+
+
+def _clock_ok(text):
+    hh, mm = _int_at(text, 11, 13), _int_at(text, 14, 16)
+    seconds = pc.utf8_slice_codeunits(text, 17, 19)
+    ss = pc.cast(pc.if_else(pc.equal(seconds, ""), "0", seconds), pa.int64())
+    return pc.and_(_calendar_ok(text), pc.and_(pc.less(hh, 24), pc.and_(pc.less(mm, 60), pc.less(ss, 60))))
 
 
 def _offset_micros(zone):

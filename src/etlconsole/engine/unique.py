@@ -2,12 +2,15 @@
 
 Why SQLite and not a Python set: a set of millions of keys costs tens of bytes per key
 and grows with the file, breaking flat memory; an on-disk B-tree costs a few MB of page
-cache whatever the size. Keys are tagged with the last source record of the chunk that introduced them so
-a resumed job can forget keys of records that never committed (``forget_after``).
+cache whatever the size. Keys are tagged with the last source record of the chunk that
+introduced them so a resumed job can forget keys of records that never committed
+(``forget_after``).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -17,40 +20,53 @@ import pyarrow.compute as pc
 
 class UniqueIndex:
     def __init__(self, path: Path | str = ":memory:"):
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")   # rebuilt from batches on resume
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")   # a scratch file, rebuilt on resume
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (name TEXT, key, tag INTEGER,"
-                         " PRIMARY KEY (name, key)) WITHOUT ROWID")
+        self._tables: dict[str, str] = {}
+
+    def _table(self, name: str) -> str:
+        if name not in self._tables:
+            table = "seen_" + re.sub(r"\W", "_", name) + f"_{len(self._tables)}"
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key PRIMARY KEY, tag INTEGER) "
+                             "WITHOUT ROWID")
+            self._tables[name] = table
+        return self._tables[name]
 
     def duplicates(self, name: str, keys: pa.Array, tag: int) -> pa.Array:
-        """Mask of keys already seen (earlier in this array or in earlier calls); records the new ones."""
-        n = len(keys)
-        if n == 0:
+        """Mask of keys seen before (earlier in this array or in earlier calls); records the new ones."""
+        table = self._table(name)
+        if len(keys) == 0:
             return pa.array([], pa.bool_())
-        positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
-        table = pa.table({"k": keys, "i": positions})
-        firsts = table.group_by("k", use_threads=False).aggregate([("i", "min")]).column("i_min")
-        repeated = pc.invert(pc.is_in(positions, firsts))
         valid = pc.is_valid(keys)
-        candidates = pc.filter(keys, pc.and_(valid, pc.invert(repeated)))
-        values = candidates.to_pylist()
-        cur = self._db.cursor()
-        cur.execute("BEGIN")
-        # Insert-or-ignore tells us which keys were new; the rest were seen before.
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (key)")
-        cur.execute("DELETE FROM incoming")
-        cur.executemany("INSERT INTO incoming VALUES (?)", zip(values))
-        seen_before = [r[0] for r in cur.execute(
-            "SELECT key FROM incoming WHERE key IN (SELECT key FROM seen WHERE name = ?)", (name,))]
-        cur.execute("INSERT OR IGNORE INTO seen SELECT ?, key, ? FROM incoming", (name, tag))
-        cur.execute("COMMIT")
-        old = pc.is_in(keys, pa.array(seen_before, keys.type)) if seen_before else pa.repeat(
-            pa.scalar(False), n)
-        return pc.and_(valid, pc.or_(repeated, old))
+        values = keys if pa.types.is_integer(keys.type) or pa.types.is_floating(keys.type) \
+            else pc.cast(keys, pa.string())
+        # The keys cross into SQLite as one JSON parameter, parsed in C by json_each;
+        # only keys seen in earlier calls (rare) come back as Python objects.
+        payload = json.dumps(pc.drop_null(values).to_pylist())
+        with self._db:
+            before = [r[0] for r in self._db.execute(
+                f"SELECT value FROM json_each(?) j WHERE EXISTS "
+                f"(SELECT 1 FROM {table} WHERE key = j.value)", (payload,))]
+            self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? FROM json_each(?)",
+                             (tag, payload))
+        seen = pc.is_in(values, pa.array(before, values.type)) if before else pa.repeat(
+            pa.scalar(False), len(keys))
+        return pc.and_(valid, pc.or_(seen, pc.invert(_first_occurrence(values))))
 
     def forget_after(self, record: int) -> None:
-        self._db.execute("DELETE FROM seen WHERE tag > ?", (record,))
+        for table in self._tables.values():
+            self._db.execute(f"DELETE FROM {table} WHERE tag > ?", (record,))
+        self._db.commit()
 
     def close(self) -> None:
         self._db.close()
+
+
+def _first_occurrence(values: pa.Array) -> pa.Array:
+    """True at the first position of each distinct value."""
+    n = len(values)
+    positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
+    firsts = pa.table({"k": values, "i": positions}).group_by("k", use_threads=False) \
+        .aggregate([("i", "min")]).column("i_min")
+    return pc.is_in(positions, firsts)

@@ -115,13 +115,18 @@ def data_columns(schema: pa.Schema) -> list[str]:
 
 def split_rejects(batch: pa.RecordBatch, failures: list[tuple[pa.Array, str, str | None, Any]]
                   ) -> PhaseResult:
+    return split_with_mask(batch, failures)[0]
+
+
+def split_with_mask(batch: pa.RecordBatch, failures: list[tuple[pa.Array, str, str | None, Any]]
+                    ) -> tuple[PhaseResult, pa.Array | None]:
     """Split a batch by failure masks, tried in order; a row is blamed on its first failure.
 
     ``failures`` holds (mask, rule, column, message) where message is a string or a
     callable taking the failing values (a list) and returning one message per value.
     """
     if batch.num_rows == 0 or not failures:
-        return PhaseResult(batch)
+        return PhaseResult(batch), None
     taken = pa.repeat(pa.scalar(False), batch.num_rows)
     picked: list[tuple[pa.Array, str, str | None, Any]] = []
     for mask, rule, column, message in failures:
@@ -131,7 +136,7 @@ def split_rejects(batch: pa.RecordBatch, failures: list[tuple[pa.Array, str, str
             picked.append((pc.indices_nonzero(fresh), rule, column, message))
             taken = pc.or_(taken, fresh)
     if not picked:
-        return PhaseResult(batch)
+        return PhaseResult(batch), None
     indices, rules, columns, messages = [], [], [], []
     for idx, rule, column, message in picked:
         n = len(idx)
@@ -145,5 +150,5 @@ def split_rejects(batch: pa.RecordBatch, failures: list[tuple[pa.Array, str, str
             messages += [message] * n
     order = pa.chunked_array(indices).combine_chunks()
     rejected = batch.take(order)
-    good = batch.filter(pc.invert(taken))
-    return PhaseResult(good, Rejects(rejected, rules, columns, messages))
+    keep = pc.invert(taken)
+    return PhaseResult(batch.filter(keep), Rejects(rejected, rules, columns, messages)), keep

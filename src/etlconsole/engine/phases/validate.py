@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from ...errors import JobFailed, SpecError
 from .. import types
 from ..unique import UniqueIndex
-from .base import ROW, Option, Phase, PhaseResult, data_columns, split_rejects
+from .base import ROW, Option, Phase, PhaseResult, data_columns, split_rejects, split_with_mask
 
 _RULE_KEYS = {"column", "required", "type", "formats", "pattern", "min", "max", "allowed",
               "unique", "max_length"}
@@ -123,6 +123,7 @@ class Validate(Phase):
             typed = col
             if rule.type:
                 typed, bad = types.parse(col, rule.type, rule.formats)
+                self._parsed.append((name, rule.type, rule.formats, typed))
                 failures.append((bad, "type", name, lambda vs, t=rule.type: [
                     f"{_short(v)!r} is not a valid {t}" for v in vs]))
             if rule.pattern is not None:
@@ -154,6 +155,7 @@ class Validate(Phase):
         return failures
 
     def process(self, batch: pa.RecordBatch) -> PhaseResult:
+        self._parsed = []
         failures = self._masks(batch)
         # The unique rule must only see keys of rows that pass every other rule, so a
         # row rejected for another reason does not block a later, valid row.
@@ -172,7 +174,9 @@ class Validate(Phase):
                 dup = index.duplicates(f"{i}:{rule.column}", keys, last_row)
                 plain.append((dup, "unique", rule.column, lambda vs: [
                     f"duplicate value {_short(v)!r} (already seen in this job)" for v in vs]))
-        result = split_rejects(batch, plain)
+        result, keep = split_with_mask(batch, plain)
+        self._remember_parsed(result.batch if self.on_error == "reject" else batch,
+                              keep if self.on_error == "reject" else None)
         if result.rejects is None:
             return result
         if self.on_error == "warn":
@@ -184,6 +188,13 @@ class Validate(Phase):
             raise JobFailed(f"validate: row {row}, column {r.column[0]!r}, rule {r.rule[0]}: "
                             f"{r.message[0]} (on_error = \"fail\")")
         return result
+
+    def _remember_parsed(self, out: pa.RecordBatch, keep: pa.Array | None) -> None:
+        """Tell the type parser what the surviving rows parse to, so a later cast is free."""
+        for name, type_, formats, typed in self._parsed:
+            if keep is not None:
+                typed = typed.filter(keep)
+            types.remember(out.column(name), type_, formats, typed)
 
     def _memory_index(self) -> UniqueIndex:
         self._unique = UniqueIndex()
