@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,14 @@ class Group(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:   # a bug: one line, the traceback only when asked for
+            if os.environ.get("ETLCONSOLE_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                       "(set ETLCONSOLE_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
 
 
 def _echo_json(obj) -> None:

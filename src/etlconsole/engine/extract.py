@@ -102,9 +102,16 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         notes.append(f"delimiter {delimiter!r} ({why})")
     if quote is None:
         quote = '"'
-    first = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote), [])
+    try:
+        first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                                quotechar=quote), [])
+    except csv.Error as exc:
+        raise _refuse(path, f"cannot read the header line: {exc}") from None
     if header:
         names = [n.strip() for n in first]
+        if any("\ufffd" in n for n in names):
+            raise _refuse(path, f"header line is not valid {encoding} text; set source.encoding "
+                          "(e.g. \"latin-1\") or check that this is a CSV file")
         for i, n in enumerate(names):
             if not n:
                 raise _refuse(path, f"header column {i + 1} is empty; name it, or set "
@@ -128,7 +135,10 @@ def _sniff_delimiter(text: str, quote: str) -> tuple[str, str]:
     lines = text.splitlines()[:50]
     best, best_score = ",", (0, 0)
     for cand in _DELIMITERS:
-        counts = [len(r) for r in csv.reader(lines, delimiter=cand, quotechar=quote) if r]
+        try:
+            counts = [len(r) for r in csv.reader(lines, delimiter=cand, quotechar=quote) if r]
+        except csv.Error:
+            continue
         if not counts or max(counts) < 2:
             continue
         modal = max(set(counts), key=counts.count)
