@@ -79,6 +79,7 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         except LookupError:
             raise UserError(f"unknown encoding {encoding!r} in source.encoding") from None
         notes.append(f"encoding {encoding} (from the pipeline file)")
+        bom = encoding == "utf-8" and head.startswith(codecs.BOM_UTF8)
     if encoding.startswith("utf-16"):
         text = head.decode(encoding, errors="replace")
     else:
@@ -219,6 +220,8 @@ class CsvStream:
                 break
             except pa.ArrowInvalid as exc:
                 self._file.close()
+                if "Could not skip initial" in str(exc):   # header only, no final newline
+                    break
                 if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
                     # A record larger than a block (a 10 MB field, say): reopen with
                     # bigger blocks, skip the records already handed out, and read the

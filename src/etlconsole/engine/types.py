@@ -38,6 +38,7 @@ _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _ISO_TS = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
            r"(Z|[+-][0-9]{2}:?[0-9]{2})?$")
 _INT64_MAX = "9223372036854775807"
+_INT64_MIN_DIGITS = "9223372036854775808"
 
 
 def sqlite_type(dtype: pa.DataType) -> str:
@@ -112,13 +113,15 @@ def _as_string(values):
 
 def _int64(values):
     ok = pc.match_substring_regex(values, _INT)
-    digits = pc.utf8_ltrim(values, "+-")
-    digits = pc.utf8_ltrim(digits, "0")
+    negative = pc.starts_with(values, "-")
+    digits = pc.utf8_ltrim(pc.utf8_ltrim(values, "+-"), "0")
     length = pc.utf8_length(digits)
+    limit = pc.if_else(negative, _INT64_MIN_DIGITS, _INT64_MAX)   # same length, 19 digits
     fits = pc.or_(pc.less(length, 19),
-                  pc.and_(pc.equal(length, 19), pc.less_equal(digits, _INT64_MAX)))
+                  pc.and_(pc.equal(length, 19), pc.less_equal(digits, limit)))
     ok = pc.and_(ok, fits)
-    return pc.cast(_keep(values, ok), pa.int64()), ok
+    unsigned = pc.utf8_ltrim(values, "+")          # Arrow's cast refuses a leading '+'
+    return pc.cast(_keep(unsigned, ok), pa.int64()), ok
 
 
 def _float64(values):

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sqlite3
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +36,7 @@ class StateStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (see _tx), never implicit.
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -43,6 +45,28 @@ class StateStore:
         except (OSError, sqlite3.DatabaseError) as exc:
             raise UserError(f"{self.path}: cannot open the state store: {exc}") from None
         self.db = sqlite_utils.Database(conn)
+
+    @contextmanager
+    def _tx(self):
+        """One real transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _insert(self, conn, table: str, row: dict[str, Any]) -> None:
+        cols = ", ".join(f'"{c}"' for c in row)
+        conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(row))})",
+                     list(row.values()))
+
+    def _update(self, conn, job_id: str, fields: dict[str, Any]) -> None:
+        if fields:
+            sets = ", ".join(f'"{c}" = ?' for c in fields)
+            conn.execute(f"UPDATE import_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
 
     def clone(self) -> "StateStore":
         """A second connection, for another thread."""
@@ -55,21 +79,21 @@ class StateStore:
     def create_job(self, job_id: str, **fields: Any) -> str:
         row = {"id": job_id, "status": "pending", "created_at": now(), "pid": os.getpid()}
         row.update(_dump(fields))
-        with self.db.conn:
-            self.db["import_jobs"].insert(row)
+        with self._tx() as conn:
+            self._insert(conn, "import_jobs", row)
         return job_id
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        with self.db.conn:
-            self.db["import_jobs"].update(job_id, _dump(fields))
+        with self._tx() as conn:
+            self._update(conn, job_id, _dump(fields))
 
     def job(self, ref: str) -> dict[str, Any]:
         """A job by id, unique id prefix, or 'last'."""
         if ref == "last":
             rows = list(self.db.query("SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT 1"))
         else:
-            rows = list(self.db.query("SELECT * FROM import_jobs WHERE id LIKE ? || '%' LIMIT 2",
-                                      [ref]))
+            rows = list(self.db.query("SELECT * FROM import_jobs WHERE substr(id, 1, length(?)) = ?"
+                                      " LIMIT 2", [ref, ref]))
         if not rows:
             raise UserError(f"no job {ref!r} in {self.path} (see 'etlconsole jobs')")
         if len(rows) > 1:
@@ -86,35 +110,37 @@ class StateStore:
                      duration_ms: float, counters: dict[str, Any]) -> None:
         """A committed batch, its rejects and the job's counters, in one transaction."""
         stamp = now()
-        with self.db.conn:
-            self.db["pipeline_batches"].insert({
+        with self._tx() as conn:
+            conn.execute("DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number = ?",
+                         (job_id, batch_number))
+            self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "COMMITTED",
                 "row_start": row_start, "row_end": row_end, "rows_loaded": rows_loaded,
                 "rows_rejected": len(rejects), "attempts": attempts, "duration_ms": duration_ms,
-                "processed_at": stamp, "created_at": stamp}, replace=True)
-            if rejects:
-                self.db["pipeline_rejects"].insert_all(
-                    ({"job_id": job_id, "batch_number": batch_number, "row": r["row"],
-                      "phase": r["phase"], "rule": r["rule"], "column_name": r["column"],
-                      "message": r["message"], "values": r["values"]} for r in rejects),
-                    batch_size=500)
-            self.db["import_jobs"].update(job_id, {**_dump(counters), "heartbeat_at": stamp})
+                "processed_at": stamp, "created_at": stamp})
+            conn.executemany(
+                'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, rule, column_name,'
+                ' message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                [(job_id, batch_number, r["row"], r["phase"], r["rule"], r["column"], r["message"],
+                  r["values"]) for r in rejects])
+            self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
     def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> None:
-        with self.db.conn:
-            self.db["pipeline_checkpoints"].insert({
+        with self._tx() as conn:
+            self._insert(conn, "pipeline_checkpoints", {
                 "job_id": job_id, "phase": phase, "checkpoint_data": json.dumps(data),
                 "row_count": row_count, "created_at": now()})
 
     def add_metric(self, job_id: str, sample: dict[str, Any]) -> None:
-        with self.db.conn:
-            self.db["pipeline_metrics"].insert({"job_id": job_id, "at": now(), **sample})
-            self.db["import_jobs"].update(job_id, {"heartbeat_at": now()})
+        with self._tx() as conn:
+            self._insert(conn, "pipeline_metrics", {"job_id": job_id, "at": now(), **sample})
+            self._update(conn, job_id, {"heartbeat_at": now()})
 
     def add_event(self, job_id: str | None, event: str, level: str = "info", **details: Any) -> None:
-        with self.db.conn:
-            self.db["pipeline_events"].insert({"job_id": job_id, "at": now(), "level": level,
-                                               "event": event, "details": json.dumps(details, default=str)})
+        with self._tx() as conn:
+            self._insert(conn, "pipeline_events", {
+                "job_id": job_id, "at": now(), "level": level, "event": event,
+                "details": json.dumps(details, default=str)})
 
     # -- reads --------------------------------------------------------------
     def rejects(self, job_id: str) -> Iterator[dict[str, Any]]:

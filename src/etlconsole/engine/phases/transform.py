@@ -31,6 +31,11 @@ class Transform(Phase):
             if type_ not in types.TYPES:
                 raise SpecError(f"unknown type {type_!r} (expected one of {', '.join(types.TYPES)})",
                                 key=f"cast.{col}")
+        for key, names in (("rename", self.rename.values()), ("derive", (derive or {}).keys())):
+            for name in names:
+                if not isinstance(name, str) or not name or name.startswith("_etl_"):
+                    raise SpecError(f"{name!r}: column names must be non-empty and must not start "
+                                    "with _etl_ (reserved for etlconsole)", key=key)
         self.derive = {}
         for col, text in (derive or {}).items():
             if not isinstance(text, str):

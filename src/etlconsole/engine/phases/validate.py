@@ -142,7 +142,8 @@ class Validate(Phase):
                                      lambda vs, m=rule.max.as_py(): [f"{v} is above the maximum {m}" for v in vs]))
             if rule.allowed is not None:
                 allowed = pa.array([str(a) for a in rule.allowed]) if is_text else pa.array(rule.allowed)
-                failures.append((pc.invert(pc.is_in(col, allowed)), "allowed", name,
+                outside = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, allowed)))
+                failures.append((outside, "allowed", name,
                                  lambda vs, a=rule.allowed: [
                                      f"{_short(v)!r} is not one of {', '.join(map(str, a))}" for v in vs]))
             if rule.max_length is not None:
@@ -175,8 +176,8 @@ class Validate(Phase):
                 plain.append((dup, "unique", rule.column, lambda vs: [
                     f"duplicate value {_short(v)!r} (already seen in this job)" for v in vs]))
         result, keep = split_with_mask(batch, plain)
-        self._remember_parsed(result.batch if self.on_error == "reject" else batch,
-                              keep if self.on_error == "reject" else None)
+        if self.on_error == "reject":   # only then did every surviving value parse
+            self._remember_parsed(result.batch, keep)
         if result.rejects is None:
             return result
         if self.on_error == "warn":

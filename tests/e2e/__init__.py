@@ -1,0 +1,1 @@
+"""End-to-end tests: the etlconsole CLI run as real subprocesses."""

@@ -1,0 +1,48 @@
+"""The headless path stays light: no non-UI module (nor the CLI) imports textual."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import importlib, json, pkgutil, sys
+
+    import etlconsole
+
+    def walk(package):
+        # Recurse by hand: pkgutil.walk_packages would import etlconsole.ui to find its
+        # children, and that import is exactly what must not happen.
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            if info.name == "etlconsole.ui" or info.name.startswith("etlconsole.ui."):
+                continue
+            module = importlib.import_module(info.name)
+            yield info.name
+            if info.ispkg:
+                yield from walk(module)
+
+    names = list(walk(etlconsole))
+    importlib.import_module("etlconsole.cli")
+    print(json.dumps({
+        "modules": names,
+        "textual": sorted(m for m in sys.modules if m == "textual" or m.startswith("textual.")),
+        "ui": sorted(m for m in sys.modules if m.startswith("etlconsole.ui")),
+    }))
+""")
+
+
+def test_headless_modules_do_not_import_textual():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    modules = set(result["modules"])
+    # the walk really covered the package
+    assert {"etlconsole.cli", "etlconsole.config", "etlconsole.spec", "etlconsole.engine.plan",
+            "etlconsole.engine.extract", "etlconsole.engine.runner", "etlconsole.engine.types",
+            "etlconsole.engine.phases.validate", "etlconsole.store.store"} <= modules
+    assert not any(m.startswith("etlconsole.ui") for m in modules)
+    assert result["ui"] == []
+    assert result["textual"] == []

@@ -1,0 +1,230 @@
+"""State store: migrations, WAL, jobs, batches with rejects and counters, JSON round trips."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from etlconsole.errors import UserError
+from etlconsole.store import StateStore, new_job_id
+from etlconsole.store.schema import MIGRATIONS
+
+TABLES = {"import_jobs", "pipeline_checkpoints", "pipeline_batches", "pipeline_rejects",
+          "pipeline_metrics", "pipeline_events"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = StateStore(tmp_path / "state" / "state.db")     # parent folder is created
+    yield s
+    s.close()
+
+
+def reject(row, message="bad", column="c", values=None):
+    return {"row": row, "phase": "phase 2 (validate)", "rule": "type", "column": column,
+            "message": message, "values": json.dumps(values if values is not None else {"c": "x"})}
+
+
+def counts(store, job_id):
+    db = store.db.conn
+    return (db.execute("SELECT count(*) FROM pipeline_batches WHERE job_id=?", [job_id]).fetchone()[0],
+            db.execute("SELECT count(*) FROM pipeline_rejects WHERE job_id=?", [job_id]).fetchone()[0])
+
+
+# --- schema ------------------------------------------------------------------------------
+
+def test_migrations_set_user_version_and_tables(store):
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 1
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert TABLES <= names
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(pipeline_checkpoints)")}
+        assert {"id", "job_id", "phase", "checkpoint_data", "row_count", "created_at"} <= cols
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(pipeline_batches)")}
+        assert {"id", "job_id", "batch_number", "status", "row_start", "row_end", "attempts",
+                "error_details", "processed_at", "created_at"} <= cols
+    finally:
+        conn.close()
+
+
+def test_wal_mode(store):
+    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # persistent
+    finally:
+        conn.close()
+
+
+def test_reopen_is_idempotent(tmp_path):
+    path = tmp_path / "s.db"
+    a = StateStore(path)
+    a.create_job("aaaa1111", pipeline_name="p")
+    a.close()
+    b = StateStore(path)
+    assert b.job("aaaa1111")["pipeline_name"] == "p"
+    assert b.db.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    b.close()
+
+
+def test_newer_schema_version_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="upgrade"):
+        StateStore(path)
+
+
+def test_not_a_database_is_user_error(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="state store"):
+        StateStore(path)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+def test_job_create_update_lookup(store):
+    jid = store.create_job("abc12345", pipeline_name="orders", source_path="/x/orders.csv",
+                           dialect={"delimiter": ";", "notes": ["sniffed"]},
+                           settings={"chunk_size": 10})
+    assert jid == "abc12345"
+    job = store.job("abc12345")
+    assert job["status"] == "pending" and job["pipeline_name"] == "orders"
+    assert job["dialect"] == {"delimiter": ";", "notes": ["sniffed"]}      # JSON decoded
+    assert job["settings"] == {"chunk_size": 10}
+    assert job["created_at"] and job["pid"]
+    store.update_job("abc12345", status="running", rows_read=10,
+                     phase_stats={"phase 1 (clean)": {"rows_in": 10}})
+    job = store.job("abc")                                                # unique prefix
+    assert job["status"] == "running" and job["rows_read"] == 10
+    assert job["phase_stats"] == {"phase 1 (clean)": {"rows_in": 10}}
+
+
+def test_lookup_last_and_ambiguous_prefix(store):
+    store.create_job("abc11111", pipeline_name="a")
+    time.sleep(0.005)
+    store.create_job("abd22222", pipeline_name="b")
+    assert store.job("last")["id"] == "abd22222"
+    assert store.job("abc")["id"] == "abc11111"
+    assert store.job("abd22222")["pipeline_name"] == "b"
+    with pytest.raises(UserError, match="ambiguous"):
+        store.job("ab")
+    with pytest.raises(UserError, match="no job 'zzz'"):
+        store.job("zzz")
+    assert [j["id"] for j in store.jobs()] == ["abd22222", "abc11111"]
+
+
+def test_last_on_empty_store(store):
+    with pytest.raises(UserError):
+        store.job("last")
+
+
+def test_bad_status_rejected_by_schema(store):
+    store.create_job("abc12345", pipeline_name="p")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.update_job("abc12345", status="bogus")
+    assert store.job("abc12345")["status"] == "pending"
+
+
+def test_new_job_id_shape():
+    ids = {new_job_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(len(i) == 8 and int(i, 16) >= 0 for i in ids)
+
+
+# --- batches -----------------------------------------------------------------------------
+
+def test_record_batch_writes_batch_rejects_and_counters(store):
+    store.create_job("job00001", pipeline_name="p")
+    store.record_batch("job00001", 1, row_start=1, row_end=10, rows_loaded=8,
+                       rejects=[reject(7, values={"c": "é"}), reject(3, column=None)],
+                       attempts=2, duration_ms=12.5,
+                       counters={"rows_read": 10, "rows_loaded": 8, "rows_rejected": 2})
+    [b] = store.batches("job00001")
+    assert (b["batch_number"], b["status"], b["row_start"], b["row_end"]) == (1, "COMMITTED", 1, 10)
+    assert (b["rows_loaded"], b["rows_rejected"], b["attempts"]) == (8, 2, 2)
+    assert b["duration_ms"] == 12.5 and b["processed_at"]
+    rej = list(store.rejects("job00001"))
+    assert [r["row"] for r in rej] == [3, 7]                              # ordered by row
+    assert rej[1] == {"row": 7, "phase": "phase 2 (validate)", "rule": "type", "column": "c",
+                      "message": "bad", "values": {"c": "é"}}
+    assert rej[0]["column"] is None
+    job = store.job("job00001")
+    assert (job["rows_read"], job["rows_loaded"], job["rows_rejected"]) == (10, 8, 2)
+    assert job["heartbeat_at"]
+
+
+def test_record_batch_replaces_same_batch_number(store):
+    store.create_job("job00001", pipeline_name="p")
+    for attempt in (1, 2):
+        store.record_batch("job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
+                           attempts=attempt, duration_ms=1.0, counters={"rows_read": 5})
+    [b] = store.batches("job00001")
+    assert b["attempts"] == 2
+
+
+def test_record_batch_is_atomic(store):
+    store.create_job("job00001", pipeline_name="p")
+    store.record_batch("job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
+                       attempts=1, duration_ms=1.0, counters={"rows_read": 5, "rows_loaded": 5})
+    # the second reject breaks a NOT NULL constraint half-way through the transaction
+    bad = [reject(6), reject(8, message=None)]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_batch("job00001", 2, row_start=6, row_end=10, rows_loaded=3, rejects=bad,
+                           attempts=1, duration_ms=1.0,
+                           counters={"rows_read": 10, "rows_loaded": 8, "rows_rejected": 2})
+    assert counts(store, "job00001") == (1, 0)          # nothing of batch 2 is left
+    assert store.job("job00001")["rows_read"] == 5
+
+
+# --- checkpoints, metrics, events ----------------------------------------------------------
+
+def test_checkpoints_round_trip_json(store):
+    store.create_job("job00001", pipeline_name="p")
+    data = {"batch": 3, "last_row": 300, "counters": {"rows_read": 300},
+            "fingerprint": {"size": 1234, "sha256_head_tail": "ab" * 32}, "note": "ünï"}
+    store.add_checkpoint("job00001", "phase 4 (load)", data, row_count=290)
+    store.add_checkpoint("job00001", "phase 4 (load)", {"batch": 4}, row_count=390)
+    cps = store.checkpoints("job00001")
+    assert [c["row_count"] for c in cps] == [290, 390]
+    assert cps[0]["checkpoint_data"] == data
+    assert cps[0]["phase"] == "phase 4 (load)" and cps[0]["created_at"]
+    assert store.checkpoints("other") == []
+
+
+def test_metrics_round_trip_and_limit(store):
+    store.create_job("job00001", pipeline_name="p")
+    for i in range(5):
+        store.add_metric("job00001", {"rows_read": i * 10, "rss_mb": 50.5 + i, "queue_depth": i})
+    ms = store.metrics("job00001")
+    assert [m["rows_read"] for m in ms] == [0, 10, 20, 30, 40]
+    assert ms[-1]["rss_mb"] == 54.5 and ms[-1]["queue_depth"] == 4
+    assert [m["rows_read"] for m in store.metrics("job00001", limit=2)] == [30, 40]   # latest, in order
+    assert store.job("job00001")["heartbeat_at"]
+
+
+def test_events_round_trip_json(store):
+    store.create_job("job00001", pipeline_name="p")
+    store.add_event("job00001", "started", source="orders.csv", sniff={"delimiter": ","})
+    store.add_event("job00001", "retry", level="warning", attempt=2)
+    store.add_event(None, "cleanup")                    # events need not belong to a job
+    ev = store.events("job00001")
+    assert [(e["event"], e["level"]) for e in ev] == [("started", "info"), ("retry", "warning")]
+    assert ev[0]["details"] == {"source": "orders.csv", "sniff": {"delimiter": ","}}
+    assert ev[1]["details"] == {"attempt": 2}
+
+
+def test_clone_is_a_second_connection_on_the_same_file(store):
+    store.create_job("job00001", pipeline_name="p")
+    other = store.clone()
+    try:
+        assert other.db.conn is not store.db.conn
+        assert other.job("job00001")["pipeline_name"] == "p"
+    finally:
+        other.close()

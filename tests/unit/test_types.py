@@ -1,0 +1,227 @@
+"""engine.types: vectorized text -> typed values, with a mask of values that did not parse."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from etlconsole.engine import types
+
+
+def parse(values, type_, formats=None):
+    """(typed python values, failure flags) for a list of strings."""
+    typed, failed = types.parse(pa.array(values, pa.string()), type_, formats)
+    assert len(typed) == len(values) and len(failed) == len(values)
+    assert typed.type == types.TYPES[type_]
+    return typed.to_pylist(), failed.to_pylist()
+
+
+def one(value, type_, formats=None):
+    typed, failed = parse([value], type_, formats)
+    return typed[0], failed[0]
+
+
+# --- int64 -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("0", 0),
+    ("1", 1),
+    ("-5", -5),
+    ("007", 7),
+    ("-007", -7),
+    ("00000000000000000000001", 1),          # 23 chars, but only one significant digit
+    ("9223372036854775807", 2**63 - 1),
+    ("-9223372036854775807", -(2**63 - 1)),
+])
+def test_int64_valid(text, expected):
+    assert one(text, "int64") == (expected, False)
+
+
+def test_int64_explicit_plus_sign():
+    assert parse(["+7", "1"], "int64") == ([7, 1], [False, False])
+
+
+def test_int64_minimum_value_fits():
+    assert one("-9223372036854775808", "int64") == (-(2**63), False)
+
+
+@pytest.mark.parametrize("text", [
+    "9223372036854775808",                 # int64 max + 1
+    "-9223372036854775809",                # int64 min - 1
+    "99999999999999999999",
+    "1.5", "1e3", "abc", "", " 1", "1 ", "0x10", "--1", "1-", "١",
+])
+def test_int64_failures(text):
+    assert one(text, "int64") == (None, True)
+
+
+def test_int64_mixed_array_keeps_positions():
+    typed, failed = parse(["12", "x", None, "9223372036854775808", "-3"], "int64")
+    assert typed == [12, None, None, None, -3]
+    assert failed == [False, True, False, True, False]
+
+
+# --- float64 -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", 1.0), ("-2.25", -2.25), ("+1.5", 1.5), (".5", 0.5), ("-.5", -0.5), ("5.", 5.0),
+    ("1e3", 1000.0), ("1.5E-2", 0.015), ("-2e+2", -200.0), ("007.50", 7.5),
+])
+def test_float64_valid(text, expected):
+    value, failed = one(text, "float64")
+    assert failed is False
+    assert value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["abc", "1e", "e5", ".", "1.2.3", "", "1,5", "inf", "nan", "--1"])
+def test_float64_failures(text):
+    assert one(text, "float64") == (None, True)
+
+
+# --- bool --------------------------------------------------------------------------------
+
+def test_bool_values():
+    texts = ["yes", "no", "1", "0", "t", "f", "TRUE", "False", "Y", "n", "maybe", "", None]
+    typed, failed = parse(texts, "bool")
+    assert typed == [True, False, True, False, True, False, True, False, True, False,
+                     None, None, None]
+    assert failed == [False] * 10 + [True, True, False]
+
+
+# --- date --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-02-29", dt.date(2024, 2, 29)),     # leap year
+    ("2000-02-29", dt.date(2000, 2, 29)),     # divisible by 400: leap
+    ("2024-12-31", dt.date(2024, 12, 31)),
+    ("1999-01-01", dt.date(1999, 1, 1)),
+])
+def test_date_iso_valid(text, expected):
+    assert one(text, "date") == (expected, False)
+
+
+@pytest.mark.parametrize("text", [
+    "2023-02-29",      # not a leap year
+    "2024-02-30",
+    "1900-02-29",      # divisible by 100, not 400: not leap
+    "2024-13-01",
+    "2024-00-10",
+    "2024-04-31",
+    "2024-1-05",       # not zero padded
+    "31/12/2024",
+    "2024-01-01T00:00:00",
+    "yesterday",
+    "",
+])
+def test_date_iso_failures(text):
+    assert one(text, "date") == (None, True)
+
+
+def test_date_impossible_value_does_not_poison_good_ones():
+    # Arrow's cast is all-or-nothing; one Feb 30 must not null the whole column.
+    typed, failed = parse(["2024-02-29", "2024-02-30", None, "2023-02-28"], "date")
+    assert typed == [dt.date(2024, 2, 29), None, None, dt.date(2023, 2, 28)]
+    assert failed == [False, True, False, False]
+
+
+def test_date_custom_format():
+    texts = ["5/1/2024", "05/01/2024", "31/12/2024", "29/2/2024", "29/2/2023", "32/1/2024",
+             "2024-01-05"]
+    typed, failed = parse(texts, "date", ["%d/%m/%Y"])
+    assert typed == [dt.date(2024, 1, 5), dt.date(2024, 1, 5), dt.date(2024, 12, 31),
+                     dt.date(2024, 2, 29), None, None, None]
+    assert failed == [False, False, False, False, True, True, True]
+
+
+def test_date_several_formats_first_match_wins():
+    typed, failed = parse(["5/1/2024", "2024.01.06", "06-01"], "date", ["%d/%m/%Y", "%Y.%m.%d"])
+    assert typed == [dt.date(2024, 1, 5), dt.date(2024, 1, 6), None]
+    assert failed == [False, False, True]
+
+
+# --- timestamp ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-03-01T12:00:00", dt.datetime(2024, 3, 1, 12, 0, 0)),
+    ("2024-03-01 12:00:00", dt.datetime(2024, 3, 1, 12, 0, 0)),
+    ("2024-03-01T12:34", dt.datetime(2024, 3, 1, 12, 34)),
+    ("2024-03-01T12:00:00.5", dt.datetime(2024, 3, 1, 12, 0, 0, 500000)),
+    ("2024-03-01T12:00:00.123456", dt.datetime(2024, 3, 1, 12, 0, 0, 123456)),
+    ("2024-03-01T12:00:00Z", dt.datetime(2024, 3, 1, 12, 0, 0)),
+    ("2024-03-01T12:00:00+01:00", dt.datetime(2024, 3, 1, 11, 0, 0)),   # converted to UTC
+    ("2024-03-01T12:00:00-0130", dt.datetime(2024, 3, 1, 13, 30, 0)),
+    ("2024-03-01T00:30:00+01:00", dt.datetime(2024, 2, 29, 23, 30, 0)),  # crosses a leap day
+    ("2024-02-29 23:59:59.999999Z", dt.datetime(2024, 2, 29, 23, 59, 59, 999999)),
+])
+def test_timestamp_valid(text, expected):
+    assert one(text, "timestamp") == (expected, False)
+
+
+@pytest.mark.parametrize("text", [
+    "2024-03-01T25:00:00",
+    "2024-03-01T12:60:00",
+    "2024-03-01T12:00:60",
+    "2024-02-30T10:00:00",
+    "2023-02-29 00:00:00",
+    "2024-03-01",          # a date is not a timestamp
+    "yesterday",
+    "",
+])
+def test_timestamp_failures(text):
+    assert one(text, "timestamp") == (None, True)
+
+
+def test_timestamp_mixed_array():
+    texts = ["2024-03-01T12:00:00+01:00", "2024-03-01T25:00:00", None, "2024-02-30T10:00:00",
+             "2024-03-02 08:15:00"]
+    typed, failed = parse(texts, "timestamp")
+    assert typed == [dt.datetime(2024, 3, 1, 11, 0), None, None, None,
+                     dt.datetime(2024, 3, 2, 8, 15)]
+    assert failed == [False, True, False, True, False]
+
+
+def test_timestamp_custom_format():
+    typed, failed = parse(["1/2/2024 10:30", "31/2/2024 10:30", "bad"], "timestamp",
+                          ["%d/%m/%Y %H:%M"])
+    assert typed == [dt.datetime(2024, 2, 1, 10, 30), None, None]
+    assert failed == [False, True, True]
+
+
+# --- nulls, strings, misc ----------------------------------------------------------------
+
+@pytest.mark.parametrize("type_", ["string", "int64", "float64", "bool", "date", "timestamp"])
+def test_nulls_are_never_failures(type_):
+    typed, failed = parse([None, None], type_)
+    assert typed == [None, None]
+    assert failed == [False, False]
+
+
+def test_string_is_identity():
+    assert parse(["a", "", None], "string") == (["a", "", None], [False, False, False])
+
+
+def test_unknown_type_is_value_error():
+    with pytest.raises(ValueError, match="money"):
+        types.parse(pa.array(["1"]), "money")
+
+
+def test_already_typed_input_passes_through():
+    typed, failed = types.parse(pa.array([1, None, 3], pa.int64()), "float64")
+    assert typed.type == pa.float64() and typed.to_pylist() == [1.0, None, 3.0]
+    assert failed.to_pylist() == [False, False, False]
+
+
+@pytest.mark.parametrize("dtype, expected", [
+    (pa.int64(), "INTEGER"), (pa.int32(), "INTEGER"), (pa.bool_(), "INTEGER"),
+    (pa.float64(), "REAL"), (pa.float32(), "REAL"), (pa.decimal128(10, 2), "REAL"),
+    (pa.string(), "TEXT"), (pa.date32(), "TEXT"), (pa.timestamp("us"), "TEXT"),
+])
+def test_sqlite_type(dtype, expected):
+    assert types.sqlite_type(dtype) == expected
+
+
+def test_type_name_round_trip():
+    for name, dtype in types.TYPES.items():
+        assert types.type_name(dtype) == name
