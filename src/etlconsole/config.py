@@ -7,6 +7,7 @@ variable, raised before a job starts.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
@@ -78,10 +79,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raw = env.get(var)
         if raw is None or raw.strip() == "":
             continue
-        try:
-            value = int(raw.strip().replace("_", ""))
-        except ValueError:
-            raise UserError(f"{var}={raw!r} is not a whole number") from None
+        text = raw.strip()
+        if not re.fullmatch(r"-?[0-9]+(_[0-9]+)*", text):
+            raise UserError(f"{var}={raw!r} is not a whole number")
+        value = int(text)
         if value < minimum:
             raise UserError(f"{var}={value} is too small (at least {minimum})")
         values[field] = value

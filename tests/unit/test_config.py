@@ -145,3 +145,11 @@ def test_describe_lists_every_variable_with_its_default():
         field = NUMERIC[var][0] if var in NUMERIC else "state_db"
         assert default == getattr(defaults, field)
         assert meaning
+
+
+@pytest.mark.parametrize("raw", ["_1_", "１２", "1__0", "0x10"])
+def test_only_plain_ascii_digits_are_numbers(raw):
+    from etlconsole.config import load_settings
+    from etlconsole.errors import UserError
+    with pytest.raises(UserError, match="PIPELINE_CHUNK_SIZE"):
+        load_settings({"PIPELINE_CHUNK_SIZE": raw})

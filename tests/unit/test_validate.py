@@ -311,3 +311,29 @@ def test_etl_row_is_not_a_user_column():
     v = Validate([{"column": ROW, "required": True}])
     with pytest.raises(SpecError):
         v.setup(batch(a=["1"]).schema)
+
+
+def test_bound_without_type_rejects_non_numbers():
+    import pyarrow as pa
+    from etlconsole.engine.phases.validate import Validate
+    v = Validate(rules=[{"column": "q", "min": 1}])
+    b = pa.record_batch({"q": pa.array(["5", "x", "0", None]), "_etl_row": pa.array([1, 2, 3, 4], pa.int64())})
+    v.setup(b.schema)
+    r = v.process(b)
+    assert r.batch.column("_etl_row").to_pylist() == [1, 4]
+    assert r.rejects.rule == ["min", "min"]
+    assert "'x' is not a number" in r.rejects.message[0]
+
+
+def test_on_error_fail_names_the_earliest_bad_row():
+    import pyarrow as pa
+    import pytest
+    from etlconsole.engine.phases.validate import Validate
+    from etlconsole.errors import JobFailed
+    v = Validate(rules=[{"column": "a", "required": True}, {"column": "b", "type": "int64"}],
+                 on_error="fail")
+    b = pa.record_batch({"a": pa.array(["x", "y", None]), "b": pa.array(["1", "z", "3"]),
+                         "_etl_row": pa.array([1, 2, 3], pa.int64())})
+    v.setup(b.schema)
+    with pytest.raises(JobFailed, match=r"row 2, column 'b', rule type"):
+        v.process(b)

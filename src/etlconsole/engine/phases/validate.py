@@ -132,8 +132,10 @@ class Validate(Phase):
                                  name, lambda vs, p=rule.pattern: [
                                      f"{_short(v)!r} does not match {p}" for v in vs]))
             if rule.min is not None or rule.max is not None:
-                if not rule.type:
-                    typed, _ = types.parse(col, "float64")
+                if not rule.type:   # a bound implies a number
+                    typed, nan = types.parse(col, "float64")
+                    failures.append((nan, "min" if rule.min is not None else "max", name,
+                                     lambda vs: [f"{_short(v)!r} is not a number" for v in vs]))
                 if rule.min is not None:
                     failures.append((pc.less(typed, rule.min.cast(typed.type)), "min", name,
                                      lambda vs, m=rule.min.as_py(): [f"{v} is below the minimum {m}" for v in vs]))
@@ -185,9 +187,10 @@ class Validate(Phase):
                                notes=result.rejects.message[:5])
         if self.on_error == "fail":
             r = result.rejects
-            row = r.rows.column(ROW)[0].as_py()
-            raise JobFailed(f"validate: row {row}, column {r.column[0]!r}, rule {r.rule[0]}: "
-                            f"{r.message[0]} (on_error = \"fail\")")
+            rows = r.rows.column(ROW).to_pylist()
+            i = rows.index(min(rows))          # the earliest bad row in the file
+            raise JobFailed(f"validate: row {rows[i]}, column {r.column[i]!r}, rule {r.rule[i]}: "
+                            f"{r.message[i]} (on_error = \"fail\")")
         return result
 
     def _remember_parsed(self, out: pa.RecordBatch, keep: pa.Array | None) -> None:
