@@ -16,12 +16,14 @@ from pathlib import Path
 
 import adbc_driver_sqlite.dbapi as adbc
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...errors import JobFailed, UserError
 from .. import types
 
 LEDGER = "_etl_loads"
 LINEAGE = [("_etl_job_id", "TEXT"), ("_etl_batch", "INTEGER")]
+SQLITE_MAX_COLUMNS = 2000     # SQLite's default SQLITE_MAX_COLUMN
 _TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error",
               "unable to open database")
 
@@ -34,6 +36,18 @@ def quote(name: str) -> str:
 def _is_transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(t in text for t in _TRANSIENT)
+
+
+def _whole_seconds(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps without fractions land as 2025-03-01T12:00:00, not …T12:00:00.000000."""
+    for i, field in enumerate(batch.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit != "s":
+            try:
+                seconds = pc.cast(batch.column(i), pa.timestamp("s", field.type.tz))  # safe: exact only
+            except pa.ArrowInvalid:
+                continue
+            batch = batch.set_column(i, field.name, seconds)
+    return batch
 
 
 class SqliteDestination:
@@ -101,6 +115,7 @@ class SqliteDestination:
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
         """Commit one batch with its ledger entry; returns the number of attempts."""
         n = batch.num_rows
+        batch = _whole_seconds(batch)
         batch = batch.append_column("_etl_job_id", pa.repeat(pa.scalar(self.job_id), n))
         batch = batch.append_column("_etl_batch", pa.repeat(pa.scalar(batch_number, pa.int64()), n))
         return self._retrying(self._write_once, batch_number, batch, row_start, row_end)
