@@ -361,6 +361,7 @@ def summarize(sizes: list[int], runs: list[dict]) -> dict:
     out = {}
     for rows in sizes:
         by_tool = {t: [r for r in runs if r["rows"] == rows and r["tool"] == t] for t in TOOLS}
+        by_tool = {t: rs for t, rs in by_tool.items() if rs}       # a tool may be skipped
         med = {t: statistics.median(r["wall_s"] for r in rs) for t, rs in by_tool.items()}
         rss = {t: max(r["maxrss_mb"] for r in rs) for t, rs in by_tool.items()}
         etl = by_tool["etlconsole"]
@@ -370,7 +371,8 @@ def summarize(sizes: list[int], runs: list[dict]) -> dict:
             "min_wall_s": {t: min(r["wall_s"] for r in rs) for t, rs in by_tool.items()},
             "max_wall_s": {t: max(r["wall_s"] for r in rs) for t, rs in by_tool.items()},
             "ratio_vs_sqlite3": med["etlconsole"] / med["sqlite3"],
-            "ratio_vs_sqlite_utils": med["etlconsole"] / med["sqlite-utils"],
+            "ratio_vs_sqlite_utils": (med["etlconsole"] / med["sqlite-utils"]
+                                      if "sqlite-utils" in med else None),
             "etlconsole_rows_per_s": rows_read / med["etlconsole"],
             "peak_rss_mb": rss,
             "etlconsole_self_peak_rss_mb": max(r["summary"]["peak_rss_mb"] for r in etl),
@@ -380,7 +382,7 @@ def summarize(sizes: list[int], runs: list[dict]) -> dict:
             "rows_read": rows_read,
             "rows_loaded": etl[0]["summary"]["rows_loaded"],
             "rows_rejected": etl[0]["summary"]["rows_rejected"],
-            "baseline_dest_rows": {t: sorted({r["dest_rows"] for r in by_tool[t]})
+            "baseline_dest_rows": {t: sorted({r["dest_rows"] for r in by_tool.get(t, [])})
                                    for t in ("sqlite3", "sqlite-utils")},
         }
     return out
@@ -389,6 +391,8 @@ def summarize(sizes: list[int], runs: list[dict]) -> dict:
 def markdown(sizes: list[int], summ: dict, rounds: int, flatness: float | None,
              machine: dict, runs: list[dict]) -> str:
     def mb(s, tool):
+        if tool not in s["peak_rss_mb"]:
+            return "–"
         v, floor = s["peak_rss_mb"][tool], s["rss_floor_mb"][tool]
         return f"<={v:.0f}" if floor and v <= floor + 1 else f"{v:.0f}"
 
@@ -413,9 +417,12 @@ def markdown(sizes: list[int], summ: dict, rounds: int, flatness: float | None,
     for rows in sizes:
         s = summ[rows]
         m = s["median_wall_s"]
-        L.append(f"| {human_rows(rows)} | {m['sqlite3']:.2f} | {m['sqlite-utils']:.2f} "
+        su = f"{m['sqlite-utils']:.2f}" if "sqlite-utils" in m else "–"
+        su_ratio = (f"{s['ratio_vs_sqlite_utils']:.2f}x" if s["ratio_vs_sqlite_utils"] is not None
+                    else "–")
+        L.append(f"| {human_rows(rows)} | {m['sqlite3']:.2f} | {su} "
                  f"| {m['etlconsole']:.2f} | {s['ratio_vs_sqlite3']:.2f}x "
-                 f"| {s['ratio_vs_sqlite_utils']:.2f}x | {s['etlconsole_rows_per_s']:,.0f} "
+                 f"| {su_ratio} | {s['etlconsole_rows_per_s']:,.0f} "
                  f"| {mb(s, 'sqlite3')} | {mb(s, 'sqlite-utils')} | {mb(s, 'etlconsole')} "
                  f"| {s['etlconsole_self_peak_rss_mb']:.0f} |")
     L.append("")
@@ -437,7 +444,7 @@ def markdown(sizes: list[int], summ: dict, rounds: int, flatness: float | None,
         lo, hi = s["min_wall_s"], s["max_wall_s"]
         b = s["baseline_dest_rows"]
         L.append(f"| {human_rows(rows)} | "
-                 + " | ".join(f"{lo[t]:.2f} - {hi[t]:.2f}" for t in TOOLS)
+                 + " | ".join(f"{lo[t]:.2f} - {hi[t]:.2f}" if t in lo else "–" for t in TOOLS)
                  + f" | {s['rows_read']:,} | {s['rows_loaded']:,} | {s['rows_rejected']:,} "
                  f"| {'/'.join(map(str, b['sqlite3']))} / {'/'.join(map(str, b['sqlite-utils']))} |")
     return "\n".join(L)
@@ -464,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="auto: sh + child subreaper where available (exact child RSS); "
                          "direct: plain Popen (child RSS floored at this script's RSS)")
     ap.add_argument("--timeout", type=float, default=3600, help="kill a run after this many s")
+    ap.add_argument("--sqlite-utils-max-rows", type=int, default=1_000_000,
+                    help="skip sqlite-utils (5K rows/s) above this size (default 1000000)")
     ap.add_argument("--sqlite3-bin", default=None, help="sqlite3 shell (default /usr/bin/sqlite3)")
     ap.add_argument("--sqlite-utils-bin", default=None)
     ap.add_argument("--etlconsole-bin", default=None)
@@ -512,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             k = rnd % len(TOOLS)
             order = TOOLS[k:] + TOOLS[:k]
             for tool in order:
+                if tool == "sqlite-utils" and rows > args.sqlite_utils_max_rows:
+                    continue                    # ~6 minutes per 2M-row run; see README
                 m = run_tool(tool, bins, csv_path, pipeline, scratch, args.timeout)
                 m.update(rows=rows, round=rnd + 1, position=order.index(tool) + 1)
                 errs = check_run(m, rows, manifest)
