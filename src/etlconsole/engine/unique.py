@@ -10,7 +10,7 @@ introduced them so a resumed job can forget keys of records that never committed
 from __future__ import annotations
 
 import json
-import re
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -27,7 +27,8 @@ class UniqueIndex:
 
     def _table(self, name: str) -> str:
         if name not in self._tables:
-            table = "seen_" + re.sub(r"\W", "_", name) + f"_{len(self._tables)}"
+            # Same name, same table in every process: a resumed job finds its keys.
+            table = "seen_" + hashlib.sha1(name.encode()).hexdigest()[:16]
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key PRIMARY KEY, tag INTEGER) "
                              "WITHOUT ROWID")
             self._tables[name] = table
@@ -55,7 +56,9 @@ class UniqueIndex:
         return pc.and_(valid, pc.or_(seen, pc.invert(_first_occurrence(values))))
 
     def forget_after(self, record: int) -> None:
-        for table in self._tables.values():
+        tables = [t for (t,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'seen%'")]
+        for table in tables:
             self._db.execute(f"DELETE FROM {table} WHERE tag > ?", (record,))
         self._db.commit()
 

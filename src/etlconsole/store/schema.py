@@ -103,6 +103,13 @@ MIGRATIONS = [
     );
     CREATE INDEX pipeline_events_job ON pipeline_events(job_id, id);
     """,
+    # 2: resume and rollback
+    """
+    ALTER TABLE import_jobs ADD COLUMN pid_started REAL;   -- create time of pid (pid reuse)
+    ALTER TABLE import_jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pipeline_rejects ADD COLUMN phase_label TEXT;
+    CREATE INDEX pipeline_rejects_batch ON pipeline_rejects(job_id, batch_number);
+    """,
 ]
 
 

@@ -101,6 +101,7 @@ class Validate(Phase):
         """Give the unique rule a job-wide, resumable index in the job's workspace."""
         if any(r.unique for r in self.rules):
             self._unique = UniqueIndex(job.workspace / "unique.db")
+            self._unique.forget_after(job.resume_after)   # keys of uncommitted records
 
     def setup(self, schema: pa.Schema) -> None:
         known = data_columns(schema)
