@@ -4,14 +4,16 @@ traceback, destination untouched), 1 for a job that fails after it started."""
 from __future__ import annotations
 
 import gzip
+import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from .helpers import assert_user_error, digest, tables, write_pipeline
+from .helpers import Cli, Result, assert_user_error, digest, tables, write_pipeline
 
 GOOD_CSV = "id,name,amount\n1,alice,10\n2,bob,20\n"
 
@@ -106,18 +108,6 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_user_error_exit_2(cli, tmp_path, name):
-    case = CASES[name]
-    case.setup(tmp_path)
-    before = {p: digest(p) for p in tmp_path.rglob("*") if p.is_file()}
-    res = cli(*case.args, env=case.env)
-    assert_user_error(res, *case.needles)
-    assert not (tmp_path / "out.db").exists(), "destination created by a refused run"
-    for path, sha in before.items():
-        assert digest(path) == sha, f"{path} modified by a refused run"
-
-
 def _existing_destination(tmp: Path) -> Path:
     db = tmp / "out.db"
     conn = sqlite3.connect(db)
@@ -128,18 +118,55 @@ def _existing_destination(tmp: Path) -> Path:
     return db
 
 
-@pytest.mark.parametrize("name", ["toml_syntax_error", "unknown_option_key",
-                                  "rule_on_missing_column", "duplicate_header",
-                                  "batch_min_above_max"])
-def test_user_error_leaves_an_existing_destination_untouched(cli, tmp_path, name):
+WITH_EXISTING_DEST = ["toml_syntax_error", "unknown_option_key", "rule_on_missing_column",
+                      "duplicate_header", "batch_min_above_max"]
+
+
+@dataclass
+class Refused:
+    tmp: Path
+    before: dict[Path, str]     # every file before the run -> its digest
+    result: Result
+
+
+def _refuse(base: Path, name: str, existing_dest: bool) -> Refused:
+    tmp = base / (name + ("-existing-dest" if existing_dest else ""))
+    tmp.mkdir()
     case = CASES[name]
-    case.setup(tmp_path)
-    db = _existing_destination(tmp_path)
-    before = digest(db)
-    res = cli(*case.args, env=case.env)
-    assert_user_error(res, *case.needles)
-    assert digest(db) == before
-    assert tables(db) == ["t"]
+    case.setup(tmp)
+    if existing_dest:
+        _existing_destination(tmp)
+    before = {p: digest(p) for p in tmp.rglob("*") if p.is_file()}
+    res = Cli(tmp, tmp / "state" / "state.db")(*case.args, env=case.env)
+    return Refused(tmp, before, res)
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> dict[tuple[str, bool], Refused]:
+    """Every refused run, started a few at a time (each is a subprocess of ~0.6 s)."""
+    base = tmp_path_factory.mktemp("refused")
+    jobs = [(name, False) for name in CASES] + [(name, True) for name in WITH_EXISTING_DEST]
+    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
+        futures = {job: pool.submit(_refuse, base, *job) for job in jobs}
+        return {job: f.result() for job, f in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_user_error_exit_2(refused, name):
+    r = refused[(name, False)]
+    assert_user_error(r.result, *CASES[name].needles)
+    assert not (r.tmp / "out.db").exists(), "destination created by a refused run"
+    for path, sha in r.before.items():
+        assert digest(path) == sha, f"{path} modified by a refused run"
+
+
+@pytest.mark.parametrize("name", WITH_EXISTING_DEST)
+def test_user_error_leaves_an_existing_destination_untouched(refused, name):
+    r = refused[(name, True)]
+    assert_user_error(r.result, *CASES[name].needles)
+    for path, sha in r.before.items():
+        assert digest(path) == sha, f"{path} modified by a refused run"
+    assert tables(r.tmp / "out.db") == ["t"]
 
 
 def test_incompatible_existing_table_is_refused(cli, tmp_path):

@@ -151,10 +151,7 @@ def test_field_larger_than_the_reader_block(cli, tmp_path):
         ("1", 1), ("2", 50_000), ("3", 1)]
 
 
-# -- engine bugs (strict xfails: they pass once the bug is fixed) ------------------------
-@pytest.mark.xfail(reason="BUG: a quoted newline in a header name: only its first physical line "
-                          "is skipped, the rest of the header is read as a data record",
-                   strict=True)
+# -- regressions: engine bugs found by these tests, now fixed ---------------------------
 def test_quoted_newline_in_header(cli, tmp_path):
     (tmp_path / "data.csv").write_text('"first\nline",b\n1,2\n3,4\n', encoding="utf-8")
     write_pipeline(tmp_path / "p.toml")
@@ -165,9 +162,6 @@ def test_quoted_newline_in_header(cli, tmp_path):
     assert _data_rows(tmp_path / "out.db") == [("1", "2"), ("3", "4")]
 
 
-@pytest.mark.xfail(reason="BUG: a header longer than PIPELINE_STREAM_HIGH_WATER_MARK is not read: "
-                          "the job 'succeeds' with rows_read 0, every data row silently dropped",
-                   strict=True)
 def test_header_larger_than_the_reader_block(cli, tmp_path):
     names = [f"a_fairly_long_column_name_{i:04d}" for i in range(300)]     # ~9 KB header
     (tmp_path / "data.csv").write_text(",".join(names) + "\n" + ",".join("1" * 300) + "\n",
@@ -180,9 +174,6 @@ def test_header_larger_than_the_reader_block(cli, tmp_path):
     assert query(tmp_path / "out.db", "SELECT count(*) FROM t") == [(1,)]
 
 
-@pytest.mark.xfail(reason="BUG: header names SQLite treats as equal (A/a, _ETL_BATCH) pass the "
-                          "checks; the job then fails (exit 1) after creating the destination",
-                   strict=True)
 @pytest.mark.parametrize("header", ["id,Name,NAME", "id,_ETL_BATCH"])
 def test_header_names_equal_for_sqlite(cli, tmp_path, header):
     n = header.count(",") + 1
@@ -198,9 +189,6 @@ def test_header_names_equal_for_sqlite(cli, tmp_path, header):
         assert res.last_json()["rows_loaded"] == 1
 
 
-@pytest.mark.xfail(reason="BUG: more columns than SQLite allows (2000) is not refused up front; "
-                          "the job fails (exit 1) after creating the destination file",
-                   strict=True)
 def test_too_many_columns_is_refused_before_writing(cli, tmp_path):
     n = 2100
     (tmp_path / "data.csv").write_text(",".join(f"c{i}" for i in range(n)) + "\n"
@@ -211,9 +199,6 @@ def test_too_many_columns_is_refused_before_writing(cli, tmp_path):
     assert not (tmp_path / "out.db").exists()
 
 
-@pytest.mark.xfail(reason="BUG: a blank line before the header gives the misleading error "
-                          "'no columns left to load after phase 1 (load)'",
-                   strict=True)
 def test_blank_line_before_header(cli, tmp_path):
     (tmp_path / "data.csv").write_text("\nid,name\n1,a\n2,b\n", encoding="utf-8")
     write_pipeline(tmp_path / "p.toml")

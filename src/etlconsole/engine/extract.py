@@ -14,6 +14,7 @@ import codecs
 import csv
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -41,6 +42,8 @@ class Dialect:
     names: list[str]
     bom: bool = False
     notes: list[str] = field(default_factory=list)
+    skip_lines: int = 0          # blank lines before the header
+    empty: bool = False          # nothing but the header
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -103,9 +106,15 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         notes.append(f"delimiter {delimiter!r} ({why})")
     if quote is None:
         quote = '"'
+    # Blank lines before the header are skipped (pyarrow counts them as lines to skip).
+    blank = re.match(r"(?:[ \t]*(?:\r\n|\r|\n))*", text).group(0)
+    skip_lines = len(re.findall(r"\r\n|\r|\n", blank))
+    rest = text[len(blank):]
     try:
-        first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                                quotechar=quote), [])
+        records = csv.reader(io.StringIO(rest, newline=""), delimiter=delimiter, quotechar=quote)
+        first = next(records, [])
+        # The whole file is in the sample and holds nothing after the header: no data.
+        empty = header and len(head) < SAMPLE_BYTES and not any(r for r in records)
     except csv.Error as exc:
         raise _refuse(path, f"cannot read the header line: {exc}") from None
     if header:
@@ -119,16 +128,22 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
                               "source.header = false to use column_1, column_2, …")
         seen: dict[str, int] = {}
         for i, n in enumerate(names):
-            if n in seen:
-                raise _refuse(path, f"header name {n!r} appears twice (columns {seen[n] + 1} "
-                              f"and {i + 1}); column names must be unique")
-            seen[n] = i
-        if any(n.startswith("_etl_") for n in names):
+            key = n.casefold()            # SQLite identifiers ignore case
+            if key in seen:
+                raise _refuse(path, f"header name {n!r} appears twice (columns {seen[key] + 1} "
+                              f"and {i + 1}; names differing only in case count as the same); "
+                              "column names must be unique")
+            seen[key] = i
+        if any(n.casefold().startswith("_etl_") for n in names):
             raise _refuse(path, "header names starting with _etl_ are reserved for etlconsole")
     else:
         names = [f"column_{i + 1}" for i in range(len(first))]
+    if not names:
+        raise _refuse(path, "no header line found")
+    if skip_lines:
+        notes.append(f"skipped {skip_lines} blank line(s) before the header")
     return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header,
-                   names=names, bom=bom, notes=notes)
+                   names=names, bom=bom, notes=notes, skip_lines=skip_lines, empty=empty)
 
 
 def _sniff_delimiter(text: str, quote: str) -> tuple[str, str]:
@@ -180,7 +195,7 @@ class CsvStream:
         if row.number is None:
             self._unnumbered.append(row.text)
         else:
-            record = row.number - (1 if self.dialect.header else 0)
+            record = row.number - self.dialect.skip_lines - (1 if self.dialect.header else 0)
             self._ragged[record] = (f"{row.actual_columns} fields instead of "
                                     f"{row.expected_columns}", row.text)
         return "skip"
@@ -190,9 +205,11 @@ class CsvStream:
         read = pcsv.ReadOptions(
             use_threads=False,      # record numbers of bad rows are only known single-threaded
             block_size=self.block_size,
+            # Names are given and the header is skipped as a parsed *row*, so a header
+            # with a quoted newline or longer than a block is skipped correctly.
             column_names=d.names,
-            skip_rows=1 if d.header else 0,
-            skip_rows_after_names=self._next - 1,
+            skip_rows=d.skip_lines,
+            skip_rows_after_names=(1 if d.header else 0) + self._next - 1,
             encoding="utf8" if d.encoding == "utf-8" else d.encoding,
         )
         parse = pcsv.ParseOptions(delimiter=d.delimiter, quote_char=d.quote,
@@ -211,16 +228,27 @@ class CsvStream:
             return self.size
 
     def __iter__(self) -> Iterator[Chunk]:
-        reader, pending, held = None, [], 0
+        if self.dialect.empty:
+            return
+        reader, pending, held, fresh = None, [], 0, True
         while True:
             try:
-                reader = reader or self._open()
+                if reader is None:
+                    reader, fresh = self._open(), True
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
                 self._file.close()
                 if "Could not skip initial" in str(exc):   # header only, no final newline
+                    break
+                if "straddl" in str(exc) and self.block_size >= self.size:
+                    # The block holds all that is left, yet a record does not end: either
+                    # the records to skip run to the end of the file (resume at the end)
+                    # or the last record has an unterminated quote.
+                    if not (fresh and self._next > 1):
+                        self._ragged[self._next] = ("unterminated quoted field at the end of "
+                                                    "the file", "")
                     break
                 if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
                     # A record larger than a block (a 10 MB field, say): reopen with
@@ -231,6 +259,7 @@ class CsvStream:
                     continue
                 raise JobFailed(f"{self.path}: cannot parse CSV after record "
                                 f"{self._next - 1}: {exc}") from None
+            fresh = False
             # Reader blocks are small (memory); phases work best on bigger chunks
             # (fewer calls), so blocks are gathered up to chunk_rows.
             pending.append(batch)

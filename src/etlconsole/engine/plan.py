@@ -14,6 +14,7 @@ from ..spec import PipelineSpec
 from . import extract
 from .phases import build
 from .phases.base import ROW, Phase, PhaseResult
+from .destinations.sqlite import LINEAGE, SQLITE_MAX_COLUMNS
 from .phases.load import Load
 
 
@@ -91,6 +92,17 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
     if dest_path == source_path:
         raise SpecError(f"destination {dest_path} is the source file", file=file,
                         phase=planned[-1].label, key="path")
-    if not [f for f in schema if not f.name.startswith("_etl_")]:
+    loaded = [f.name for f in schema if not f.name.startswith("_etl_")]
+    if not loaded:
         raise UserError(f"{file}: no columns left to load after {planned[-1].label}")
+    room = SQLITE_MAX_COLUMNS - len(LINEAGE)
+    if len(loaded) > room:
+        raise UserError(f"{source_path}: {len(loaded)} columns to load into table "
+                        f"{load.table!r}, but SQLite allows at most {room} (plus etlconsole's "
+                        f"{len(LINEAGE)}); choose fewer with a map phase")
+    folded = [n.casefold() for n in loaded]
+    clash = next((n for n in loaded if folded.count(n.casefold()) > 1), None)
+    if clash:
+        raise SpecError(f"column {clash!r} would be loaded twice (SQLite ignores the case of "
+                        "column names); rename one of them", file=file, key="phases")
     return Plan(spec, source_path, dialect, planned, load, dest_path, skipped)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import adbc_driver_sqlite.dbapi as adbc
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...errors import JobFailed, UserError
 from .. import types
@@ -31,6 +32,7 @@ TABLES = "_etl_tables"      # tables a job created or replaced, for an exact rol
 LINEAGE = [("_etl_job_id", "TEXT"), ("_etl_batch", "INTEGER")]
 STAGE_PREFIX = "_etl_stage_"
 REPLACED_PREFIX = "_etl_replaced_"
+SQLITE_MAX_COLUMNS = 2000     # SQLite's default SQLITE_MAX_COLUMN
 _TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error",
               "unable to open database")
 _BOOKKEEPING = (
@@ -70,6 +72,18 @@ def _create_table_sql(name: str, schema: pa.Schema) -> str:
     columns = [f"{quote(f.name)} {types.sqlite_type(f.type)}" for f in schema]
     columns += [f"{quote(n)} {t}" for n, t in LINEAGE]
     return f"CREATE TABLE IF NOT EXISTS {quote(name)} ({', '.join(columns)})"
+
+
+def _whole_seconds(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps without fractions land as 2025-03-01T12:00:00, not …T12:00:00.000000."""
+    for i, field in enumerate(batch.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit != "s":
+            try:
+                seconds = pc.cast(batch.column(i), pa.timestamp("s", field.type.tz))  # safe: exact only
+            except pa.ArrowInvalid:
+                continue
+            batch = batch.set_column(i, field.name, seconds)
+    return batch
 
 
 class SqliteDestination:
@@ -141,6 +155,7 @@ class SqliteDestination:
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
         """Commit one batch with its ledger entry; returns the number of attempts."""
         n = batch.num_rows
+        batch = _whole_seconds(batch)
         batch = batch.append_column("_etl_job_id", pa.repeat(pa.scalar(self.job_id), n))
         batch = batch.append_column("_etl_batch", pa.repeat(pa.scalar(batch_number, pa.int64()), n))
         return self._retrying(self._write_once, batch_number, batch, row_start, row_end)
