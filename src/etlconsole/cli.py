@@ -180,6 +180,22 @@ def _print_rollback(r: dict, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("job")
+@click.option("--from", "from_phase", required=True, metavar="PHASE",
+              help="A phase marked checkpoint = true: its number in the pipeline file or its type.")
+@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
+@click.pass_obj
+def rerun(obj: Context, job, from_phase, no_ui, as_json):
+    """Re-run JOB's phases after a checkpointed phase with the pipeline file as it is now,
+    without reading the source again; replaces the job's earlier load."""
+    from .engine.recovery import rerun as rerun_job
+    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=ProgressLine(),
+                        log=logs.get())
+    sys.exit(_report(summary, as_json))
+
+
+@main.command()
 @click.option("--older-than", "hours", type=float, metavar="HOURS",
               help="Age limit (default PIPELINE_ROLLBACK_RETENTION_HOURS).")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")

@@ -175,6 +175,7 @@ class Chunk:
     first_row: int            # first record number this chunk covers
     last_row: int             # last record number this chunk covers (rejects included)
     bytes_read: int
+    carried: list = field(default_factory=list)   # rejects of earlier phases (rerun)
 
 
 class CsvStream:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UserError
-from ..spec import spec_from_dict
+from ..spec import load_spec, spec_from_dict
 from ..store import StateStore
 from ..store.store import now
 from . import extract
 from .destinations import sqlite
 from .plan import make_plan
-from .runner import Runner
+from .replay import CheckpointStream
+from .runner import Runner, snapshot_dir
 
 
 def _job(store: StateStore, ref: str) -> dict:
@@ -103,6 +104,51 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     return summary
 
 
+def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, progress=None,
+          log=None) -> dict:
+    """Re-run the phases after a checkpointed phase, with the pipeline file as it is now,
+    from that phase's materialized output, replacing the job's earlier load."""
+    job = _job(store, ref)
+    _refuse_running(job, "rerun it")
+    if job["status"] == "rolled_back":
+        raise UserError(f"job {job['id']} was rolled back; its checkpoints are gone")
+    pipeline = Path(job["pipeline_file"])
+    then = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline), base_dir=pipeline.parent)
+    marked = [(i + 1, p) for i, p in enumerate(then.phases) if p.checkpoint and p.enabled]
+    chosen = [i for i, p in marked if from_phase in (str(i), p.type, p.label(i - 1))]
+    if not chosen:
+        names = ", ".join(p.label(i - 1) for i, p in marked) or "none"
+        raise UserError(f"job {job['id']} has no checkpoint of phase {from_phase!r} "
+                        f"(checkpointed phases: {names}; mark a phase with checkpoint = true)")
+    n = chosen[0]
+    dest = Path(_destinations(job)[0]["path"])
+    batches = [e["batch"] for e in sqlite.committed(dest, job["id"])]
+    folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
+    missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
+    if not batches or missing:
+        raise UserError(f"job {job['id']}: the checkpoint of phase {n} is incomplete "
+                        f"({len(missing)} of {len(batches)} batches missing); run the pipeline again")
+    now_spec = load_spec(pipeline)
+    if len(now_spec.phases) <= n:
+        raise UserError(f"{pipeline}: has no phases after phase {n} any more")
+    labels = {p.label(i) for i, p in enumerate(then.phases) if i < n}
+    carried = store.reject_records(job["id"], labels)
+    size = (job["source_fingerprint"] or {}).get("size", 0)
+    stream = CheckpointStream(folder, batches, carried, size)
+    plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
+                     input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]))
+    runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
+                    fingerprint=job["source_fingerprint"], parent=job["id"])
+    # The checkpoint moves to the new job before the old job's load (and workspace) goes.
+    replay = runner.workspace / f"replay-of-{job['id']}-phase-{n}"
+    replay.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(folder), str(replay))
+    stream.files = [replay / f.name for f in stream.files]
+    rollback(store, job["id"], settings)
+    store.add_event(job["id"], "job.replaced", by=runner.job_id, from_phase=n)
+    return runner.run()
+
+
 def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | None = None,
             dry_run: bool = False) -> list[dict]:
     """Remove what failed and interrupted jobs left behind past retention, and orphans.
@@ -145,8 +191,10 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
     workspaces = store.path.parent / "jobs"
     for folder in sorted(workspaces.glob("*")) if workspaces.is_dir() else []:
         owner = jobs.get(folder.name)
-        if owner is None or owner["status"] in ("succeeded", "rolled_back") or (
-                owner["status"] in ("failed", "interrupted")
+        # Workspaces hold unique-key indexes (for resume) and phase checkpoints (for
+        # rerun): kept for the retention period, whatever the job's end.
+        if owner is None or owner["status"] == "rolled_back" or (
+                owner["status"] in ("succeeded", "failed", "interrupted")
                 and (owner["finished_at"] or owner["created_at"]) <= cutoff):
             actions.append({"job_id": folder.name, "action": "remove workspace", "path": str(folder)})
             if not dry_run:

@@ -14,12 +14,13 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import psutil
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from ..config import Settings
 from ..errors import JobFailed
@@ -60,6 +61,7 @@ class LoadItem:
     row_start: int
     row_end: int
     bytes_read: int
+    snapshots: dict = field(default_factory=dict)   # phase index -> [(batch, first, last)]
 
 
 @dataclass
@@ -75,12 +77,32 @@ class Counters:
     last_checkpoint_row: int = 0
 
 
+def snapshot_dir(workspace: Path, phase_index: int) -> Path:
+    return workspace / f"phase-{phase_index}"
+
+
+def write_snapshots(workspace: Path, item: LoadItem) -> None:
+    """A checkpointed phase's output for one load batch, as an Arrow IPC stream file.
+
+    Written before the batch commits; a file whose batch never committed is simply
+    overwritten when the batch is produced again (resume reuses the number)."""
+    for index, parts in item.snapshots.items():
+        folder = snapshot_dir(workspace, index)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{item.number:08d}.arrows.tmp"
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, parts[0][0].schema) as w:
+            for batch, first, last in parts:
+                w.write_batch(batch, custom_metadata={"first_row": str(first), "last_row": str(last)})
+        tmp.replace(folder / f"{item.number:08d}.arrows")
+
+
 class Runner:
     """One job. ``resume`` (a job record) continues that job after its last committed batch."""
 
     def __init__(self, plan: Plan, store: StateStore, settings: Settings, *,
                  progress: Callable[[dict], None] | None = None, log=None,
-                 resume: dict | None = None):
+                 resume: dict | None = None, stream=None, fingerprint: dict | None = None,
+                 parent: str | None = None):
         self.plan, self.store, self.settings = plan, store, settings
         self.progress, self.log = progress, log
         self.resume = resume
@@ -100,7 +122,8 @@ class Runner:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = settings.chunk_size
-        self.fingerprint = extract.fingerprint(plan.source)
+        self.stream, self.parent = stream, parent    # a rerun reads a phase checkpoint
+        self.fingerprint = fingerprint or extract.fingerprint(plan.source)
         self.start_after = 0          # last source record already done (resume)
         self.next_batch = 1
 
@@ -154,6 +177,9 @@ class Runner:
             self.store.add_event(self.job_id, "sniff", note=note)
         for why in plan.skipped:
             self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        if self.parent:
+            self.store.add_event(self.job_id, "job.rerun", parent=self.parent,
+                                 from_phase=self.plan.phases[0].index - 1)
 
     def _prepare_resume(self) -> None:
         """The destination's ledger says what is done; the store is made to agree."""
@@ -181,9 +207,9 @@ class Runner:
         self.destination.open(plan.output_schema)
         loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
         loader.start()
-        stream = extract.CsvStream(plan.source, plan.dialect,
-                                   block_size=self.settings.stream_high_water_mark,
-                                   chunk_rows=self.chunk_rows, start_after=self.start_after)
+        stream = self.stream or extract.CsvStream(
+            plan.source, plan.dialect, block_size=self.settings.stream_high_water_mark,
+            chunk_rows=self.chunk_rows, start_after=self.start_after)
         pending = None
         number = self.next_batch - 1
         try:
@@ -194,7 +220,7 @@ class Runner:
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects = self._transform(chunk)
+                good, rejects, snapshots = self._transform(chunk)
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
                 if pending is None:
@@ -202,6 +228,9 @@ class Runner:
                     pending = LoadItem(number, [], [], chunk.first_row, chunk.last_row, 0)
                 if good.num_rows:
                     pending.batches.append(good)
+                for index, snap in snapshots.items():
+                    pending.snapshots.setdefault(index, []).append(
+                        (snap, chunk.first_row, chunk.last_row))
                 pending.rejects += rejects
                 pending.row_end, pending.bytes_read = chunk.last_row, chunk.bytes_read
                 if sum(b.num_rows for b in pending.batches) >= self._batch_target():
@@ -223,8 +252,9 @@ class Runner:
         target = s.batch_size_max if not self.governor.pressure else s.batch_size_min
         return max(s.batch_size_min, min(s.batch_size_max, target))
 
-    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict]]:
-        rejects = [r for rej in chunk.rejects for r in rej.records("extract")]
+    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict], dict]:
+        rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
+        snapshots = {}
         batch = chunk.batch
         for planned, stats in zip(self.plan.phases, self.stats):
             t0 = time.perf_counter()
@@ -242,9 +272,13 @@ class Runner:
             stats.rows_out += out.num_rows
             stats.seconds += time.perf_counter() - t0
             batch = out
-        return batch.drop_columns([ROW]), rejects
+            if planned.checkpoint:
+                snapshots[planned.index] = out
+        return batch.drop_columns([ROW]), rejects, snapshots
 
     def _put(self, item) -> None:
+        if item is not _DONE and item.snapshots:
+            write_snapshots(self.workspace, item)
         while True:
             if self._loader_error is not None:
                 raise self._loader_error

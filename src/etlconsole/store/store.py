@@ -235,6 +235,12 @@ class StateStore:
             r["values"] = json.loads(r["values"]) if r["values"] else None
             yield r
 
+    def reject_records(self, job_id: str, labels: set[str]) -> list[dict[str, Any]]:
+        """Rejects of the given phase labels (and of the extract), as written by begin_batch."""
+        rows = self.db.query('SELECT row, phase, phase_label, rule, column_name AS "column", message, '
+                             '"values" FROM pipeline_rejects WHERE job_id = ? ORDER BY row, id', [job_id])
+        return [r for r in rows if r["phase"] == "extract" or r["phase_label"] in labels]
+
     def _rows(self, table: str, job_id: str, order: str = "id") -> list[dict[str, Any]]:
         return list(self.db.query(f"SELECT * FROM {table} WHERE job_id = ? ORDER BY {order}", [job_id]))
 
