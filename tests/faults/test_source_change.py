@@ -74,10 +74,6 @@ def test_changed_source_is_refused_then_restored_source_resumes(reference, order
     assert lab.store_rejects(job) == reference.rejects
 
 
-@pytest.mark.xfail(reason="BUG (limitation): the source fingerprint is size + mtime + sha256 of "
-                   "the first and last MiB only; a same-size edit in the middle of the file with "
-                   "its mtime kept (rsync -t/--inplace, cp -p, an ETL that restores mtimes) is not "
-                   "detected and resume silently mixes two files", strict=True)
 def test_same_size_middle_edit_with_mtime_kept_is_refused(orders_csv, tmp_path):
     src = _copy_source(orders_csv, tmp_path / "src")
     assert src.stat().st_size > 3 << 20        # the middle is outside the hashed head/tail

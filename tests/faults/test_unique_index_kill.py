@@ -46,10 +46,6 @@ def kill_while_index_written(lab: Lab, past_bytes: int = 40_960) -> tuple[str, s
     return job, index
 
 
-@pytest.mark.xfail(reason="BUG: the unique rule's index (workspace unique.db, journal_mode=OFF, "
-                   "synchronous=OFF) is torn by a kill -9 during its write; every resume then "
-                   "fails with 'DatabaseError: database disk image is malformed' (exit 1) and "
-                   "the job can only be rolled back", strict=True)
 def test_resume_after_kill_while_the_unique_index_is_written(reference, orders_csv, tmp_path):
     for attempt in range(TRIES):
         lab = Lab(tmp_path / f"try{attempt}", orders_csv)

@@ -51,11 +51,16 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     _refuse_running(job, "resume it")
     if job["status"] == "rolled_back":
         raise UserError(f"job {job['id']} was rolled back; run the pipeline again for a new job")
+    if not job["resumable"]:
+        raise UserError(f"job {job['id']} was abandoned by cleanup and cannot be resumed; roll it "
+                        "back and run the pipeline again")
     source = Path(job["source_path"])
     if not source.is_file():
         raise UserError(f"{source}: the job's source file is gone; it cannot be resumed "
                         f"(roll it back with 'etlconsole rollback {job['id']}')")
     changed = _changed(job["source_fingerprint"] or {}, extract.fingerprint(source))
+    if not changed and job["source_digest"] and extract.digest(source) != job["source_digest"]:
+        changed = ["content"]
     if changed:
         raise UserError(f"{source}: changed since job {job['id']} started ({', '.join(changed)} "
                         "differ); resuming would mix two files. Roll the job back and run the "
@@ -164,17 +169,19 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
         when = job["finished_at"] or job["heartbeat_at"] or job["created_at"]
         if job["status"] not in ("failed", "interrupted") or when > cutoff:
             continue
-        policy = (_destinations(job) or [{}])[0].get("on_failure", "keep")
-        if policy == "rollback":
+        dest = (_destinations(job) or [{}])[0]
+        if dest.get("mode", "append") != "append" or dest.get("on_failure") == "rollback":
+            # Staged rows never reached the target; partial rows go by the job's policy.
             report = rollback(store, job["id"], settings, dry_run=dry_run)
-            actions.append({"job_id": job["id"], "action": "rolled back", "rows": report["rows"]})
-        else:
-            for d in _destinations(job):
-                for table in sqlite.staging_tables(Path(d["path"]), job["id"]):
-                    actions.append({"job_id": job["id"], "action": "drop staging table",
-                                    "path": d["path"], "table": table})
-                    if not dry_run:
-                        sqlite.drop_table(Path(d["path"]), table, settings.transaction_timeout_ms)
+            actions.append({"job_id": job["id"], "action": "roll back", "rows": report["rows"],
+                            "tables": [t for d in report["destinations"] for t in d["dropped"]]})
+        elif job["resumable"]:
+            # on_failure = "keep": its rows stay, but without its workspace it can no longer
+            # be resumed exactly, so it is marked as such.
+            actions.append({"job_id": job["id"], "action": "keep partial rows; no longer resumable"})
+            if not dry_run:
+                store.update_job(job["id"], resumable=0,
+                                 error=f"{job['error'] or ''} [abandoned by cleanup: rows kept]".strip())
     paths = {d["path"] for j in jobs.values() for d in _destinations(j)}
     for path in sorted(paths):
         for table, job_id in sqlite.etl_tables(Path(path)):

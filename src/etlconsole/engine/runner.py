@@ -145,6 +145,8 @@ class Runner:
         status, error = "succeeded", None
         sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
         sampler.start()
+        if not self.resume and self.stream is None:
+            threading.Thread(target=self._digest_source, name="digest", daemon=True).start()
         try:
             self._run_phases()
             self.destination.publish(plan.output_schema)
@@ -163,6 +165,18 @@ class Runner:
                 p.phase.teardown()
             self.destination.close()
         return self._finish(status, error)
+
+    def _digest_source(self) -> None:
+        """Hash the whole source in the background, for resume's changed-file check."""
+        store = self.store.clone()
+        try:
+            value = extract.digest(self.plan.source, stop=self._stop)
+            if value:
+                store.update_job(self.job_id, source_digest=value)
+        except OSError:
+            pass
+        finally:
+            store.close()
 
     def _create_job(self) -> None:
         plan = self.plan

@@ -111,7 +111,7 @@ class SqliteDestination:
         if not self.path.exists() or self.mode == "replace":
             return
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            db = _open_existing(self.path, self.timeout_ms)
             existing = [r[1] for r in db.execute(f"PRAGMA table_info({quote(self.table)})")]
             db.close()
         except sqlite3.DatabaseError as exc:
@@ -143,13 +143,17 @@ class SqliteDestination:
         self._add_lineage(cur, self.write_table)
         self._conn.commit()
 
-    @staticmethod
-    def _add_lineage(cur, table: str) -> None:
+    def _add_lineage(self, cur, table: str) -> None:
         cur.execute(f"PRAGMA table_info({quote(table)})")
         existing = {r[1] for r in cur.fetchall()}
+        if all(name in existing for name, _ in LINEAGE):
+            return
         for name, type_ in LINEAGE:   # appending to a table made before etlconsole
             if name not in existing:
                 cur.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {type_}")
+        # A full rollback of this job takes the columns away again.
+        cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, 'lineage_added', NULL, ?)",
+                    (self.job_id, table, _stamp()))
 
     # -- per batch ------------------------------------------------------------
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
@@ -240,6 +244,13 @@ class SqliteDestination:
 
 
 # -- reading and undoing a job's effect ------------------------------------------
+def _open_existing(path: Path, timeout_ms: int = 30_000) -> sqlite3.Connection:
+    """A connection that never creates the file, but may write: a process killed inside a
+    commit leaves a hot journal that SQLite replays on first read, which needs write access
+    (a read-only connection fails with "attempt to write a readonly database")."""
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_ms / 1000)
+
+
 def _connect(path: Path, timeout_ms: int) -> sqlite3.Connection:
     return sqlite3.connect(str(path), timeout=timeout_ms / 1000, isolation_level=None)
 
@@ -248,7 +259,7 @@ def committed(path: Path, job_id: str) -> list[dict]:
     """The job's ledger entries in this destination (what it really holds), by batch."""
     if not path.exists():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _open_existing(path)
     try:
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LEDGER,)).fetchone():
             return []
@@ -333,6 +344,17 @@ def _undo_tables(db, cur, job_id: str, report: dict, dry_run: bool) -> None:
             if not dry_run:
                 db.execute(f"DROP TABLE IF EXISTS {quote(table)}")
                 db.execute(f"ALTER TABLE {quote(backup)} RENAME TO {quote(table)}")
+        elif action == "lineage_added" and _table_exists(cur, table):
+            tagged = db.execute(f"SELECT count(*) FROM {quote(table)} WHERE _etl_job_id IS NOT NULL "
+                                "AND _etl_job_id IS NOT ?", (job_id,)).fetchone()[0]
+            if tagged == 0:     # no other job's rows rely on them: the schema as it was
+                try:
+                    if not dry_run:
+                        for name, _ in reversed(LINEAGE):
+                            db.execute(f"ALTER TABLE {quote(table)} DROP COLUMN {quote(name)}")
+                    report["dropped"].append(f"{table}.{', '.join(n for n, _ in LINEAGE)}")
+                except sqlite3.OperationalError:
+                    pass        # an index or view uses them: they stay, empty
         elif action == "created" and _table_exists(cur, table):
             others = db.execute(f"SELECT count(*) FROM {quote(table)} WHERE _etl_job_id IS NOT ?",
                                 (job_id,)).fetchone()[0]
@@ -348,7 +370,7 @@ def etl_tables(path: Path) -> list[tuple[str, str]]:
     """(table, job id) of every staging or replaced-table backup in the destination."""
     if not path.exists():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _open_existing(path)
     try:
         names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     finally:
