@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,6 +50,10 @@ class Group(click.Group):
             sys.exit(1)
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt   # the runner marks the job interrupted, resumable
+
+
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, default=str, ensure_ascii=False))
 
@@ -63,6 +68,7 @@ def _echo_json(obj) -> None:
 @click.pass_context
 def main(ctx, state, log_format):
     """etlconsole: import CSV files into databases, crash-safe and in flat memory."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logs.configure(log_format)
     ctx.obj = Context(state, log_format)
     if ctx.invoked_subcommand is None:
@@ -75,6 +81,10 @@ def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
     settings = obj.settings()
     summary = run_pipeline(pipeline, settings, source=source, dest=dest,
                            progress=ProgressLine(), log=logs.get())
+    return _report(summary, as_json)
+
+
+def _report(summary: dict, as_json: bool) -> int:
     if as_json:
         _echo_json(summary)
     else:
@@ -108,6 +118,103 @@ def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     sys.exit(_run_and_report(obj, pipeline, source, dest, as_json))
 
 
+@main.command()
+@click.argument("job")
+@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
+@click.pass_obj
+def resume(obj: Context, job, no_ui, as_json):
+    """Continue a failed or interrupted JOB after the last batch its destination committed."""
+    from .engine.recovery import resume as resume_job
+    summary = resume_job(obj.store(), job, obj.settings(), progress=ProgressLine(), log=logs.get())
+    if summary.get("nothing_to_do"):
+        if as_json:
+            _echo_json(summary)
+        else:
+            click.echo(summary["message"])
+        sys.exit(0)
+    sys.exit(_report(summary, as_json))
+
+
+@main.command()
+@click.argument("job")
+@click.option("--to", "to_checkpoint", type=int, metavar="CHECKPOINT",
+              help="Keep what the job had loaded at this checkpoint (see 'checkpoints JOB').")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def rollback(obj: Context, job, to_checkpoint, yes, dry_run, as_json):
+    """Undo JOB's effect on every destination (entirely, or back to a checkpoint)."""
+    from .engine.recovery import rollback as rollback_job
+    store, settings = obj.store(), obj.settings()
+    preview = rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=True)
+    if dry_run or not yes:
+        _print_rollback(preview, as_json)
+    if dry_run:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("rollback needs --yes when not run from a terminal (or use --dry-run)")
+        click.confirm("Roll back?", abort=True)
+    _print_rollback(rollback_job(store, job, settings, to_checkpoint=to_checkpoint), as_json)
+
+
+def _print_rollback(r: dict, as_json: bool) -> None:
+    if as_json:
+        _echo_json(r)
+        return
+    verb = "would remove" if r["dry_run"] else "removed"
+    target = f" back to checkpoint {r['to_checkpoint']}" if r["to_checkpoint"] else ""
+    click.echo(f"rollback of job {r['job_id']}{target}: {verb} {r['rows']:,} rows")
+    for d in r["destinations"]:
+        for table, n in d["rows"].items():
+            click.echo(f"  {d['path']}: {n:,} rows from {table}")
+        for table in d["dropped"]:
+            click.echo(f"  {d['path']}: {'would drop' if r['dry_run'] else 'dropped'} table {table}")
+        for table in d["restored"]:
+            click.echo(f"  {d['path']}: {'would restore' if r['dry_run'] else 'restored'} "
+                       f"the table {table} as it was before the job")
+    if not r["dry_run"]:
+        click.echo(f"  job status: {r['status']}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--from", "from_phase", required=True, metavar="PHASE",
+              help="A phase marked checkpoint = true: its number in the pipeline file or its type.")
+@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
+@click.pass_obj
+def rerun(obj: Context, job, from_phase, no_ui, as_json):
+    """Re-run JOB's phases after a checkpointed phase with the pipeline file as it is now,
+    without reading the source again; replaces the job's earlier load."""
+    from .engine.recovery import rerun as rerun_job
+    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=ProgressLine(),
+                        log=logs.get())
+    sys.exit(_report(summary, as_json))
+
+
+@main.command()
+@click.option("--older-than", "hours", type=float, metavar="HOURS",
+              help="Age limit (default PIPELINE_ROLLBACK_RETENTION_HOURS).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def cleanup(obj: Context, hours, dry_run, as_json):
+    """Remove staging data and workspaces left by failed jobs, and orphans."""
+    from .engine.recovery import cleanup as cleanup_jobs
+    actions = cleanup_jobs(obj.store(), obj.settings(), older_than_hours=hours, dry_run=dry_run)
+    for a in actions:
+        if as_json:
+            _echo_json(a)
+        else:
+            where = f" {a.get('path', '')} {a.get('table', '')}".rstrip()
+            click.echo(f"{'would ' if dry_run else ''}{a['action']}: job {a['job_id']}{where}")
+    if not actions and not as_json:
+        click.echo("nothing to clean up")
+
+
 # -- history ------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one job per line.")
@@ -116,6 +223,7 @@ def run(obj: Context, pipeline, no_ui, as_json, source, dest):
 def jobs(obj: Context, as_json, limit):
     """List jobs, most recent first."""
     store = obj.store()
+    store.mark_dead_jobs()
     rows = store.jobs(limit)
     if as_json:
         for r in rows:
@@ -143,6 +251,7 @@ def _job_public(r: dict) -> dict:
 def show(obj: Context, job, as_json):
     """Details of JOB (an id, an id prefix, or 'last')."""
     store = obj.store()
+    store.mark_dead_jobs()
     j = store.job(job)
     checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
     metrics = store.metrics(j["id"], limit=2000)

@@ -37,6 +37,7 @@ class PhaseSpec:
     type: str
     options: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    checkpoint: bool = False     # materialize this phase's output (for `rerun --from`)
 
     def label(self, index: int) -> str:
         return f"phase {index + 1} ({self.type})"
@@ -71,6 +72,8 @@ class PipelineSpec:
             entry: dict[str, Any] = {"type": phase.type}
             if not phase.enabled:
                 entry["enabled"] = False
+            if phase.checkpoint:
+                entry["checkpoint"] = True
             entry.update(phase.options)
             phases.append(entry)
         doc["phases"] = phases
@@ -132,12 +135,13 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
         where = f"phase {i + 1} ({ptype})"
         enabled = _expect(raw.get("enabled", True), bool, "must be true or false",
                           file=file, phase=where, key="enabled")
-        for key in ("when", "checkpoint"):
-            if key in raw:
-                raise SpecError(f"'{key}' is not supported by this version yet",
-                                file=file, phase=where, key=key)
+        if "when" in raw:
+            raise SpecError("'when' is not supported by this version yet",
+                            file=file, phase=where, key="when")
+        checkpoint = _expect(raw.get("checkpoint", False), bool, "must be true or false",
+                             file=file, phase=where, key="checkpoint")
         options = {k: v for k, v in raw.items() if k not in COMMON_PHASE_KEYS}
-        phases.append(PhaseSpec(type=ptype, options=options, enabled=enabled))
+        phases.append(PhaseSpec(type=ptype, options=options, enabled=enabled, checkpoint=checkpoint))
     return PipelineSpec(name=name, source=source, phases=phases,
                         base_dir=base_dir or Path.cwd(), file=file,
                         description=doc.get("description"))

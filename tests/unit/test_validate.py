@@ -223,8 +223,8 @@ def test_first_failing_rule_wins_in_rule_order():
 def test_rejected_rows_keep_their_values_and_record_numbers():
     b = batch(id=["1", "x", "3"], name=["ann", "bob", "cy"], rows=[101, 205, 307])
     _, r = validate([{"column": "id", "type": "int64"}], b)
-    records = r.rejects.records("phase 2 (validate)")
-    assert records == [{"row": 205, "phase": "phase 2 (validate)", "rule": "type", "column": "id",
+    records = r.rejects.records("validate", "phase 2 (validate)")
+    assert records == [{"row": 205, "phase": "validate", "phase_label": "phase 2 (validate)", "rule": "type", "column": "id",
                         "message": "'x' is not a valid int64",
                         "values": json.dumps({"id": "x", "name": "bob"})}]
     assert kept(r, ROW) == [101, 307]

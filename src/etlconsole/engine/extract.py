@@ -175,6 +175,7 @@ class Chunk:
     first_row: int            # first record number this chunk covers
     last_row: int             # last record number this chunk covers (rejects included)
     bytes_read: int
+    carried: list = field(default_factory=list)   # rejects of earlier phases (rerun)
 
 
 class CsvStream:
@@ -368,3 +369,16 @@ def fingerprint(path: Path) -> dict:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read(1 << 20))
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_head_tail": h.hexdigest()}
+
+
+def digest(path: Path, stop: "threading.Event | None" = None) -> str | None:
+    """A hash of the whole file (blake2b, ~1 GB/s; hashlib releases the GIL), or None if
+    stopped first. Resume compares it, so an edit anywhere in the file is caught."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=20)
+    with path.open("rb") as f:
+        while chunk := f.read(4 << 20):
+            if stop is not None and stop.is_set():
+                return None
+            h.update(chunk)
+    return h.hexdigest()

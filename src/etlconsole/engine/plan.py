@@ -24,6 +24,8 @@ class PlannedPhase:
     type: str
     phase: Phase
     output: pa.Schema
+    index: int = 0              # position in the pipeline file, 1-based
+    checkpoint: bool = False    # its output is materialized in the job's workspace
 
 
 @dataclass
@@ -56,15 +58,19 @@ class Plan:
 
 
 def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
-              dest: str | Path | None = None) -> Plan:
+              dest: str | Path | None = None, after_phase: int = 0,
+              input_schema: pa.Schema | None = None, dialect: extract.Dialect | None = None) -> Plan:
+    """Plan the phases of `spec`; with `after_phase` (1-based) and `input_schema`, only the
+    phases after it, fed from that phase's checkpoint instead of the source."""
     file = spec.file
     source_path = Path(source).resolve() if source else spec.resolve(spec.source.path)
     s = spec.source
-    dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
-                            encoding=s.encoding, header=s.header)
-    schema = pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
+    if dialect is None:
+        dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
+                                encoding=s.encoding, header=s.header)
+    schema = input_schema or pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
     planned, skipped = [], []
-    enabled = [(i, p) for i, p in enumerate(spec.phases) if p.enabled]
+    enabled = [(i, p) for i, p in enumerate(spec.phases) if p.enabled and i >= after_phase]
     skipped = [f"{p.label(i)}: enabled = false" for i, p in enumerate(spec.phases) if not p.enabled]
     if not enabled or enabled[-1][1].type != "load":
         raise SpecError("the last enabled phase must be a load phase (type = \"load\")",
@@ -86,7 +92,8 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
         if ROW not in out.schema.names:
             raise SpecError(f"the phase dropped the {ROW} column every phase must keep", **where)
         schema = out.schema
-        planned.append(PlannedPhase(pspec.label(i), pspec.type, phase, schema))
+        planned.append(PlannedPhase(pspec.label(i), pspec.type, phase, schema, i + 1,
+                                    pspec.checkpoint))
     load = planned[-1].phase
     dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
     if dest_path == source_path:

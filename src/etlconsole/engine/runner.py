@@ -9,6 +9,7 @@ records with its rejects: the resume position is simply the last committed recor
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -17,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import psutil
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from ..config import Settings
 from ..errors import JobFailed
 from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
-from .destinations.sqlite import SqliteDestination
+from .destinations.sqlite import SqliteDestination, committed
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
@@ -37,6 +40,7 @@ class JobContext:
     job_id: str
     workspace: Path
     settings: Settings
+    resume_after: int = 0       # source records already done when the job resumed
 
 
 @dataclass
@@ -57,6 +61,7 @@ class LoadItem:
     row_start: int
     row_end: int
     bytes_read: int
+    snapshots: dict = field(default_factory=dict)   # phase index -> [(batch, first, last)]
 
 
 @dataclass
@@ -70,15 +75,38 @@ class Counters:
     batch_size: int = 0
     batches: int = 0
     last_checkpoint_row: int = 0
-    extra: dict = field(default_factory=dict)
+
+
+def snapshot_dir(workspace: Path, phase_index: int) -> Path:
+    return workspace / f"phase-{phase_index}"
+
+
+def write_snapshots(workspace: Path, item: LoadItem) -> None:
+    """A checkpointed phase's output for one load batch, as an Arrow IPC stream file.
+
+    Written before the batch commits; a file whose batch never committed is simply
+    overwritten when the batch is produced again (resume reuses the number)."""
+    for index, parts in item.snapshots.items():
+        folder = snapshot_dir(workspace, index)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{item.number:08d}.arrows.tmp"
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, parts[0][0].schema) as w:
+            for batch, first, last in parts:
+                w.write_batch(batch, custom_metadata={"first_row": str(first), "last_row": str(last)})
+        tmp.replace(folder / f"{item.number:08d}.arrows")
 
 
 class Runner:
+    """One job. ``resume`` (a job record) continues that job after its last committed batch."""
+
     def __init__(self, plan: Plan, store: StateStore, settings: Settings, *,
-                 progress: Callable[[dict], None] | None = None, log=None):
+                 progress: Callable[[dict], None] | None = None, log=None,
+                 resume: dict | None = None, stream=None, fingerprint: dict | None = None,
+                 parent: str | None = None):
         self.plan, self.store, self.settings = plan, store, settings
         self.progress, self.log = progress, log
-        self.job_id = new_job_id()
+        self.resume = resume
+        self.job_id = resume["id"] if resume else new_job_id()
         self.workspace = store.path.parent / "jobs" / self.job_id
         self.counters = Counters()
         use_lean_allocator()
@@ -86,7 +114,7 @@ class Runner:
         self.stats = [PhaseStats(p.label) for p in plan.phases]
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.destination = SqliteDestination(
-            plan.destination_path, plan.load.table, self.job_id,
+            plan.destination_path, plan.load.table, self.job_id, mode=plan.load.mode,
             timeout_ms=settings.transaction_timeout_ms,
             retry_attempts=settings.batch_retry_attempts,
             retry_delay_ms=settings.batch_retry_delay_ms)
@@ -94,37 +122,38 @@ class Runner:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = settings.chunk_size
-        self.fingerprint = extract.fingerprint(plan.source)
+        self.stream, self.parent = stream, parent    # a rerun reads a phase checkpoint
+        self.fingerprint = fingerprint or extract.fingerprint(plan.source)
+        self.start_after = 0          # last source record already done (resume)
+        self.next_batch = 1
 
     # -- public ---------------------------------------------------------------
     def run(self) -> dict:
-        plan, s = self.plan, self.settings
+        plan = self.plan
         self.destination.check(plan.output_schema)
         self.workspace.mkdir(parents=True, exist_ok=True)
-        self.store.create_job(
-            self.job_id, pipeline_name=plan.spec.name, pipeline_file=plan.spec.file,
-            pipeline_toml=plan.spec.to_toml(), source_path=str(plan.source),
-            source_fingerprint=self.fingerprint, dialect=plan.dialect.to_json(),
-            destinations=[self.destination.describe() | {"mode": plan.load.mode}],
-            bytes_total=self.fingerprint["size"], settings=s.__dict__)
-        for note in plan.dialect.notes:
-            self.store.add_event(self.job_id, "sniff", note=note)
-        for why in plan.skipped:
-            self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        if self.resume:
+            self._prepare_resume()
+        else:
+            self._create_job()
         self.started = time.monotonic()
         self.store.update_job(self.job_id, status="running", started_at=now())
         if self.log:
-            self.log.info("job.started", job=self.job_id, source=str(plan.source),
+            self.log.info("job.resumed" if self.resume else "job.started", job=self.job_id,
+                          source=str(plan.source), after_record=self.start_after,
                           dialect="; ".join(plan.dialect.notes))
         status, error = "succeeded", None
         sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
         sampler.start()
+        if not self.resume and self.stream is None:
+            threading.Thread(target=self._digest_source, name="digest", daemon=True).start()
         try:
             self._run_phases()
+            self.destination.publish(plan.output_schema)
         except JobFailed as exc:
             status, error = "failed", str(exc)
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by the operator (Ctrl-C)"
+            status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a bug or a plugin crash: keep the job resumable
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             self.store.add_event(self.job_id, "job.crashed", level="error",
@@ -137,21 +166,66 @@ class Runner:
             self.destination.close()
         return self._finish(status, error)
 
+    def _digest_source(self) -> None:
+        """Hash the whole source in the background, for resume's changed-file check."""
+        store = self.store.clone()
+        try:
+            value = extract.digest(self.plan.source, stop=self._stop)
+            if value:
+                store.update_job(self.job_id, source_digest=value)
+        except OSError:
+            pass
+        finally:
+            store.close()
+
+    def _create_job(self) -> None:
+        plan = self.plan
+        self.store.create_job(
+            self.job_id, pipeline_name=plan.spec.name,
+            pipeline_file=str(plan.spec.base_dir / Path(plan.spec.file).name),
+            pipeline_toml=plan.spec.to_toml(), source_path=str(plan.source),
+            source_fingerprint=self.fingerprint, dialect=plan.dialect.to_json(),
+            destinations=[self.destination.describe() | {"on_failure": plan.load.on_failure}],
+            bytes_total=self.fingerprint["size"], settings=self.settings.__dict__)
+        for note in plan.dialect.notes:
+            self.store.add_event(self.job_id, "sniff", note=note)
+        for why in plan.skipped:
+            self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        if self.parent:
+            self.store.add_event(self.job_id, "job.rerun", parent=self.parent,
+                                 from_phase=self.plan.phases[0].index - 1)
+
+    def _prepare_resume(self) -> None:
+        """The destination's ledger says what is done; the store is made to agree."""
+        ledger = committed(self.plan.destination_path, self.job_id)
+        truth = self.store.reconcile(self.job_id, ledger)
+        c = self.counters
+        c.rows_read, c.rows_loaded, c.rows_rejected = (truth["rows_read"], truth["rows_loaded"],
+                                                       truth["rows_rejected"])
+        c.records_seen = c.last_checkpoint_row = c.rows_read
+        self.start_after = c.rows_read
+        self.next_batch = max((e["batch"] for e in ledger), default=0) + 1
+        c.batches = self.next_batch - 1
+        self.store.update_job(self.job_id, pid=os.getpid(), pid_started=psutil.Process().create_time(),
+                              error=None, finished_at=None, resumes=(self.resume.get("resumes") or 0) + 1)
+        self.store.add_event(self.job_id, "job.resumed", after_record=self.start_after,
+                             batches_committed=len(ledger), rows_loaded=c.rows_loaded)
+
     # -- main thread: read and transform --------------------------------------
     def _run_phases(self) -> None:
         plan = self.plan
-        ctx = JobContext(self.job_id, self.workspace, self.settings)
+        ctx = JobContext(self.job_id, self.workspace, self.settings, self.start_after)
         for p in plan.phases:
             if hasattr(p.phase, "attach"):
                 p.phase.attach(ctx)
         self.destination.open(plan.output_schema)
         loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
         loader.start()
-        stream = extract.CsvStream(plan.source, plan.dialect,
-                                   block_size=self.settings.stream_high_water_mark,
-                                   chunk_rows=self.chunk_rows)
+        stream = self.stream or extract.CsvStream(
+            plan.source, plan.dialect, block_size=self.settings.stream_high_water_mark,
+            chunk_rows=self.chunk_rows, start_after=self.start_after)
         pending = None
-        number = 0
+        number = self.next_batch - 1
         try:
             for chunk in stream:
                 if self.governor.over_budget:
@@ -160,7 +234,7 @@ class Runner:
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects = self._transform(chunk)
+                good, rejects, snapshots = self._transform(chunk)
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
                 if pending is None:
@@ -168,6 +242,9 @@ class Runner:
                     pending = LoadItem(number, [], [], chunk.first_row, chunk.last_row, 0)
                 if good.num_rows:
                     pending.batches.append(good)
+                for index, snap in snapshots.items():
+                    pending.snapshots.setdefault(index, []).append(
+                        (snap, chunk.first_row, chunk.last_row))
                 pending.rejects += rejects
                 pending.row_end, pending.bytes_read = chunk.last_row, chunk.bytes_read
                 if sum(b.num_rows for b in pending.batches) >= self._batch_target():
@@ -189,8 +266,9 @@ class Runner:
         target = s.batch_size_max if not self.governor.pressure else s.batch_size_min
         return max(s.batch_size_min, min(s.batch_size_max, target))
 
-    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict]]:
-        rejects = [r for rej in chunk.rejects for r in rej.records("extract")]
+    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict], dict]:
+        rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
+        snapshots = {}
         batch = chunk.batch
         for planned, stats in zip(self.plan.phases, self.stats):
             t0 = time.perf_counter()
@@ -199,7 +277,7 @@ class Runner:
             if isinstance(out, PhaseResult):
                 if out.rejects is not None and len(out.rejects):
                     stats.rejected += len(out.rejects)
-                    rejects += out.rejects.records(planned.type)
+                    rejects += out.rejects.records(planned.type, planned.label)
                 stats.warned += out.warnings
                 self.counters.rows_warned += out.warnings
                 out = out.batch
@@ -208,9 +286,13 @@ class Runner:
             stats.rows_out += out.num_rows
             stats.seconds += time.perf_counter() - t0
             batch = out
-        return batch.drop_columns([ROW]), rejects
+            if planned.checkpoint:
+                snapshots[planned.index] = out
+        return batch.drop_columns([ROW]), rejects, snapshots
 
     def _put(self, item) -> None:
+        if item is not _DONE and item.snapshots:
+            write_snapshots(self.workspace, item)
         while True:
             if self._loader_error is not None:
                 raise self._loader_error
@@ -238,14 +320,15 @@ class Runner:
                 batch = (pa.Table.from_batches(item.batches).combine_chunks().to_batches()[0]
                          if item.batches else pa.RecordBatch.from_pylist(
                              [], schema=self.plan.output_schema))
+                store.begin_batch(self.job_id, item.number, row_start=item.row_start,
+                                  row_end=item.row_end, rejects=item.rejects)
                 attempts = self.destination.write(item.number, batch, item.row_start, item.row_end)
                 c.rows_loaded += batch.num_rows
                 c.rows_rejected += len(item.rejects)
                 c.rows_read = item.row_end
                 c.batches = item.number
-                store.record_batch(
-                    self.job_id, item.number, row_start=item.row_start, row_end=item.row_end,
-                    rows_loaded=batch.num_rows, rejects=item.rejects, attempts=attempts,
+                store.commit_batch(
+                    self.job_id, item.number, rows_loaded=batch.num_rows, attempts=attempts,
                     duration_ms=(time.perf_counter() - t0) * 1000,
                     counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,

@@ -103,6 +103,15 @@ MIGRATIONS = [
     );
     CREATE INDEX pipeline_events_job ON pipeline_events(job_id, id);
     """,
+    # 2: resume and rollback
+    """
+    ALTER TABLE import_jobs ADD COLUMN pid_started REAL;   -- create time of pid (pid reuse)
+    ALTER TABLE import_jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE import_jobs ADD COLUMN resumable INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE import_jobs ADD COLUMN source_digest TEXT;  -- whole-file hash, when known
+    ALTER TABLE pipeline_rejects ADD COLUMN phase_label TEXT;
+    CREATE INDEX pipeline_rejects_batch ON pipeline_rejects(job_id, batch_number);
+    """,
 ]
 
 

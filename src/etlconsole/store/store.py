@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import psutil
 import sqlite_utils
 
 from ..errors import UserError
@@ -77,7 +78,8 @@ class StateStore:
 
     # -- jobs ---------------------------------------------------------------
     def create_job(self, job_id: str, **fields: Any) -> str:
-        row = {"id": job_id, "status": "pending", "created_at": now(), "pid": os.getpid()}
+        row = {"id": job_id, "status": "pending", "created_at": now(), "pid": os.getpid(),
+               "pid_started": psutil.Process().create_time()}
         row.update(_dump(fields))
         with self._tx() as conn:
             self._insert(conn, "import_jobs", row)
@@ -105,25 +107,109 @@ class StateStore:
             "SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT ?", [limit])]
 
     # -- batches, rejects, checkpoints ---------------------------------------
+    def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
+                    rejects: list[dict[str, Any]]) -> None:
+        """Before the destination commits: the batch as PENDING, with its rejects.
+
+        If the process dies before the destination commits, resume finds the batch PENDING
+        and not in the destination's ledger, and drops it with its rejects; if it dies after,
+        the ledger has it and resume marks it COMMITTED. Either way rejects are exact.
+        """
+        stamp = now()
+        with self._tx() as conn:
+            self._drop_batches(conn, job_id, "= ?", batch_number)
+            self._insert(conn, "pipeline_batches", {
+                "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
+                "row_start": row_start, "row_end": row_end, "rows_rejected": len(rejects),
+                "created_at": stamp})
+            conn.executemany(
+                'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, rule,'
+                ' column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r["rule"],
+                  r["column"], r["message"], r["values"]) for r in rejects])
+
+    def commit_batch(self, job_id: str, batch_number: int, *, rows_loaded: int, attempts: int,
+                     duration_ms: float, counters: dict[str, Any]) -> None:
+        """After the destination committed: the batch COMMITTED and the job's counters."""
+        stamp = now()
+        with self._tx() as conn:
+            conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?, "
+                         "attempts = ?, duration_ms = ?, processed_at = ? "
+                         "WHERE job_id = ? AND batch_number = ?",
+                         (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
+            self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
+
     def record_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
                      rows_loaded: int, rejects: list[dict[str, Any]], attempts: int,
                      duration_ms: float, counters: dict[str, Any]) -> None:
-        """A committed batch, its rejects and the job's counters, in one transaction."""
-        stamp = now()
+        """begin_batch + commit_batch, for a batch already committed elsewhere."""
+        self.begin_batch(job_id, batch_number, row_start=row_start, row_end=row_end, rejects=rejects)
+        self.commit_batch(job_id, batch_number, rows_loaded=rows_loaded, attempts=attempts,
+                          duration_ms=duration_ms, counters=counters)
+
+    @staticmethod
+    def _drop_batches(conn, job_id: str, where: str, value: int) -> None:
+        conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}",
+                     (job_id, value))
+        conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
+                     (job_id, value))
+
+    def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None
+                  ) -> dict[str, int]:
+        """Make the store agree with the destination's ledger; returns the true counters.
+
+        Batches the ledger does not hold are dropped with their rejects (they will be
+        produced again), or kept as ROLLED_BACK history after a rollback.
+        """
+        held = {e["batch"]: e for e in ledger}
         with self._tx() as conn:
-            conn.execute("DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number = ?",
-                         (job_id, batch_number))
-            self._insert(conn, "pipeline_batches", {
-                "job_id": job_id, "batch_number": batch_number, "status": "COMMITTED",
-                "row_start": row_start, "row_end": row_end, "rows_loaded": rows_loaded,
-                "rows_rejected": len(rejects), "attempts": attempts, "duration_ms": duration_ms,
-                "processed_at": stamp, "created_at": stamp})
-            conn.executemany(
-                'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, rule, column_name,'
-                ' message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-                [(job_id, batch_number, r["row"], r["phase"], r["rule"], r["column"], r["message"],
-                  r["values"]) for r in rejects])
-            self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
+            for (number, status) in conn.execute(
+                    "SELECT batch_number, status FROM pipeline_batches WHERE job_id = ?",
+                    (job_id,)).fetchall():
+                if number in held:
+                    if status != "COMMITTED":
+                        conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?"
+                                     " WHERE job_id = ? AND batch_number = ?",
+                                     (held[number]["rows"], job_id, number))
+                elif rolled_back_after is not None and status == "COMMITTED":
+                    conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' "
+                                 "WHERE job_id = ? AND batch_number = ?", (job_id, number))
+                    conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ?",
+                                 (job_id, number))
+                else:
+                    self._drop_batches(conn, job_id, "= ?", number)
+            known = {r[0] for r in conn.execute(
+                "SELECT batch_number FROM pipeline_batches WHERE job_id = ?", (job_id,))}
+            for number, e in held.items():   # committed, but the store never heard of it
+                if number not in known:
+                    self._insert(conn, "pipeline_batches", {
+                        "job_id": job_id, "batch_number": number, "status": "COMMITTED",
+                        "row_start": e["row_start"], "row_end": e["row_end"],
+                        "rows_loaded": e["rows"], "created_at": now(),
+                        "error_details": json.dumps({"note": "rejects of this batch were lost"})})
+            rejected = conn.execute(
+                "SELECT count(*) FROM pipeline_rejects r JOIN pipeline_batches b ON "
+                "b.job_id = r.job_id AND b.batch_number = r.batch_number "
+                "WHERE r.job_id = ? AND b.status = 'COMMITTED'", (job_id,)).fetchone()[0]
+            counters = {"rows_read": max((e["row_end"] for e in ledger), default=0),
+                        "rows_loaded": sum(e["rows"] for e in ledger), "rows_rejected": rejected}
+            self._update(conn, job_id, counters)
+            conn.execute("DELETE FROM pipeline_checkpoints WHERE job_id = ? AND row_count > ?",
+                         (job_id, counters["rows_read"]))
+        return counters
+
+    def mark_dead_jobs(self, stale_after_s: float = 600.0) -> list[str]:
+        """Jobs shown as running whose process is gone become 'interrupted'."""
+        dead = []
+        for job in self.db.query("SELECT id, pid, pid_started, heartbeat_at FROM import_jobs "
+                                 "WHERE status IN ('running', 'pending')"):
+            if not _alive(job["pid"], job["pid_started"]) or _age_s(job["heartbeat_at"]) > stale_after_s:
+                dead.append(job["id"])
+        for job_id in dead:
+            self.update_job(job_id, status="interrupted",
+                            error="the engine process stopped without finishing (killed or crashed); "
+                                  "resume or roll back")
+        return dead
 
     def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> None:
         with self._tx() as conn:
@@ -149,6 +235,12 @@ class StateStore:
             r["values"] = json.loads(r["values"]) if r["values"] else None
             yield r
 
+    def reject_records(self, job_id: str, labels: set[str]) -> list[dict[str, Any]]:
+        """Rejects of the given phase labels (and of the extract), as written by begin_batch."""
+        rows = self.db.query('SELECT row, phase, phase_label, rule, column_name AS "column", message, '
+                             '"values" FROM pipeline_rejects WHERE job_id = ? ORDER BY row, id', [job_id])
+        return [r for r in rows if r["phase"] == "extract" or r["phase_label"] in labels]
+
     def _rows(self, table: str, job_id: str, order: str = "id") -> list[dict[str, Any]]:
         return list(self.db.query(f"SELECT * FROM {table} WHERE job_id = ? ORDER BY {order}", [job_id]))
 
@@ -171,6 +263,25 @@ class StateStore:
         return list(self.db.query(
             "SELECT * FROM (SELECT * FROM pipeline_metrics WHERE job_id = ? ORDER BY id DESC LIMIT ?)"
             " ORDER BY id", [job_id, limit]))
+
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    """Is this pid still the process that ran the job (not a reused pid)?"""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _age_s(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def _dump(fields: dict[str, Any]) -> dict[str, Any]:

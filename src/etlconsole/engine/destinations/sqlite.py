@@ -4,6 +4,12 @@ Each batch commits its rows *and* its ledger entry (``_etl_loads``) together, so
 destination itself knows which batches of which job it holds; every row carries its
 lineage (``_etl_job_id``, ``_etl_batch``). ``adbc_ingest`` binds Arrow arrays in C and
 joins the surrounding transaction; dates and timestamps land as ISO 8601 text.
+
+Write modes: ``append`` writes into the target table; ``atomic`` and ``replace`` write into
+a staging table ``_etl_stage_<job>_<table>`` and publish it in one transaction at the end
+(``replace`` keeps the previous table as ``_etl_replaced_<job>_<table>`` so the job can be
+rolled back). Rollback deletes exactly the ledger's rows, in one transaction, so a
+rollback killed half-way leaves either everything or nothing undone.
 """
 
 from __future__ import annotations
@@ -22,10 +28,21 @@ from ...errors import JobFailed, UserError
 from .. import types
 
 LEDGER = "_etl_loads"
+TABLES = "_etl_tables"      # tables a job created or replaced, for an exact rollback
 LINEAGE = [("_etl_job_id", "TEXT"), ("_etl_batch", "INTEGER")]
+STAGE_PREFIX = "_etl_stage_"
+REPLACED_PREFIX = "_etl_replaced_"
 SQLITE_MAX_COLUMNS = 2000     # SQLite's default SQLITE_MAX_COLUMN
 _TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error",
               "unable to open database")
+_BOOKKEEPING = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER} (job_id TEXT NOT NULL, table_name TEXT NOT NULL, "
+    "batch INTEGER NOT NULL, row_start INTEGER, row_end INTEGER, rows INTEGER NOT NULL, "
+    "rowid_first INTEGER, rowid_last INTEGER, committed_at TEXT NOT NULL, "
+    "PRIMARY KEY (job_id, table_name, batch))",
+    f"CREATE TABLE IF NOT EXISTS {TABLES} (job_id TEXT NOT NULL, table_name TEXT NOT NULL, "
+    "action TEXT NOT NULL, backup_name TEXT, at TEXT NOT NULL)",
+)
 
 
 def quote(name: str) -> str:
@@ -33,9 +50,28 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def stage_name(job_id: str, table: str) -> str:
+    return f"{STAGE_PREFIX}{job_id}_{table}"
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def _is_transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(t in text for t in _TRANSIENT)
+
+
+def _table_exists(cur, name: str) -> bool:
+    cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return cur.fetchone() is not None
+
+
+def _create_table_sql(name: str, schema: pa.Schema) -> str:
+    columns = [f"{quote(f.name)} {types.sqlite_type(f.type)}" for f in schema]
+    columns += [f"{quote(n)} {t}" for n, t in LINEAGE]
+    return f"CREATE TABLE IF NOT EXISTS {quote(name)} ({', '.join(columns)})"
 
 
 def _whole_seconds(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -53,16 +89,17 @@ def _whole_seconds(batch: pa.RecordBatch) -> pa.RecordBatch:
 class SqliteDestination:
     kind = "sqlite"
 
-    def __init__(self, path: Path, table: str, job_id: str, *, timeout_ms: int,
-                 retry_attempts: int, retry_delay_ms: int):
-        self.path, self.table, self.job_id = path, table, job_id
+    def __init__(self, path: Path, table: str, job_id: str, *, mode: str = "append",
+                 timeout_ms: int, retry_attempts: int, retry_delay_ms: int):
+        self.path, self.table, self.job_id, self.mode = path, table, job_id, mode
+        self.write_table = table if mode == "append" else stage_name(job_id, table)
         self.timeout_ms = timeout_ms
         self.retry_attempts, self.retry_delay_ms = retry_attempts, retry_delay_ms
         self.retries = 0
         self._conn = None
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "path": str(self.path), "table": self.table}
+        return {"kind": self.kind, "path": str(self.path), "table": self.table, "mode": self.mode}
 
     # -- before anything is written ------------------------------------------
     def check(self, schema: pa.Schema) -> None:
@@ -71,10 +108,10 @@ class SqliteDestination:
             raise UserError(f"{self.path}: destination folder does not exist")
         if self.path.is_dir():
             raise UserError(f"{self.path}: destination is a directory, expected a SQLite file")
-        if not self.path.exists():
+        if not self.path.exists() or self.mode == "replace":
             return
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            db = _open_existing(self.path, self.timeout_ms)
             existing = [r[1] for r in db.execute(f"PRAGMA table_info({quote(self.table)})")]
             db.close()
         except sqlite3.DatabaseError as exc:
@@ -96,20 +133,27 @@ class SqliteDestination:
 
     def _create(self, schema: pa.Schema) -> None:
         cur = self._conn.cursor()
-        columns = [f"{quote(f.name)} {types.sqlite_type(f.type)}" for f in schema]
-        columns += [f"{quote(n)} {t}" for n, t in LINEAGE]
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(columns)})")
-        cur.execute(f"PRAGMA table_info({quote(self.table)})")
+        for sql in _BOOKKEEPING:
+            cur.execute(sql)
+        if not _table_exists(cur, self.write_table):
+            cur.execute(_create_table_sql(self.write_table, schema))
+            if self.mode == "append":
+                cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, 'created', NULL, ?)",
+                            (self.job_id, self.table, _stamp()))
+        self._add_lineage(cur, self.write_table)
+        self._conn.commit()
+
+    def _add_lineage(self, cur, table: str) -> None:
+        cur.execute(f"PRAGMA table_info({quote(table)})")
         existing = {r[1] for r in cur.fetchall()}
+        if all(name in existing for name, _ in LINEAGE):
+            return
         for name, type_ in LINEAGE:   # appending to a table made before etlconsole
             if name not in existing:
-                cur.execute(f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(name)} {type_}")
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {LEDGER} (job_id TEXT NOT NULL, "
-                    "table_name TEXT NOT NULL, batch INTEGER NOT NULL, row_start INTEGER, "
-                    "row_end INTEGER, rows INTEGER NOT NULL, rowid_first INTEGER, "
-                    "rowid_last INTEGER, committed_at TEXT NOT NULL, "
-                    "PRIMARY KEY (job_id, table_name, batch))")
-        self._conn.commit()
+                cur.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {type_}")
+        # A full rollback of this job takes the columns away again.
+        cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, 'lineage_added', NULL, ?)",
+                    (self.job_id, table, _stamp()))
 
     # -- per batch ------------------------------------------------------------
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
@@ -122,14 +166,56 @@ class SqliteDestination:
 
     def _write_once(self, batch_number, batch, row_start, row_end) -> None:
         cur = self._conn.cursor()
-        cur.execute(f"SELECT coalesce(max(rowid), 0) FROM {quote(self.table)}")
-        first = cur.fetchone()[0] + 1
-        if batch.num_rows:
-            cur.adbc_ingest(self.table, batch, mode="append")
+        n = batch.num_rows
+        if n:
+            cur.adbc_ingest(self.write_table, batch, mode="append")
+        # The write lock is ours since the insert, so the batch's rowids are consecutive.
+        cur.execute(f"SELECT coalesce(max(rowid), 0) FROM {quote(self.write_table)}")
+        last = cur.fetchone()[0] if n else None
         cur.execute(f"INSERT INTO {LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.job_id, self.table, batch_number, row_start, row_end, batch.num_rows,
-                     first, first + batch.num_rows - 1,
-                     datetime.now(timezone.utc).isoformat(timespec="milliseconds")))
+                    (self.job_id, self.write_table, batch_number, row_start, row_end, n,
+                     last - n + 1 if n else None, last, _stamp()))
+        self._conn.commit()
+
+    # -- the end of an atomic or replace job ------------------------------------
+    def publish(self, schema: pa.Schema) -> None:
+        if self.mode != "append":
+            self._retrying(self._publish_once, schema)
+
+    def _publish_once(self, schema: pa.Schema) -> None:
+        cur = self._conn.cursor()
+        stage, target = quote(self.write_table), quote(self.table)
+        if not _table_exists(cur, self.write_table):
+            return                                  # published before a crash
+        if self.mode == "replace":
+            backup = None
+            if _table_exists(cur, self.table):
+                backup = f"{REPLACED_PREFIX}{self.job_id}_{self.table}"
+                cur.execute(f"ALTER TABLE {target} RENAME TO {quote(backup)}")
+            cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, ?, ?, ?)",
+                        (self.job_id, self.table, "replaced" if backup else "created", backup,
+                         _stamp()))
+            cur.execute(f"ALTER TABLE {stage} RENAME TO {target}")
+            cur.execute(f"UPDATE {LEDGER} SET table_name = ? WHERE job_id = ? AND table_name = ?",
+                        (self.table, self.job_id, self.write_table))
+        else:
+            if not _table_exists(cur, self.table):
+                cur.execute(_create_table_sql(self.table, schema))
+                cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, 'created', NULL, ?)",
+                            (self.job_id, self.table, _stamp()))
+            self._add_lineage(cur, self.table)
+            cur.execute(f"SELECT coalesce(max(rowid), 0) FROM {target}")
+            base = cur.fetchone()[0]
+            cur.execute(f"SELECT coalesce(min(rowid), 1) FROM {stage}")
+            shift = base + 1 - cur.fetchone()[0]
+            names = ", ".join(quote(f.name) for f in schema) + ", " + ", ".join(
+                quote(n) for n, _ in LINEAGE)
+            # ORDER BY rowid keeps the stage's consecutive rowids consecutive in the target.
+            cur.execute(f"INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ORDER BY rowid")
+            cur.execute(f"UPDATE {LEDGER} SET table_name = ?, rowid_first = rowid_first + ?, "
+                        "rowid_last = rowid_last + ? WHERE job_id = ? AND table_name = ?",
+                        (self.table, shift, shift, self.job_id, self.write_table))
+            cur.execute(f"DROP TABLE {stage}")
         self._conn.commit()
 
     def _retrying(self, fn, *args) -> int:
@@ -155,3 +241,155 @@ class SqliteDestination:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+# -- reading and undoing a job's effect ------------------------------------------
+def _open_existing(path: Path, timeout_ms: int = 30_000) -> sqlite3.Connection:
+    """A connection that never creates the file, but may write: a process killed inside a
+    commit leaves a hot journal that SQLite replays on first read, which needs write access
+    (a read-only connection fails with "attempt to write a readonly database")."""
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_ms / 1000)
+
+
+def _connect(path: Path, timeout_ms: int) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), timeout=timeout_ms / 1000, isolation_level=None)
+
+
+def committed(path: Path, job_id: str) -> list[dict]:
+    """The job's ledger entries in this destination (what it really holds), by batch."""
+    if not path.exists():
+        return []
+    db = _open_existing(path)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (LEDGER,)).fetchone():
+            return []
+        cols = ["table_name", "batch", "row_start", "row_end", "rows", "rowid_first", "rowid_last"]
+        rows = db.execute(f"SELECT {', '.join(cols)} FROM {LEDGER} WHERE job_id = ? ORDER BY batch",
+                          (job_id,)).fetchall()
+        return [dict(zip(cols, r)) for r in rows]
+    finally:
+        db.close()
+
+
+def rollback(path: Path, job_id: str, *, after_batch: int | None = None, dry_run: bool = False,
+             timeout_ms: int = 30_000) -> dict:
+    """Remove the job's rows (of batches after `after_batch`, or all) in one transaction.
+
+    Idempotent: the ledger rows go in the same transaction as the data rows, so running it
+    again after a crash finds nothing, or everything, left to do.
+    """
+    report = {"path": str(path), "rows": {}, "batches": 0, "dropped": [], "restored": []}
+    if not path.exists():
+        return report
+    db = _connect(path, timeout_ms)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        cur = db.cursor()
+        if not _table_exists(cur, LEDGER):
+            db.execute("ROLLBACK")
+            return report
+        limit = -1 if after_batch is None else after_batch
+        entries = db.execute(
+            f"SELECT table_name, batch, rowid_first, rowid_last, rows FROM {LEDGER} "
+            "WHERE job_id = ? AND batch > ? ORDER BY batch", (job_id, limit)).fetchall()
+        report["batches"] = len(entries)
+        by_table: dict[str, list] = {}
+        for table, batch, first, last, rows in entries:
+            by_table.setdefault(table, []).append((first, last, batch))
+        for table, ranges in by_table.items():
+            if not _table_exists(cur, table):
+                continue
+            if dry_run:
+                n = sum(db.execute(f"SELECT count(*) FROM {quote(table)} WHERE rowid BETWEEN ? AND ? "
+                                   "AND _etl_job_id = ?", (f, l, job_id)).fetchone()[0]
+                        for f, l, _ in ranges if f is not None)
+            else:
+                before = db.total_changes
+                db.executemany(f"DELETE FROM {quote(table)} WHERE rowid BETWEEN ? AND ? "
+                               "AND _etl_job_id = ? AND _etl_batch = ?",
+                               [(f, l, job_id, b) for f, l, b in ranges if f is not None])
+                n = db.total_changes - before
+            report["rows"][table] = n
+        if not dry_run:
+            db.execute(f"DELETE FROM {LEDGER} WHERE job_id = ? AND batch > ?", (job_id, limit))
+        if after_batch is None:
+            _undo_tables(db, cur, job_id, report, dry_run)
+        db.execute("ROLLBACK" if dry_run else "COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise JobFailed(f"{path}: rollback of job {job_id} failed: {exc}") from exc
+    finally:
+        db.close()
+    return report
+
+
+def _undo_tables(db, cur, job_id: str, report: dict, dry_run: bool) -> None:
+    """Drop the job's staging table, restore a replaced table, drop tables it created."""
+    prefix = f"{STAGE_PREFIX}{job_id}_"
+    stages = [n for (n,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+        (len(prefix), prefix))]
+    for name in stages:
+        report["dropped"].append(name)
+        if not dry_run:
+            db.execute(f"DROP TABLE {quote(name)}")
+    if not _table_exists(cur, TABLES):
+        return
+    for table, action, backup in db.execute(
+            f"SELECT table_name, action, backup_name FROM {TABLES} WHERE job_id = ?",
+            (job_id,)).fetchall():
+        if action == "replaced" and backup and _table_exists(cur, backup):
+            report["restored"].append(table)
+            if not dry_run:
+                db.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+                db.execute(f"ALTER TABLE {quote(backup)} RENAME TO {quote(table)}")
+        elif action == "lineage_added" and _table_exists(cur, table):
+            tagged = db.execute(f"SELECT count(*) FROM {quote(table)} WHERE _etl_job_id IS NOT NULL "
+                                "AND _etl_job_id IS NOT ?", (job_id,)).fetchone()[0]
+            if tagged == 0:     # no other job's rows rely on them: the schema as it was
+                try:
+                    if not dry_run:
+                        for name, _ in reversed(LINEAGE):
+                            db.execute(f"ALTER TABLE {quote(table)} DROP COLUMN {quote(name)}")
+                    report["dropped"].append(f"{table}.{', '.join(n for n, _ in LINEAGE)}")
+                except sqlite3.OperationalError:
+                    pass        # an index or view uses them: they stay, empty
+        elif action == "created" and _table_exists(cur, table):
+            others = db.execute(f"SELECT count(*) FROM {quote(table)} WHERE _etl_job_id IS NOT ?",
+                                (job_id,)).fetchone()[0]
+            if others == 0:     # nothing but this job's rows: the table goes as it came
+                report["dropped"].append(table)
+                if not dry_run:
+                    db.execute(f"DROP TABLE {quote(table)}")
+    if not dry_run:
+        db.execute(f"DELETE FROM {TABLES} WHERE job_id = ?", (job_id,))
+
+
+def etl_tables(path: Path) -> list[tuple[str, str]]:
+    """(table, job id) of every staging or replaced-table backup in the destination."""
+    if not path.exists():
+        return []
+    db = _open_existing(path)
+    try:
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    finally:
+        db.close()
+    found = []
+    for name in names:
+        for prefix in (STAGE_PREFIX, REPLACED_PREFIX):
+            if name.startswith(prefix):
+                found.append((name, name[len(prefix):].split("_", 1)[0]))
+    return found
+
+
+def staging_tables(path: Path, job_id: str) -> list[str]:
+    return [t for t, j in etl_tables(path) if j == job_id and t.startswith(STAGE_PREFIX)]
+
+
+def drop_table(path: Path, table: str, timeout_ms: int = 30_000) -> None:
+    db = _connect(path, timeout_ms)
+    try:
+        db.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+    finally:
+        db.close()

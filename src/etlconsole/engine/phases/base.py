@@ -54,13 +54,13 @@ class Rejects:
     def __len__(self) -> int:
         return self.rows.num_rows
 
-    def records(self, phase: str) -> list[dict[str, Any]]:
+    def records(self, phase: str, label: str | None = None) -> list[dict[str, Any]]:
         """Plain dicts for the state store; only rejected rows become Python objects."""
         data = self.rows.to_pylist()
         out = []
         for values, rule, column, message in zip(data, self.rule, self.column, self.message):
             row = values.pop(ROW, None)
-            out.append({"row": row, "phase": phase, "rule": rule, "column": column,
+            out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule, "column": column,
                         "message": message, "values": json.dumps(values, default=str,
                                                                  ensure_ascii=False)})
         return out

@@ -9,7 +9,7 @@ from ...errors import SpecError
 from .base import Option, Phase
 
 DESTINATIONS = ("sqlite",)
-MODES = ("append",)
+MODES = ("append", "atomic", "replace")
 
 
 class Load(Phase):
@@ -19,11 +19,17 @@ class Load(Phase):
         "destination": Option("string", "destination kind", default="sqlite", choices=DESTINATIONS),
         "path": Option("string", "destination file, relative to the pipeline file", required=True),
         "table": Option("string", "target table", required=True),
-        "mode": Option("string", "append: batches visible as they commit", default="append",
-                       choices=MODES),
+        "mode": Option("string", "append: batches visible as they commit; atomic: published in "
+                       "one transaction at the end; replace: atomic, then swaps the whole table",
+                       default="append", choices=MODES),
+        "on_failure": Option("string", "what cleanup does with the rows of a failed job past "
+                             "retention: keep them, or roll them back", default="keep",
+                             choices=("keep", "rollback")),
     }
 
-    def __init__(self, path: str, table: str, destination: str = "sqlite", mode: str = "append"):
+    def __init__(self, path: str, table: str, destination: str = "sqlite", mode: str = "append",
+                 on_failure: str = "keep"):
+        self.on_failure = on_failure
         if not table.strip():
             raise SpecError("table name is empty", key="table")
         if table.startswith("_etl_"):

@@ -7,6 +7,7 @@ rows turn into Python objects (for their messages).
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,16 @@ class Validate(Phase):
     def attach(self, job) -> None:
         """Give the unique rule a job-wide, resumable index in the job's workspace."""
         if any(r.unique for r in self.rules):
-            self._unique = UniqueIndex(job.workspace / "unique.db")
+            path = job.workspace / "unique.db"
+            if job.resume_after and not path.exists():
+                raise JobFailed(f"{path}: the unique-key index of this job is gone (cleaned up?); "
+                                "it cannot be resumed exactly — roll it back and run it again")
+            try:
+                self._unique = UniqueIndex(path)
+                self._unique.forget_after(job.resume_after)   # keys of uncommitted records
+            except sqlite3.DatabaseError as exc:
+                raise JobFailed(f"{path}: the unique-key index is damaged ({exc}); roll the job "
+                                "back and run it again") from None
 
     def setup(self, schema: pa.Schema) -> None:
         known = data_columns(schema)

@@ -1,0 +1,117 @@
+"""Recovery benchmark: how long rollback and resume take compared with the load itself.
+
+For a ROWS-row sample orders file (default 1M), interleaved over --rounds:
+  load      an uninterrupted `etlconsole run` of the full sample pipeline
+  rollback  `etlconsole rollback JOB --yes` of that finished job
+  resume    a run killed (SIGKILL) once ~80% of the rows are committed, then `resume`
+            (the time of the resume alone is reported)
+and checks the resumed destination equals the uninterrupted one.
+
+    python bench/recovery_bench.py [--rows 1000000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COLUMNS = ("id, customer_id, email, customer_name, status, quantity, unit_price, total, "
+           "currency, ordered_on, shipped_at, country")
+
+
+def cli(*args: str, state: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "etlconsole.cli", "--state", str(state), *args],
+                          capture_output=True, text=True, **kw)
+
+
+def digest(db: Path) -> str:
+    con = sqlite3.connect(db)
+    h = hashlib.sha256()
+    for row in con.execute(f"SELECT {COLUMNS} FROM orders ORDER BY id"):
+        h.update(repr(row).encode())
+    con.close()
+    return h.hexdigest()
+
+
+def committed_rows(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        n = con.execute("SELECT coalesce(max(row_end), 0) FROM _etl_loads").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "out" / "recovery")
+    args = ap.parse_args()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"orders_{args.rows}.csv"
+    if not data.exists():
+        subprocess.run([sys.executable, "-m", "etlconsole.sample", str(data), str(args.rows),
+                        "--seed", "7"], check=True, capture_output=True)
+    from etlconsole.sample import SAMPLE_PIPELINE_TOML
+    pipeline = work / "pipeline.toml"
+    pipeline.write_text(SAMPLE_PIPELINE_TOML.replace("orders.csv", data.name))
+    times: dict[str, list[float]] = {"load": [], "rollback": [], "resume": []}
+    killed_at: list[float] = []
+    for rnd in range(args.rounds):
+        state = work / f"state{rnd}"
+        shutil.rmtree(state, ignore_errors=True)
+        ref, crash = work / "ref.db", work / "crash.db"
+        for f in (ref, crash):
+            f.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        out = cli("run", str(pipeline), "--no-ui", "--json", "--dest", str(ref), state=state / "s.db")
+        times["load"].append(time.perf_counter() - t0)
+        job = json.loads(out.stdout.strip().splitlines()[-1])
+        reference = digest(ref)
+
+        t0 = time.perf_counter()
+        cli("rollback", job["job_id"], "--yes", state=state / "s.db", check=True)
+        times["rollback"].append(time.perf_counter() - t0)
+
+        proc = subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", str(state / "s.db"),
+                                 "run", str(pipeline), "--no-ui", "--dest", str(crash)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while committed_rows(crash) < 0.8 * args.rows and proc.poll() is None:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at.append(committed_rows(crash) / args.rows)
+        t0 = time.perf_counter()
+        res = cli("resume", "last", "--json", state=state / "s.db")
+        times["resume"].append(time.perf_counter() - t0)
+        summary = json.loads(res.stdout.strip().splitlines()[-1])
+        if summary["status"] != "succeeded" or digest(crash) != reference:
+            print("FAIL: the resumed destination differs from the uninterrupted run", file=sys.stderr)
+            return 1
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"| {args.rows:,} rows | median of {args.rounds} | ratio to load |")
+    print("| --- | --- | --- |")
+    print(f"| load (uninterrupted run) | {med['load']:.2f} s | 1.00 |")
+    print(f"| rollback of the finished job | {med['rollback']:.2f} s | {med['rollback'] / med['load']:.2f} |")
+    print(f"| resume after kill -9 at {statistics.median(killed_at):.0%} committed | "
+          f"{med['resume']:.2f} s | {med['resume'] / med['load']:.2f} |")
+    print("resumed destination identical to the uninterrupted run: yes")
+    (work / "results.json").write_text(json.dumps({"times": times, "killed_at": killed_at}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Resume, rollback and cleanup of jobs.
+
+The destination's ledger is the truth about what a job left behind (ADR 0002); the state
+store is reconciled with it before anything else happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import UserError
+from ..spec import load_spec, spec_from_dict
+from ..store import StateStore
+from ..store.store import now
+from . import extract
+from .destinations import sqlite
+from .plan import make_plan
+from .replay import CheckpointStream
+from .runner import Runner, snapshot_dir
+
+
+def _job(store: StateStore, ref: str) -> dict:
+    store.mark_dead_jobs()
+    return store.job(ref)
+
+
+def _refuse_running(job: dict, action: str) -> None:
+    if job["status"] in ("running", "pending"):
+        raise UserError(f"job {job['id']} is {job['status']} (pid {job['pid']}); stop it first "
+                        f"(Ctrl-C or kill {job['pid']}: it stays resumable), then {action}")
+
+
+def _destinations(job: dict) -> list[dict]:
+    return job.get("destinations") or []
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    return [k for k in ("size", "sha256_head_tail", "mtime_ns") if old.get(k) != new.get(k)]
+
+
+def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, log=None) -> dict:
+    """Continue a failed or interrupted job after the last batch its destination committed."""
+    job = _job(store, ref)
+    if job["status"] == "succeeded":
+        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True,
+                "message": f"job {job['id']} already succeeded; nothing to resume"}
+    _refuse_running(job, "resume it")
+    if job["status"] == "rolled_back":
+        raise UserError(f"job {job['id']} was rolled back; run the pipeline again for a new job")
+    if not job["resumable"]:
+        raise UserError(f"job {job['id']} was abandoned by cleanup and cannot be resumed; roll it "
+                        "back and run the pipeline again")
+    source = Path(job["source_path"])
+    if not source.is_file():
+        raise UserError(f"{source}: the job's source file is gone; it cannot be resumed "
+                        f"(roll it back with 'etlconsole rollback {job['id']}')")
+    changed = _changed(job["source_fingerprint"] or {}, extract.fingerprint(source))
+    if not changed and job["source_digest"] and extract.digest(source) != job["source_digest"]:
+        changed = ["content"]
+    if changed:
+        raise UserError(f"{source}: changed since job {job['id']} started ({', '.join(changed)} "
+                        "differ); resuming would mix two files. Roll the job back and run the "
+                        "pipeline again")
+    pipeline = Path(job["pipeline_file"] or ".")
+    spec = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline),
+                          base_dir=pipeline.parent)
+    dest = _destinations(job)[0]["path"]
+    plan = make_plan(spec, source=source, dest=dest)
+    return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
+
+
+def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: int | None = None,
+             dry_run: bool = False) -> dict:
+    """Undo the job's effect on every destination, entirely or back to a checkpoint."""
+    job = _job(store, ref)
+    _refuse_running(job, "roll it back")
+    after_batch = None
+    if to_checkpoint is not None:
+        cps = {c["id"]: c for c in store.checkpoints(job["id"])}
+        if to_checkpoint not in cps:
+            raise UserError(f"job {job['id']} has no checkpoint {to_checkpoint} "
+                            f"(see 'etlconsole checkpoints {job['id']}')")
+        after_batch = cps[to_checkpoint]["checkpoint_data"]["batch"]
+    reports = [sqlite.rollback(Path(d["path"]), job["id"], after_batch=after_batch,
+                               dry_run=dry_run, timeout_ms=settings.transaction_timeout_ms)
+               for d in _destinations(job)]
+    summary = {"job_id": job["id"], "dry_run": dry_run, "to_checkpoint": to_checkpoint,
+               "destinations": reports,
+               "rows": sum(n for r in reports for n in r["rows"].values())}
+    if dry_run:
+        return summary
+    if after_batch is None:
+        store.reconcile(job["id"], [], rolled_back_after=0)
+        store.update_job(job["id"], status="rolled_back", finished_at=now(),
+                         error=None if job["status"] == "succeeded" else job["error"])
+        shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
+    else:
+        ledger = [e for d in _destinations(job) for e in sqlite.committed(Path(d["path"]), job["id"])]
+        store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
+        store.update_job(job["id"], status="interrupted",
+                         error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
+    store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
+                    batches=sum(r["batches"] for r in reports))
+    summary["status"] = store.job(job["id"])["status"]
+    return summary
+
+
+def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, progress=None,
+          log=None) -> dict:
+    """Re-run the phases after a checkpointed phase, with the pipeline file as it is now,
+    from that phase's materialized output, replacing the job's earlier load."""
+    job = _job(store, ref)
+    _refuse_running(job, "rerun it")
+    if job["status"] == "rolled_back":
+        raise UserError(f"job {job['id']} was rolled back; its checkpoints are gone")
+    pipeline = Path(job["pipeline_file"])
+    then = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline), base_dir=pipeline.parent)
+    marked = [(i + 1, p) for i, p in enumerate(then.phases) if p.checkpoint and p.enabled]
+    chosen = [i for i, p in marked if from_phase in (str(i), p.type, p.label(i - 1))]
+    if not chosen:
+        names = ", ".join(p.label(i - 1) for i, p in marked) or "none"
+        raise UserError(f"job {job['id']} has no checkpoint of phase {from_phase!r} "
+                        f"(checkpointed phases: {names}; mark a phase with checkpoint = true)")
+    n = chosen[0]
+    dest = Path(_destinations(job)[0]["path"])
+    batches = [e["batch"] for e in sqlite.committed(dest, job["id"])]
+    folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
+    missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
+    if not batches or missing:
+        raise UserError(f"job {job['id']}: the checkpoint of phase {n} is incomplete "
+                        f"({len(missing)} of {len(batches)} batches missing); run the pipeline again")
+    now_spec = load_spec(pipeline)
+    if len(now_spec.phases) <= n:
+        raise UserError(f"{pipeline}: has no phases after phase {n} any more")
+    labels = {p.label(i) for i, p in enumerate(then.phases) if i < n}
+    carried = store.reject_records(job["id"], labels)
+    size = (job["source_fingerprint"] or {}).get("size", 0)
+    stream = CheckpointStream(folder, batches, carried, size)
+    plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
+                     input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]))
+    runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
+                    fingerprint=job["source_fingerprint"], parent=job["id"])
+    # The checkpoint moves to the new job before the old job's load (and workspace) goes.
+    replay = runner.workspace / f"replay-of-{job['id']}-phase-{n}"
+    replay.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(folder), str(replay))
+    stream.files = [replay / f.name for f in stream.files]
+    rollback(store, job["id"], settings)
+    store.add_event(job["id"], "job.replaced", by=runner.job_id, from_phase=n)
+    return runner.run()
+
+
+def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | None = None,
+            dry_run: bool = False) -> list[dict]:
+    """Remove what failed and interrupted jobs left behind past retention, and orphans.
+
+    Never touches the rows of succeeded jobs.
+    """
+    store.mark_dead_jobs()
+    hours = settings.rollback_retention_hours if older_than_hours is None else older_than_hours
+    cutoff = (datetime.now(timezone.utc) - timedelta(hours=hours)).isoformat()
+    actions: list[dict] = []
+    jobs = {j["id"]: j for j in store.jobs(limit=1_000_000)}
+    for job in jobs.values():
+        when = job["finished_at"] or job["heartbeat_at"] or job["created_at"]
+        if job["status"] not in ("failed", "interrupted") or when > cutoff:
+            continue
+        dest = (_destinations(job) or [{}])[0]
+        if dest.get("mode", "append") != "append" or dest.get("on_failure") == "rollback":
+            # Staged rows never reached the target; partial rows go by the job's policy.
+            report = rollback(store, job["id"], settings, dry_run=dry_run)
+            actions.append({"job_id": job["id"], "action": "roll back", "rows": report["rows"],
+                            "tables": [t for d in report["destinations"] for t in d["dropped"]]})
+        elif job["resumable"]:
+            # on_failure = "keep": its rows stay, but without its workspace it can no longer
+            # be resumed exactly, so it is marked as such.
+            actions.append({"job_id": job["id"], "action": "keep partial rows; no longer resumable"})
+            if not dry_run:
+                store.update_job(job["id"], resumable=0,
+                                 error=f"{job['error'] or ''} [abandoned by cleanup: rows kept]".strip())
+    paths = {d["path"] for j in jobs.values() for d in _destinations(j)}
+    for path in sorted(paths):
+        for table, job_id in sqlite.etl_tables(Path(path)):
+            owner = jobs.get(job_id)
+            orphan = owner is None or (table.startswith(sqlite.STAGE_PREFIX)
+                                       and owner["status"] in ("succeeded", "rolled_back"))
+            expired = (owner is not None and table.startswith(sqlite.REPLACED_PREFIX)
+                       and owner["status"] == "succeeded" and (owner["finished_at"] or "") <= cutoff)
+            if orphan or expired:
+                actions.append({"job_id": job_id, "action": "drop orphaned table" if orphan else
+                                "drop expired backup of a replaced table", "path": path, "table": table})
+                if not dry_run:
+                    sqlite.drop_table(Path(path), table, settings.transaction_timeout_ms)
+    workspaces = store.path.parent / "jobs"
+    for folder in sorted(workspaces.glob("*")) if workspaces.is_dir() else []:
+        owner = jobs.get(folder.name)
+        # Workspaces hold unique-key indexes (for resume) and phase checkpoints (for
+        # rerun): kept for the retention period, whatever the job's end.
+        if owner is None or owner["status"] == "rolled_back" or (
+                owner["status"] in ("succeeded", "failed", "interrupted")
+                and (owner["finished_at"] or owner["created_at"]) <= cutoff):
+            actions.append({"job_id": folder.name, "action": "remove workspace", "path": str(folder)})
+            if not dry_run:
+                shutil.rmtree(folder, ignore_errors=True)
+    if not dry_run and actions:
+        store.add_event(None, "cleanup", actions=len(actions), older_than_hours=hours)
+    return actions
