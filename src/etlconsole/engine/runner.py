@@ -77,6 +77,40 @@ class Counters:
     last_checkpoint_row: int = 0
 
 
+def prefetch(stream, abort: threading.Event, depth: int = 2):
+    """Iterate `stream` in a thread of its own, `depth` items ahead: parsing the CSV (C code
+    that releases the GIL) overlaps the phases. Errors are re-raised in the consumer; the
+    thread gives up when `abort` is set (the consumer failed)."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+
+    def offer(item) -> bool:
+        while not abort.is_set():
+            try:
+                handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in stream:
+                if not offer(item):
+                    return
+            offer(_DONE)
+        except BaseException as exc:
+            offer(exc)
+
+    threading.Thread(target=produce, name="reader", daemon=True).start()
+    while True:
+        item = handoff.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def snapshot_dir(workspace: Path, phase_index: int) -> Path:
     return workspace / f"phase-{phase_index}"
 
@@ -227,7 +261,7 @@ class Runner:
         pending = None
         number = self.next_batch - 1
         try:
-            for chunk in stream:
+            for chunk in prefetch(stream, self._abort):
                 if self.governor.over_budget:
                     raise JobFailed(
                         f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "

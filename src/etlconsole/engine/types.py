@@ -33,9 +33,12 @@ _INT = r"^[+-]?[0-9]+$"
 _FLOAT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
-_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# The shapes carry the ranges (month 01-12, day 01-31, hour 00-23, …), so only a day
+# beyond its month's end (02-30, 04-31, 02-29 of a common year) is left to find.
+_YMD = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_ISO_DATE = rf"^{_YMD}$"
 # date, 'T' or space, hh:mm[:ss[.ffffff]], optional Z or ±hh:mm
-_ISO_TS = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+_ISO_TS = (rf"^{_YMD}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
            r"(Z|[+-][0-9]{2}:?[0-9]{2})?$")
 _INT64_MAX = "9223372036854775807"
 _INT64_MIN_DIGITS = "9223372036854775808"
@@ -176,16 +179,21 @@ def _timestamp(values, formats=None):
         return _first_match(values, formats, strict=False)
     shaped = pc.match_substring_regex(values, _ISO_TS)
     text = _keep(values, shaped)
+    tail = pc.utf8_slice_codeunits(text, 16)          # after YYYY-MM-DDTHH:MM
+    zoned = pc.or_(pc.ends_with(text, "Z"), pc.or_(pc.greater_equal(pc.find_substring(tail, "+"), 0),
+                                                   pc.greater_equal(pc.find_substring(tail, "-"), 0)))
+    if not pc.any(zoned).as_py():                      # the common case: local times only
+        return _strict_cast(text, shaped, pa.timestamp("us"), _calendar_ok)
     parts = pc.extract_regex(text, r"^(?P<local>[^Z+]{16}[^Z+-]*)(?P<zone>Z|[+-][0-9]{2}:?[0-9]{2})?$")
     local = pc.struct_field(parts, "local")
-    parsed, ok = _strict_cast(local, shaped, pa.timestamp("us"), _clock_ok)
+    parsed, ok = _strict_cast(local, shaped, pa.timestamp("us"), _calendar_ok)
     micros = pc.subtract(pc.cast(parsed, pa.int64()), _offset_micros(pc.struct_field(parts, "zone")))
     return pc.cast(micros, pa.timestamp("us")), ok
 
 
 def _strict_cast(text, ok, target, check):
     """Cast well-shaped ISO text; Arrow's cast is exact but all-or-nothing, so only when
-    it refuses are the impossible values (Feb 30, 25:00) found, vectorized, and nulled."""
+    it refuses are the impossible days (Feb 30) found, vectorized, and nulled."""
     try:
         return pc.cast(text, target), ok
     except pa.ArrowInvalid:
@@ -193,30 +201,21 @@ def _strict_cast(text, ok, target, check):
         return pc.cast(_keep(text, ok), target), ok
 
 
-def _int_at(text, start, stop):
-    return pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
+def _calendar_ok(text):
+    """False where the day is past the end of its month, for 'YYYY-MM-DD…' text whose
+    ranges the shape regex already checked."""
+    bad = pc.match_substring_regex(text, r"^[0-9]{4}-(02-3|(0[469]|11)-31)")
+    feb29 = pc.match_substring_regex(text, r"^[0-9]{4}-02-29")
+    if pc.any(feb29).as_py():
+        y = pc.cast(pc.utf8_slice_codeunits(text, 0, 4), pa.int64())
+        leap = pc.and_(pc.equal(_mod(y, 4), 0),
+                       pc.or_(pc.not_equal(_mod(y, 100), 0), pc.equal(_mod(y, 400), 0)))
+        bad = pc.or_(bad, pc.and_(feb29, pc.invert(leap)))
+    return pc.invert(bad)
 
 
 def _mod(values, n):
     return pc.subtract(values, pc.multiply(pc.divide(values, n), n))   # integer division
-
-
-def _calendar_ok(text):
-    """Month 1-12 and day within the month (leap years included), for 'YYYY-MM-DD…'."""
-    y, m, d = _int_at(text, 0, 4), _int_at(text, 5, 7), _int_at(text, 8, 10)
-    leap = pc.and_(pc.equal(_mod(y, 4), 0),
-                   pc.or_(pc.not_equal(_mod(y, 100), 0), pc.equal(_mod(y, 400), 0)))
-    days = pc.if_else(pc.equal(m, 2), pc.if_else(leap, 29, 28),
-                      pc.if_else(pc.is_in(m, pa.array([4, 6, 9, 11])), 30, 31))
-    return pc.and_(pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12)),
-                   pc.and_(pc.greater_equal(d, 1), pc.less_equal(d, days)))
-
-
-def _clock_ok(text):
-    hh, mm = _int_at(text, 11, 13), _int_at(text, 14, 16)
-    seconds = pc.utf8_slice_codeunits(text, 17, 19)
-    ss = pc.cast(pc.if_else(pc.equal(seconds, ""), "0", seconds), pa.int64())
-    return pc.and_(_calendar_ok(text), pc.and_(pc.less(hh, 24), pc.and_(pc.less(mm, 60), pc.less(ss, 60))))
 
 
 def _offset_micros(zone):
