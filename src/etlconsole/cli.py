@@ -42,6 +42,9 @@ class Group(click.Group):
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:    # `etlconsole rejects JOB | head`: the reader has enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:   # a bug: one line, the traceback only when asked for
             if os.environ.get("ETLCONSOLE_DEBUG"):
                 raise
@@ -398,6 +401,7 @@ def demo(obj: Context, no_ui, rows, as_json):
         click.echo("  etlconsole jobs                       # job history")
         click.echo("  etlconsole show last                  # details, phases, checkpoints")
         click.echo("  etlconsole rejects last               # rejected rows and why")
+        click.echo("  etlconsole rollback last --dry-run    # what undoing the job would remove")
         click.echo(f"  sqlite3 {folder}/warehouse.db 'select * from orders limit 5'")
         click.echo(f"  etlconsole run {folder}/pipeline.toml --no-ui   # run it again")
     sys.exit(code)
