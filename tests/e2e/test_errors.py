@@ -214,3 +214,12 @@ def test_validate_on_error_fail_exits_1(cli, tmp_path):
     assert by_id[summary["job_id"]]["status"] == "failed"
     show = cli("show", summary["job_id"], "--json")
     assert show.returncode == 0 and show.last_json()["error"], str(show)
+
+
+def test_memory_budget_below_the_engine_start_is_refused(cli, tmp_path):
+    """A budget the engine cannot even start in is refused before anything is written."""
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    write_pipeline(tmp_path / "p.toml")
+    res = cli("run", "p.toml", "--no-ui", env={"PIPELINE_MAX_MEMORY_MB": "80"})
+    assert_user_error(res, "PIPELINE_MAX_MEMORY_MB=80", "at least")
+    assert not (tmp_path / "out.db").exists()
