@@ -228,3 +228,20 @@ def test_clone_is_a_second_connection_on_the_same_file(store):
         assert other.job("job00001")["pipeline_name"] == "p"
     finally:
         other.close()
+
+
+def test_many_processes_opening_a_new_store_at_once(tmp_path):
+    """Two jobs started together on a fresh machine both migrate the new store: one must
+    wait for the other, not fail with 'table import_jobs already exists'."""
+    import sqlite3
+    import subprocess
+    import sys
+    code = "import sys; from etlconsole.store import StateStore; StateStore(sys.argv[1])"
+    for i in range(3):
+        path = tmp_path / f"state{i}.db"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE)
+                 for _ in range(4)]
+        results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in procs]
+        assert all(rc == 0 for rc, _ in results), results
+        from etlconsole.store.schema import MIGRATIONS
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

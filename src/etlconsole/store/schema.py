@@ -115,10 +115,31 @@ MIGRATIONS = [
 ]
 
 
+def _statements(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return [x for x in out if x.strip(" ;\n")]
+
+
 def migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"state store has schema version {version}; this etlconsole knows "
-                           f"up to {len(MIGRATIONS)} (upgrade etlconsole)")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+    """Apply missing migrations; safe when several processes open a new store at once
+    (each migration reads the version and applies itself inside one write lock)."""
+    for number, script in enumerate(MIGRATIONS, start=1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"state store has schema version {version}; this etlconsole "
+                                   f"knows up to {len(MIGRATIONS)} (upgrade etlconsole)")
+            if version < number:
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
