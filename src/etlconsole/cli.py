@@ -309,6 +309,24 @@ def checkpoints(obj: Context, job, as_json):
 
 @main.command()
 @click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one batch per line.")
+@click.pass_obj
+def batches(obj: Context, job, as_json):
+    """Load batches of JOB: record range, rows, attempts, duration, status."""
+    store = obj.store()
+    j = store.job(job)
+    for b in store.batches(j["id"]):
+        if as_json:
+            _echo_json(b)
+        else:
+            click.echo(f"{b['batch_number']:>6}  {b['status']:<11} records {b['row_start']:>11,}-"
+                       f"{b['row_end']:<11,} loaded {b['rows_loaded']:>9,}  rejected "
+                       f"{b['rows_rejected']:>7,}  attempts {b['attempts']}  "
+                       f"{(b['duration_ms'] or 0) / 1000:.2f}s")
+
+
+@main.command()
+@click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
 @click.pass_obj

@@ -130,3 +130,22 @@ def test_run_without_json_prints_a_readable_summary(cli, tmp_path):
         except json.JSONDecodeError:
             continue
         raise AssertionError(f"JSON without --json: {line}")
+
+
+def test_batches_lists_every_committed_batch(cli, tmp_path):
+    import json as _json
+    from etlconsole.sample import SAMPLE_PIPELINE_TOML, write_orders_csv
+    write_orders_csv(tmp_path / "orders.csv", 3_000, seed=3)
+    (tmp_path / "pipeline.toml").write_text(SAMPLE_PIPELINE_TOML)
+    summary = cli("run", "pipeline.toml", "--no-ui", "--json",
+                  env={"PIPELINE_CHUNK_SIZE": "500", "PIPELINE_BATCH_SIZE_MAX": "1000",
+                       "PIPELINE_BATCH_SIZE_MIN": "100"}).last_json()
+    rows = [_json.loads(line) for line in cli("batches", "last", "--json").stdout.splitlines()]
+    assert len(rows) == summary["batches"] >= 3
+    assert all(r["status"] == "COMMITTED" and r["attempts"] == 1 for r in rows)
+    assert sum(r["rows_loaded"] for r in rows) == summary["rows_loaded"]
+    assert sum(r["rows_rejected"] for r in rows) == summary["rows_rejected"]
+    assert rows[0]["row_start"] == 1 and rows[-1]["row_end"] == 3_000
+    assert all(a["row_end"] + 1 == b["row_start"] for a, b in zip(rows, rows[1:]))
+    text = cli("batches", "last").stdout
+    assert "COMMITTED" in text
