@@ -140,9 +140,17 @@ def test_new_job_id_shape():
 
 # --- batches -----------------------------------------------------------------------------
 
+def record_batch(store, job_id, number, *, row_start, row_end, rows_loaded, rejects, attempts,
+                 duration_ms, counters):
+    """What the loader does around one destination commit: begin, then commit."""
+    store.begin_batch(job_id, number, row_start=row_start, row_end=row_end, rejects=rejects)
+    store.commit_batch(job_id, number, rows_loaded=rows_loaded, attempts=attempts,
+                       duration_ms=duration_ms, counters=counters)
+
+
 def test_record_batch_writes_batch_rejects_and_counters(store):
     store.create_job("job00001", pipeline_name="p")
-    store.record_batch("job00001", 1, row_start=1, row_end=10, rows_loaded=8,
+    record_batch(store, "job00001", 1, row_start=1, row_end=10, rows_loaded=8,
                        rejects=[reject(7, values={"c": "é"}), reject(3, column=None)],
                        attempts=2, duration_ms=12.5,
                        counters={"rows_read": 10, "rows_loaded": 8, "rows_rejected": 2})
@@ -163,7 +171,7 @@ def test_record_batch_writes_batch_rejects_and_counters(store):
 def test_record_batch_replaces_same_batch_number(store):
     store.create_job("job00001", pipeline_name="p")
     for attempt in (1, 2):
-        store.record_batch("job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
+        record_batch(store, "job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
                            attempts=attempt, duration_ms=1.0, counters={"rows_read": 5})
     [b] = store.batches("job00001")
     assert b["attempts"] == 2
@@ -171,12 +179,12 @@ def test_record_batch_replaces_same_batch_number(store):
 
 def test_record_batch_is_atomic(store):
     store.create_job("job00001", pipeline_name="p")
-    store.record_batch("job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
+    record_batch(store, "job00001", 1, row_start=1, row_end=5, rows_loaded=5, rejects=[],
                        attempts=1, duration_ms=1.0, counters={"rows_read": 5, "rows_loaded": 5})
     # the second reject breaks a NOT NULL constraint half-way through the transaction
     bad = [reject(6), reject(8, message=None)]
     with pytest.raises(sqlite3.IntegrityError):
-        store.record_batch("job00001", 2, row_start=6, row_end=10, rows_loaded=3, rejects=bad,
+        record_batch(store, "job00001", 2, row_start=6, row_end=10, rows_loaded=3, rejects=bad,
                            attempts=1, duration_ms=1.0,
                            counters={"rows_read": 10, "rows_loaded": 8, "rows_rejected": 2})
     assert counts(store, "job00001") == (1, 0)          # nothing of batch 2 is left

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -360,7 +362,6 @@ def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects |
 
 def fingerprint(path: Path) -> dict:
     """What identifies the source file: size, mtime, and a hash of its head and tail."""
-    import hashlib
     st = path.stat()
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -371,10 +372,9 @@ def fingerprint(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_head_tail": h.hexdigest()}
 
 
-def digest(path: Path, stop: "threading.Event | None" = None) -> str | None:
+def digest(path: Path, stop: threading.Event | None = None) -> str | None:
     """A hash of the whole file (blake2b, ~1 GB/s; hashlib releases the GIL), or None if
     stopped first. Resume compares it, so an edit anywhere in the file is caught."""
-    import hashlib
     h = hashlib.blake2b(digest_size=20)
     with path.open("rb") as f:
         while chunk := f.read(4 << 20):

@@ -29,7 +29,7 @@ from ..store.store import now
 from . import extract
 from .destinations.sqlite import SqliteDestination, committed
 from .governor import Governor, use_lean_allocator
-from .phases.base import ROW, PhaseResult, Rejects
+from .phases.base import ROW, PhaseResult
 from .plan import Plan
 
 _DONE = object()

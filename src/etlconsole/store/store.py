@@ -139,14 +139,6 @@ class StateStore:
                          (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
             self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
-    def record_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
-                     rows_loaded: int, rejects: list[dict[str, Any]], attempts: int,
-                     duration_ms: float, counters: dict[str, Any]) -> None:
-        """begin_batch + commit_batch, for a batch already committed elsewhere."""
-        self.begin_batch(job_id, batch_number, row_start=row_start, row_end=row_end, rejects=rejects)
-        self.commit_batch(job_id, batch_number, rows_loaded=rows_loaded, attempts=attempts,
-                          duration_ms=duration_ms, counters=counters)
-
     @staticmethod
     def _drop_batches(conn, job_id: str, where: str, value: int) -> None:
         conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}",

@@ -383,10 +383,6 @@ def etl_tables(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-def staging_tables(path: Path, job_id: str) -> list[str]:
-    return [t for t, j in etl_tables(path) if j == job_id and t.startswith(STAGE_PREFIX)]
-
-
 def drop_table(path: Path, table: str, timeout_ms: int = 30_000) -> None:
     db = _connect(path, timeout_ms)
     try:

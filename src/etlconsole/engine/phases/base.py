@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,21 +64,6 @@ class Rejects:
                         "message": message, "values": json.dumps(values, default=str,
                                                                  ensure_ascii=False)})
         return out
-
-    @staticmethod
-    def concat(parts: Sequence["Rejects"]) -> "Rejects | None":
-        parts = [p for p in parts if p is not None and len(p)]
-        if not parts:
-            return None
-        if len(parts) == 1:
-            return parts[0]
-        schema = parts[0].rows.schema
-        rows = pa.Table.from_batches([p.rows.cast(schema) if p.rows.schema != schema else p.rows
-                                      for p in parts]).combine_chunks().to_batches()
-        return Rejects(rows=rows[0] if rows else parts[0].rows.slice(0, 0),
-                       rule=[r for p in parts for r in p.rule],
-                       column=[c for p in parts for c in p.column],
-                       message=[m for p in parts for m in p.message])
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from ...errors import JobFailed, SpecError
 from .. import types
 from ..unique import UniqueIndex
-from .base import ROW, Option, Phase, PhaseResult, data_columns, split_rejects, split_with_mask
+from .base import ROW, Option, Phase, PhaseResult, data_columns, split_with_mask
 
 _RULE_KEYS = {"column", "required", "type", "formats", "pattern", "min", "max", "allowed",
               "unique", "max_length"}
@@ -175,9 +175,10 @@ class Validate(Phase):
         plain = [f for f in failures if f[0] != "unique"]
         uniques = [f for f in failures if f[0] == "unique"]
         if uniques:
-            first = split_rejects(batch, plain)
-            other_bad = first.rejects.rows.column(ROW) if first.rejects else pa.array([], pa.int64())
-            ok_rows = pc.invert(pc.is_in(batch.column(ROW), other_bad))
+            # One OR over the other rules' masks (no rejects built twice).
+            ok_rows = pa.repeat(pa.scalar(True), batch.num_rows)
+            for mask, *_ in plain:
+                ok_rows = pc.and_(ok_rows, pc.invert(pc.fill_null(mask, False)))
             for _, i, typed in uniques:
                 rule = self.rules[i]
                 keys = pc.if_else(ok_rows, typed, pa.scalar(None, typed.type))
