@@ -17,7 +17,7 @@ import tomli_w
 from .errors import SpecError
 
 FORMAT = 1
-_TOP_KEYS = {"name", "format", "source", "phases", "description"}
+_TOP_KEYS = {"name", "format", "source", "phases", "description", "max_reject_rate"}
 _SOURCE_KEYS = {"path", "delimiter", "quote", "encoding", "header"}
 # Keys every phase understands; the rest are the phase's own options.
 COMMON_PHASE_KEYS = {"type", "enabled", "when", "checkpoint"}
@@ -51,6 +51,7 @@ class PipelineSpec:
     base_dir: Path = field(default_factory=Path.cwd)
     file: str = "<pipeline>"
     description: str | None = None
+    max_reject_rate: float | None = None   # fail the job when more of the rows read are rejected
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the pipeline file, relative to the file's folder."""
@@ -66,6 +67,8 @@ class PipelineSpec:
         doc: dict[str, Any] = {"name": self.name}
         if self.description:
             doc["description"] = self.description
+        if self.max_reject_rate is not None:
+            doc["max_reject_rate"] = self.max_reject_rate
         doc["source"] = source
         phases = []
         for phase in self.phases:
@@ -142,9 +145,15 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
                              file=file, phase=where, key="checkpoint")
         options = {k: v for k, v in raw.items() if k not in COMMON_PHASE_KEYS}
         phases.append(PhaseSpec(type=ptype, options=options, enabled=enabled, checkpoint=checkpoint))
+    rate = doc.get("max_reject_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                             or not 0 <= rate <= 1):
+        raise SpecError(f"must be a fraction from 0 to 1 (0.05 = 5%), got {rate!r}",
+                        file=file, key="max_reject_rate")
     return PipelineSpec(name=name, source=source, phases=phases,
                         base_dir=base_dir or Path.cwd(), file=file,
-                        description=doc.get("description"))
+                        description=doc.get("description"),
+                        max_reject_rate=None if rate is None else float(rate))
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

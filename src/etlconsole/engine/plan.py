@@ -43,6 +43,10 @@ class Plan:
         schema = self.phases[-1].output
         return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
 
+    @property
+    def load_label(self) -> str:
+        return self.phases[-1].label
+
     def describe(self) -> dict:
         return {
             "pipeline": self.spec.name,
@@ -81,7 +85,8 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
         if isinstance(phase, Load) and i != enabled[-1][0]:
             raise SpecError("only the last phase may be a load (branches come later)", **where)
         try:
-            phase.setup(schema)
+            if callable(getattr(phase, "setup", None)):   # optional hook
+                phase.setup(schema)
             out = phase.process(pa.RecordBatch.from_pylist([], schema=schema))
         except SpecError as exc:
             raise exc.located(**where) from None

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,9 +27,10 @@ from ..errors import JobFailed, UserError
 from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
-from .destinations.sqlite import SqliteDestination, committed
+from .batching import BatchSizer, LoadItem, Pending
+from .destinations.sqlite import RowRefused, SqliteDestination, committed, refused_column
 from .governor import Governor, use_lean_allocator
-from .phases.base import ROW, PhaseResult
+from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
 
 _DONE = object()
@@ -57,17 +58,6 @@ class PhaseStats:
 
 
 @dataclass
-class LoadItem:
-    number: int
-    batches: list[pa.RecordBatch]
-    rejects: list[dict]
-    row_start: int
-    row_end: int
-    bytes_read: int
-    snapshots: dict = field(default_factory=dict)   # phase index -> [(batch, first, last)]
-
-
-@dataclass
 class Counters:
     rows_read: int = 0          # records fully processed (committed or rejected)
     rows_loaded: int = 0
@@ -75,8 +65,9 @@ class Counters:
     rows_warned: int = 0
     records_seen: int = 0       # records parsed so far (ahead of commits)
     bytes_read: int = 0
-    batch_size: int = 0
+    batch_size: int = 0         # rows in the batch last handed to the loader
     batches: int = 0
+    isolated: int = 0           # rows refused one by one (database constraint, phase error)
     last_checkpoint_row: int = 0
 
 
@@ -112,6 +103,23 @@ def prefetch(stream, abort: threading.Event, depth: int = 2):
         if isinstance(item, BaseException):
             raise item
         yield item
+
+
+def _empty(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return _empty(schema)
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _rule(message: str) -> str:
+    """'NOT NULL constraint failed: …' -> 'not_null'; other database refusals -> 'database'."""
+    head, sep, _ = message.partition(" constraint failed")
+    return head.lower().replace(" ", "_") if sep else "database"
 
 
 def snapshot_dir(workspace: Path, phase_index: int) -> Path:
@@ -154,8 +162,11 @@ class Runner:
             plan.destination_path, plan.load.table, self.job_id, mode=plan.load.mode,
             timeout_ms=settings.transaction_timeout_ms,
             retry_attempts=settings.batch_retry_attempts,
-            retry_delay_ms=settings.batch_retry_delay_ms)
+            retry_delay_ms=settings.batch_retry_delay_ms, isolate=plan.load.on_error != "fail")
+        self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
+                                slow_s=settings.transaction_timeout_ms / 10_000)
         self._loader_error: BaseException | None = None
+        self._attempts = 1
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = settings.chunk_size
@@ -191,6 +202,7 @@ class Runner:
             threading.Thread(target=self._digest_source, name="digest", daemon=True).start()
         try:
             self._run_phases()
+            self._check_reject_rate(final=True)    # before an atomic job publishes anything
             self.destination.publish(plan.output_schema)
         except JobFailed as exc:
             status, error = "failed", str(exc)
@@ -204,7 +216,8 @@ class Runner:
             self._stop.set()
             sampler.join()
             for p in plan.phases:
-                p.phase.teardown()
+                if callable(getattr(p.phase, "teardown", None)):   # optional hook
+                    p.phase.teardown()
             self.destination.close()
         return self._finish(status, error)
 
@@ -266,7 +279,7 @@ class Runner:
         stream = self.stream or extract.CsvStream(
             plan.source, plan.dialect, block_size=self.settings.stream_high_water_mark,
             chunk_rows=self.chunk_rows, start_after=self.start_after)
-        pending = None
+        pending: Pending | None = None
         number = self.next_batch - 1
         try:
             for chunk in prefetch(stream, self._abort):
@@ -277,23 +290,17 @@ class Runner:
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
                 good, rejects, snapshots = self._transform(chunk)
+                if pending is None:
+                    pending = Pending(chunk.first_row, good.schema)
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
-                if pending is None:
+                pending.add(good, rejects, snapshots, chunk.last_row, chunk.bytes_read)
+                while pending.rows >= self.sizer.size:
                     number += 1
-                    pending = LoadItem(number, [], [], chunk.first_row, chunk.last_row, 0)
-                if good.num_rows:
-                    pending.batches.append(good)
-                for index, snap in snapshots.items():
-                    pending.snapshots.setdefault(index, []).append(
-                        (snap, chunk.first_row, chunk.last_row))
-                pending.rejects += rejects
-                pending.row_end, pending.bytes_read = chunk.last_row, chunk.bytes_read
-                if sum(b.num_rows for b in pending.batches) >= self._batch_target():
-                    self._put(pending)
-                    pending = None
-            if pending is not None:
-                self._put(pending)
+                    self._put(pending.take(self.sizer.size, number))
+            if pending is not None and not pending.empty:
+                number += 1
+                self._put(pending.flush(number))
             self._put(_DONE)
         except BaseException:
             self._abort.set()     # the loader drops what is queued: none of it committed
@@ -303,34 +310,59 @@ class Runner:
         if self._loader_error is not None:
             raise self._loader_error
 
-    def _batch_target(self) -> int:
-        s = self.settings
-        target = s.batch_size_max if not self.governor.pressure else s.batch_size_min
-        return max(s.batch_size_min, min(s.batch_size_max, target))
-
     def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict], dict]:
+        """The chunk through every phase: good rows (still with ``_etl_row``), rejects, and
+        the output of checkpointed phases."""
         rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
         snapshots = {}
         batch = chunk.batch
         for planned, stats in zip(self.plan.phases, self.stats):
             t0 = time.perf_counter()
             stats.rows_in += batch.num_rows
-            out = planned.phase.process(batch)
-            if isinstance(out, PhaseResult):
-                if out.rejects is not None and len(out.rejects):
-                    stats.rejected += len(out.rejects)
-                    rejects += out.rejects.records(planned.type, planned.label)
-                stats.warned += out.warnings
-                self.counters.rows_warned += out.warnings
-                out = out.batch
-            if ROW not in out.schema.names:
-                raise JobFailed(f"{planned.label} dropped the {ROW} column")
+            out, phase_rejects, warnings = self._process(planned, batch)
+            if phase_rejects:
+                stats.rejected += len(phase_rejects)
+                rejects += phase_rejects
+            stats.warned += warnings
+            self.counters.rows_warned += warnings
             stats.rows_out += out.num_rows
             stats.seconds += time.perf_counter() - t0
             batch = out
             if planned.checkpoint:
                 snapshots[planned.index] = out
-        return batch.drop_columns([ROW]), rejects, snapshots
+        return batch, rejects, snapshots
+
+    def _process(self, planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict], int]:
+        """One phase over one batch. A phase that raises is given halves of the batch until
+        the rows it raises on are found; those are rejected with the exception's message
+        and the rest goes on (``on_error = "fail"`` on the phase stops the job instead)."""
+        try:
+            out = planned.phase.process(batch)
+        except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:
+            if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
+                raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
+            if batch.num_rows == 1:
+                self.counters.isolated += 1
+                rejected = Rejects(batch, ["exception"], [None], [f"{type(exc).__name__}: {exc}"])
+                return _empty(planned.output), rejected.records(planned.type, planned.label), 0
+            mid = batch.num_rows // 2
+            left = self._process(planned, batch.slice(0, mid))
+            right = self._process(planned, batch.slice(mid))
+            return _concat([left[0], right[0]], planned.output), left[1] + right[1], left[2] + right[2]
+        rejects, warnings = [], 0
+        if isinstance(out, PhaseResult):
+            if out.rejects is not None and len(out.rejects):
+                rejects = out.rejects.records(planned.type, planned.label)
+            warnings = out.warnings
+            out = out.batch
+        if not isinstance(out, pa.RecordBatch):
+            raise JobFailed(f"{planned.label} returned {type(out).__name__}, expected a "
+                            "pyarrow.RecordBatch or a PhaseResult")
+        if ROW not in out.schema.names:
+            raise JobFailed(f"{planned.label} dropped the {ROW} column")
+        return out, rejects, warnings
 
     def _put(self, item) -> None:
         if item is not _DONE and item.snapshots:
@@ -340,8 +372,8 @@ class Runner:
                 raise self._loader_error
             try:
                 self.queue.put(item, timeout=0.2)
-                self.counters.batch_size = 0 if item is _DONE else sum(
-                    b.num_rows for b in item.batches)
+                if item is not _DONE:
+                    self.counters.batch_size = item.rows
                 return
             except queue.Full:
                 continue
@@ -359,29 +391,71 @@ class Runner:
                 if item is _DONE:
                     break
                 t0 = time.perf_counter()
-                batch = (pa.Table.from_batches(item.batches).combine_chunks().to_batches()[0]
-                         if item.batches else pa.RecordBatch.from_pylist(
-                             [], schema=self.plan.output_schema))
                 store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                   row_end=item.row_end, rejects=item.rejects)
-                attempts = self.destination.write(item.number, batch, item.row_start, item.row_end)
-                c.rows_loaded += batch.num_rows
-                c.rows_rejected += len(item.rejects)
+                rows = item.batch.column(ROW)
+                refused = self._write(store, item, rows)
+                loaded = item.rows - len(refused)
+                seconds = time.perf_counter() - t0
+                c.rows_loaded += loaded
+                c.rows_rejected += len(item.rejects) + len(refused)
                 c.rows_read = item.row_end
                 c.batches = item.number
                 store.commit_batch(
-                    self.job_id, item.number, rows_loaded=batch.num_rows, attempts=attempts,
-                    duration_ms=(time.perf_counter() - t0) * 1000,
+                    self.job_id, item.number, rows_loaded=loaded, attempts=self._attempts,
+                    duration_ms=seconds * 1000,
                     counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
                               "retries": self.destination.retries})
+                self.sizer.committed(seconds, retried=self._attempts > 1, refused_rows=len(refused))
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
                     self._checkpoint(store, item)
+                self._check_reject_rate(final=False)
         except BaseException as exc:   # handed to the main thread, which fails the job
             self._loader_error = exc if isinstance(exc, JobFailed) else JobFailed(
                 f"loader: {type(exc).__name__}: {exc}")
         finally:
             store.close()
+
+    def _write(self, store: StateStore, item: LoadItem, rows: pa.Array) -> list:
+        """Write one batch; rows the database refuses become rejects of phase ``load``,
+        recorded in the store inside the destination's transaction (exact after a kill)."""
+        def record(refused):
+            store.set_load_rejects(self.job_id, item.number, self._refused_records(item, refused))
+
+        try:
+            result = self.destination.write(item.number, item.batch.drop_columns([ROW]),
+                                            item.row_start, item.row_end, before_commit=record)
+        except RowRefused as exc:
+            raise JobFailed(f"{self.plan.load_label}: record {rows[exc.index].as_py()} refused by "
+                            f"the destination: {exc.message} (on_error = \"fail\"; the job is "
+                            "resumable)") from None
+        self._attempts = result.attempts
+        self.counters.isolated += len(result.refused)
+        return result.refused
+
+    def _refused_records(self, item: LoadItem, refused: list[tuple[int, str]]) -> list[dict]:
+        if not refused:
+            return []
+        index = pa.array([i for i, _ in refused], pa.int64())
+        messages = [m for _, m in refused]
+        rejected = Rejects(item.batch.take(index), [_rule(m) for m in messages],
+                           [refused_column(m) for m in messages], messages)
+        return rejected.records("load", self.plan.load_label)
+
+    def _check_reject_rate(self, *, final: bool) -> None:
+        """``max_reject_rate``: judged once a batch's worth of rows is read (so the first
+        few rows cannot fail a job alone), and at the end."""
+        limit, c = self.plan.spec.max_reject_rate, self.counters
+        if limit is None or c.rows_read == 0:
+            return
+        if not final and c.rows_read < self.settings.batch_size_min:
+            return
+        rate = c.rows_rejected / c.rows_read
+        if rate > limit:
+            raise JobFailed(f"reject rate {rate:.1%} ({c.rows_rejected} of {c.rows_read} rows "
+                            f"read) exceeds max_reject_rate {limit:.1%}; see `etlconsole rejects "
+                            f"{self.job_id}`, then roll back or fix the data and resume")
 
     def _checkpoint(self, store: StateStore, item: LoadItem) -> None:
         c = self.counters
@@ -405,15 +479,16 @@ class Runner:
 
     def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
         self.governor.check()
-        if self.governor.pressure:
+        if self.governor.pressure:    # smaller pieces in flight; the bounded queues do the rest
             self.chunk_rows = max(1_000, self.chunk_rows // 2)
+            self.sizer.shrink()
         c = self.counters
         t = time.monotonic()
         sample = {
             "elapsed_s": round(t - self.started, 3), "rows_read": c.records_seen,
             "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
             "rows_per_s": round((c.records_seen - last_rows) / max(t - last_t, 1e-6), 1),
-            "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size,
+            "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size or self.sizer.size,
             "queue_depth": self.queue.qsize(), "retries": self.destination.retries,
             "bytes_read": c.bytes_read,
         }

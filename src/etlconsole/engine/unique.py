@@ -2,9 +2,9 @@
 
 Why SQLite and not a Python set: a set of millions of keys costs tens of bytes per key
 and grows with the file, breaking flat memory; an on-disk B-tree costs a few MB of page
-cache whatever the size. Keys are tagged with the last source record of the chunk that
-introduced them so a resumed job can forget keys of records that never committed
-(``forget_after``).
+cache whatever the size. Each key is tagged with the source record that introduced it, so
+a resumed job can forget exactly the keys of records that never committed
+(``forget_after``) — a load batch may end in the middle of a chunk.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class UniqueIndex:
             self._tables[name] = table
         return self._tables[name]
 
-    def duplicates(self, name: str, keys: pa.Array, tag: int) -> pa.Array:
-        """Mask of keys seen before (earlier in this array or in earlier calls); records the new ones."""
+    def duplicates(self, name: str, keys: pa.Array, rows: pa.Array) -> pa.Array:
+        """Mask of keys seen before (earlier in this array or in earlier calls); records the
+        new ones, each tagged with its record number from ``rows``."""
         table = self._table(name)
         if len(keys) == 0:
             return pa.array([], pa.bool_())
@@ -47,12 +48,16 @@ class UniqueIndex:
         # The keys cross into SQLite as one JSON parameter, parsed in C by json_each;
         # only keys seen in earlier calls (rare) come back as Python objects.
         payload = json.dumps(pc.drop_null(values).to_pylist())
+        # A key's tag is its record: the JSON array is laid out one slot per record from
+        # the first (null where a record has no key), so json_each's index gives it.
+        first, spread = _by_record(values, rows)
         with self._db:
             before = [r[0] for r in self._db.execute(
                 f"SELECT value FROM json_each(?) j WHERE EXISTS "
                 f"(SELECT 1 FROM {table} WHERE key = j.value)", (payload,))]
-            self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? FROM json_each(?)",
-                             (tag, payload))
+            self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? + key "
+                             "FROM json_each(?) WHERE type != 'null'",
+                             (first, json.dumps(spread.to_pylist())))
         seen = pc.is_in(values, pa.array(before, values.type)) if before else pa.repeat(
             pa.scalar(False), len(keys))
         return pc.and_(valid, pc.or_(seen, pc.invert(_first_occurrence(values))))
@@ -68,10 +73,26 @@ class UniqueIndex:
         self._db.close()
 
 
+def _positions(n: int) -> pa.Array:
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
+
+
+def _by_record(values: pa.Array, rows: pa.Array) -> tuple[int, pa.Array]:
+    """(first record, values laid out one slot per record from it, null in the gaps)."""
+    rows = rows.cast(pa.int64())
+    if len(rows) > 1 and not pc.all(pc.greater(rows[1:], rows[:-1])).as_py():
+        order = pc.sort_indices(rows)             # a plugin phase reordered the rows
+        rows, values = pc.take(rows, order), pc.take(values, order)
+    first, last = rows[0].as_py(), rows[-1].as_py()
+    if last - first + 1 == len(rows):
+        return first, values                      # consecutive records: the usual case
+    slots = pc.index_in(_positions(last - first + 1), value_set=pc.subtract(rows, first))
+    return first, pc.take(values, slots)
+
+
 def _first_occurrence(values: pa.Array) -> pa.Array:
     """True at the first position of each distinct value."""
-    n = len(values)
-    positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
+    positions = _positions(len(values))
     firsts = pa.table({"k": values, "i": positions}).group_by("k", use_threads=False) \
         .aggregate([("i", "min")]).column("i_min")
     return pc.is_in(positions, firsts)

@@ -122,11 +122,30 @@ class StateStore:
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
                 "row_start": row_start, "row_end": row_end, "rows_rejected": len(rejects),
                 "created_at": stamp})
-            conn.executemany(
-                'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, rule,'
-                ' column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r["rule"],
-                  r["column"], r["message"], r["values"]) for r in rejects])
+            self._insert_rejects(conn, job_id, batch_number, rejects)
+
+    def set_load_rejects(self, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
+        """Rows the destination refused in a batch it is about to commit (phase ``load``).
+
+        Called inside the destination's transaction, after begin_batch: replacing (not
+        adding) keeps a retried batch exact, and the batch is still PENDING, so the same
+        reconcile rule keeps or drops these rows with it."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ? "
+                         "AND phase = 'load'", (job_id, batch_number))
+            self._insert_rejects(conn, job_id, batch_number, rejects)
+            conn.execute("UPDATE pipeline_batches SET rows_rejected = (SELECT count(*) FROM "
+                         "pipeline_rejects WHERE job_id = ? AND batch_number = ?) "
+                         "WHERE job_id = ? AND batch_number = ?",
+                         (job_id, batch_number, job_id, batch_number))
+
+    @staticmethod
+    def _insert_rejects(conn, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
+        conn.executemany(
+            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, rule,'
+            ' column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r["rule"],
+              r["column"], r["message"], r["values"]) for r in rejects])
 
     def commit_batch(self, job_id: str, batch_number: int, *, rows_loaded: int, attempts: int,
                      duration_ms: float, counters: dict[str, Any]) -> None:

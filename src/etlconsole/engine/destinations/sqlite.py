@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +34,8 @@ LINEAGE = [("_etl_job_id", "TEXT"), ("_etl_batch", "INTEGER")]
 STAGE_PREFIX = "_etl_stage_"
 REPLACED_PREFIX = "_etl_replaced_"
 SQLITE_MAX_COLUMNS = 2000     # SQLite's default SQLITE_MAX_COLUMN
+# Errors tied to one row: the batch is not lost, the row is refused with this message.
+_ROW_ERRORS = ("constraint failed", "datatype mismatch", "string or blob too big")
 _TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error",
               "unable to open database")
 _BOOKKEEPING = (
@@ -63,6 +66,36 @@ def _is_transient(exc: Exception) -> bool:
     return any(t in text for t in _TRANSIENT)
 
 
+def _row_error(exc: Exception) -> str | None:
+    """The database's own words if ``exc`` is about a row's values, else None."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not any(t in text.lower() for t in _ROW_ERRORS):
+        return None
+    return text.removeprefix("INTERNAL: ").removeprefix("failed to execute: ")
+
+
+def refused_column(message: str) -> str | None:
+    """'NOT NULL constraint failed: orders.email' names its column; CHECK does not."""
+    _, sep, where = message.partition(" constraint failed: ")
+    if sep and "." in where and " " not in where and "," not in where:
+        return where.split(".", 1)[1]
+    return None
+
+
+class RowRefused(Exception):
+    """The database refused a row of the batch and the job said not to isolate it."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index, self.message = index, message
+
+
+@dataclass
+class WriteResult:
+    attempts: int
+    refused: list[tuple[int, str]]   # (row index in the batch, the database's message)
+
+
 def _table_exists(cur, name: str) -> bool:
     cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return cur.fetchone() is not None
@@ -90,8 +123,10 @@ class SqliteDestination:
     kind = "sqlite"
 
     def __init__(self, path: Path, table: str, job_id: str, *, mode: str = "append",
-                 timeout_ms: int, retry_attempts: int, retry_delay_ms: int):
+                 timeout_ms: int, retry_attempts: int, retry_delay_ms: int, isolate: bool = True):
         self.path, self.table, self.job_id, self.mode = path, table, job_id, mode
+        self.isolate = isolate          # refuse bad rows one by one (else the batch fails)
+        self._triggers = False
         self.write_table = table if mode == "append" else stage_name(job_id, table)
         self.timeout_ms = timeout_ms
         self.retry_attempts, self.retry_delay_ms = retry_attempts, retry_delay_ms
@@ -141,6 +176,9 @@ class SqliteDestination:
                 cur.execute(f"INSERT INTO {TABLES} VALUES (?, ?, 'created', NULL, ?)",
                             (self.job_id, self.table, _stamp()))
         self._add_lineage(cur, self.write_table)
+        cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                    (self.write_table,))
+        self._triggers = cur.fetchone()[0] > 0
         self._conn.commit()
 
     def _add_lineage(self, cur, table: str) -> None:
@@ -156,26 +194,101 @@ class SqliteDestination:
                     (self.job_id, table, _stamp()))
 
     # -- per batch ------------------------------------------------------------
-    def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
-        """Commit one batch with its ledger entry; returns the number of attempts."""
+    def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int, *,
+              before_commit=None) -> WriteResult:
+        """Commit one batch with its ledger entry. Rows the database refuses (a constraint)
+        are left out and returned; ``before_commit(refused)`` runs inside the transaction,
+        so whatever it records is kept exactly when the batch is."""
         n = batch.num_rows
         batch = _whole_seconds(batch)
         batch = batch.append_column("_etl_job_id", pa.repeat(pa.scalar(self.job_id), n))
         batch = batch.append_column("_etl_batch", pa.repeat(pa.scalar(batch_number, pa.int64()), n))
-        return self._retrying(self._write_once, batch_number, batch, row_start, row_end)
+        attempts, refused = self._retrying(self._write_once, batch_number, batch, row_start,
+                                           row_end, before_commit)
+        return WriteResult(attempts, refused)
 
-    def _write_once(self, batch_number, batch, row_start, row_end) -> None:
+    def _write_once(self, batch_number, batch, row_start, row_end, before_commit):
         cur = self._conn.cursor()
-        n = batch.num_rows
-        if n:
-            cur.adbc_ingest(self.write_table, batch, mode="append")
+        refused = self._insert(cur, batch) if batch.num_rows else []
+        n = batch.num_rows - len(refused)
         # The write lock is ours since the insert, so the batch's rowids are consecutive.
         cur.execute(f"SELECT coalesce(max(rowid), 0) FROM {quote(self.write_table)}")
         last = cur.fetchone()[0] if n else None
         cur.execute(f"INSERT INTO {LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.job_id, self.write_table, batch_number, row_start, row_end, n,
                      last - n + 1 if n else None, last, _stamp()))
+        if before_commit is not None:
+            before_commit(refused)
         self._conn.commit()
+        return refused
+
+    # -- partial success: isolate the rows the database refuses ---------------
+    def _insert(self, cur, batch: pa.RecordBatch) -> list[tuple[int, str]]:
+        """Insert the batch, leaving out refused rows. SQLite does not say which row failed,
+        but the bulk insert stops at it: the rows this connection inserted so far give its
+        index (exact when no trigger writes too, and checked by inserting that row alone).
+        Otherwise the batch is bisected under savepoints, as pgloader does."""
+        refused: list[tuple[int, str]] = []
+        offset, n = 0, batch.num_rows
+        while offset < n:
+            before = self._changes(cur)
+            cur.execute("SAVEPOINT etl_rows")
+            try:
+                cur.adbc_ingest(self.write_table, batch.slice(offset), mode="append")
+                cur.execute("RELEASE etl_rows")
+                return refused
+            except Exception as exc:
+                message = _row_error(exc)
+                if message is None:
+                    raise
+                bad = offset + self._changes(cur) - before
+                if not self.isolate:
+                    raise RowRefused(bad, message) from None
+                if self._triggers or bad >= n or not self._refuses(cur, batch.slice(bad, 1)):
+                    cur.execute("ROLLBACK TO etl_rows")
+                    cur.execute("RELEASE etl_rows")
+                    self._bisect(cur, batch, offset, n, refused)
+                    return refused
+                cur.execute("RELEASE etl_rows")
+                refused.append((bad, message))
+                offset = bad + 1
+        return refused
+
+    @staticmethod
+    def _changes(cur) -> int:
+        cur.execute("SELECT total_changes()")
+        return cur.fetchone()[0]
+
+    def _attempt(self, cur, rows: pa.RecordBatch, keep: bool) -> str | None:
+        """Insert ``rows`` under a savepoint; the database's message if it refused them."""
+        cur.execute("SAVEPOINT etl_try")
+        try:
+            cur.adbc_ingest(self.write_table, rows, mode="append")
+        except Exception as exc:
+            message = _row_error(exc)
+            cur.execute("ROLLBACK TO etl_try")
+            cur.execute("RELEASE etl_try")
+            if message is None:
+                raise
+            return message
+        if not keep:
+            cur.execute("ROLLBACK TO etl_try")
+        cur.execute("RELEASE etl_try")
+        return None
+
+    def _refuses(self, cur, row: pa.RecordBatch) -> bool:
+        return self._attempt(cur, row, keep=False) is not None
+
+    def _bisect(self, cur, batch, lo: int, hi: int, refused: list) -> None:
+        message = self._attempt(cur, batch.slice(lo, hi - lo), keep=True)
+        if message is None:
+            return
+        if hi - lo == 1:
+            refused.append((lo, message))
+            return
+        mid = (lo + hi) // 2
+        self._bisect(cur, batch, lo, mid, refused)
+        self._bisect(cur, batch, mid, hi, refused)
 
     # -- the end of an atomic or replace job ------------------------------------
     def publish(self, schema: pa.Schema) -> None:
@@ -218,14 +331,17 @@ class SqliteDestination:
             cur.execute(f"DROP TABLE {stage}")
         self._conn.commit()
 
-    def _retrying(self, fn, *args) -> int:
-        """Run fn in a transaction; retry transient errors with exponential backoff + jitter."""
+    def _retrying(self, fn, *args) -> tuple[int, object]:
+        """Run fn in a transaction; retry transient errors with exponential backoff + jitter.
+        Returns (attempts, what fn returned)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                fn(*args)
-                return attempt
+                return attempt, fn(*args)
+            except RowRefused:
+                self._conn.rollback()
+                raise
             except Exception as exc:  # driver errors come in several classes
                 try:
                     self._conn.rollback()

@@ -25,11 +25,14 @@ class Load(Phase):
         "on_failure": Option("string", "what cleanup does with the rows of a failed job past "
                              "retention: keep them, or roll them back", default="keep",
                              choices=("keep", "rollback")),
+        "on_error": Option("string", "a row the database refuses (a constraint): reject it and "
+                           "load the rest of its batch, or fail the job (resumably)",
+                           default="reject", choices=("reject", "fail")),
     }
 
     def __init__(self, path: str, table: str, destination: str = "sqlite", mode: str = "append",
-                 on_failure: str = "keep"):
-        self.on_failure = on_failure
+                 on_failure: str = "keep", on_error: str = "reject"):
+        self.on_failure, self.on_error = on_failure, on_error
         if not table.strip():
             raise SpecError("table name is empty", key="table")
         if table.startswith("_etl_"):

@@ -183,9 +183,8 @@ class Validate(Phase):
                 rule = self.rules[i]
                 keys = pc.if_else(ok_rows, typed, pa.scalar(None, typed.type))
                 index = self._unique or self._memory_index()
-                # Tag keys with the chunk's last record, so resume can forget uncommitted ones.
-                last_row = pc.max(batch.column(ROW)).as_py() or 0
-                dup = index.duplicates(f"{i}:{rule.column}", keys, last_row)
+                # Keys are tagged with their records, so resume can forget uncommitted ones.
+                dup = index.duplicates(f"{i}:{rule.column}", keys, batch.column(ROW))
                 plain.append((dup, "unique", rule.column, lambda vs: [
                     f"duplicate value {_short(v)!r} (already seen in this job)" for v in vs]))
         result, keep = split_with_mask(batch, plain)
