@@ -45,7 +45,7 @@ from .faultkit import (ROWS, TABLE, Digest, Lab, Reference, assert_conservation,
 
 KILLS = {"append": 12, "atomic": 10}
 # The sizer grows and shrinks batches between these bounds, so kills land on every size.
-DYNAMIC = {"PIPELINE_BATCH_SIZE_MIN": "500", "PIPELINE_BATCH_SIZE_MAX": "3000"}
+DYNAMIC = {"PIPELINE_BATCH_SIZE_MIN": "700", "PIPELINE_BATCH_SIZE_MAX": "2000"}
 SCENARIOS = [(mode, i) for mode, n in KILLS.items() for i in range(n)]
 LANES = int(os.environ.get("FAULTS_LANES", "2"))
 HOT_JOURNAL = "attempt to write a readonly database"

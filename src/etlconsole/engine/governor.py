@@ -49,5 +49,13 @@ class Governor:
 
     @staticmethod
     def peak_mb() -> float:
-        """Peak RSS of this process as the OS measured it."""
+        """Peak RSS of this process as the OS measured it: VmHWM on Linux (ru_maxrss there
+        starts from the parent's peak at fork, so a big parent would inflate it)."""
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
