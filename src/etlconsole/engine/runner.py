@@ -27,7 +27,7 @@ from ..errors import JobFailed, UserError
 from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
-from .destinations.sqlite import SqliteDestination, committed
+from .destinations import committed, open_destination
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult
 from .plan import Plan
@@ -150,11 +150,7 @@ class Runner:
         self.governor = Governor(settings.max_memory_mb)
         self.stats = [PhaseStats(p.label) for p in plan.phases]
         self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.destination = SqliteDestination(
-            plan.destination_path, plan.load.table, self.job_id, mode=plan.load.mode,
-            timeout_ms=settings.transaction_timeout_ms,
-            retry_attempts=settings.batch_retry_attempts,
-            retry_delay_ms=settings.batch_retry_delay_ms)
+        self.destination = open_destination(plan.load, plan.destination_path, self.job_id, settings)
         self._loader_error: BaseException | None = None
         self._stop = threading.Event()
         self._abort = threading.Event()
@@ -233,13 +229,15 @@ class Runner:
             self.store.add_event(self.job_id, "sniff", note=note)
         for why in plan.skipped:
             self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        if plan.conditions:     # resume and rerun reuse these decisions (engine.plan)
+            self.store.add_event(self.job_id, "plan.conditions", decisions=plan.conditions)
         if self.parent:
             self.store.add_event(self.job_id, "job.rerun", parent=self.parent,
                                  from_phase=self.plan.phases[0].index - 1)
 
     def _prepare_resume(self) -> None:
         """The destination's ledger says what is done; the store is made to agree."""
-        ledger = committed(self.plan.destination_path, self.job_id)
+        ledger = committed(self.plan.destination_path, self.job_id, self.plan.load.destination)
         truth = self.store.reconcile(self.job_id, ledger)
         c = self.counters
         c.rows_read, c.rows_loaded, c.rows_rejected = (truth["rows_read"], truth["rows_loaded"],
