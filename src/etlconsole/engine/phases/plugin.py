@@ -61,8 +61,9 @@ class PluginPhase:
     def probe(self, batch: pa.RecordBatch):
         """Planning: process an empty batch, letting any exception through."""
         out = self.inner.process(batch)
-        schema = out.batch.schema if isinstance(out, PhaseResult) else out.schema
-        self.output_schema = schema
+        got = out.batch if isinstance(out, PhaseResult) else out
+        if isinstance(got, pa.RecordBatch):
+            self.output_schema = got.schema
         return out
 
     def process(self, batch: pa.RecordBatch):
