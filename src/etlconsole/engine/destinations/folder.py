@@ -151,8 +151,11 @@ class FolderDestination:
             raise JobFailed(f"{self.path}: {exc}") from exc
 
     # -- per batch ------------------------------------------------------------------
-    def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int) -> int:
-        """Commit one batch (data file and ledger entry); returns the number of attempts."""
+    def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int, *,
+              before_commit=None) -> int:
+        """Commit one batch (data file and ledger entry); returns the number of attempts.
+        ``before_commit(refused)`` runs just before the commit rename (a folder refuses no
+        row, so it gets [])."""
         name = part_name(self.job_id, batch_number, self.ext)
         tmp = self.write_dir / f".{name}.tmp"
         entry = {"job_id": self.job_id, "batch": batch_number, "row_start": row_start,
@@ -167,6 +170,8 @@ class FolderDestination:
             _fsync_file(ledger_tmp)
             os.replace(ledger_tmp, loads / f"{self.job_id}-{batch_number:08d}.json")
             _fsync_dir(loads)
+            if before_commit is not None:
+                before_commit([])
             os.replace(tmp, self.write_dir / name)          # the commit
             _fsync_dir(self.write_dir)
         except OSError as exc:
