@@ -101,7 +101,8 @@ def _print_summary(s: dict) -> None:
     dest = s["destination"]
     click.echo(f"job {s['job_id']} {s['status']} in {s['elapsed_s']:.2f}s")
     click.echo(f"  rows read      {s['rows_read']:>12,}")
-    click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']} (table {dest['table']})")
+    where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
+    click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
     click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
     if s.get("rows_warned"):
         click.echo(f"  rows warned    {s['rows_warned']:>12,}")
@@ -176,8 +177,8 @@ def _print_rollback(r: dict, as_json: bool) -> None:
         for table in d["dropped"]:
             click.echo(f"  {d['path']}: {'would drop' if r['dry_run'] else 'dropped'} table {table}")
         for table in d["restored"]:
-            click.echo(f"  {d['path']}: {'would restore' if r['dry_run'] else 'restored'} "
-                       f"the table {table} as it was before the job")
+            what = table if d.get("kind") == "folder" else f"the table {table} as it was before the job"
+            click.echo(f"  {d['path']}: {'would restore' if r['dry_run'] else 'restored'} {what}")
     if not r["dry_run"]:
         click.echo(f"  job status: {r['status']}")
 
@@ -258,8 +259,12 @@ def show(obj: Context, job, as_json):
     j = store.job(job)
     checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
     metrics = store.metrics(j["id"], limit=2000)
+    skipped = [e["details"].get("reason") for e in events if e["event"] == "phase.skipped"]
+    from .engine.plan import decisions_from_events
+    conditions = list(decisions_from_events(events).values())
     if as_json:
-        _echo_json({**_job_public(j), "checkpoints": checkpoints, "events": events,
+        _echo_json({**_job_public(j), "skipped": skipped, "conditions": conditions,
+                    "checkpoints": checkpoints, "events": events,
                     "batches": len(store.batches(j["id"])),
                     "metrics": {"samples": len(metrics),
                                 "max_rss_mb": max((m["rss_mb"] for m in metrics), default=None),
@@ -268,7 +273,8 @@ def show(obj: Context, job, as_json):
     click.echo(f"job {j['id']}  {j['status']}  pipeline {j['pipeline_name']} ({j['pipeline_file']})")
     click.echo(f"  source     {j['source_path']}  ({j['bytes_total'] or 0:,} bytes)")
     for d in j["destinations"] or []:
-        click.echo(f"  dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}")
+        table = f" table {d['table']}" if d.get("table") else ""
+        click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
     click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  ({fmt_duration(j['elapsed_s'])})")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
                f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
@@ -281,6 +287,11 @@ def show(obj: Context, job, as_json):
         for p in j["phase_stats"]:
             click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
                        f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
+    for c in conditions:
+        click.echo(f"  when       {c['phase']}: {'runs' if c['holds'] else 'skipped'} "
+                   f"({'; '.join(x['why'] for x in c['checks'])})")
+    for why in skipped:
+        click.echo(f"  skipped    {why}")
     click.echo(f"  checkpoints {len(checkpoints)}  (etlconsole checkpoints {j['id']})")
     click.echo("  events")
     for e in events[-15:]:
@@ -356,22 +367,52 @@ def rejects(obj: Context, job, as_json, csv_file):
 
 # -- pipelines ----------------------------------------------------------------------
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one phase type per line.")
 def phases(as_json):
-    """Registered phase types and their options."""
+    """Registered phase types (built-in and plugins) and their options.
+
+    A plugin that cannot be loaded is listed with its error, and the command exits 2."""
     from .engine.phases import available, resolve
+    from .errors import SpecError
+    broken = []
     for name, (ref, origin) in sorted(available().items()):
-        cls = resolve(name)
-        opts = {k: o.to_json() for k, o in getattr(cls, "options", {}).items()}
+        try:
+            cls = resolve(name)
+        except SpecError as exc:
+            broken.append(f"{name} [{origin}]: {exc.detail}")
+            if as_json:
+                _echo_json({"name": name, "source": origin, "ref": ref, "error": exc.detail})
+            else:
+                click.echo(f"{name}  [{origin}]  BROKEN: {exc.detail}")
+            continue
+        declared = getattr(cls, "options", None)
+        opts = {k: o.to_json() for k, o in declared.items()} if isinstance(declared, dict) else None
         if as_json:
-            _echo_json({"name": name, "source": origin, "ref": ref,
-                        "description": getattr(cls, "description", ""), "options": opts})
+            entry = {"name": name, "source": origin, "ref": ref,
+                     "description": getattr(cls, "description", "") or (cls.__doc__ or "").strip(),
+                     "options": opts}
+            if opts is None:
+                entry["options_note"] = ("declares no options: every key of the phase table "
+                                         "is passed to it as a keyword argument")
+            _echo_json(entry)
             continue
         click.echo(f"{name}  [{origin}]  {getattr(cls, 'description', '')}")
-        for k, o in opts.items():
+        if opts is None:
+            click.echo("    (declares no options; keys are passed as keyword arguments)")
+        for k, o in (opts or {}).items():
             req = " (required)" if o["required"] else ""
             choices = f" one of: {', '.join(o['choices'])}" if o.get("choices") else ""
             click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{req}{choices}")
+    if broken:
+        raise UserError(f"{len(broken)} phase plugin(s) cannot be loaded: {'; '.join(broken)}")
+
+
+def _print_phase(p: dict, indent: str) -> None:
+    origin = "" if p["source"] == "built-in" else f"  [{p['source']}: {p['ref']}]"
+    cond = ""
+    if "condition" in p:
+        cond = f"  when {' ; '.join(c['why'] for c in p['condition']['checks'])}: runs"
+    click.echo(f"{indent}{p['label']}{origin}{cond}")
 
 
 @main.command()
@@ -379,7 +420,11 @@ def phases(as_json):
 @click.option("--source", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def check(pipeline, source, as_json):
-    """Validate PIPELINE against its source and print the plan; nothing is written."""
+    """Validate PIPELINE against its source and explain the plan; nothing is written.
+
+    Shows the phases in order with their origin (built-in or plugin), which `when`
+    conditions hold for this source and which phases they skip, and for a branched
+    pipeline each branch with its filter and destination."""
     from .jobs import plan_pipeline
     plan = plan_pipeline(pipeline, source=source)
     info = plan.describe()
@@ -388,13 +433,28 @@ def check(pipeline, source, as_json):
         return
     click.echo(f"pipeline {info['pipeline']}: OK")
     click.echo(f"  source {info['source']}  ({'; '.join(plan.dialect.notes)})")
+    if info["estimated_rows"] is not None:
+        click.echo(f"  rows   about {info['estimated_rows']:,} (estimated for min_rows/max_rows)")
     for p in info["phases"]:
-        click.echo(f"  {p['label']}")
+        _print_phase(p, "  ")
     for s in info["skipped"]:
         click.echo(f"  skipped: {s}")
-    d = info["destination"]
-    click.echo(f"  -> {d['kind']} {d['path']} table {d['table']} ({d['mode']})")
-    click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
+    for b in info["branches"]:
+        flt = f" where {b['filter']}" if b["filter"] else " (every row)"
+        click.echo(f"  branch {b['name']}{flt}")
+        for p in b["phases"]:
+            _print_phase(p, "    ")
+        d = b["destination"]
+        table = f" table {d['table']}" if d["table"] else ""
+        click.echo(f"    -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        click.echo(f"    columns loaded: {', '.join(b['phases'][-1]['columns'])}")
+    if info["destination"]:
+        d = info["destination"]
+        table = f" table {d['table']}" if d["table"] else ""
+        click.echo(f"  -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
+    if info["branches"]:
+        click.echo("  note: branches are planned but not yet executed by 'run' in this version")
 
 
 @main.command()

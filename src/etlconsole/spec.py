@@ -14,6 +14,7 @@ from typing import Any
 
 import tomli_w
 
+from .engine.conditions import check_when
 from .errors import SpecError
 
 FORMAT = 1
@@ -21,6 +22,8 @@ _TOP_KEYS = {"name", "format", "source", "phases", "description", "max_reject_ra
 _SOURCE_KEYS = {"path", "delimiter", "quote", "encoding", "header"}
 # Keys every phase understands; the rest are the phase's own options.
 COMMON_PHASE_KEYS = {"type", "enabled", "when", "checkpoint"}
+BRANCH = "branch"                      # the phase type that splits the stream
+_BRANCH_KEYS = {"name", "filter", "phases"}
 
 
 @dataclass
@@ -38,9 +41,44 @@ class PhaseSpec:
     options: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
     checkpoint: bool = False     # materialize this phase's output (for `rerun --from`)
+    when: Any = None             # condition decided at job start (engine.conditions)
+    branches: list["BranchSpec"] | None = None   # only for type = "branch"
 
     def label(self, index: int) -> str:
         return f"phase {index + 1} ({self.type})"
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": self.type}
+        if not self.enabled:
+            entry["enabled"] = False
+        if self.when is not None:
+            entry["when"] = self.when
+        if self.checkpoint:
+            entry["checkpoint"] = True
+        entry.update(self.options)
+        if self.branches is not None:
+            entry["branches"] = [b.to_dict() for b in self.branches]
+        return entry
+
+
+@dataclass
+class BranchSpec:
+    """One branch of a ``branch`` phase: every batch reaches it; ``filter`` (the safe
+    expression syntax of ``derive``) keeps the rows it holds for; its phases end in a load."""
+
+    name: str
+    phases: list[PhaseSpec]
+    filter: str | None = None
+
+    def label(self, parent: str) -> str:
+        return f"{parent} > {self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.filter is not None:
+            out["filter"] = self.filter
+        out["phases"] = [p.to_dict() for p in self.phases]
+        return out
 
 
 @dataclass
@@ -48,10 +86,16 @@ class PipelineSpec:
     name: str
     source: SourceSpec
     phases: list[PhaseSpec]
-    base_dir: Path = field(default_factory=Path.cwd)
-    file: str = "<pipeline>"
+    # Where the spec came from does not make it a different pipeline: a builder's spec
+    # equals the TOML file it saves.
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    file: str = field(default="<pipeline>", compare=False)
     description: str | None = None
     max_reject_rate: float | None = None   # fail the job when more of the rows read are rejected
+
+    @property
+    def branched(self) -> bool:
+        return any(p.type == BRANCH and p.enabled for p in self.phases)
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the pipeline file, relative to the file's folder."""
@@ -70,23 +114,19 @@ class PipelineSpec:
         if self.max_reject_rate is not None:
             doc["max_reject_rate"] = self.max_reject_rate
         doc["source"] = source
-        phases = []
-        for phase in self.phases:
-            entry: dict[str, Any] = {"type": phase.type}
-            if not phase.enabled:
-                entry["enabled"] = False
-            if phase.checkpoint:
-                entry["checkpoint"] = True
-            entry.update(phase.options)
-            phases.append(entry)
-        doc["phases"] = phases
+        doc["phases"] = [phase.to_dict() for phase in self.phases]
         return doc
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+        """Write the spec as a pipeline file that loads back equal (``load_spec``)."""
+        try:
+            text = self.to_toml()
+        except TypeError as exc:     # e.g. None as an option value: TOML has no null
+            raise SpecError(f"cannot be written as TOML: {exc}", file=str(path)) from None
+        Path(path).write_text(text, encoding="utf-8")
 
 
 def _expect(value, kind, message, **where):
@@ -128,23 +168,7 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
 
     raw_phases = doc.get("phases", [])
     _expect(raw_phases, list, "must be an array of tables: [[phases]]", file=file, key="phases")
-    phases = []
-    for i, raw in enumerate(raw_phases):
-        where = f"phase {i + 1}"
-        _expect(raw, dict, "must be a table", file=file, phase=where)
-        if "type" not in raw:
-            raise SpecError("missing 'type'", file=file, phase=where, key="type")
-        ptype = _expect(raw["type"], str, "must be a string", file=file, phase=where, key="type")
-        where = f"phase {i + 1} ({ptype})"
-        enabled = _expect(raw.get("enabled", True), bool, "must be true or false",
-                          file=file, phase=where, key="enabled")
-        if "when" in raw:
-            raise SpecError("'when' is not supported by this version yet",
-                            file=file, phase=where, key="when")
-        checkpoint = _expect(raw.get("checkpoint", False), bool, "must be true or false",
-                             file=file, phase=where, key="checkpoint")
-        options = {k: v for k, v in raw.items() if k not in COMMON_PHASE_KEYS}
-        phases.append(PhaseSpec(type=ptype, options=options, enabled=enabled, checkpoint=checkpoint))
+    phases = [_phase_from_dict(raw, i, file=file) for i, raw in enumerate(raw_phases)]
     rate = doc.get("max_reject_rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
                              or not 0 <= rate <= 1):
@@ -154,6 +178,88 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
                         base_dir=base_dir or Path.cwd(), file=file,
                         description=doc.get("description"),
                         max_reject_rate=None if rate is None else float(rate))
+
+
+def _phase_from_dict(raw: Any, i: int, *, file: str, parent: str | None = None) -> PhaseSpec:
+    where = f"phase {i + 1}" if parent is None else f"{parent} > phase {i + 1}"
+    _expect(raw, dict, "must be a table", file=file, phase=where)
+    if "type" not in raw:
+        raise SpecError("missing 'type'", file=file, phase=where, key="type")
+    ptype = _expect(raw["type"], str, "must be a string", file=file, phase=where, key="type")
+    where = f"{where} ({ptype})"
+    enabled = _expect(raw.get("enabled", True), bool, "must be true or false",
+                      file=file, phase=where, key="enabled")
+    when = raw.get("when")
+    if when is not None:
+        check_when(when, file=file, phase=where)
+        if ptype in ("load", BRANCH):
+            raise SpecError(f"a {ptype} phase cannot be conditional (its rows would go "
+                            "nowhere); put the condition on the phases before it",
+                            file=file, phase=where, key="when")
+    checkpoint = _expect(raw.get("checkpoint", False), bool, "must be true or false",
+                         file=file, phase=where, key="checkpoint")
+    options = {k: v for k, v in raw.items() if k not in COMMON_PHASE_KEYS}
+    branches = None
+    if ptype == BRANCH:
+        if parent is not None:
+            raise SpecError("branches cannot be nested", file=file, phase=where, key="type")
+        if checkpoint:
+            raise SpecError("a branch phase cannot be checkpointed; checkpoint a phase before it",
+                            file=file, phase=where, key="checkpoint")
+        branches = _branches(options.pop("branches", None), file=file, phase=where)
+        if options:
+            raise SpecError("unknown option (a branch phase has only [[phases.branches]])",
+                            file=file, phase=where, key=next(iter(options)))
+    elif parent is not None and checkpoint:
+        raise SpecError("phases inside a branch cannot be checkpointed", file=file,
+                        phase=where, key="checkpoint")
+    return PhaseSpec(type=ptype, options=options, enabled=enabled, checkpoint=checkpoint,
+                     when=when, branches=branches)
+
+
+def _branches(raw: Any, *, file: str, phase: str) -> list[BranchSpec]:
+    if raw is None:
+        raise SpecError("a branch phase needs [[phases.branches]] tables, each with a name "
+                        "and its own phases ending in a load", file=file, phase=phase,
+                        key="branches")
+    _expect(raw, list, "must be an array of tables: [[phases.branches]]", file=file,
+            phase=phase, key="branches")
+    if not raw:
+        raise SpecError("needs at least one branch", file=file, phase=phase, key="branches")
+    out: list[BranchSpec] = []
+    seen: set[str] = set()
+    for j, b in enumerate(raw):
+        key = f"branches[{j}]"
+        _expect(b, dict, "must be a table", file=file, phase=phase, key=key)
+        for k in b:
+            if k not in _BRANCH_KEYS:
+                raise SpecError(f"unknown key (expected one of {', '.join(sorted(_BRANCH_KEYS))})",
+                                file=file, phase=phase, key=f"{key}.{k}")
+        if "name" not in b:
+            raise SpecError("missing 'name'", file=file, phase=phase, key=f"{key}.name")
+        name = _expect(b["name"], str, "must be a string", file=file, phase=phase,
+                       key=f"{key}.name")
+        if not name.strip():
+            raise SpecError("is empty", file=file, phase=phase, key=f"{key}.name")
+        if name in seen:
+            raise SpecError(f"branch name {name!r} is used twice; names must be unique",
+                            file=file, phase=phase, key=f"{key}.name")
+        seen.add(name)
+        flt = b.get("filter")
+        if flt is not None:
+            _expect(flt, str, "must be a string expression, e.g. \"status == 'cancelled'\"",
+                    file=file, phase=phase, key=f"{key}.filter")
+        sub = b.get("phases")
+        if sub is None:
+            raise SpecError("missing its phases (ending in a load)", file=file, phase=phase,
+                            key=f"{key}.phases")
+        _expect(sub, list, "must be an array of tables: [[phases.branches.phases]]", file=file,
+                phase=phase, key=f"{key}.phases")
+        label = f"{phase} > {name}"
+        out.append(BranchSpec(name=name, filter=flt,
+                              phases=[_phase_from_dict(p, i, file=file, parent=label)
+                                      for i, p in enumerate(sub)]))
+    return out
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

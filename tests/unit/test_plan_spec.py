@@ -217,7 +217,7 @@ def test_disabled_load_means_no_load(workdir):
     assert err.key == "phases"
 
 
-def test_when_is_not_supported_yet(workdir):
+def test_when_of_the_wrong_shape_is_located(workdir):
     err = spec_error(workdir, pipeline(clean="when = true"))
     assert "phase 1 (clean)" in str(err) and err.key == "when"
 

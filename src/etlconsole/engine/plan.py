@@ -1,21 +1,31 @@
-"""Plan a job before anything runs: sniff the source, build the phases, and push the
-schema through them, so every mistake in the pipeline (unknown column, bad rule, wrong
-type) is found — with file, phase and key — before the destination is touched."""
+"""Plan a job before anything runs: sniff the source, decide the ``when`` conditions, build
+the phases, and push the schema through them, so every mistake in the pipeline (unknown
+column, bad rule, wrong type, bad filter) is found — with file, phase and key — before the
+destination is touched.
+
+A skipped phase (``enabled = false`` or a ``when`` that does not hold) is left out of the
+schema flow: the phases after it are planned against the schema without it. A ``branch``
+phase ends the main line; each branch is planned against the schema at the branch point.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import pyarrow as pa
 
 from ..errors import SpecError, UserError
-from ..spec import PipelineSpec
-from . import extract
-from .phases import build
-from .phases.base import ROW, Phase, PhaseResult
+from ..spec import BRANCH, PhaseSpec, PipelineSpec
+from . import conditions, extract
 from .destinations.sqlite import LINEAGE, SQLITE_MAX_COLUMNS
+from .expr import ExpressionError, compile_expression
+from .phases import build, origin_of
+from .phases.base import ROW, Phase, PhaseResult
 from .phases.load import Load
+from .phases.plugin import PluginPhase
 
 
 @dataclass
@@ -26,6 +36,29 @@ class PlannedPhase:
     output: pa.Schema
     index: int = 0              # position in the pipeline file, 1-based
     checkpoint: bool = False    # its output is materialized in the job's workspace
+    source: str = "built-in"    # built-in | plugin (dist) | module path
+    ref: str = ""
+
+
+@dataclass
+class PlannedBranch:
+    name: str
+    label: str                  # "phase 5 (branch) > cancelled"
+    filter: Any                 # a compiled engine.expr.Expression, or None
+    filter_text: str | None
+    phases: list[PlannedPhase]
+    load: Load
+    destination_path: Path
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        schema = self.phases[-1].output
+        return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
+
+    def destination(self) -> dict:
+        return {"branch": self.name, "kind": self.load.destination,
+                "path": str(self.destination_path), "table": self.load.table,
+                "mode": self.load.mode}
 
 
 @dataclass
@@ -33,83 +66,196 @@ class Plan:
     spec: PipelineSpec
     source: Path
     dialect: extract.Dialect
-    phases: list[PlannedPhase]
-    load: Load
-    destination_path: Path
+    phases: list[PlannedPhase]          # the main line (up to the branch phase, if any)
+    load: Load | None                   # None for a branched pipeline: see branches
+    destination_path: Path | None
     skipped: list[str] = field(default_factory=list)
+    conditions: list[dict] = field(default_factory=list)   # every `when`, decided
+    branches: list[PlannedBranch] = field(default_factory=list)
+    branch_schema: pa.Schema | None = None                  # schema at the branch point
+    estimated_rows: int | None = None
 
     @property
     def output_schema(self) -> pa.Schema:
-        schema = self.phases[-1].output
+        schema = self.phases[-1].output if self.phases else self.branch_schema
         return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
 
     @property
     def load_label(self) -> str:
         return self.phases[-1].label
 
+    def destinations(self) -> list[dict]:
+        if self.branches:
+            return [b.destination() for b in self.branches]
+        return [{"kind": self.load.destination, "path": str(self.destination_path),
+                 "table": self.load.table, "mode": self.load.mode}]
+
+    @staticmethod
+    def _phase_json(p: PlannedPhase, decided: dict[str, dict]) -> dict:
+        out = {"label": p.label, "type": p.type, "source": p.source, "ref": p.ref,
+               "columns": [f"{f.name}: {f.type}" for f in p.output if f.name != ROW]}
+        if p.label in decided:
+            out["when"] = decided[p.label]["when"]
+            out["condition"] = decided[p.label]
+        return out
+
     def describe(self) -> dict:
-        return {
+        decided = {c["phase"]: c for c in self.conditions}
+        info = {
             "pipeline": self.spec.name,
             "source": str(self.source),
             "dialect": self.dialect.to_json(),
-            "phases": [{"label": p.label, "type": p.type,
-                        "columns": [f"{f.name}: {f.type}" for f in p.output if f.name != ROW]}
-                       for p in self.phases],
+            "phases": [self._phase_json(p, decided) for p in self.phases],
             "skipped": self.skipped,
-            "destination": {"kind": self.load.destination, "path": str(self.destination_path),
-                            "table": self.load.table, "mode": self.load.mode},
+            "conditions": self.conditions,
+            "estimated_rows": self.estimated_rows,
+            "destinations": self.destinations(),
+            "destination": None if self.branches else self.destinations()[0],
+            "branches": [{"name": b.name, "label": b.label, "filter": b.filter_text,
+                          "phases": [self._phase_json(p, decided) for p in b.phases],
+                          "destination": b.destination()} for b in self.branches],
         }
+        return info
 
 
-def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
-              dest: str | Path | None = None, after_phase: int = 0,
-              input_schema: pa.Schema | None = None, dialect: extract.Dialect | None = None) -> Plan:
-    """Plan the phases of `spec`; with `after_phase` (1-based) and `input_schema`, only the
-    phases after it, fed from that phase's checkpoint instead of the source."""
-    file = spec.file
-    source_path = Path(source).resolve() if source else spec.resolve(spec.source.path)
-    s = spec.source
-    if dialect is None:
-        dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
-                                encoding=s.encoding, header=s.header)
-    schema = input_schema or pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
-    planned, skipped = [], []
-    enabled = [(i, p) for i, p in enumerate(spec.phases) if p.enabled and i >= after_phase]
-    skipped = [f"{p.label(i)}: enabled = false" for i, p in enumerate(spec.phases) if not p.enabled]
-    if not enabled or enabled[-1][1].type != "load":
-        raise SpecError("the last enabled phase must be a load phase (type = \"load\")",
-                        file=file, key="phases")
-    for i, pspec in enabled:
-        where = {"file": file, "phase": pspec.label(i)}
+class BranchesNotExecuted(UserError):
+    """Branched pipelines are planned and checked, but the runner does not run them yet."""
+
+
+def refuse_branches(plan: Plan) -> None:
+    if plan.branches:
+        raise BranchesNotExecuted(
+            f"{plan.spec.file}: branches are planned but not yet executed by this version "
+            f"({len(plan.branches)} branches: {', '.join(b.name for b in plan.branches)}); "
+            f"'etlconsole check {plan.spec.file}' shows the plan")
+
+
+def decisions_from_events(events: list[dict]) -> dict[str, dict]:
+    """The `when` decisions a job recorded at its start (event ``plan.conditions``)."""
+    for e in events:
+        if e["event"] == "plan.conditions":
+            return {d["phase"]: d for d in e["details"].get("decisions", [])}
+    return {}
+
+
+class _Planner:
+    def __init__(self, spec: PipelineSpec, source_path: Path, dialect: extract.Dialect,
+                 env: Mapping[str, str], decided: Mapping[str, dict] | None):
+        self.spec, self.file = spec, spec.file
+        self.source, self.dialect = source_path, dialect
+        self.env, self.decided = env, dict(decided or {})
+        self.skipped: list[str] = []
+        self.conditions: list[dict] = []
+        self._estimate: tuple[int, bool] | None = None
+
+    def estimate(self) -> tuple[int, bool]:
+        if self._estimate is None:
+            d = self.dialect
+            if d.empty:
+                self._estimate = (0, True)
+            else:
+                self._estimate = conditions.estimate_rows(
+                    self.source, encoding=d.encoding, delimiter=d.delimiter, quote=d.quote,
+                    header=d.header, skip_lines=d.skip_lines)
+        return self._estimate
+
+    def decide(self, pspec: PhaseSpec, label: str, schema: pa.Schema) -> bool:
+        """Does the phase run? Records the decision (and the skip, with why)."""
+        if not pspec.enabled:
+            self.skipped.append(f"{label}: enabled = false")
+            return False
+        if pspec.when is None:
+            return True
+        previous = self.decided.get(label)
+        if previous is not None and previous.get("when") == pspec.when:
+            # resume/rerun: the decision of the job's start, not a new one (env may differ)
+            decision = {**previous, "reused": True}
+        else:
+            ctx = conditions.ConditionContext(
+                columns=[n for n in schema.names if not n.startswith("_etl_")],
+                source_columns=list(self.dialect.names), source=self.source, env=self.env,
+                pipeline=self.spec.name, phase=label, estimator=self.estimate)
+            holds, checks = conditions.evaluate(pspec.when, ctx,
+                                                where={"file": self.file, "phase": label})
+            decision = {"phase": label, "when": pspec.when, "holds": holds, "checks": checks}
+        self.conditions.append(decision)
+        if not decision["holds"]:
+            why = "; ".join(c["why"] for c in decision["checks"] if not c["holds"])
+            self.skipped.append(f"{label}: when {conditions.explain(pspec.when)}: {why}")
+        return decision["holds"]
+
+    def phase(self, pspec: PhaseSpec, label: str, index: int, schema: pa.Schema
+              ) -> PlannedPhase:
+        where = {"file": self.file, "phase": label}
         phase = build(pspec.type, pspec.options, where=where)
-        if isinstance(phase, Load) and i != enabled[-1][0]:
-            raise SpecError("only the last phase may be a load (branches come later)", **where)
         try:
-            if callable(getattr(phase, "setup", None)):   # optional hook
-                phase.setup(schema)
-            out = phase.process(pa.RecordBatch.from_pylist([], schema=schema))
+            phase.setup(schema)
+            empty = pa.RecordBatch.from_pylist([], schema=schema)
+            out = phase.probe(empty) if isinstance(phase, PluginPhase) else phase.process(empty)
         except SpecError as exc:
             raise exc.located(**where) from None
         except Exception as exc:   # a plugin that cannot handle its input schema
             raise SpecError(f"{type(exc).__name__}: {exc}", **where) from None
         if isinstance(out, PhaseResult):
             out = out.batch
+        if not isinstance(out, pa.RecordBatch):
+            raise SpecError(f"process() must return a pyarrow.RecordBatch or a PhaseResult, "
+                            f"got {type(out).__name__}", **where)
         if ROW not in out.schema.names:
             raise SpecError(f"the phase dropped the {ROW} column every phase must keep", **where)
-        schema = out.schema
-        planned.append(PlannedPhase(pspec.label(i), pspec.type, phase, schema, i + 1,
-                                    pspec.checkpoint))
-    load = planned[-1].phase
-    dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
-    if dest_path == source_path:
-        raise SpecError(f"destination {dest_path} is the source file", file=file,
-                        phase=planned[-1].label, key="path")
+        source, ref = origin_of(pspec.type)
+        return PlannedPhase(label, pspec.type, phase, out.schema, index, pspec.checkpoint,
+                            source, ref)
+
+    def line(self, phases: list[tuple[int, PhaseSpec, str]], schema: pa.Schema, *,
+             context: str) -> tuple[list[PlannedPhase], pa.Schema, PhaseSpec | None]:
+        """Plan a sequence of phases; returns the planned ones, the schema at their end and
+        the final load/branch spec. ``context``: where the sequence is, for errors."""
+        enabled = [(i, p, label) for i, p, label in phases if p.enabled]
+        for i, pspec, label in phases:
+            if not pspec.enabled:
+                self.decide(pspec, label, schema)       # records the skip
+        ends = ("load", BRANCH) if context == "main" else ("load",)
+        if not enabled or enabled[-1][1].type not in ends:
+            what = ("a load phase (type = \"load\") or a branch phase" if context == "main"
+                    else "a load phase (type = \"load\")")
+            raise SpecError(f"the last enabled phase must be {what}", file=self.file,
+                            phase=None if context == "main" else context, key="phases")
+        planned = []
+        for n, (i, pspec, label) in enumerate(enabled):
+            last = n == len(enabled) - 1
+            where = {"file": self.file, "phase": label}
+            if pspec.type == BRANCH:
+                if not last:
+                    raise SpecError("only the last phase may be a branch phase", **where)
+                continue
+            if pspec.type == "load" and not last:
+                raise SpecError("only the last phase may be a load (use a branch phase to load "
+                                "into several destinations)", **where)
+            # Loads and branches are never conditional (spec), so the end stays the end.
+            if not self.decide(pspec, label, schema):
+                continue
+            p = self.phase(pspec, label, i + 1, schema)
+            if pspec.type == "load" and not isinstance(p.phase, Load):
+                raise SpecError("'load' must be the built-in load phase", **where)
+            schema = p.output
+            planned.append(p)
+        return planned, schema, enabled[-1][1]
+
+
+def _check_destination(file: str, label: str, load: Load, path: Path, source: Path,
+                       schema: pa.Schema) -> None:
+    if path == source:
+        raise SpecError(f"destination {path} is the source file", file=file, phase=label,
+                        key="path")
     loaded = [f.name for f in schema if not f.name.startswith("_etl_")]
     if not loaded:
-        raise UserError(f"{file}: no columns left to load after {planned[-1].label}")
+        raise UserError(f"{file}: no columns left to load after {label}")
+    if load.destination != "sqlite":
+        return
     room = SQLITE_MAX_COLUMNS - len(LINEAGE)
     if len(loaded) > room:
-        raise UserError(f"{source_path}: {len(loaded)} columns to load into table "
+        raise UserError(f"{source}: {len(loaded)} columns to load into table "
                         f"{load.table!r}, but SQLite allows at most {room} (plus etlconsole's "
                         f"{len(LINEAGE)}); choose fewer with a map phase")
     folded = [n.casefold() for n in loaded]
@@ -117,4 +263,85 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
     if clash:
         raise SpecError(f"column {clash!r} would be loaded twice (SQLite ignores the case of "
                         "column names); rename one of them", file=file, key="phases")
-    return Plan(spec, source_path, dialect, planned, load, dest_path, skipped)
+
+
+def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
+              dest: str | Path | None = None, after_phase: int = 0,
+              input_schema: pa.Schema | None = None, dialect: extract.Dialect | None = None,
+              env: Mapping[str, str] | None = None,
+              decisions: Mapping[str, dict] | None = None) -> Plan:
+    """Plan the phases of `spec`; with `after_phase` (1-based) and `input_schema`, only the
+    phases after it, fed from that phase's checkpoint instead of the source.
+
+    `decisions` (phase label -> recorded decision) makes `when` reuse what a job decided
+    at its start (resume, rerun) instead of deciding again; `env` defaults to os.environ.
+    """
+    file = spec.file
+    source_path = Path(source).resolve() if source else spec.resolve(spec.source.path)
+    s = spec.source
+    if dialect is None:
+        dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
+                                encoding=s.encoding, header=s.header)
+    schema = input_schema or pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
+    planner = _Planner(spec, source_path, dialect, os.environ if env is None else env, decisions)
+    for i, p in enumerate(spec.phases):
+        if i < after_phase and not p.enabled:
+            planner.skipped.append(f"{p.label(i)}: enabled = false")
+    main = [(i, p, p.label(i)) for i, p in enumerate(spec.phases) if i >= after_phase]
+    planned, schema, last = planner.line(main, schema, context="main")
+    plan = Plan(spec, source_path, dialect, planned, None, None, planner.skipped,
+                planner.conditions)
+    if last.type == "load":
+        load = planned[-1].phase
+        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        _check_destination(file, planned[-1].label, load, dest_path, source_path, schema)
+        plan.load, plan.destination_path = load, dest_path
+    else:
+        plan.branch_schema = schema
+        plan.branches = _plan_branches(planner, spec, last, schema, source_path, dest)
+    if planner._estimate is not None:
+        plan.estimated_rows = planner._estimate[0]
+    return plan
+
+
+def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, schema: pa.Schema,
+                   source_path: Path, dest) -> list[PlannedBranch]:
+    file = spec.file
+    index = spec.phases.index(bspec)
+    parent = bspec.label(index)
+    if dest is not None and len(bspec.branches) > 1:
+        raise UserError(f"{file}: --dest names one destination, but {parent} loads into "
+                        f"{len(bspec.branches)}; set each branch's load path in the file")
+    empty = pa.RecordBatch.from_pylist([], schema=schema)
+    out: list[PlannedBranch] = []
+    seen: dict[tuple, str] = {}
+    for j, b in enumerate(bspec.branches):
+        label = b.label(parent)
+        compiled = None
+        if b.filter is not None:
+            where = {"file": file, "phase": label, "key": "filter"}
+            try:
+                compiled = compile_expression(b.filter)
+                compiled.check([n for n in schema.names if not n.startswith("_etl_")])
+                result = compiled.evaluate(empty)
+            except ExpressionError as exc:
+                raise SpecError(str(exc), **where) from None
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise SpecError(f"cannot evaluate filter {b.filter!r}: {exc}", **where) from None
+            if not pa.types.is_boolean(result.type):
+                raise SpecError(f"filter {b.filter!r} must be a condition (true or false), "
+                                f"it gives {result.type}", **where)
+        phases = [(i, p, f"{label} > {p.label(i)}") for i, p in enumerate(b.phases)]
+        planned, bschema, _ = planner.line(phases, schema, context=label)
+        load = planned[-1].phase
+        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        _check_destination(file, planned[-1].label, load, dest_path, source_path, bschema)
+        key = (str(dest_path), load.table if load.destination == "sqlite" else None)
+        if key in seen:
+            raise SpecError(f"branch {b.name!r} loads into the same destination as branch "
+                            f"{seen[key]!r} ({dest_path}"
+                            f"{', table ' + load.table if key[1] else ''}); each branch needs "
+                            "its own", file=file, phase=planned[-1].label, key="path")
+        seen[key] = b.name
+        out.append(PlannedBranch(b.name, label, compiled, b.filter, planned, load, dest_path))
+    return out

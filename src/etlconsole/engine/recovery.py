@@ -17,8 +17,8 @@ from ..spec import load_spec, spec_from_dict
 from ..store import StateStore
 from ..store.store import now
 from . import extract
-from .destinations import sqlite
-from .plan import make_plan
+from . import destinations
+from .plan import decisions_from_events, make_plan, refuse_branches
 from .replay import CheckpointStream
 from .runner import Runner, snapshot_dir
 
@@ -69,7 +69,9 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     spec = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline),
                           base_dir=pipeline.parent)
     dest = _destinations(job)[0]["path"]
-    plan = make_plan(spec, source=source, dest=dest)
+    plan = make_plan(spec, source=source, dest=dest,
+                     decisions=decisions_from_events(store.events(job["id"])))
+    refuse_branches(plan)
     return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
 
 
@@ -85,8 +87,9 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
             raise UserError(f"job {job['id']} has no checkpoint {to_checkpoint} "
                             f"(see 'etlconsole checkpoints {job['id']}')")
         after_batch = cps[to_checkpoint]["checkpoint_data"]["batch"]
-    reports = [sqlite.rollback(Path(d["path"]), job["id"], after_batch=after_batch,
-                               dry_run=dry_run, timeout_ms=settings.transaction_timeout_ms)
+    reports = [destinations.rollback(Path(d["path"]), job["id"], d.get("kind"),
+                                     after_batch=after_batch, dry_run=dry_run,
+                                     timeout_ms=settings.transaction_timeout_ms)
                for d in _destinations(job)]
     summary = {"job_id": job["id"], "dry_run": dry_run, "to_checkpoint": to_checkpoint,
                "destinations": reports,
@@ -99,7 +102,8 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                          error=None if job["status"] == "succeeded" else job["error"])
         shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
     else:
-        ledger = [e for d in _destinations(job) for e in sqlite.committed(Path(d["path"]), job["id"])]
+        ledger = [e for d in _destinations(job)
+                  for e in destinations.committed(Path(d["path"]), job["id"], d.get("kind"))]
         store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         store.update_job(job["id"], status="interrupted",
                          error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
@@ -127,7 +131,8 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
                         f"(checkpointed phases: {names}; mark a phase with checkpoint = true)")
     n = chosen[0]
     dest = Path(_destinations(job)[0]["path"])
-    batches = [e["batch"] for e in sqlite.committed(dest, job["id"])]
+    batches = [e["batch"] for e in destinations.committed(dest, job["id"],
+                                                           _destinations(job)[0].get("kind"))]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:
@@ -141,7 +146,9 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     size = (job["source_fingerprint"] or {}).get("size", 0)
     stream = CheckpointStream(folder, batches, carried, size)
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
-                     input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]))
+                     input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
+                     decisions=decisions_from_events(store.events(job["id"])))
+    refuse_branches(plan)
     runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
                     fingerprint=job["source_fingerprint"], parent=job["id"])
     # The checkpoint moves to the new job before the old job's load (and workspace) goes.
@@ -182,19 +189,20 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
             if not dry_run:
                 store.update_job(job["id"], resumable=0,
                                  error=f"{job['error'] or ''} [abandoned by cleanup: rows kept]".strip())
-    paths = {d["path"] for j in jobs.values() for d in _destinations(j)}
-    for path in sorted(paths):
-        for table, job_id in sqlite.etl_tables(Path(path)):
+    paths = {(d["path"], d.get("kind") or "sqlite") for j in jobs.values() for d in _destinations(j)}
+    for path, kind in sorted(paths):
+        kept = destinations.module(kind)
+        for table, job_id in kept.etl_tables(Path(path)):
             owner = jobs.get(job_id)
-            orphan = owner is None or (table.startswith(sqlite.STAGE_PREFIX)
+            orphan = owner is None or (table.startswith(kept.STAGE_PREFIX)
                                        and owner["status"] in ("succeeded", "rolled_back"))
-            expired = (owner is not None and table.startswith(sqlite.REPLACED_PREFIX)
+            expired = (owner is not None and table.startswith(kept.REPLACED_PREFIX)
                        and owner["status"] == "succeeded" and (owner["finished_at"] or "") <= cutoff)
             if orphan or expired:
                 actions.append({"job_id": job_id, "action": "drop orphaned table" if orphan else
                                 "drop expired backup of a replaced table", "path": path, "table": table})
                 if not dry_run:
-                    sqlite.drop_table(Path(path), table, settings.transaction_timeout_ms)
+                    kept.drop_table(Path(path), table, settings.transaction_timeout_ms)
     workspaces = store.path.parent / "jobs"
     for folder in sorted(workspaces.glob("*")) if workspaces.is_dir() else []:
         owner = jobs.get(folder.name)

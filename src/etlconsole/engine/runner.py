@@ -28,7 +28,8 @@ from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
 from .batching import BatchSizer, LoadItem, Pending
-from .destinations.sqlite import RowRefused, SqliteDestination, committed, refused_column
+from .destinations import committed, open_destination
+from .destinations.sqlite import RowRefused, refused_column
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
@@ -158,11 +159,7 @@ class Runner:
         self.governor = Governor(settings.max_memory_mb)
         self.stats = [PhaseStats(p.label) for p in plan.phases]
         self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.destination = SqliteDestination(
-            plan.destination_path, plan.load.table, self.job_id, mode=plan.load.mode,
-            timeout_ms=settings.transaction_timeout_ms,
-            retry_attempts=settings.batch_retry_attempts,
-            retry_delay_ms=settings.batch_retry_delay_ms, isolate=plan.load.on_error != "fail")
+        self.destination = open_destination(plan.load, plan.destination_path, self.job_id, settings)
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
         self._loader_error: BaseException | None = None
@@ -246,13 +243,15 @@ class Runner:
             self.store.add_event(self.job_id, "sniff", note=note)
         for why in plan.skipped:
             self.store.add_event(self.job_id, "phase.skipped", reason=why)
+        if plan.conditions:     # resume and rerun reuse these decisions (engine.plan)
+            self.store.add_event(self.job_id, "plan.conditions", decisions=plan.conditions)
         if self.parent:
             self.store.add_event(self.job_id, "job.rerun", parent=self.parent,
                                  from_phase=self.plan.phases[0].index - 1)
 
     def _prepare_resume(self) -> None:
         """The destination's ledger says what is done; the store is made to agree."""
-        ledger = committed(self.plan.destination_path, self.job_id)
+        ledger = committed(self.plan.destination_path, self.job_id, self.plan.load.destination)
         truth = self.store.reconcile(self.job_id, ledger)
         c = self.counters
         c.rows_read, c.rows_loaded, c.rows_rejected = (truth["rows_read"], truth["rows_loaded"],
@@ -345,7 +344,8 @@ class Runner:
                 raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
             if batch.num_rows == 1:
                 self.counters.isolated += 1
-                rejected = Rejects(batch, ["exception"], [None], [f"{type(exc).__name__}: {exc}"])
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                rejected = Rejects(batch, ["exception"], [None], [message])
                 return _empty(planned.output), rejected.records(planned.type, planned.label), 0
             mid = batch.num_rows // 2
             left = self._process(planned, batch.slice(0, mid))

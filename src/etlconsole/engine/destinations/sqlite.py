@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 
 from ...errors import JobFailed, UserError
 from .. import types
+from . import WriteResult
 
 LEDGER = "_etl_loads"
 TABLES = "_etl_tables"      # tables a job created or replaced, for an exact rollback
@@ -88,12 +88,6 @@ class RowRefused(Exception):
     def __init__(self, index: int, message: str):
         super().__init__(message)
         self.index, self.message = index, message
-
-
-@dataclass
-class WriteResult:
-    attempts: int
-    refused: list[tuple[int, str]]   # (row index in the batch, the database's message)
 
 
 def _table_exists(cur, name: str) -> bool:

@@ -8,7 +8,8 @@ import pyarrow as pa
 from ...errors import SpecError
 from .base import Option, Phase
 
-DESTINATIONS = ("sqlite",)
+DESTINATIONS = ("sqlite", "parquet", "csv")
+FOLDERS = ("parquet", "csv")      # dataset folders: no table
 MODES = ("append", "atomic", "replace")
 
 
@@ -17,8 +18,9 @@ class Load(Phase):
     description = "Write rows to a destination, one transaction per batch."
     options = {
         "destination": Option("string", "destination kind", default="sqlite", choices=DESTINATIONS),
-        "path": Option("string", "destination file, relative to the pipeline file", required=True),
-        "table": Option("string", "target table", required=True),
+        "path": Option("string", "destination, relative to the pipeline file: a SQLite file, "
+                       "or the dataset folder of a parquet or csv destination", required=True),
+        "table": Option("string", "target table (sqlite only)"),
         "mode": Option("string", "append: batches visible as they commit; atomic: published in "
                        "one transaction at the end; replace: atomic, then swaps the whole table",
                        default="append", choices=MODES),
@@ -30,9 +32,20 @@ class Load(Phase):
                            default="reject", choices=("reject", "fail")),
     }
 
-    def __init__(self, path: str, table: str, destination: str = "sqlite", mode: str = "append",
-                 on_failure: str = "keep", on_error: str = "reject"):
+    def __init__(self, path: str, table: str | None = None, destination: str = "sqlite",
+                 mode: str = "append", on_failure: str = "keep",
+                 on_error: str = "reject"):
         self.on_failure, self.on_error = on_failure, on_error
+        if destination in FOLDERS:
+            if table is not None:
+                raise SpecError(f"a {destination} destination has no table: path is the "
+                                "dataset folder (one part file per batch)", key="table")
+            if not path.strip():
+                raise SpecError("path is empty", key="path")
+            self.destination, self.path, self.table, self.mode = destination, path, None, mode
+            return
+        if table is None:
+            raise SpecError("missing required option (target table)", key="table")
         if not table.strip():
             raise SpecError("table name is empty", key="table")
         if table.startswith("_etl_"):

@@ -1,0 +1,320 @@
+"""Folder destinations (``parquet``, ``csv``): a dataset folder, one part file per batch.
+
+The folder is its own ledger. Layout::
+
+    <path>/part-<job>-<batch:08d>.<ext>     a committed batch (visible to readers)
+    <path>/_etl_loads/<job>-<batch:08d>.json    its ledger entry: rows, source records
+    <path>/_etl_loads/<job>.created         the job created the folder (rollback removes it)
+    <path>/_etl_stage_<job>/part-…          atomic/replace: batches waiting for the publish
+    <path>/_etl_replaced_<job>/…            replace: the data files the job replaced
+    <path>/.part-<job>-<batch:08d>.<ext>.tmp    being written
+
+Dataset readers (pyarrow.dataset, Spark, DuckDB globs on ``*.parquet``) skip names that
+start with ``_`` or ``.``, so staging, ledger and temporary files are never read as data.
+
+A batch commits in three steps: its data is written to a temporary name and fsynced;
+its ledger entry is written (temporary name, then ``os.replace``); then ``os.replace``
+gives the data file its part name — that rename is the commit. A ledger entry counts only
+when its part file exists, so a kill -9 at any moment leaves the batch either committed
+(part and entry) or not (at most a temporary file and an entry that does not count, both
+overwritten when resume produces the batch again): exactly once.
+
+Modes: ``append`` renames parts straight into the folder (visible as they commit).
+``atomic`` commits them into ``_etl_stage_<job>/`` and publishes at the end by renaming
+each into the folder (a publish cut short by a kill is finished by resume, or undone by
+rollback). ``replace`` is atomic, and the publish first moves the folder's other data files
+into ``_etl_replaced_<job>/`` (rollback moves them back; cleanup deletes them past the
+retention period, like SQLite's ``_etl_replaced_`` tables).
+
+Rollback deletes part files first, ledger entries second, so a rollback cut short is
+finished by running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from ...errors import JobFailed, UserError
+from . import WriteResult
+
+LOADS = "_etl_loads"
+STAGE_PREFIX = "_etl_stage_"
+REPLACED_PREFIX = "_etl_replaced_"
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def part_name(job_id: str, batch: int, ext: str) -> str:
+    return f"part-{job_id}-{batch:08d}.{ext}"
+
+
+def _part_re(ext: str, job_id: str | None = None) -> re.Pattern:
+    job = re.escape(job_id) if job_id else r"[0-9A-Za-z]+"
+    return re.compile(rf"^part-({job})-(\d{{8}})\.{re.escape(ext)}$")
+
+
+class FolderDestination:
+    """The interface of ``SqliteDestination``, for a folder of part files."""
+
+    kind = "folder"
+    ext = "dat"
+
+    def __init__(self, path: Path, job_id: str, *, mode: str = "append", **_ignored):
+        self.path, self.job_id, self.mode = Path(path), job_id, mode
+        self.table = None
+        self.stage = self.path / f"{STAGE_PREFIX}{job_id}"
+        self.write_dir = self.path if mode == "append" else self.stage
+        self.retries = 0
+        self._schema: pa.Schema | None = None
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path), "table": None, "mode": self.mode}
+
+    # -- format-specific ------------------------------------------------------------
+    def _write_file(self, path: Path, batch: pa.RecordBatch, schema: pa.Schema) -> None:
+        raise NotImplementedError
+
+    def _read_columns(self, path: Path) -> list[tuple[str, str]]:
+        """(name, type) of an existing data file, to refuse an incompatible append."""
+        raise NotImplementedError
+
+    def _columns(self, schema: pa.Schema) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    # -- before anything is written ---------------------------------------------------
+    def check(self, schema: pa.Schema) -> None:
+        if not self.path.parent.is_dir():
+            raise UserError(f"{self.path}: destination folder's parent does not exist")
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a folder; a {self.kind} "
+                            "destination is a dataset folder of part files")
+        if self.mode == "replace" or not self.path.is_dir():
+            return
+        existing = sorted(p for p in self.path.iterdir()
+                          if p.suffix == f".{self.ext}" and not p.name.startswith((".", "_")))
+        if not existing:
+            return
+        try:
+            have = self._read_columns(existing[-1])
+        except Exception as exc:
+            raise UserError(f"{existing[-1]}: cannot read this {self.kind} file: {exc}") from None
+        want = self._columns(schema)
+        if have != want:
+            raise UserError(
+                f"{self.path}: the dataset's files have columns "
+                f"{', '.join(f'{n} {t}' for n, t in have)}; this job would write "
+                f"{', '.join(f'{n} {t}' for n, t in want)}. Use mode = \"replace\" or "
+                "another folder")
+
+    def open(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(exist_ok=True)
+            (self.path / LOADS).mkdir(exist_ok=True)
+            if created:
+                (self.path / LOADS / f"{self.job_id}.created").write_text(_stamp())
+            if self.mode != "append":
+                self.stage.mkdir(exist_ok=True)
+            _fsync_dir(self.path.parent)
+            _fsync_dir(self.path)
+        except OSError as exc:
+            raise JobFailed(f"{self.path}: {exc}") from exc
+
+    # -- per batch ------------------------------------------------------------------
+    def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int, *,
+              before_commit=None) -> WriteResult:
+        """Commit one batch (data file and ledger entry); returns the number of attempts.
+        ``before_commit(refused)`` runs just before the commit rename (a folder refuses no
+        row, so it gets [])."""
+        name = part_name(self.job_id, batch_number, self.ext)
+        tmp = self.write_dir / f".{name}.tmp"
+        entry = {"job_id": self.job_id, "batch": batch_number, "row_start": row_start,
+                 "row_end": row_end, "rows": batch.num_rows, "file": name,
+                 "committed_at": _stamp()}
+        loads = self.path / LOADS
+        ledger_tmp = loads / f".{self.job_id}-{batch_number:08d}.json.tmp"
+        try:
+            self._write_file(tmp, batch, self._schema or batch.schema)
+            _fsync_file(tmp)
+            ledger_tmp.write_text(json.dumps(entry), encoding="utf-8")
+            _fsync_file(ledger_tmp)
+            os.replace(ledger_tmp, loads / f"{self.job_id}-{batch_number:08d}.json")
+            _fsync_dir(loads)
+            if before_commit is not None:
+                before_commit([])
+            os.replace(tmp, self.write_dir / name)          # the commit
+            _fsync_dir(self.write_dir)
+        except OSError as exc:
+            raise JobFailed(f"{self.path}: batch {batch_number}: {exc}") from exc
+        return WriteResult(1, [])
+
+    # -- the end ----------------------------------------------------------------------
+    def publish(self, schema: pa.Schema) -> None:
+        if self.mode == "append" or not self.stage.is_dir():
+            return                                   # nothing staged, or published already
+        try:
+            if self.mode == "replace":
+                backup = self.path / f"{REPLACED_PREFIX}{self.job_id}"
+                backup.mkdir(exist_ok=True)
+                mine = _part_re(self.ext, self.job_id)
+                for p in sorted(self.path.iterdir()):
+                    if (p.is_file() and p.suffix == f".{self.ext}" and not mine.match(p.name)
+                            and not p.name.startswith((".", "_"))):
+                        os.replace(p, backup / p.name)
+                _fsync_dir(backup)
+            for p in sorted(self.stage.iterdir()):
+                if _part_re(self.ext, self.job_id).match(p.name):
+                    os.replace(p, self.path / p.name)
+            _fsync_dir(self.path)
+            shutil.rmtree(self.stage)
+        except OSError as exc:
+            raise JobFailed(f"{self.path}: publish of job {self.job_id}: {exc}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+# -- reading and undoing a job's effect ----------------------------------------------
+def _entries(path: Path, job_id: str) -> list[dict]:
+    loads = path / LOADS
+    if not loads.is_dir():
+        return []
+    out = []
+    for f in sorted(loads.glob(f"{job_id}-*.json")):
+        try:
+            out.append(json.loads(f.read_text(encoding="utf-8")) | {"_ledger": f})
+        except (OSError, ValueError):
+            continue      # cannot happen after os.replace; a torn file is not an entry
+    return out
+
+
+def _part_paths(path: Path, job_id: str, entry: dict) -> list[Path]:
+    name = entry["file"]
+    return [p for p in (path / name, path / f"{STAGE_PREFIX}{job_id}" / name) if p.exists()]
+
+
+def committed(path: Path, job_id: str) -> list[dict]:
+    """The job's committed batches in this folder: entries whose part file exists."""
+    path = Path(path)
+    out = []
+    for e in _entries(path, job_id):
+        if _part_paths(path, job_id, e):
+            out.append({"table_name": path.name, "batch": e["batch"],
+                        "row_start": e["row_start"], "row_end": e["row_end"], "rows": e["rows"],
+                        "file": e["file"]})
+    return sorted(out, key=lambda e: e["batch"])
+
+
+def rollback(path: Path, job_id: str, *, after_batch: int | None = None, dry_run: bool = False,
+             **_ignored) -> dict:
+    """Delete the job's part files (of batches after `after_batch`, or all), then their
+    ledger entries; a full rollback also drops its staging folder, restores what it
+    replaced and removes the folder if the job created it and nothing else is in it."""
+    path = Path(path)
+    report = {"path": str(path), "kind": "folder", "rows": {}, "batches": 0, "dropped": [],
+              "restored": []}
+    if not path.is_dir():
+        return report
+    limit = -1 if after_batch is None else after_batch
+    rows = 0
+    try:
+        for e in _entries(path, job_id):
+            if e["batch"] <= limit:
+                continue
+            parts = _part_paths(path, job_id, e)
+            if parts:
+                report["batches"] += 1
+                rows += e["rows"]
+            if not dry_run:
+                for p in parts:
+                    p.unlink(missing_ok=True)
+                _fsync_dir(path)
+                e["_ledger"].unlink(missing_ok=True)
+        report["rows"][path.name] = rows
+        if after_batch is None:
+            _undo_folder(path, job_id, report, dry_run)
+    except OSError as exc:
+        raise JobFailed(f"{path}: rollback of job {job_id} failed: {exc}") from exc
+    return report
+
+
+def _undo_folder(path: Path, job_id: str, report: dict, dry_run: bool) -> None:
+    stage = path / f"{STAGE_PREFIX}{job_id}"
+    if stage.exists():
+        report["dropped"].append(stage.name)
+        if not dry_run:
+            shutil.rmtree(stage, ignore_errors=True)
+    backup = path / f"{REPLACED_PREFIX}{job_id}"
+    if backup.is_dir():
+        report["restored"].append(f"{len(list(backup.iterdir()))} data file(s) the job replaced")
+        if not dry_run:
+            for p in sorted(backup.iterdir()):
+                os.replace(p, path / p.name)
+            backup.rmdir()
+    for tmp in path.glob(f".part-{job_id}-*.tmp"):
+        if not dry_run:
+            tmp.unlink(missing_ok=True)
+    loads = path / LOADS
+    marker = loads / f"{job_id}.created"
+    if marker.exists():
+        others = [p for p in path.iterdir() if p.name != LOADS]
+        ledger_left = [p for p in loads.iterdir() if p != marker and not (
+            p.name.startswith(f"{job_id}-") or p.name.startswith(f".{job_id}-"))]
+        if not others and not ledger_left:
+            report["dropped"].append(str(path))
+            if not dry_run:
+                shutil.rmtree(path)
+            return
+        if not dry_run:
+            marker.unlink(missing_ok=True)
+    if not dry_run and loads.is_dir():
+        for p in loads.glob(f".{job_id}-*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def etl_tables(path: Path) -> list[tuple[str, str]]:
+    """(folder name, job id) of every staging or replaced-files folder (for cleanup)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    found = []
+    for p in path.iterdir():
+        for prefix in (STAGE_PREFIX, REPLACED_PREFIX):
+            if p.is_dir() and p.name.startswith(prefix):
+                found.append((p.name, p.name[len(prefix):]))
+    return found
+
+
+def drop_table(path: Path, name: str, timeout_ms: int = 0) -> None:
+    shutil.rmtree(Path(path) / name, ignore_errors=True)

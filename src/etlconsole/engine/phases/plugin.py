@@ -1,0 +1,55 @@
+"""The engine's side of the phase contract for phases that are not built in.
+
+A plugin phase may be any class with ``process(batch)``: ``setup(schema)`` and
+``teardown()`` are optional. When ``process`` raises, the runner splits the batch in halves
+and processes them again until the rows that raise are found (pgloader's way, as for load
+failures); each such row is rejected with rule ``exception``, the exception's message and
+the phase's name, and the other rows go on. ``process`` must therefore be safe to call
+again on a part of a batch it already saw (no side effects per call).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from .base import PhaseResult
+
+
+class PluginPhase:
+    """Wraps a plugin's phase object; everything else is delegated to it."""
+
+    def __init__(self, inner: Any, type_name: str):
+        self.inner, self.type_name = inner, type_name
+        self.output_schema: pa.Schema | None = None
+        self.isolated = 0            # rows rejected because process raised
+
+    def __getattr__(self, name: str):   # attach, options, description, …
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"PluginPhase({self.inner!r})"
+
+    def setup(self, schema: pa.Schema) -> None:
+        hook = getattr(self.inner, "setup", None)
+        if callable(hook):
+            hook(schema)
+
+    def teardown(self) -> None:
+        hook = getattr(self.inner, "teardown", None)
+        if callable(hook):
+            hook()
+
+    def probe(self, batch: pa.RecordBatch):
+        """Planning: process an empty batch, letting any exception through."""
+        out = self.inner.process(batch)
+        got = out.batch if isinstance(out, PhaseResult) else out
+        if isinstance(got, pa.RecordBatch):
+            self.output_schema = got.schema
+        return out
+
+    def process(self, batch: pa.RecordBatch):
+        # A raise is the runner's business: it isolates the rows (or fails the job when
+        # the phase says on_error = "fail"), for plugins and built-ins alike.
+        return self.inner.process(batch)
