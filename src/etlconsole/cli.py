@@ -453,8 +453,6 @@ def check(pipeline, source, as_json):
         table = f" table {d['table']}" if d["table"] else ""
         click.echo(f"  -> {d['kind']} {d['path']}{table} ({d['mode']})")
         click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
-    if info["branches"]:
-        click.echo("  note: branches are planned but not yet executed by 'run' in this version")
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Settings
-from .engine.plan import Plan, make_plan, refuse_branches
+from .engine.plan import Plan, make_plan
 from .engine.runner import Runner
 from .spec import load_spec
 from .store import StateStore
@@ -19,7 +19,6 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
                  progress=None, log=None) -> dict:
     """Plan (every user error surfaces here, before writing), then run; returns the summary."""
     plan = plan_pipeline(pipeline, source=source, dest=dest)
-    refuse_branches(plan)
     store = StateStore(settings.state_path)
     try:
         return Runner(plan, store, settings, progress=progress, log=log).run()

@@ -109,6 +109,39 @@ class Pending:
         self.row_start = boundary + 1
         return item
 
+    def take_through(self, record: int, number: int) -> LoadItem:
+        """A batch of everything up to source record ``record`` (a resume cutting a batch
+        again exactly where a destination's ledger says it ended)."""
+        rows = self.parts and pa.Table.from_batches(self.parts, schema=self.schema).column(ROW)
+        n = pc.sum(pc.less_equal(rows, record)).as_py() if self.rows else 0
+        if n == 0:          # no good row in the range: only rejects (or nothing)
+            item = LoadItem(number, _one_batch(pa.Table.from_batches([], schema=self.schema),
+                                               self.schema), [], self.row_start, record,
+                            self.bytes_read)
+            item.rejects = [r for r in self.rejects if r["row"] is None or r["row"] <= record]
+            self.rejects = [r for r in self.rejects if r["row"] is not None and r["row"] > record]
+            snaps = {}
+            for index, parts in self.snapshots.items():
+                snaps[index], self.snapshots[index] = _split_rows(parts, record)
+            item.snapshots = self._framed(snaps, record)
+            self.row_start = record + 1
+            return item
+        item = self.take(n, number)
+        # take() ends at the last good row; the batch ends at the ledger's record
+        more = [r for r in self.rejects if r["row"] is not None and r["row"] <= record]
+        item.rejects += more
+        self.rejects = [r for r in self.rejects if r not in more]
+        for index, parts in self.snapshots.items():
+            extra, self.snapshots[index] = _split_rows(parts, record)
+            if index in item.snapshots and any(b.num_rows for b in extra):
+                batch, first, _ = item.snapshots[index][0]
+                merged = pa.Table.from_batches([batch, *extra]).combine_chunks().to_batches()
+                item.snapshots[index] = [(merged[0] if merged else batch, first, record)]
+        item.snapshots = {i: [(b, f, record) for b, f, _ in v] for i, v in item.snapshots.items()}
+        item.row_end = record
+        self.row_start = record + 1
+        return item
+
     def flush(self, number: int) -> LoadItem:
         table = pa.Table.from_batches(self.parts, schema=self.schema)
         item = LoadItem(number, _one_batch(table, self.schema), self.rejects, self.row_start,

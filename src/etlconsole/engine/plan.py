@@ -118,18 +118,6 @@ class Plan:
         return info
 
 
-class BranchesNotExecuted(UserError):
-    """Branched pipelines are planned and checked, but the runner does not run them yet."""
-
-
-def refuse_branches(plan: Plan) -> None:
-    if plan.branches:
-        raise BranchesNotExecuted(
-            f"{plan.spec.file}: branches are planned but not yet executed by this version "
-            f"({len(plan.branches)} branches: {', '.join(b.name for b in plan.branches)}); "
-            f"'etlconsole check {plan.spec.file}' shows the plan")
-
-
 def decisions_from_events(events: list[dict]) -> dict[str, dict]:
     """The `when` decisions a job recorded at its start (event ``plan.conditions``)."""
     for e in events:

@@ -18,7 +18,7 @@ from ..store import StateStore
 from ..store.store import now
 from . import extract
 from . import destinations
-from .plan import decisions_from_events, make_plan, refuse_branches
+from .plan import decisions_from_events, make_plan
 from .replay import CheckpointStream
 from .runner import Runner, snapshot_dir
 
@@ -68,10 +68,10 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     pipeline = Path(job["pipeline_file"] or ".")
     spec = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline),
                           base_dir=pipeline.parent)
-    dest = _destinations(job)[0]["path"]
+    # The paths the job wrote to (a --dest given at the start); branches name their own.
+    dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=source, dest=dest,
                      decisions=decisions_from_events(store.events(job["id"])))
-    refuse_branches(plan)
     return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
 
 
@@ -130,9 +130,10 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
         raise UserError(f"job {job['id']} has no checkpoint of phase {from_phase!r} "
                         f"(checkpointed phases: {names}; mark a phase with checkpoint = true)")
     n = chosen[0]
-    dest = Path(_destinations(job)[0]["path"])
-    batches = [e["batch"] for e in destinations.committed(dest, job["id"],
-                                                           _destinations(job)[0].get("kind"))]
+    first = _destinations(job)[0]       # every destination holds the same batches
+    dest = Path(first["path"]) if len(_destinations(job)) == 1 else None
+    batches = [e["batch"] for e in destinations.committed(Path(first["path"]), job["id"],
+                                                           first.get("kind"))]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:
@@ -148,7 +149,6 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
                      input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
                      decisions=decisions_from_events(store.events(job["id"])))
-    refuse_branches(plan)
     runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
                     fingerprint=job["source_fingerprint"], parent=job["id"])
     # The checkpoint moves to the new job before the old job's load (and workspace) goes.

@@ -28,11 +28,11 @@ from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
 from .batching import BatchSizer, LoadItem, Pending
-from .destinations import committed, open_destination
 from .destinations.sqlite import RowRefused, refused_column
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
+from .targets import Target, targets_for
 
 _DONE = object()
 # Chunks in flight, queues and SQLite caches need about this much above the RSS at start
@@ -159,11 +159,11 @@ class Runner:
         self.governor = Governor(settings.max_memory_mb)
         self.stats = [PhaseStats(p.label) for p in plan.phases]
         self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.destination = open_destination(plan.load, plan.destination_path, self.job_id, settings)
+        self.targets: list[Target] = targets_for(plan, self.job_id, settings)
+        self.forced: list[tuple[int, int]] = []   # (batch, last record) to cut again on resume
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
         self._loader_error: BaseException | None = None
-        self._attempts = 1
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = settings.chunk_size
@@ -180,7 +180,8 @@ class Runner:
             raise UserError(f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb} is below what the "
                             f"engine needs: it uses {self.governor.rss_mb:.0f} MB before reading a "
                             f"row; give it at least {need:.0f}")
-        self.destination.check(plan.output_schema)
+        for t in self.targets:
+            t.destination.check(t.schema)
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._prepare_resume()
@@ -200,7 +201,8 @@ class Runner:
         try:
             self._run_phases()
             self._check_reject_rate(final=True)    # before an atomic job publishes anything
-            self.destination.publish(plan.output_schema)
+            for t in self.targets:
+                t.destination.publish(t.schema)
         except JobFailed as exc:
             status, error = "failed", str(exc)
         except KeyboardInterrupt:
@@ -212,10 +214,11 @@ class Runner:
         finally:
             self._stop.set()
             sampler.join()
-            for p in plan.phases:
+            for p in plan.phases + [p for t in self.targets for p in t.phases]:
                 if callable(getattr(p.phase, "teardown", None)):   # optional hook
                     p.phase.teardown()
-            self.destination.close()
+            for t in self.targets:
+                t.destination.close()
         return self._finish(status, error)
 
     def _digest_source(self) -> None:
@@ -237,7 +240,7 @@ class Runner:
             pipeline_file=str(plan.spec.base_dir / Path(plan.spec.file).name),
             pipeline_toml=plan.spec.to_toml(), source_path=str(plan.source),
             source_fingerprint=self.fingerprint, dialect=plan.dialect.to_json(),
-            destinations=[self.destination.describe() | {"on_failure": plan.load.on_failure}],
+            destinations=[t.describe() for t in self.targets],
             bytes_total=self.fingerprint["size"], settings=self.settings.__dict__)
         for note in plan.dialect.notes:
             self.store.add_event(self.job_id, "sniff", note=note)
@@ -250,29 +253,45 @@ class Runner:
                                  from_phase=self.plan.phases[0].index - 1)
 
     def _prepare_resume(self) -> None:
-        """The destination's ledger says what is done; the store is made to agree."""
-        ledger = committed(self.plan.destination_path, self.job_id, self.plan.load.destination)
-        truth = self.store.reconcile(self.job_id, ledger)
+        """The destinations' ledgers say what is done; the store is made to agree.
+
+        Every destination holds batches 1..k of its own. The job continues after the last
+        record all of them hold; a batch some already hold is cut again at the same record
+        (their ledger says where) and written only where it is missing."""
+        ledgers = {t.label: t.read_ledger(self.job_id) for t in self.targets}
+        done = min(len(t.held) for t in self.targets)
+        everywhere = [e for e in ledgers[self.targets[0].label] if e["batch"] <= done]
+        partial = {}
+        for t in self.targets:
+            for number in t.held:
+                if number > done:
+                    partial.setdefault(number, set()).add(t.label)
+        ahead = max(self.targets, key=lambda t: len(t.held))
+        self.forced = [(n, ahead.held[n]["row_end"]) for n in sorted(partial)]
+        truth = self.store.reconcile(self.job_id, everywhere, partial=partial,
+                                     branched=bool(self.plan.branches))
         c = self.counters
         c.rows_read, c.rows_loaded, c.rows_rejected = (truth["rows_read"], truth["rows_loaded"],
                                                        truth["rows_rejected"])
         c.records_seen = c.last_checkpoint_row = c.rows_read
         self.start_after = c.rows_read
-        self.next_batch = max((e["batch"] for e in ledger), default=0) + 1
-        c.batches = self.next_batch - 1
+        self.next_batch = done + 1
+        c.batches = done
         self.store.update_job(self.job_id, pid=os.getpid(), pid_started=psutil.Process().create_time(),
                               error=None, finished_at=None, resumes=(self.resume.get("resumes") or 0) + 1)
         self.store.add_event(self.job_id, "job.resumed", after_record=self.start_after,
-                             batches_committed=len(ledger), rows_loaded=c.rows_loaded)
+                             batches_committed=done, rows_loaded=c.rows_loaded,
+                             partly_committed=sorted(partial))
 
     # -- main thread: read and transform --------------------------------------
     def _run_phases(self) -> None:
         plan = self.plan
         ctx = JobContext(self.job_id, self.workspace, self.settings, self.start_after)
-        for p in plan.phases:
+        for p in plan.phases + [p for t in self.targets for p in t.phases]:
             if hasattr(p.phase, "attach"):
                 p.phase.attach(ctx)
-        self.destination.open(plan.output_schema)
+        for t in self.targets:
+            t.destination.open(t.schema)
         loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
         loader.start()
         stream = self.stream or extract.CsvStream(
@@ -294,9 +313,15 @@ class Runner:
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
                 pending.add(good, rejects, snapshots, chunk.last_row, chunk.bytes_read)
-                while pending.rows >= self.sizer.size:
+                while self.forced and pending.last_row >= self.forced[0][1]:
+                    number, upto = self.forced.pop(0)      # cut where a destination did
+                    self._put(pending.take_through(upto, number))
+                while not self.forced and pending.rows >= self.sizer.size:
                     number += 1
                     self._put(pending.take(self.sizer.size, number))
+            while pending is not None and self.forced:
+                number, upto = self.forced.pop(0)
+                self._put(pending.take_through(upto, number))
             if pending is not None and not pending.empty:
                 number += 1
                 self._put(pending.flush(number))
@@ -391,23 +416,35 @@ class Runner:
                 if item is _DONE:
                     break
                 t0 = time.perf_counter()
+                outputs = [self._branch(t, item) for t in self.targets]
+                branch_rejects = [r for _, rejects in outputs for r in rejects]
                 store.begin_batch(self.job_id, item.number, row_start=item.row_start,
-                                  row_end=item.row_end, rejects=item.rejects)
-                rows = item.batch.column(ROW)
-                refused = self._write(store, item, rows)
-                loaded = item.rows - len(refused)
+                                  row_end=item.row_end, rejects=item.rejects + branch_rejects,
+                                  rows=item.rows,
+                                  keep_labels={t.label for t in self.targets if item.number in t.held})
+                refused, attempts = 0, 1
+                for t, (batch, _) in zip(self.targets, outputs):
+                    if item.number in t.held:       # committed there before a kill
+                        continue
+                    n, tries = self._write(store, t, item, batch)
+                    refused += n
+                    attempts = max(attempts, tries)
                 seconds = time.perf_counter() - t0
+                if self.plan.branches:     # rows reaching the branches; branch rejects apart
+                    loaded, rejected = item.rows, len(item.rejects)
+                else:
+                    loaded, rejected = item.rows - refused, len(item.rejects) + refused
                 c.rows_loaded += loaded
-                c.rows_rejected += len(item.rejects) + len(refused)
+                c.rows_rejected += rejected
                 c.rows_read = item.row_end
                 c.batches = item.number
                 store.commit_batch(
-                    self.job_id, item.number, rows_loaded=loaded, attempts=self._attempts,
+                    self.job_id, item.number, rows_loaded=loaded, attempts=attempts,
                     duration_ms=seconds * 1000,
                     counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
-                              "retries": self.destination.retries})
-                self.sizer.committed(seconds, retried=self._attempts > 1, refused_rows=len(refused))
+                              "retries": self.retries})
+                self.sizer.committed(seconds, retried=attempts > 1, refused_rows=refused)
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
                     self._checkpoint(store, item)
                 self._check_reject_rate(final=False)
@@ -417,31 +454,55 @@ class Runner:
         finally:
             store.close()
 
-    def _write(self, store: StateStore, item: LoadItem, rows: pa.Array) -> list:
-        """Write one batch; rows the database refuses become rejects of phase ``load``,
-        recorded in the store inside the destination's transaction (exact after a kill)."""
+    def _branch(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, list[dict]]:
+        """The batch as target ``t`` receives it: its filter, then its own phases."""
+        batch = t.keep(item.batch)
+        t.stats.rows_in += item.rows
+        t.stats.filtered += item.rows - batch.num_rows
+        rejects: list[dict] = []
+        for planned in t.phases:
+            batch, phase_rejects, _ = self._process(planned, batch)
+            rejects += phase_rejects
+        t.stats.rejected += len(rejects)
+        return batch, rejects
+
+    def _write(self, store: StateStore, t: Target, item: LoadItem, batch: pa.RecordBatch
+               ) -> tuple[int, int]:
+        """Write one batch to one destination; returns (rows refused, attempts). Rows the
+        database refuses become rejects of the load, recorded in the store inside the
+        destination's transaction (exact after a kill)."""
+        rows = batch.column(ROW)
+        data = batch.drop_columns([c for c in batch.schema.names if c.startswith("_etl_")])
+
         def record(refused):
-            store.set_load_rejects(self.job_id, item.number, self._refused_records(item, refused))
+            store.set_load_rejects(self.job_id, item.number, t.label,
+                                   self._refused_records(t, batch, refused))
 
         try:
-            result = self.destination.write(item.number, item.batch.drop_columns([ROW]),
-                                            item.row_start, item.row_end, before_commit=record)
+            result = t.destination.write(item.number, data, item.row_start, item.row_end,
+                                         before_commit=record)
         except RowRefused as exc:
-            raise JobFailed(f"{self.plan.load_label}: record {rows[exc.index].as_py()} refused by "
+            raise JobFailed(f"{t.label}: record {rows[exc.index].as_py()} refused by "
                             f"the destination: {exc.message} (on_error = \"fail\"; the job is "
                             "resumable)") from None
-        self._attempts = result.attempts
+        t.stats.refused += len(result.refused)
+        t.stats.loaded += data.num_rows - len(result.refused)
         self.counters.isolated += len(result.refused)
-        return result.refused
+        return len(result.refused), result.attempts
 
-    def _refused_records(self, item: LoadItem, refused: list[tuple[int, str]]) -> list[dict]:
+    @property
+    def retries(self) -> int:
+        return sum(t.destination.retries for t in self.targets)
+
+    def _refused_records(self, t: Target, batch: pa.RecordBatch,
+                         refused: list[tuple[int, str]]) -> list[dict]:
         if not refused:
             return []
         index = pa.array([i for i, _ in refused], pa.int64())
         messages = [m for _, m in refused]
-        rejected = Rejects(item.batch.take(index), [_rule(m) for m in messages],
+        rejected = Rejects(batch.take(index), [_rule(m) for m in messages],
                            [refused_column(m) for m in messages], messages)
-        return rejected.records("load", self.plan.load_label)
+        return rejected.records("load", t.label)
 
     def _check_reject_rate(self, *, final: bool) -> None:
         """``max_reject_rate``: judged once a batch's worth of rows is read (so the first
@@ -489,7 +550,7 @@ class Runner:
             "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
             "rows_per_s": round((c.records_seen - last_rows) / max(t - last_t, 1e-6), 1),
             "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size or self.sizer.size,
-            "queue_depth": self.queue.qsize(), "retries": self.destination.retries,
+            "queue_depth": self.queue.qsize(), "retries": self.retries,
             "bytes_read": c.bytes_read,
         }
         store.add_metric(self.job_id, sample)
@@ -509,15 +570,21 @@ class Runner:
             "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
             "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
             "rows_per_s": round(c.rows_read / elapsed, 1) if elapsed else None,
-            "peak_rss_mb": peak, "retries": self.destination.retries, "batches": c.batches,
-            "destination": self.destination.describe(), "error": error,
+            "peak_rss_mb": peak, "retries": self.retries, "batches": c.batches,
+            "destination": self.targets[0].describe() if not self.plan.branches else None,
+            "error": error,
         }
+        if self.plan.branches:   # rows_loaded counts rows reaching the branches
+            summary["branches"] = [{"branch": t.name, "destination": t.describe(),
+                                    **t.stats.__dict__} for t in self.targets]
         self.store.update_job(
             self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
             peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
             rows_rejected=c.rows_rejected, rows_warned=c.rows_warned, error=error,
-            retries=self.destination.retries,
-            phase_stats=[s.__dict__ for s in self.stats])
+            retries=self.retries,
+            phase_stats=[s.__dict__ for s in self.stats] + [
+                {"label": t.label, "branch": t.name, **t.stats.__dict__}
+                for t in self.targets if t.name])
         self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
                              else "error", error=error)
         if self.progress:

@@ -108,36 +108,45 @@ class StateStore:
 
     # -- batches, rejects, checkpoints ---------------------------------------
     def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
-                    rejects: list[dict[str, Any]]) -> None:
+                    rejects: list[dict[str, Any]], rows: int | None = None,
+                    keep_labels: set[str] = frozenset()) -> None:
         """Before the destination commits: the batch as PENDING, with its rejects.
 
         If the process dies before the destination commits, resume finds the batch PENDING
         and not in the destination's ledger, and drops it with its rejects; if it dies after,
         the ledger has it and resume marks it COMMITTED. Either way rejects are exact.
+        ``keep_labels``: destinations that already hold this batch (a branched job resumed
+        between two destinations' commits) — their refused rows stay.
         """
         stamp = now()
         with self._tx() as conn:
-            self._drop_batches(conn, job_id, "= ?", batch_number)
+            self._drop_batches(conn, job_id, "= ?", batch_number, keep_labels)
             self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
-                "row_start": row_start, "row_end": row_end, "rows_rejected": len(rejects),
+                "row_start": row_start, "row_end": row_end, "rows_loaded": rows,
                 "created_at": stamp})
             self._insert_rejects(conn, job_id, batch_number, rejects)
+            self._count_rejects(conn, job_id, batch_number)
 
-    def set_load_rejects(self, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
-        """Rows the destination refused in a batch it is about to commit (phase ``load``).
+    def set_load_rejects(self, job_id: str, batch_number: int, label: str,
+                         rejects: list[dict[str, Any]]) -> None:
+        """Rows one destination refused in a batch it is about to commit (phase ``load``).
 
         Called inside the destination's transaction, after begin_batch: replacing (not
         adding) keeps a retried batch exact, and the batch is still PENDING, so the same
         reconcile rule keeps or drops these rows with it."""
         with self._tx() as conn:
             conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ? "
-                         "AND phase = 'load'", (job_id, batch_number))
+                         "AND phase = 'load' AND phase_label = ?", (job_id, batch_number, label))
             self._insert_rejects(conn, job_id, batch_number, rejects)
-            conn.execute("UPDATE pipeline_batches SET rows_rejected = (SELECT count(*) FROM "
-                         "pipeline_rejects WHERE job_id = ? AND batch_number = ?) "
-                         "WHERE job_id = ? AND batch_number = ?",
-                         (job_id, batch_number, job_id, batch_number))
+            self._count_rejects(conn, job_id, batch_number)
+
+    @staticmethod
+    def _count_rejects(conn, job_id: str, batch_number: int) -> None:
+        conn.execute("UPDATE pipeline_batches SET rows_rejected = (SELECT count(*) FROM "
+                     "pipeline_rejects WHERE job_id = ? AND batch_number = ?) "
+                     "WHERE job_id = ? AND batch_number = ?",
+                     (job_id, batch_number, job_id, batch_number))
 
     @staticmethod
     def _insert_rejects(conn, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
@@ -159,29 +168,47 @@ class StateStore:
             self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
     @staticmethod
-    def _drop_batches(conn, job_id: str, where: str, value: int) -> None:
-        conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}",
-                     (job_id, value))
+    def _drop_batches(conn, job_id: str, where: str, value: int,
+                      keep_labels: set[str] = frozenset()) -> None:
+        keep = ""
+        if keep_labels:
+            keep = (" AND NOT (phase = 'load' AND phase_label IN (%s))"
+                    % ", ".join("?" * len(keep_labels)))
+        conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}{keep}",
+                     (job_id, value, *sorted(keep_labels)))
         conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
                      (job_id, value))
 
-    def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None
+    def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
+                  partial: dict[int, set[str]] | None = None, branched: bool = False
                   ) -> dict[str, int]:
-        """Make the store agree with the destination's ledger; returns the true counters.
+        """Make the store agree with the destinations' ledgers; returns the true counters.
 
-        Batches the ledger does not hold are dropped with their rejects (they will be
-        produced again), or kept as ROLLED_BACK history after a rollback.
+        ``ledger``: the batches every destination holds. Batches none holds are dropped
+        with their rejects (they will be produced again), or kept as ROLLED_BACK history
+        after a rollback. ``partial``: batches only some destinations hold (a branched job
+        killed between two commits) -> the labels of those that do; the batch stays
+        PENDING with only those destinations' refused rows, and is written again where it
+        is missing. In a branched job rows_loaded counts rows that reached the branches and
+        rows_rejected the rows rejected before them (branch rejects are per branch).
         """
         held = {e["batch"]: e for e in ledger}
+        partial = partial or {}
         with self._tx() as conn:
             for (number, status) in conn.execute(
                     "SELECT batch_number, status FROM pipeline_batches WHERE job_id = ?",
                     (job_id,)).fetchall():
                 if number in held:
                     if status != "COMMITTED":
-                        conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?"
-                                     " WHERE job_id = ? AND batch_number = ?",
-                                     (held[number]["rows"], job_id, number))
+                        conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', "
+                                     "rows_loaded = coalesce(?, rows_loaded) "
+                                     "WHERE job_id = ? AND batch_number = ?",
+                                     (None if branched else held[number]["rows"], job_id, number))
+                elif number in partial:
+                    labels = sorted(partial[number])
+                    conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ? "
+                                 "AND NOT (phase = 'load' AND phase_label IN (%s))"
+                                 % ", ".join("?" * len(labels)), (job_id, number, *labels))
                 elif rolled_back_after is not None and status == "COMMITTED":
                     conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' "
                                  "WHERE job_id = ? AND batch_number = ?", (job_id, number))
@@ -198,12 +225,18 @@ class StateStore:
                         "row_start": e["row_start"], "row_end": e["row_end"],
                         "rows_loaded": e["rows"], "created_at": now(),
                         "error_details": json.dumps({"note": "rejects of this batch were lost"})})
+            # branch phases' labels read "phase 5 (branch) > name > phase 1 (…)"
+            main_line = " AND (r.phase_label IS NULL OR r.phase_label NOT LIKE '% > %')" \
+                if branched else ""
             rejected = conn.execute(
                 "SELECT count(*) FROM pipeline_rejects r JOIN pipeline_batches b ON "
                 "b.job_id = r.job_id AND b.batch_number = r.batch_number "
-                "WHERE r.job_id = ? AND b.status = 'COMMITTED'", (job_id,)).fetchone()[0]
+                f"WHERE r.job_id = ? AND b.status = 'COMMITTED'{main_line}", (job_id,)).fetchone()[0]
+            loaded = sum(e["rows"] for e in ledger) if not branched else conn.execute(
+                "SELECT coalesce(sum(rows_loaded), 0) FROM pipeline_batches WHERE job_id = ? "
+                "AND status = 'COMMITTED'", (job_id,)).fetchone()[0]
             counters = {"rows_read": max((e["row_end"] for e in ledger), default=0),
-                        "rows_loaded": sum(e["rows"] for e in ledger), "rows_rejected": rejected}
+                        "rows_loaded": loaded, "rows_rejected": rejected}
             self._update(conn, job_id, counters)
             conn.execute("DELETE FROM pipeline_checkpoints WHERE job_id = ? AND row_count > ?",
                          (job_id, counters["rows_read"]))

@@ -1,0 +1,71 @@
+"""Where a job's batches go: one target per destination.
+
+A plain pipeline has one target (its load). A branched one has a target per branch: a
+filter that keeps the rows the branch holds for, the branch's own phases, and its load.
+Every batch reaches every target, and each target's destination keeps its own ledger, so
+"what is done" is known per destination: after a kill, a batch one destination committed
+and another did not is written again only where it is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .destinations import committed, open_destination
+from .plan import Plan, PlannedPhase
+
+
+@dataclass
+class TargetStats:
+    rows_in: int = 0            # rows that reached the target
+    filtered: int = 0           # not for this branch (its filter was false)
+    rejected: int = 0           # by the branch's own phases
+    refused: int = 0            # by the destination (a constraint)
+    loaded: int = 0
+
+
+@dataclass
+class Target:
+    name: str | None            # the branch, or None for a plain pipeline
+    label: str                  # the load phase's label: rejects of this target carry it
+    phases: list[PlannedPhase]  # the branch's phases (empty for a plain pipeline)
+    filter: object | None       # a compiled expression (engine.expr) or None
+    schema: pa.Schema           # what the destination receives
+    load: object                # the Load phase
+    path: Path
+    destination: object = None
+    stats: TargetStats = field(default_factory=TargetStats)
+    held: dict[int, dict] = field(default_factory=dict)    # ledger entries by batch number
+
+    def describe(self) -> dict:
+        out = self.destination.describe() | {"on_failure": self.load.on_failure}
+        return out | ({"branch": self.name} if self.name else {})
+
+    def read_ledger(self, job_id: str) -> list[dict]:
+        entries = committed(self.path, job_id, self.load.destination)
+        self.held = {e["batch"]: e for e in entries}
+        return entries
+
+    def keep(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows this branch holds for (a null condition counts as false)."""
+        if self.filter is None or batch.num_rows == 0:
+            return batch
+        mask = pc.fill_null(self.filter.evaluate(batch), False)
+        return batch.filter(mask)
+
+
+def targets_for(plan: Plan, job_id: str, settings) -> list[Target]:
+    if not plan.branches:
+        target = Target(None, plan.load_label, [], None, plan.output_schema, plan.load,
+                        plan.destination_path)
+        targets = [target]
+    else:
+        targets = [Target(b.name, b.phases[-1].label, b.phases, b.filter, b.output_schema,
+                          b.load, b.destination_path) for b in plan.branches]
+    for t in targets:
+        t.destination = open_destination(t.load, t.path, job_id, settings)
+    return targets
