@@ -123,8 +123,8 @@ class StateStore:
             self._drop_batches(conn, job_id, "= ?", batch_number, keep_labels)
             self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
-                "row_start": row_start, "row_end": row_end, "rows_loaded": rows,
-                "created_at": stamp})
+                "row_start": row_start, "row_end": row_end, "created_at": stamp,
+                **({"rows_loaded": rows} if rows is not None else {})})
             self._insert_rejects(conn, job_id, batch_number, rejects)
             self._count_rejects(conn, job_id, batch_number)
 
