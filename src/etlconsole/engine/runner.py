@@ -374,7 +374,9 @@ class Runner:
                     duration_ms=(time.perf_counter() - t0) * 1000,
                     counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
-                              "retries": self.destination.retries})
+                              "retries": self.destination.retries,
+                              # per-phase counts so far, for the console's monitor
+                              "phase_stats": [dict(vars(st)) for st in self.stats]})
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
                     self._checkpoint(store, item)
         except BaseException as exc:   # handed to the main thread, which fails the job
