@@ -76,7 +76,8 @@ class BuilderScreen(Screen):
             self.load(path)
         else:
             self.redraw()
-            self.query_one("#b-open", Input).focus()
+            # the path field is one Tab away: focusing it would swallow p/m/j/x/q
+            self.query_one("#b-phases", LiveTable).focus()
 
     # -- loading and drawing ----------------------------------------------------------
     def load(self, path: Path) -> bool:
@@ -107,7 +108,7 @@ class BuilderScreen(Screen):
         title = self.query_one("#b-title", Static)
         self.query_one("#b-open", Input).display = ed is None
         if ed is None:
-            title.update("pipeline builder: no pipeline file loaded")
+            title.update("pipeline builder: no pipeline file loaded (Tab, type its path, Enter)")
         else:
             title.update(Text.assemble(("pipeline ", "bold"), (ed.path.name, "bold"),
                                        f"  (name {ed.spec.name}, source {ed.spec.source.path})",
