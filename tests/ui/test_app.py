@@ -21,7 +21,7 @@ async def test_screen_keys_and_command_palette(ws):
             await pilot.press(key)
             assert app.current_mode == mode
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for label in ("Builder (p)", "Monitor (m)", "Jobs (j)", "Rejects (x)"):
+        for label in ("Pipeline builder (p)", "Monitor (m)", "Jobs (j)", "Rejects (x)"):
             assert label in titles
         palette = next(c for c in app.get_system_commands(app.screen) if c.title == "Monitor (m)")
         palette.callback()

@@ -20,7 +20,7 @@ from .screens.monitor import MonitorScreen
 from .screens.rejects import RejectsScreen
 
 T = TypeVar("T")
-SCREENS = {"builder": ("p", "Builder", "Edit and run the pipeline file"),
+SCREENS = {"builder": ("p", "Build", "Pipeline builder: edit and run the pipeline file"),
            "monitor": ("m", "Monitor", "The running (or last) job, live"),
            "jobs": ("j", "Jobs", "History; resume, roll back, clean up"),
            "rejects": ("x", "Rejects", "Rejected rows of the selected job")}
@@ -83,12 +83,15 @@ class ConsoleApp(App[int]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("show", "quit_console") and self.screen.is_modal:
             return False
+        if action == "show" and parameters and parameters[0] == self.current_mode:
+            return False      # the key of the screen shown: not in the footer (saves room)
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for mode, (key, label, help_text) in SCREENS.items():
-            yield SystemCommand(f"{label} ({key})", help_text,
+            title = "Pipeline builder" if mode == "builder" else label
+            yield SystemCommand(f"{title} ({key})", help_text,
                                 lambda mode=mode: self.action_show(mode))
 
     def follow_job(self, job_id: str) -> None:

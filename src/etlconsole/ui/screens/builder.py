@@ -39,10 +39,10 @@ class BuilderScreen(Screen):
     """
     BINDINGS = [
         Binding("space", "toggle", "On/off", key_display="␣"),
-        Binding("shift+up", "move(-1)", "Up", key_display="⇧↑"),
-        Binding("shift+down", "move(1)", "Down", key_display="⇧↓"),
+        Binding("shift+up", "move(-1)", "Move up", show=False),   # hint on screen
+        Binding("shift+down", "move(1)", "Move down", show=False),
         Binding("a", "add", "Add"),
-        Binding("delete", "remove", "Del", key_display="del"),
+        Binding("delete", "remove", "Del", key_display="⌦"),
         Binding("e", "edit", "Edit"),
         Binding("ctrl+s", "save", "Save"),
         Binding("r", "run", "Run"),
@@ -61,7 +61,7 @@ class BuilderScreen(Screen):
         yield LiveTable([("#", "n"), ("type", "type"), ("on", "on"), ("ckpt", "ckpt"),
                          ("options", "options")], id="b-phases")
         yield Static("", id="b-problems", markup=False)
-        yield Static("registered phases (a adds one after the selected phase)",
+        yield Static("Shift+Up/Down moves the selected phase · registered phases (a adds):",
                      id="b-registered-caption", markup=False)
         yield LiveTable([("phase", "name"), ("origin", "origin"), ("description", "desc")],
                         id="b-registered", cursor_type="none", show_cursor=False)

@@ -47,7 +47,7 @@ class JobsScreen(PolledScreen):
     """
     BINDINGS = [
         Binding("r", "resume", "Resume"),
-        Binding("b", "rollback", "Roll back"),
+        Binding("b", "rollback", "Rollback"),
         Binding("c", "cleanup", "Cleanup"),
     ]
 

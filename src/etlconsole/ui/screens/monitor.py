@@ -38,7 +38,8 @@ class MonitorScreen(PolledScreen):
     #m-charts { height: 3; }
     #m-charts > Chart { width: 1fr; margin-right: 1; }
     #m-phases { height: auto; max-height: 8; }
-    #m-events { height: 1fr; min-height: 2; color: $text-muted; }
+    #m-events { height: 1fr; min-height: 2; color: $text-muted; text-wrap: nowrap;
+                text-overflow: ellipsis; }
     """
 
     def __init__(self, *args, **kwargs):
