@@ -39,7 +39,7 @@ class Workspace:
 
     def app(self, **options):
         from etlconsole.ui.app import ConsoleApp
-        options.setdefault("poll_interval", 0.1)
+        options.setdefault("poll_interval", 0.2)
         options.setdefault("export_dir", self.root)
         options.setdefault("cwd", self.root)
         return ConsoleApp(self.state, settings=self.settings, **options)

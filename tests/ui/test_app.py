@@ -35,10 +35,10 @@ async def test_screen_keys_and_command_palette(ws):
 @pytest.fixture
 def long_job(ws, monkeypatch):
     """A pipeline that runs for several seconds in an engine process."""
-    write_orders_csv(ws.csv, 300_000)
-    monkeypatch.setenv("PIPELINE_BATCH_SIZE_MAX", "300")
+    write_orders_csv(ws.csv, 120_000)
+    monkeypatch.setenv("PIPELINE_BATCH_SIZE_MAX", "100")
     monkeypatch.setenv("PIPELINE_BATCH_SIZE_MIN", "100")
-    monkeypatch.setenv("PIPELINE_CHUNK_SIZE", "300")
+    monkeypatch.setenv("PIPELINE_CHUNK_SIZE", "100")
     return ws
 
 

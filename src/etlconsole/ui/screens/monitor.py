@@ -35,7 +35,7 @@ class MonitorScreen(PolledScreen):
     #m-title { height: 1; background: $boost; text-style: bold; }
     .m-line { height: 1; }
     #m-final { height: auto; }
-    #m-charts { height: 3; }
+    #m-charts { height: 2fr; min-height: 3; }
     #m-charts > Chart { width: 1fr; margin-right: 1; }
     #m-phases { height: auto; max-height: 8; }
     #m-events { height: 1fr; min-height: 2; color: $text-muted; text-wrap: nowrap;

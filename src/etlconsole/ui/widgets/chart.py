@@ -13,9 +13,9 @@ class Chart(Vertical):
     """Keeps at most ``size`` samples (memory and redraw cost stay flat on long jobs)."""
 
     DEFAULT_CSS = """
-    Chart { height: 3; }
+    Chart { height: 1fr; min-height: 3; }
     Chart > .chart-title { height: 1; color: $text-muted; }
-    Chart > Sparkline { height: 2; }
+    Chart > Sparkline { height: 1fr; min-height: 2; }
     """
 
     def __init__(self, title: str, unit: str, size: int = 120, **kwargs):
