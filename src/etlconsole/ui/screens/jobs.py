@@ -327,6 +327,6 @@ def job_details(j: dict) -> Text:
     if j["error"]:
         out.append(f"error      {j['error']}\n", style="red")
     for p in j["phase_stats"] or []:
-        out.append(f"  {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
-                   f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s\n")
+        out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
+                   f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
     return out
