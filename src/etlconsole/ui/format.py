@@ -34,6 +34,11 @@ def duration(seconds) -> str:
     return fmt_duration(seconds) if seconds is not None else ""
 
 
+def mib(nbytes) -> str:
+    value = (nbytes or 0) / 2**20
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
+
+
 def rate(value) -> str:
     return f"{value or 0:,.0f}"
 

@@ -140,7 +140,7 @@ class MonitorScreen(PolledScreen):
         eta_text = f"ETA {fmt.duration(eta)}" if live else ""
         self.query_one("#m-progress", Static).update(Text.assemble(
             (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ",
-            f"{fmt.num(done >> 20)} / {fmt.num(total >> 20)} MiB  {eta_text}"))
+            f"{fmt.mib(done)} / {fmt.mib(total)} MiB  {eta_text}"))
         self.query_one("#m-rows", Static).update(Text(
             f"rows read {fmt.num(rows)} · loaded {fmt.num(job['rows_loaded'])} · "
             f"rejected {fmt.num(job['rows_rejected'])}"
