@@ -61,6 +61,18 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, default=str, ensure_ascii=False))
 
 
+def _console_wanted(no_ui: bool, as_json: bool = False) -> bool:
+    """The console opens on a terminal unless --no-ui (or --json: output for a program)."""
+    return not no_ui and not as_json and sys.stdout.isatty() and sys.stdin.isatty()
+
+
+def _open_console(obj: "Context", **options) -> int:
+    """Open the Textual console (imported only here: the headless path never loads it)."""
+    from .ui import run_console
+    settings = obj.settings()
+    return run_console(settings.state_path, settings=settings, **options)
+
+
 @click.group(cls=Group, invoke_without_command=True,
              epilog="Environment: " + ", ".join(config.ENV_VARS))
 @click.option("--state", envvar="PIPELINE_STATE_DB", metavar="PATH",
@@ -75,6 +87,8 @@ def main(ctx, state, log_format):
     logs.configure(log_format)
     ctx.obj = Context(state, log_format)
     if ctx.invoked_subcommand is None:
+        if _console_wanted(False):
+            sys.exit(_open_console(ctx.obj))
         click.echo(ctx.get_help())
 
 
@@ -112,23 +126,32 @@ def _print_summary(s: dict) -> None:
 
 @main.command()
 @click.argument("pipeline", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
 @click.option("--dest", type=click.Path(path_type=Path), help="Load into this file instead of the load phase's path.")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
-    """Run PIPELINE (a TOML pipeline file) as a new job."""
+    """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
+    if _console_wanted(no_ui, as_json):
+        from .jobs import plan_pipeline
+        plan_pipeline(pipeline, source=source, dest=dest)   # user errors: one line, exit 2
+        sys.exit(_open_console(obj, pipeline=pipeline,
+                               run={"pipeline": pipeline, "source": source, "dest": dest}))
     sys.exit(_run_and_report(obj, pipeline, source, dest, as_json))
 
 
 @main.command()
 @click.argument("job")
-@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.pass_obj
 def resume(obj: Context, job, no_ui, as_json):
     """Continue a failed or interrupted JOB after the last batch its destination committed."""
+    if _console_wanted(no_ui, as_json):
+        store = obj.store()
+        store.mark_dead_jobs()
+        sys.exit(_open_console(obj, resume=store.job(job)["id"]))
     from .engine.recovery import resume as resume_job
     summary = resume_job(obj.store(), job, obj.settings(), progress=ProgressLine(), log=logs.get())
     if summary.get("nothing_to_do"):
@@ -187,7 +210,7 @@ def _print_rollback(r: dict, as_json: bool) -> None:
 @click.argument("job")
 @click.option("--from", "from_phase", required=True, metavar="PHASE",
               help="A phase marked checkpoint = true: its number in the pipeline file or its type.")
-@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.pass_obj
 def rerun(obj: Context, job, from_phase, no_ui, as_json):
@@ -456,18 +479,22 @@ def check(pipeline, source, as_json):
 
 
 @main.command()
-@click.option("--no-ui", is_flag=True, help="Run headless (the console is not available yet).")
+@click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--rows", default=20_000, show_default=True, help="Rows of sample data to generate.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def demo(obj: Context, no_ui, rows, as_json):
-    """Generate sample orders data in ./etlconsole-demo/ and run the sample pipeline on it."""
+    """Generate sample orders data in ./etlconsole-demo/ and run the sample pipeline on it
+    (on a terminal: in the console)."""
     from .sample import SAMPLE_PIPELINE_TOML, write_orders_csv
     folder = Path("etlconsole-demo")
     folder.mkdir(exist_ok=True)
     manifest = write_orders_csv(folder / "orders.csv", rows)
     (folder / "pipeline.toml").write_text(SAMPLE_PIPELINE_TOML, encoding="utf-8")
     (folder / "warehouse.db").unlink(missing_ok=True)      # the demo starts from scratch
+    if _console_wanted(no_ui, as_json):
+        pipeline = folder / "pipeline.toml"
+        sys.exit(_open_console(obj, pipeline=pipeline, run={"pipeline": pipeline}))
     if not as_json:
         click.echo(f"wrote {folder}/orders.csv ({manifest.rows:,} rows, "
                    f"{manifest.expected_rejected:,} with known defects) and {folder}/pipeline.toml")
@@ -481,6 +508,20 @@ def demo(obj: Context, no_ui, rows, as_json):
         click.echo(f"  sqlite3 {folder}/warehouse.db 'select * from orders limit 5'")
         click.echo(f"  etlconsole run {folder}/pipeline.toml --no-ui   # run it again")
     sys.exit(code)
+
+
+@main.command()
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def ui(obj: Context, pipeline):
+    """Open the operator console (with PIPELINE: on the pipeline builder)."""
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise UserError("the console needs a terminal (stdin and stdout); "
+                        "every command also works headless")
+    if pipeline is not None:
+        from .spec import load_spec
+        load_spec(pipeline)                        # a bad file: one line, exit 2
+    sys.exit(_open_console(obj, pipeline=pipeline, start="builder" if pipeline else "jobs"))
 
 
 if __name__ == "__main__":

@@ -443,7 +443,9 @@ class Runner:
                     duration_ms=seconds * 1000,
                     counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
-                              "retries": self.retries})
+                              "retries": self.retries,
+                              # per-phase counts so far, for the console's monitor
+                              "phase_stats": [dict(vars(st)) for st in self.stats]})
                 self.sizer.committed(seconds, retried=attempts > 1, refused_rows=refused)
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
                     self._checkpoint(store, item)

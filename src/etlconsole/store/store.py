@@ -309,6 +309,56 @@ class StateStore:
             " ORDER BY id", [job_id, limit]))
 
 
+    # -- console reads (small, bounded queries polled by the console) ---------
+    def job_by_pid(self, pid: int) -> dict[str, Any] | None:
+        """The most recent job run by process ``pid`` (how the console finds the job it launched)."""
+        rows = list(self.db.query("SELECT * FROM import_jobs WHERE pid = ? ORDER BY created_at DESC "
+                                  "LIMIT 1", [pid]))
+        return _load(rows[0]) if rows else None
+
+    def metrics_since(self, job_id: str, after_id: int = 0, limit: int = 120) -> list[dict[str, Any]]:
+        """The last ``limit`` metric samples with id > ``after_id``, oldest first."""
+        return list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_metrics WHERE job_id = ? AND id > ? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id", [job_id, after_id, limit]))
+
+    def recent_events(self, job_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` events of the job, oldest first."""
+        rows = list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_events WHERE job_id = ? ORDER BY id DESC LIMIT ?)"
+            " ORDER BY id", [job_id, limit]))
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else {}
+        return rows
+
+    def recent_batches(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` batches of the job, in batch order."""
+        return list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_batches WHERE job_id = ? ORDER BY batch_number "
+            "DESC LIMIT ?) ORDER BY batch_number", [job_id, limit]))
+
+    def reject_groups(self, job_id: str) -> list[dict[str, Any]]:
+        """Rejected rows counted by phase, rule and column, largest group first."""
+        return list(self.db.query(
+            'SELECT phase, rule, column_name AS "column", count(*) AS count FROM pipeline_rejects '
+            "WHERE job_id = ? GROUP BY phase, rule, column_name ORDER BY count DESC, phase, rule, "
+            "column_name", [job_id]))
+
+    def reject_rows(self, job_id: str, *, phase: str | None = None, rule: str | None = None,
+                    column: str | None = None, grouped: bool = False,
+                    limit: int = 500) -> list[dict[str, Any]]:
+        """Rejected rows in record order; with ``grouped``, only those of one phase/rule/column."""
+        where, params = "job_id = ?", [job_id]
+        if grouped:
+            where += " AND phase = ? AND rule = ? AND column_name IS ?"
+            params += [phase, rule, column]
+        rows = list(self.db.query(
+            f'SELECT id, row, phase, rule, column_name AS "column", message, "values" '
+            f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ?", [*params, limit]))
+        for r in rows:
+            r["values"] = json.loads(r["values"]) if r["values"] else None
+        return rows
+
 def _alive(pid: int | None, started: float | None) -> bool:
     """Is this pid still the process that ran the job (not a reused pid)?"""
     if not pid:

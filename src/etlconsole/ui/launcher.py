@@ -1,0 +1,103 @@
+"""Launch engine work as separate processes (``etlconsole … --no-ui --json``).
+
+Each job runs in its own session (``start_new_session``) with its output in a log file,
+so it survives the console: quitting can leave it running headless. Stopping sends
+SIGTERM, which the engine turns into status ``interrupted`` (resumable).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass
+class Launched:
+    """One engine process started by the console."""
+
+    args: list[str]
+    proc: subprocess.Popen
+    log_path: Path
+    job_id: str | None = None          # known at once for resume; found by pid for run
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self) -> None:
+        """SIGTERM to the job's process group; the engine records it as interrupted."""
+        if self.running:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_tail(self, lines: int = 5) -> list[str]:
+        """The last lines the engine wrote (stderr and stdout), e.g. a one-line user error."""
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+
+    def error_line(self) -> str | None:
+        """The engine's one-line error, if it printed one."""
+        errors = [line for line in self.log_tail(20) if line.startswith(("error:", "internal error:"))]
+        return errors[-1] if errors else None
+
+
+class Launcher:
+    """Starts ``etlconsole --state STATE <command> … --no-ui --json`` in the background."""
+
+    def __init__(self, state_path: Path, *, cwd: Path | None = None):
+        self.state_path = Path(state_path).resolve()
+        self.cwd = Path(cwd or Path.cwd())
+        self.log_dir = self.state_path.parent / "console-logs"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "etlconsole.cli", "--state", str(self.state_path),
+                *args, "--no-ui", "--json"]
+
+    def start(self, *args: str, job_id: str | None = None) -> Launched:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        log_path = self.log_dir / f"{stamp}-{args[0]}.log"
+        cmd = self.command(*args)
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        return Launched(cmd, proc, log_path, job_id=job_id)
+
+    def run(self, pipeline: Path, *, source: Path | None = None, dest: Path | None = None) -> Launched:
+        args = ["run", str(Path(pipeline).resolve())]
+        if source:
+            args += ["--source", str(Path(source).resolve())]
+        if dest:
+            args += ["--dest", str(Path(dest).resolve())]
+        return self.start(*args)
+
+    def resume(self, job_id: str) -> Launched:
+        return self.start("resume", job_id, job_id=job_id)

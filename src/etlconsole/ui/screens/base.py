@@ -1,0 +1,100 @@
+"""Screens that poll the state store with a self-pacing timer.
+
+collect() runs in a thread worker (SQLite reads off the UI thread), render() on the UI
+thread, then the next poll is scheduled: polls never overlap, and a slow store slows the
+polling instead of piling it up. Screens that are not shown do not poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.screen import Screen
+from textual.timer import Timer
+
+from ...errors import UserError
+
+
+class PolledScreen(Screen):
+    interval = 0.5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.polls = 0                  # completed polls (tests wait on this)
+        self._busy = False
+        self._again = False
+        self._timer: Timer | None = None
+        self._store = None
+
+    @property
+    def store(self):
+        """This screen's own connection (used only by its poll worker, one at a time)."""
+        if self._store is None:
+            self._store = self.app.open_store()
+        return self._store
+
+    def collect(self) -> Any:            # worker thread
+        raise NotImplementedError
+
+    def render_data(self, data: Any) -> None:   # UI thread
+        raise NotImplementedError
+
+    def render_error(self, message: str) -> None:
+        self.notify(message, severity="error")
+
+    def on_mount(self) -> None:
+        self.interval = getattr(self.app, "poll_interval", self.interval)
+
+    def on_screen_resume(self) -> None:
+        self.poll_now()
+
+    def on_unmount(self) -> None:
+        if self._timer:
+            self._timer.stop()
+
+    def poll_now(self) -> None:
+        """Poll as soon as possible (after the running poll, if one is running)."""
+        if self._busy:
+            self._again = True
+            return
+        if self._timer:
+            self._timer.stop()
+            self._timer = None
+        self._busy = True
+        self._collect()
+
+    @work(thread=True, group="poll", exit_on_error=False)
+    def _collect(self) -> None:
+        try:
+            data, error = self.collect(), None
+        except UserError as exc:
+            data, error = None, str(exc)
+        except Exception as exc:       # show it; the next poll may do better
+            data, error = None, f"{type(exc).__name__}: {exc}"
+        try:
+            self.app.call_from_thread(self._apply, data, error)
+        except RuntimeError:           # the app is closing
+            pass
+
+    def _apply(self, data: Any, error: str | None) -> None:
+        self._busy = False
+        try:
+            if error is None:
+                self.render_data(data)
+            else:
+                self.render_error(error)
+        finally:
+            self.polls += 1
+            if self._again:
+                self._again = False
+                self.poll_now()
+            else:
+                self._timer = self.set_timer(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self in self.app.screen_stack:      # shown, or under a modal
+            self.poll_now()
+            return
+        self._timer = self.set_timer(self.interval, self._tick)

@@ -1,0 +1,332 @@
+"""Jobs: history, the selected job's checkpoints and batches; resume, roll back, clean up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Static
+
+from ...errors import UserError
+from ...progress import fmt_duration
+from .. import format as fmt
+from ..widgets.table import LiveTable
+from .base import PolledScreen
+from .modals import ConfirmModal, DetailsModal
+
+ACTIVE = ("running", "pending")
+RESUMABLE = ("failed", "interrupted")
+
+
+@dataclass
+class JobsData:
+    jobs: list[dict]
+    selected: dict | None = None
+    checkpoints: list[dict] = field(default_factory=list)
+    batches: list[dict] = field(default_factory=list)
+
+
+class JobsTable(LiveTable):
+    BINDINGS = [Binding("enter", "screen.details", "Details")]
+
+
+class JobsScreen(PolledScreen):
+    DEFAULT_CSS = """
+    JobsScreen { layout: vertical; }
+    #jobs-title { height: 1; background: $boost; text-style: bold; }
+    #jobs { height: 1fr; min-height: 5; }
+    #jobs-info { height: 1; color: $text-muted; }
+    #jobs-lower { height: 1fr; min-height: 5; }
+    #jobs-lower > Vertical { width: 1fr; }
+    .caption { height: 1; color: $text-muted; }
+    #checkpoints, #batches { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("r", "resume", "Resume"),
+        Binding("b", "rollback", "Rollback"),
+        Binding("c", "cleanup", "Cleanup"),
+    ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data: JobsData | None = None
+        self.busy = False          # a rollback/cleanup is in progress
+
+    def compose(self) -> ComposeResult:
+        yield Static("jobs (most recent first)", id="jobs-title", markup=False)
+        yield JobsTable([("job", "id"), ("pipeline", "pipeline"), ("status", "status"),
+                         ("rows", "rows"), ("started (UTC)", "started"), ("time", "time")],
+                        id="jobs")
+        yield Static("", id="jobs-info", markup=False)
+        with Horizontal(id="jobs-lower"):
+            with Vertical():
+                yield Static("checkpoints (b here: roll back to it)", classes="caption",
+                             markup=False)
+                yield LiveTable([("id", "id"), ("batch", "batch"), ("last row", "row"),
+                                 ("loaded", "loaded")], id="checkpoints")
+            with Vertical():
+                yield Static("batches", classes="caption", markup=False)
+                yield LiveTable([("batch", "n"), ("status", "status"), ("records", "records"),
+                                 ("loaded", "loaded"), ("try", "try")], id="batches")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#jobs", LiveTable).focus()
+
+    # -- data -----------------------------------------------------------------------
+    @property
+    def selected(self) -> dict | None:
+        if not self.data:
+            return None
+        key = self.query_one("#jobs", LiveTable).cursor_key
+        return next((j for j in self.data.jobs if j["id"] == key), None)
+
+    def collect(self) -> JobsData:
+        store = self.store
+        store.mark_dead_jobs()
+        jobs = store.jobs(200)
+        wanted = self.app.selected_job_id
+        selected = next((j for j in jobs if j["id"] == wanted), jobs[0] if jobs else None)
+        if selected is None:
+            return JobsData(jobs)
+        return JobsData(jobs, selected, store.checkpoints(selected["id"]),
+                        store.recent_batches(selected["id"], 200))
+
+    def render_data(self, data: JobsData) -> None:
+        self.data = data
+        table = self.query_one("#jobs", LiveTable)
+        table.sync([(j["id"], (j["id"], j["pipeline_name"], fmt.status(j["status"]),
+                               fmt.num(j["rows_read"]), fmt.stamp(j["started_at"])[:16],
+                               fmt.duration(j["elapsed_s"]) if j["status"] not in ACTIVE else "…"))
+                    for j in data.jobs])
+        if self.app.selected_job_id is None and data.selected is not None:
+            self.app.selected_job_id = data.selected["id"]
+        shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
+        self.query_one("#checkpoints", LiveTable).sync([
+            (str(c["id"]), (c["id"], c["checkpoint_data"]["batch"],
+                            fmt.num(c["checkpoint_data"]["last_row"]),
+                            fmt.num(c["checkpoint_data"]["rows_loaded"])))
+            for c in (data.checkpoints if shown else [])])
+        self.query_one("#batches", LiveTable).sync([
+            (str(b["batch_number"]), (b["batch_number"], b["status"],
+                                      f"{b['row_start']:,}-{b['row_end']:,}",
+                                      fmt.num(b["rows_loaded"]), b["attempts"]))
+            for b in (data.batches if shown else [])])
+        self._render_info()
+        self.refresh_bindings()
+
+    def _render_info(self) -> None:
+        job = self.selected
+        info = self.query_one("#jobs-info", Static)
+        if not self.data or not self.data.jobs:
+            info.update(Text(f"no jobs yet in {self.app.state_path}"))
+            return
+        if job is None:
+            info.update("")
+            return
+        line = Text.assemble(fmt.status(job["status"]), "  ",
+                             f"loaded {fmt.num(job['rows_loaded'])} · rejected "
+                             f"{fmt.num(job['rows_rejected'])}  ")
+        if job["error"]:
+            line.append(job["error"], style="red")
+        line.no_wrap, line.overflow = True, "ellipsis"
+        info.update(line)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "jobs" and event.row_key is not None:
+            if self.app.selected_job_id != event.row_key.value:
+                self.app.selected_job_id = event.row_key.value
+                self.poll_now()
+            self._render_info()
+        self.refresh_bindings()
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    # -- keys -----------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action not in ("resume", "rollback", "cleanup", "details"):
+            return True
+        if self.busy:
+            return None
+        job = self.selected
+        if action == "cleanup":
+            return True
+        if job is None:
+            return None
+        if action == "resume":
+            return True if job["status"] in RESUMABLE and job["resumable"] else None
+        if action == "rollback":
+            return None if job["status"] in ACTIVE or job["status"] == "rolled_back" else True
+        return True
+
+    def _checkpoint_choice(self) -> int | None:
+        table = self.query_one("#checkpoints", LiveTable)
+        if self.focused is table and table.cursor_key is not None:
+            return int(table.cursor_key)
+        return None
+
+    def action_details(self) -> None:
+        job = self.selected
+        if job is None:
+            return
+
+        def done(result: str | None) -> None:
+            if result == "monitor":
+                self.app.follow_job(job["id"])
+        self.app.push_screen(DetailsModal(f"job {job['id']}", job_details(job)), done)
+
+    def action_resume(self) -> None:
+        job = self.selected
+        if job is not None and self.check_action("resume", ()):
+            self.app.launch_resume(job["id"])
+
+    def action_rollback(self) -> None:
+        job = self.selected
+        if job is None or not self.check_action("rollback", ()):
+            return
+        self._preview_rollback(job["id"], self._checkpoint_choice())
+
+    def action_cleanup(self) -> None:
+        if self.check_action("cleanup", ()):
+            self._preview_cleanup()
+
+    # -- workers: the recovery library in a thread, one connection each ----------------
+    def _begin(self, message: str) -> None:
+        self.notify(message, timeout=3)
+        self.busy = True
+        self.refresh_bindings()
+
+    def _end(self) -> None:
+        self.busy = False
+        self.refresh_bindings()
+        self.poll_now()
+
+    @work(thread=True, group="recovery", exit_on_error=False)
+    def _preview_rollback(self, job_id: str, to_checkpoint: int | None) -> None:
+        from ...engine.recovery import rollback
+        self.app.call_from_thread(self._begin, f"job {job_id}: finding what a rollback removes …")
+        try:
+            report = self.app.with_store(lambda s: rollback(
+                s, job_id, self.app.settings, to_checkpoint=to_checkpoint, dry_run=True))
+        except UserError as exc:
+            self.app.call_from_thread(self._fail, str(exc))
+            return
+        self.app.call_from_thread(self._confirm_rollback, report)
+
+    def _confirm_rollback(self, report: dict) -> None:
+        target = (f"back to checkpoint {report['to_checkpoint']}" if report["to_checkpoint"]
+                  else "entirely")
+        title = f"Roll back job {report['job_id']} {target}?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"rolling back job {report['job_id']} …", timeout=3)
+                self._rollback(report["job_id"], report["to_checkpoint"])
+            else:
+                self._end()
+        self.app.push_screen(ConfirmModal(title, rollback_text(report)), answer)
+
+    @work(thread=True, group="recovery", exit_on_error=False)
+    def _rollback(self, job_id: str, to_checkpoint: int | None) -> None:
+        from ...engine.recovery import rollback
+        try:
+            report = self.app.with_store(lambda s: rollback(
+                s, job_id, self.app.settings, to_checkpoint=to_checkpoint))
+        except UserError as exc:
+            self.app.call_from_thread(self._fail, str(exc))
+            return
+        self.app.call_from_thread(self._done, f"job {job_id}: removed {report['rows']:,} rows; "
+                                              f"status {report['status']}")
+
+    @work(thread=True, group="recovery", exit_on_error=False)
+    def _preview_cleanup(self) -> None:
+        from ...engine.recovery import cleanup
+        self.app.call_from_thread(self._begin, "finding what cleanup would remove …")
+        try:
+            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings, dry_run=True))
+        except UserError as exc:
+            self.app.call_from_thread(self._fail, str(exc))
+            return
+        self.app.call_from_thread(self._confirm_cleanup, actions)
+
+    def _confirm_cleanup(self, actions: list[dict]) -> None:
+        if not actions:
+            self._done("nothing to clean up")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._cleanup()
+            else:
+                self._end()
+        body = Text("\n".join(_cleanup_line(a) for a in actions))
+        self.app.push_screen(ConfirmModal(f"Clean up? ({len(actions)} actions)", body), answer)
+
+    @work(thread=True, group="recovery", exit_on_error=False)
+    def _cleanup(self) -> None:
+        from ...engine.recovery import cleanup
+        try:
+            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings))
+        except UserError as exc:
+            self.app.call_from_thread(self._fail, str(exc))
+            return
+        self.app.call_from_thread(self._done, f"cleanup: {len(actions)} actions done")
+
+    def _fail(self, message: str) -> None:
+        self.notify(message, severity="error", timeout=8)
+        self._end()
+
+    def _done(self, message: str) -> None:
+        self.notify(message)
+        self._end()
+
+
+def rollback_text(r: dict) -> Text:
+    """What a rollback will remove, from its dry-run report."""
+    out = Text(f"This removes {r['rows']:,} rows:\n")
+    for d in r["destinations"]:
+        for table, n in d["rows"].items():
+            out.append(f"  {n:,} rows from table {table} in {d['path']}\n")
+        for table in d["dropped"]:
+            out.append(f"  drops table {table} in {d['path']}\n")
+        for table in d["restored"]:
+            out.append(f"  restores table {table} as it was before the job ({d['path']})\n")
+    if not r["to_checkpoint"]:
+        out.append("The job becomes rolled_back (its workspace is removed).\n")
+    else:
+        out.append("The job becomes interrupted: resume continues from the checkpoint.\n")
+    return out
+
+
+def _cleanup_line(a: dict) -> str:
+    where = f" {a.get('path', '')} {a.get('table', '')}".rstrip()
+    return f"{a['action']}: job {a['job_id']}{where}"
+
+
+def job_details(j: dict) -> Text:
+    out = Text()
+    out.append(f"pipeline   {j['pipeline_name']} ({j['pipeline_file']})\n")
+    out.append(f"source     {j['source_path']} ({fmt.num(j['bytes_total'])} bytes)\n")
+    for d in j["destinations"] or []:
+        out.append(f"dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}\n")
+    out.append("status     ")
+    out.append_text(fmt.status(j["status"]))
+    out.append(f"\nstarted    {fmt.stamp(j['started_at'])}  finished {fmt.stamp(j['finished_at'])}"
+               f"  ({fmt_duration(j['elapsed_s'])})\n")
+    out.append(f"rows       read {fmt.num(j['rows_read'])}  loaded {fmt.num(j['rows_loaded'])}  "
+               f"rejected {fmt.num(j['rows_rejected'])}  warned {fmt.num(j['rows_warned'])}\n")
+    budget = (j.get("settings") or {}).get("max_memory_mb")
+    out.append(f"memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {budget} MB)  "
+               f"retries {j['retries']}\n")
+    if j["error"]:
+        out.append(f"error      {j['error']}\n", style="red")
+    for p in j["phase_stats"] or []:
+        out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
+                   f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
+    return out

@@ -1,0 +1,198 @@
+"""Monitor: the running (or last) job, live: progress, speed, memory, charts, phases, events."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Footer, Static
+
+from .. import format as fmt
+from ..widgets.chart import Chart
+from ..widgets.table import LiveTable
+from .base import PolledScreen
+
+CHART_SAMPLES = 120
+DEAD_CHECK_S = 5.0
+
+
+@dataclass
+class MonitorData:
+    job: dict | None
+    metrics: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    waiting: str | None = None        # launched, no job yet (or it failed to start)
+    failed_start: bool = False
+
+
+class MonitorScreen(PolledScreen):
+    DEFAULT_CSS = """
+    MonitorScreen { layout: vertical; }
+    #m-title { height: 1; background: $boost; text-style: bold; }
+    .m-line { height: 1; }
+    #m-final { height: auto; }
+    #m-charts { height: 2fr; min-height: 3; }
+    #m-charts > Chart { width: 1fr; margin-right: 1; }
+    #m-phases { height: auto; max-height: 8; }
+    #m-events { height: 1fr; min-height: 2; color: $text-muted; text-wrap: nowrap;
+                text-overflow: ellipsis; }
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.job_id: str | None = None
+        self.last_metric_id = 0
+        self.last_sample: dict | None = None
+        self._dead_check = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("monitor", id="m-title", markup=False)
+        yield Static("", id="m-progress", classes="m-line", markup=False)
+        yield Static("", id="m-rows", classes="m-line", markup=False)
+        yield Static("", id="m-speed", classes="m-line", markup=False)
+        yield Static("", id="m-memory", classes="m-line", markup=False)
+        yield Static("", id="m-final", markup=False)
+        with Horizontal(id="m-charts"):
+            yield Chart("rows/s", "", size=CHART_SAMPLES, id="chart-rows")
+            yield Chart("RSS", "MB", size=CHART_SAMPLES, id="chart-rss")
+        yield LiveTable([("phase", "label"), ("rows in", "in"), ("rows out", "out"),
+                         ("rejected", "rej"), ("time", "time")], id="m-phases",
+                        cursor_type="none", show_cursor=False)
+        yield Static("", id="m-events", markup=False)
+        yield Footer(compact=True, show_command_palette=False)
+
+    # -- worker thread ------------------------------------------------------------
+    def collect(self) -> MonitorData:
+        app = self.app
+        store = self.store
+        launched = app.watched_launch
+        job_id = app.watch_job_id
+        if launched is not None and launched.job_id is None:
+            found = store.job_by_pid(launched.pid)
+            if found is None:
+                if launched.running:
+                    return MonitorData(None, waiting=f"starting the engine (pid {launched.pid}) …")
+                error = launched.error_line() or f"the engine exited with code {launched.returncode}"
+                return MonitorData(None, waiting=error, failed_start=True)
+            launched.job_id = found["id"]
+        if launched is not None:
+            job_id = launched.job_id
+        if time.monotonic() - self._dead_check > DEAD_CHECK_S:
+            self._dead_check = time.monotonic()
+            store.mark_dead_jobs()
+        if job_id is None:
+            running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
+            jobs = running or store.jobs(1)
+            if not jobs:
+                return MonitorData(None, waiting="no jobs yet: run a pipeline (p, then r)")
+            job_id = jobs[0]["id"]
+        job = store.job(job_id)
+        after = self.last_metric_id if job_id == self.job_id else 0
+        metrics = store.metrics_since(job_id, after, CHART_SAMPLES)
+        note = None
+        if launched is not None and not launched.running and launched.returncode == 2:
+            note = launched.error_line()      # e.g. resume refused: one line from the engine
+        return MonitorData(job, metrics, store.recent_events(job_id, 12), waiting=note)
+
+    # -- UI thread ------------------------------------------------------------------
+    def render_data(self, data: MonitorData) -> None:
+        if data.job is None:
+            self.query_one("#m-title", Static).update(Text("monitor", style="bold"))
+            self.query_one("#m-final", Static).update(
+                Text(data.waiting or "", style="bold red" if data.failed_start else ""))
+            return
+        job = data.job
+        if job["id"] != self.job_id:
+            self.job_id, self.last_metric_id, self.last_sample = job["id"], 0, None
+            for chart in self.query(Chart):
+                chart.reset()
+        if data.metrics:
+            self.last_metric_id = data.metrics[-1]["id"]
+            self.last_sample = data.metrics[-1]
+            self.query_one("#chart-rows", Chart).extend(m["rows_per_s"] for m in data.metrics)
+            self.query_one("#chart-rss", Chart).extend(m["rss_mb"] for m in data.metrics)
+        self._render_job(job, self.last_sample)
+        if data.waiting:
+            self.query_one("#m-final", Static).update(Text(data.waiting, style="bold red"))
+        self._render_phases(job)
+        self._render_events(data.events)
+
+    def _render_job(self, job: dict, m: dict | None) -> None:
+        st = job["status"]
+        live = st in ("running", "pending")
+        title = Text.assemble(
+            ("job ", "bold"), (job["id"], "bold"), "  ", fmt.status(st), "  ",
+            fmt.text(f"{job['pipeline_name']}  {_name(job['source_path'])}"))
+        self.query_one("#m-title", Static).update(title)
+        total = job["bytes_total"] or 0
+        if live and m:
+            done, elapsed, rows = m["bytes_read"] or 0, m["elapsed_s"] or 0, m["rows_read"] or 0
+        else:
+            done, elapsed, rows = job["bytes_read"] or 0, job["elapsed_s"] or 0, job["rows_read"]
+        if st == "succeeded":
+            done = total
+        pct = done / total if total else 0.0
+        eta = elapsed * (1 - pct) / pct if live and pct > 0.01 else None
+        eta_text = f"ETA {fmt.duration(eta)}" if live else ""
+        self.query_one("#m-progress", Static).update(Text.assemble(
+            (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ",
+            f"{fmt.mib(done)} / {fmt.mib(total)} MiB  {eta_text}"))
+        self.query_one("#m-rows", Static).update(Text(
+            f"rows read {fmt.num(rows)} · loaded {fmt.num(job['rows_loaded'])} · "
+            f"rejected {fmt.num(job['rows_rejected'])}"
+            + (f" · warned {fmt.num(job['rows_warned'])}" if job["rows_warned"] else "")))
+        avg = rows / elapsed if elapsed else 0
+        retries = m["retries"] if (live and m) else job["retries"]
+        if live:
+            now, batch = (m["rows_per_s"], m["batch_size"]) if m else (0, 0)
+            speed = (f"rows/s {fmt.rate(now)} now, {fmt.rate(avg)} avg · batch {fmt.num(batch)}"
+                     f" · retries {retries or 0} · elapsed {fmt.duration(elapsed)}")
+        else:
+            speed = (f"rows/s {fmt.rate(avg)} avg · retries {retries or 0} · "
+                     f"elapsed {fmt.duration(elapsed)}")
+        self.query_one("#m-speed", Static).update(Text(speed))
+        budget = (job.get("settings") or {}).get("max_memory_mb")
+        rss = m["rss_mb"] if (live and m) else None
+        peak = job["peak_rss_mb"]
+        parts = []
+        if rss is not None:
+            parts.append(f"RSS {rss:,.0f} MB")
+        if peak:
+            parts.append(f"peak {peak:,.0f} MB")
+        line = Text("memory " + (" · ".join(parts) or "-"))
+        if budget:
+            line.append(f" of PIPELINE_MAX_MEMORY_MB={budget}")
+            if rss is not None and rss > 0.9 * budget:
+                line.stylize("bold red")
+        self.query_one("#m-memory", Static).update(line)
+        final = Text()
+        if not live:
+            final = Text.assemble(("finished: ", "bold"), fmt.status(st),
+                                  f" in {fmt.duration(job['elapsed_s'])}  ")
+            if job["error"]:
+                final.append(job["error"], style="red")
+        self.query_one("#m-final", Static).update(final)
+
+    def _render_phases(self, job: dict) -> None:
+        rows = [(str(i), (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]),
+                          fmt.num(p["rejected"]), f"{p['seconds']:.2f}s"))
+                for i, p in enumerate(job.get("phase_stats") or [])]
+        self.query_one("#m-phases", LiveTable).sync(rows)
+
+    def _render_events(self, events: list[dict[str, Any]]) -> None:
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for e in reversed(events):
+            detail = ", ".join(f"{k}={v}" for k, v in e["details"].items()
+                               if v is not None and k != "traceback")
+            style = "red" if e["level"] == "error" else ("yellow" if e["level"] == "warning" else "")
+            out.append(f"{fmt.stamp(e['at'])[11:]} {e['event']} {detail}"[:300] + "\n", style=style)
+        self.query_one("#m-events", Static).update(out)
+
+
+def _name(path: str | None) -> str:
+    from pathlib import Path
+    return Path(path).name if path else ""

@@ -1,0 +1,85 @@
+"""A state store with fixed ids, times and counts, for snapshot tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+
+from etlconsole.store import StateStore
+
+SETTINGS = {"max_memory_mb": 512}
+PHASES = ["clean", "validate", "transform", "map", "load"]
+
+
+def _phase_stats(rows: int, rejected: int) -> list[dict]:
+    out, n = [], rows
+    for i, name in enumerate(PHASES):
+        rej = rejected if name == "validate" else 0
+        out.append({"label": f"phase {i + 1} ({name})", "rows_in": n, "rows_out": n - rej,
+                    "rejected": rej, "warned": 0, "seconds": round(0.4 + i * 0.37, 2)})
+        n -= rej
+    return out
+
+
+def _job(store: StateStore, job_id: str, day: str, status: str, rows: int, rejected: int,
+         elapsed: float | None, error: str | None = None) -> None:
+    store.create_job(job_id, pipeline_name="orders", pipeline_file="/data/orders.toml",
+                     source_path="/data/orders.csv", bytes_total=rows * 120, settings=SETTINGS,
+                     destinations=[{"kind": "sqlite", "path": "/data/warehouse.db",
+                                    "table": "orders", "mode": "append"}])
+    store.update_job(job_id, status=status, started_at=f"{day}T09:00:00.000+00:00",
+                     finished_at=None if elapsed is None else f"{day}T09:01:00.000+00:00",
+                     elapsed_s=elapsed, rows_read=rows, rows_loaded=rows - rejected,
+                     rows_rejected=rejected, bytes_read=rows * 120,
+                     peak_rss_mb=None if elapsed is None else 131.5, error=error,
+                     phase_stats=_phase_stats(rows, rejected), created_at=f"{day}T09:00:00.000+00:00")
+
+
+def _event(store: StateStore, job_id: str, at: str, event: str, level: str = "info", **details):
+    store.db.conn.execute("INSERT INTO pipeline_events (job_id, at, level, event, details) VALUES "
+                          "(?, ?, ?, ?, ?)", [job_id, at, level, event, json.dumps(details)])
+
+
+def fixed_store(path: Path) -> Path:
+    store = StateStore(path)
+    _job(store, "0badc0de", "2025-03-01", "rolled_back", 0, 0, 12.0)
+    _job(store, "e5f6a7b8", "2025-03-02", "failed", 40_000, 812, 3.2,
+         error="memory budget exceeded: RSS 530 MB > PIPELINE_MAX_MEMORY_MB=512; the job is resumable")
+    _job(store, "a1b2c3d4", "2025-03-03", "succeeded", 100_000, 2_000, 4.1)
+    for b in range(1, 5):
+        rejects = [{"row": b * 100 + k, "phase": "validate", "rule": rule, "column": col,
+                    "message": msg, "values": json.dumps({"order_id": str(b * 100 + k),
+                                                          "customer_email": "[/x]" if k == 0 else "a@b"})}
+                   for k, (rule, col, msg) in enumerate([
+                       ("pattern", "customer_email", "does not match ^[^@ ]+@[^@ ]+$: '[/x]'"),
+                       ("allowed", "status", "'refunded' is not one of new, paid, shipped"),
+                       ("type", "quantity", "'ten' is not an int64")][: 1 + b % 3])]
+        store.begin_batch("a1b2c3d4", b, row_start=(b - 1) * 25_000 + 1, row_end=b * 25_000,
+                          rejects=rejects)
+        store.commit_batch("a1b2c3d4", b, rows_loaded=24_500, attempts=1, duration_ms=120.0,
+                           counters={})
+        if b % 2 == 0:
+            store.add_checkpoint("a1b2c3d4", "load", {"batch": b, "last_row": b * 25_000,
+                                                      "rows_loaded": b * 24_500}, b * 25_000)
+    for i, (event, details) in enumerate([("sniff", {"note": "delimiter ',' (sniffed)"}),
+                                          ("job.succeeded", {})]):
+        _event(store, "a1b2c3d4", f"2025-03-03T09:00:0{i}.000+00:00", event, **details)
+    # the newest job is running (this process stands in for its engine)
+    _job(store, "feedf00d", "2025-03-04", "running", 1_200_000, 24_000, None)
+    store.update_job("feedf00d", heartbeat_at="9999-01-01T00:00:00+00:00", pid=os.getpid(),
+                     pid_started=psutil.Process().create_time(), bytes_total=240_000_000)
+    for i in range(1, 61):
+        store.add_metric("feedf00d", {
+            "elapsed_s": i * 0.5, "rows_read": i * 20_000, "rows_loaded": i * 19_600,
+            "rows_rejected": i * 400, "rows_per_s": 40_000.0 + (i * 7919 % 13) * 1000,
+            "rss_mb": 110.0 + (i * 31 % 17), "batch_size": 50_000, "queue_depth": 1,
+            "retries": 0, "bytes_read": i * 2_400_000})
+    _event(store, "feedf00d", "2025-03-04T09:00:00.000+00:00", "sniff",
+           note="delimiter ',' (sniffed: 14 fields on 50 of the first 50 lines)")
+    _event(store, "feedf00d", "2025-03-04T09:00:12.000+00:00", "batch.retry", level="warning",
+           batch=7, error="database is locked [/x]")
+    store.close()
+    return path

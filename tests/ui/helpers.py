@@ -1,0 +1,37 @@
+"""Helpers of the console suite: wait for polls, read what a screen shows."""
+
+from __future__ import annotations
+
+import time
+
+from textual.widgets import DataTable, Static
+
+DEADLINE_S = 20.0
+
+
+async def wait_for(pilot, predicate, timeout: float = DEADLINE_S, what: str = "condition"):
+    """Let the app run until ``predicate()`` is true."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def polled(pilot, screen, n: int = 1):
+    """Wait until ``screen`` completed ``n`` more polls (fresh data on screen)."""
+    target = screen.polls + n
+    await wait_for(pilot, lambda: screen.polls >= target, what=f"{type(screen).__name__} poll")
+
+
+def static_text(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).content)
+
+
+def cells(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def column(table: DataTable, index: int) -> list[str]:
+    return [row[index] for row in cells(table)]

@@ -1,0 +1,119 @@
+"""The app: screen keys, command palette, quitting with a running job, the live table."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+
+from etlconsole.sample import write_orders_csv
+from etlconsole.store import StateStore
+from etlconsole.ui.screens.modals import QuitModal
+from etlconsole.ui.widgets.table import LiveTable
+
+from .helpers import wait_for
+
+
+async def test_screen_keys_and_command_palette(ws):
+    ws.run()
+    app = ws.app(start="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key, mode in (("p", "builder"), ("m", "monitor"), ("x", "rejects"), ("j", "jobs")):
+            await pilot.press(key)
+            assert app.current_mode == mode
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for label in ("Pipeline builder (p)", "Monitor (m)", "Jobs (j)", "Rejects (x)"):
+            assert label in titles
+        palette = next(c for c in app.get_system_commands(app.screen) if c.title == "Monitor (m)")
+        palette.callback()
+        await pilot.pause()
+        assert app.current_mode == "monitor"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+@pytest.fixture
+def long_job(ws, monkeypatch):
+    """A pipeline that runs for several seconds in an engine process."""
+    write_orders_csv(ws.csv, 120_000)
+    monkeypatch.setenv("PIPELINE_BATCH_SIZE_MAX", "100")
+    monkeypatch.setenv("PIPELINE_BATCH_SIZE_MIN", "100")
+    monkeypatch.setenv("PIPELINE_CHUNK_SIZE", "100")
+    return ws
+
+
+async def wait_running(pilot, ws):
+    launched = pilot.app.launched[-1]
+
+    def running():
+        if launched.job_id is None:
+            return False
+        store = StateStore(ws.state)
+        try:
+            return store.job(launched.job_id)["status"] == "running"
+        finally:
+            store.close()
+    await wait_for(pilot, running, timeout=30, what="the job to run")
+    return launched
+
+
+async def test_quit_with_a_running_job_cancel_then_leave_it_running(long_job):
+    ws = long_job
+    app = ws.app(run={"pipeline": ws.pipeline})
+    async with app.run_test(size=(80, 24)) as pilot:
+        launched = await wait_running(pilot, ws)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
+        await pilot.press("c")                      # cancel: still here
+        await wait_for(pilot, lambda: not isinstance(app.screen, QuitModal))
+        assert app.current_mode == "monitor"
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
+        await pilot.press("l")                      # leave it running
+        await pilot.pause()
+    assert launched.running                         # the console is gone, the job is not
+    launched.stop()
+    assert launched.wait(30) is not None
+    store = StateStore(ws.state)
+    assert store.job(launched.job_id)["status"] == "interrupted"
+    store.close()
+
+
+async def test_quit_and_stop_the_job_resumably(long_job):
+    ws = long_job
+    app = ws.app(run={"pipeline": ws.pipeline})
+    async with app.run_test(size=(80, 24)) as pilot:
+        launched = await wait_running(pilot, ws)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not launched.running, timeout=30)
+        await pilot.pause(0.2)
+    store = StateStore(ws.state)
+    job = store.job(launched.job_id)
+    store.close()
+    assert job["status"] == "interrupted" and job["resumable"]
+    assert app.return_value == 1
+
+
+class TableApp(App):
+    def compose(self) -> ComposeResult:
+        yield LiveTable([("name", "name"), ("value", "value")])
+
+
+async def test_live_table_keeps_the_cursor_on_its_row():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(LiveTable)
+        table.sync([("a", ("a", 1)), ("b", ("b", 2)), ("c", ("c", 3))])
+        await pilot.press("down")
+        assert table.cursor_key == "b"
+        table.sync([("a", ("a", 1)), ("b", ("b", 20)), ("c", ("c", 3))])   # in place
+        assert table.cursor_key == "b" and str(table.get_cell("b", "value")) == "20"
+        table.sync([("z", ("z", 0)), ("a", ("a", 1)), ("b", ("b", 2)), ("c", ("c", 3))])
+        assert table.cursor_key == "b" and table.cursor_row == 2     # a new row on top
+        table.sync([("z", ("z", 0)), ("b", ("b", 2))])                # rows removed
+        assert table.cursor_key == "b" and table.row_count == 2
+        table.sync([("z", ("z", "[/x] [bold]")), ("b", ("b", 2))])   # markup stays text
+        assert str(table.get_cell("z", "value")) == "[/x] [bold]"
+        await pilot.pause()
