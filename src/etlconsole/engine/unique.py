@@ -42,25 +42,26 @@ class UniqueIndex:
         table = self._table(name)
         if len(keys) == 0:
             return pa.array([], pa.bool_())
-        valid = pc.is_valid(keys)
         values = keys if pa.types.is_integer(keys.type) or pa.types.is_floating(keys.type) \
             else pc.cast(keys, pa.string())
-        # The keys cross into SQLite as one JSON parameter, parsed in C by json_each;
-        # only keys seen in earlier calls (rare) come back as Python objects.
-        payload = json.dumps(pc.drop_null(values).to_pylist())
-        # A key's tag is its record: the JSON array is laid out one slot per record from
-        # the first (null where a record has no key), so json_each's index gives it.
+        # The keys cross into SQLite as one JSON parameter, parsed in C by json_each. A
+        # key's tag is its record: the array is laid out one slot per record from the
+        # first (null where a record has no key), so json_each's index gives it.
         first, spread = _by_record(values, rows)
+        text = json.dumps(spread.to_pylist())
+        before = self._db.total_changes
         with self._db:
-            before = [r[0] for r in self._db.execute(
-                f"SELECT value FROM json_each(?) j WHERE EXISTS "
-                f"(SELECT 1 FROM {table} WHERE key = j.value)", (payload,))]
             self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? + key "
-                             "FROM json_each(?) WHERE type != 'null'",
-                             (first, json.dumps(spread.to_pylist())))
-        seen = pc.is_in(values, pa.array(before, values.type)) if before else pa.repeat(
-            pa.scalar(False), len(keys))
-        return pc.and_(valid, pc.or_(seen, pc.invert(_first_occurrence(values))))
+                             "FROM json_each(?) WHERE type != 'null'", (first, text))
+            if self._db.total_changes - before == len(values) - values.null_count:
+                return pa.repeat(pa.scalar(False), len(keys))   # every key new: the usual case
+            # Some keys were ignored. A row is a duplicate exactly when the tag stored for
+            # its key is not its own record (an earlier call's, or an earlier row's here);
+            # only those records come back as Python objects.
+            dups = [r[0] for r in self._db.execute(
+                f"SELECT ? + j.key FROM json_each(?) j JOIN {table} t ON t.key = j.value "
+                "WHERE j.type != 'null' AND t.tag != ? + j.key", (first, text, first))]
+        return pc.is_in(rows, pa.array(dups, pa.int64()))
 
     def forget_after(self, record: int) -> None:
         tables = [t for (t,) in self._db.execute(
@@ -86,13 +87,12 @@ def _by_record(values: pa.Array, rows: pa.Array) -> tuple[int, pa.Array]:
     first, last = rows[0].as_py(), rows[-1].as_py()
     if last - first + 1 == len(rows):
         return first, values                      # consecutive records: the usual case
-    slots = pc.index_in(_positions(last - first + 1), value_set=pc.subtract(rows, first))
-    return first, pc.take(values, slots)
-
-
-def _first_occurrence(values: pa.Array) -> pa.Array:
-    """True at the first position of each distinct value."""
-    positions = _positions(len(values))
-    firsts = pa.table({"k": values, "i": positions}).group_by("k", use_threads=False) \
-        .aggregate([("i", "min")]).column("i_min")
-    return pc.is_in(positions, firsts)
+    # A few gaps (records rejected earlier): runs of values with nulls between them.
+    breaks = pc.indices_nonzero(pc.greater(pc.pairwise_diff(rows), 1)).to_pylist()
+    pieces, start = [], 0
+    for b in breaks:
+        pieces.append(values.slice(start, b - start))
+        pieces.append(pa.nulls(rows[b].as_py() - rows[b - 1].as_py() - 1, values.type))
+        start = b
+    pieces.append(values.slice(start))
+    return first, pa.concat_arrays(pieces)

@@ -49,7 +49,9 @@ class Clean(Phase):
                 if self.trim:
                     col = pc.utf8_trim_whitespace(col)
                 if len(self.null_values):
-                    col = pc.if_else(pc.is_in(col, self.null_values), pa.scalar(None, col.type), col)
+                    hit = pc.is_in(col, self.null_values)
+                    if pc.any(hit).as_py():          # most columns have none: no copy then
+                        col = pc.if_else(hit, pa.scalar(None, col.type), col)
                 if name in self.lowercase:
                     col = pc.utf8_lower(col)
                 elif name in self.uppercase:
