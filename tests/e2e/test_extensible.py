@@ -248,6 +248,30 @@ def test_branched_pipeline_is_explained_by_check(cli, tmp_path):
     assert not (tmp_path / "warehouse.db").exists() and not (tmp_path / "cancelled").exists()
 
 
+def test_branched_run_loads_every_branch_then_rollback_undoes_all(cli, tmp_path):
+    branched(tmp_path)
+    res = cli("run", "b.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    summary = res.last_json()
+    assert_summary(summary)
+    branches = {b["branch"]: b for b in summary["branches"]}
+    everything = query(tmp_path / "warehouse.db", "SELECT id, status FROM orders ORDER BY id")
+    assert len(everything) == summary["rows_loaded"] == branches["all"]["loaded"]
+    cancelled = sorted((r["id"], r["status"]) for r in ds.dataset(
+        tmp_path / "cancelled", format="parquet").to_table(columns=["id", "status"]).to_pylist())
+    assert cancelled == [r for r in everything if r[1] == "cancelled"]
+    assert branches["cancelled"]["loaded"] == len(cancelled) > 0
+    assert branches["cancelled"]["filtered"] == summary["rows_loaded"] - len(cancelled)
+    ledger = query(tmp_path / "warehouse.db", "SELECT batch FROM _etl_loads ORDER BY batch")
+    parts = sorted(tmp_path.joinpath("cancelled").glob("*.parquet"))
+    assert len(parts) == len(ledger) == summary["batches"]      # same batches everywhere
+    undo = cli("rollback", "last", "--yes")
+    assert undo.returncode == 0, str(undo)
+    assert not (tmp_path / "cancelled").exists()
+    assert "orders" not in [r[0] for r in query(tmp_path / "warehouse.db",
+                                                "SELECT name FROM sqlite_master")]
+
+
 def test_bad_branch_filter_is_one_error_line(cli, tmp_path):
     p = branched(tmp_path)
     p.write_text(p.read_text().replace("status == 'cancelled'", "statu == 'cancelled'"))
