@@ -545,6 +545,9 @@ class Runner:
         if self.governor.pressure:    # smaller pieces in flight; the bounded queues do the rest
             self.chunk_rows = max(1_000, self.chunk_rows // 2)
             self.sizer.shrink()
+        elif self.chunk_rows < self.settings.chunk_size:   # pressure gone: grow back slowly
+            self.chunk_rows = min(self.settings.chunk_size,
+                                  self.chunk_rows + self.settings.chunk_size // 8)
         c = self.counters
         t = time.monotonic()
         sample = {
