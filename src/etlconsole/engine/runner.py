@@ -342,8 +342,9 @@ class Runner:
         batch = chunk.batch
         for planned, stats in zip(self.plan.phases, self.stats):
             t0 = time.perf_counter()
-            stats.rows_in += batch.num_rows
+            rows_in = batch.num_rows
             out, phase_rejects, warnings = self._process(planned, batch)
+            stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
             if phase_rejects:
                 stats.rejected += len(phase_rejects)
                 rejects += phase_rejects

@@ -1,8 +1,8 @@
 """The builder's editing of a pipeline file, in one place.
 
-Today it edits ``PipelineSpec``/``PhaseSpec`` and writes with ``spec.save``; when the
-builder API (``etlconsole.PipelineBuilder``) lands, only this module changes.
-No Textual here.
+It edits ``PipelineSpec``/``PhaseSpec`` (what the builder API builds) and saves into the
+operator's own file with tomlkit, so comments, key order and layout of the phases the
+operator did not touch survive a save. No Textual here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomlkit
 
 from ..errors import UserError
 from ..spec import PhaseSpec, PipelineSpec, load_spec
@@ -58,6 +60,9 @@ class PipelineEditor:
         self.path = Path(path)
         self.spec: PipelineSpec = load_spec(self.path)
         self.dirty = False
+        # The file as the operator wrote it, and each phase's own table in it.
+        self._doc = tomlkit.parse(self.path.read_text(encoding="utf-8"))
+        self._tables = {id(p): t for p, t in zip(self.phases, self._doc.get("phases", []))}
 
     @property
     def phases(self) -> list[PhaseSpec]:
@@ -96,7 +101,23 @@ class PipelineEditor:
         self._changed()
 
     def save(self) -> None:
-        self.spec.save(self.path)
+        """Write the edits into the file, keeping what was not edited as written. If the
+        result would not load back as this pipeline, the whole spec is written instead."""
+        phases = tomlkit.aot()
+        for phase in self.phases:
+            table = self._tables.get(id(phase))
+            phases.append(_update(table, phase) if table is not None else tomlkit.item(phase.to_dict()))
+        self._doc["phases"] = phases
+        text = re.sub(r"\n{3,}", "\n\n", tomlkit.dumps(self._doc))   # moved tables bring blank lines
+        try:
+            same = load_spec_text(text, self.path) == self.spec
+        except UserError:
+            same = False
+        if not same:
+            text = self.spec.to_toml()
+        self.path.write_text(text, encoding="utf-8")
+        self._doc = tomlkit.parse(text)
+        self._tables = {id(p): t for p, t in zip(self.phases, self._doc.get("phases", []))}
         self.dirty = False
 
     def check(self) -> tuple[bool, str]:
@@ -113,6 +134,23 @@ class PipelineEditor:
         return True, (f"OK: {len(d['phases'])} phases, {cols} columns -> {d['destination']['kind']} "
                       f"{Path(d['destination']['path']).name} table {d['destination']['table']} "
                       f"({d['destination']['mode']})")
+
+
+def _update(table, phase: PhaseSpec):
+    """The phase's table with only the keys that changed rewritten (comments stay)."""
+    wanted = phase.to_dict()
+    for key in [k for k in table if k not in wanted]:
+        del table[key]
+    for key, value in wanted.items():
+        current = table.get(key)
+        if key not in table or getattr(current, "unwrap", lambda: current)() != value:
+            table[key] = value
+    return table
+
+
+def load_spec_text(text: str, path: Path) -> PipelineSpec:
+    from ..spec import spec_from_dict
+    return spec_from_dict(tomllib.loads(text), file=str(path), base_dir=path.resolve().parent)
 
 
 # -- option values as text in the edit form ------------------------------------------
