@@ -113,10 +113,12 @@ def test_kill9_then_resume_branched_is_exactly_once_per_destination(tmp_path, or
     if seed == 4:        # kill the resume too
         known = lab.job_ids()
         proc = lab.spawn("resume", job, "--json")
-        time.sleep(rng.uniform(0.5, 1.5))
-        kill9(proc)
+        time.sleep(rng.uniform(0.2, 0.8))
+        kill9(proc)                 # may miss: the resume may have finished already
         assert lab.job_ids() == known
     summary = lab.resume(job)
+    if summary.get("nothing_to_do"):
+        summary = lab.cli("show", job, "--json").last_json()
     assert_like_reference(lab, job, summary, reference)
     lab.rollback(job)
     assert not (lab.folder / "cancelled").exists()

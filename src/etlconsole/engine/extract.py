@@ -281,8 +281,9 @@ class CsvStream:
     def _emit(self, batches: list[pa.RecordBatch]) -> Iterator[Chunk]:
         whole = pa.Table.from_batches(batches).combine_chunks().to_batches()
         for batch in whole:
-            for start in range(0, batch.num_rows, self.chunk_rows):
-                yield self._chunk(batch.slice(start, self.chunk_rows))
+            size = self.chunk_rows   # read once: the consumer may change it between chunks
+            for start in range(0, batch.num_rows, size):
+                yield self._chunk(batch.slice(start, size))
 
     def _chunk(self, raw: pa.RecordBatch, final: bool = False) -> Chunk:
         first = self._next
