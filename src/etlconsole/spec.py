@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+import tomlkit
 
 from .engine.conditions import check_when
 from .errors import SpecError
@@ -118,7 +118,9 @@ class PipelineSpec:
         return doc
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+        """The pipeline file as a person would write it: one ``[[phases]]`` table per
+        phase, options as inline values, lists of tables (``rules``) one per line."""
+        return tomlkit.dumps(_document(self.to_dict())).replace("\n\n\n", "\n\n")
 
     def save(self, path: str | Path) -> None:
         """Write the spec as a pipeline file that loads back equal (``load_spec``)."""
@@ -127,6 +129,65 @@ class PipelineSpec:
         except TypeError as exc:     # e.g. None as an option value: TOML has no null
             raise SpecError(f"cannot be written as TOML: {exc}", file=str(path)) from None
         Path(path).write_text(text, encoding="utf-8")
+
+
+def _document(doc: dict[str, Any]) -> tomlkit.TOMLDocument:
+    out = tomlkit.document()
+    for key, value in doc.items():
+        if key == "phases":
+            out.add(tomlkit.nl())
+            out.append("phases", _phase_tables(value))
+        elif isinstance(value, dict):
+            out.add(tomlkit.nl())
+            out.append(key, _table(value))
+        else:
+            out.append(key, _inline(value))
+    return out
+
+
+def _phase_tables(phases: list[dict[str, Any]]):
+    tables = tomlkit.aot()
+    for phase in phases:
+        table = tomlkit.table()
+        for key, value in phase.items():
+            if key == "branches":    # nested [[phases.branches]] with their own phases
+                branches = tomlkit.aot()
+                for b in value:
+                    bt = tomlkit.table()
+                    for k, v in b.items():
+                        bt.append(k, _phase_tables(v) if k == "phases" else _inline(v))
+                    branches.append(bt)
+                table.append(key, branches)
+            else:
+                table.append(key, _inline(value))
+        tables.append(table)
+    return tables
+
+
+def _table(value: dict[str, Any]):
+    table = tomlkit.table()
+    for k, v in value.items():
+        table.append(k, _inline(v))
+    return table
+
+
+def _inline(value: Any):
+    """Dicts as inline tables, lists on one line — but a list of tables one per line."""
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        for k, v in value.items():
+            table.append(k, _inline(v))
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        for v in value:
+            array.append(_inline(v))
+        if any(isinstance(v, dict) for v in value):
+            array.multiline(True)
+        return array
+    if value is None:
+        raise TypeError("None is not a TOML value")
+    return tomlkit.item(value)
 
 
 def _expect(value, kind, message, **where):
