@@ -1,8 +1,10 @@
 """Memory governor: samples RSS with psutil and turns the budget into decisions.
 
-Above the soft mark (80% of PIPELINE_MAX_MEMORY_MB) the runner halves its chunk size and
-Arrow returns freed memory to the OS; above the budget the job fails resumably with a
-clear message instead of being killed by the OS.
+Above the soft mark the runner halves its chunk and batch sizes and Arrow returns freed
+memory to the OS; above the budget the job fails resumably with a clear message instead of
+being killed by the OS. The soft mark is 70% of the way from the RSS at start (the
+interpreter and pyarrow's libraries, 90-125 MB) to PIPELINE_MAX_MEMORY_MB: a fraction of
+the budget alone would leave a tight budget under pressure all the time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import resource
 import psutil
 import pyarrow as pa
 
-SOFT = 0.8
+SOFT = 0.7
 
 
 def use_lean_allocator() -> None:
@@ -31,7 +33,8 @@ class Governor:
     def __init__(self, budget_mb: int):
         self.budget_mb = budget_mb
         self._proc = psutil.Process()
-        self.rss_mb = self.sample()
+        self.rss_mb = self.start_mb = self.sample()
+        self.soft_mb = self.start_mb + SOFT * (budget_mb - self.start_mb)
         self.over_budget = False
         self.pressure = False
 
@@ -41,7 +44,7 @@ class Governor:
 
     def check(self) -> None:
         rss = self.sample()
-        self.pressure = rss > SOFT * self.budget_mb
+        self.pressure = rss > self.soft_mb
         if self.pressure:
             pa.default_memory_pool().release_unused()
             rss = self.sample()

@@ -40,6 +40,9 @@ _DONE = object()
 # (shared libraries fully resident) peak at 189 MB. The RSS at start varies by 20-30 MB
 # with how much of pyarrow's libraries the kernel maps (page cache), so it is measured.
 STARTUP_HEADROOM_MB = 64
+# Room above the start RSS that the default chunk and batch sizes use at most (measured in
+# bench/: ~110 MB); with less room, the job starts with proportionally smaller pieces.
+DEFAULT_ROOM_MB = 128
 
 
 @dataclass
@@ -168,7 +171,8 @@ class Runner:
         self._loader_error: BaseException | None = None
         self._stop = threading.Event()
         self._abort = threading.Event()
-        self.chunk_rows = settings.chunk_size
+        self.chunk_rows = self.chunk_cap = settings.chunk_size
+        self._shrunk_at = 0.0
         self.stream, self.parent = stream, parent    # a rerun reads a phase checkpoint
         self.fingerprint = fingerprint or extract.fingerprint(plan.source)
         self.start_after = 0          # last source record already done (resume)
@@ -182,6 +186,7 @@ class Runner:
             raise UserError(f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb} is below what the "
                             f"engine needs: it uses {self.governor.rss_mb:.0f} MB before reading a "
                             f"row; give it at least {need:.0f}")
+        self._fit_to_budget()
         for t in self.targets:
             t.destination.check(t.schema)
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -222,6 +227,16 @@ class Runner:
             for t in self.targets:
                 t.destination.close()
         return self._finish(status, error)
+
+    def _fit_to_budget(self) -> None:
+        """A tight budget starts with smaller chunks and batches instead of waiting for the
+        governor to see the pressure (by then a burst may already be over the budget)."""
+        room = self.settings.max_memory_mb - self.governor.rss_mb
+        share = min(1.0, room / DEFAULT_ROOM_MB)
+        if share < 1.0:
+            self.chunk_cap = max(1_000, int(self.settings.chunk_size * share))
+            self.chunk_rows = self.chunk_cap
+            self.sizer.high = max(self.sizer.low, int(self.sizer.high * share))
 
     def _digest_source(self) -> None:
         """Hash the whole source in the background, for resume's changed-file check."""
@@ -537,20 +552,29 @@ class Runner:
         store = self.store.clone()
         last_rows, last_t = 0, time.monotonic()
         try:
-            while not self._stop.wait(0.5):
-                self._sample(store, last_rows, last_t)
-                last_rows, last_t = self.counters.records_seen, time.monotonic()
+            ticks = 0
+            # Memory is looked at every 0.1 s (a burst between looks must stay small);
+            # metrics are written every 0.5 s.
+            while not self._stop.wait(0.1):
+                ticks += 1
+                self._watch_memory()
+                if ticks % 5 == 0:
+                    self._sample(store, last_rows, last_t)
+                    last_rows, last_t = self.counters.records_seen, time.monotonic()
         finally:
             store.close()
 
-    def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
+    def _watch_memory(self) -> None:
         self.governor.check()
-        if self.governor.pressure:    # smaller pieces in flight; the bounded queues do the rest
+        now = time.monotonic()
+        if self.governor.pressure and now - self._shrunk_at >= 0.5:   # halve, then let it act
+            self._shrunk_at = now
             self.chunk_rows = max(1_000, self.chunk_rows // 2)
             self.sizer.shrink()
-        elif self.chunk_rows < self.settings.chunk_size:   # pressure gone: grow back slowly
-            self.chunk_rows = min(self.settings.chunk_size,
-                                  self.chunk_rows + self.settings.chunk_size // 8)
+        elif not self.governor.pressure and self.chunk_rows < self.chunk_cap:
+            self.chunk_rows = min(self.chunk_cap, self.chunk_rows + self.chunk_cap // 40)
+
+    def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
         c = self.counters
         t = time.monotonic()
         sample = {
