@@ -332,9 +332,17 @@ def load_spec(path: str | Path) -> PipelineSpec:
     if path.is_dir():
         raise SpecError("is a directory, expected a pipeline file (.toml)", file=shown)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SpecError("not a UTF-8 text file", file=shown) from None
+    return spec_from_text(text, path)
+
+
+def spec_from_text(text: str, path: str | Path) -> PipelineSpec:
+    """A pipeline file's text (e.g. as a job recorded it), read as if it were at ``path``."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"TOML syntax error: {exc}", file=shown) from None
-    return spec_from_dict(doc, file=shown, base_dir=path.resolve().parent)
+        raise SpecError(f"TOML syntax error: {exc}", file=str(path)) from None
+    return spec_from_dict(doc, file=str(path), base_dir=path.resolve().parent)

@@ -80,3 +80,21 @@ def test_snapshots_are_cut_with_the_batch_and_present_even_when_empty():
     assert rows(one) == ([1, 2], 1, 2)
     assert rows(two) == ([], 3, 4)
     assert rows(three) == ([6], 5, 6)
+
+
+def test_take_through_cuts_at_a_record_even_between_good_rows():
+    """Resume re-cuts a batch where a destination's ledger says it ended."""
+    chunk = _chunk(1, 10, skip={4, 5})
+    snap = pa.record_batch({"x": [1, 2], ROW: pa.array([3, 9], pa.int64())})
+    pending = Pending(1, chunk.schema)
+    pending.add(chunk, _rejects([4, 5]), {1: snap}, 10, 100)
+    first = pending.take_through(5, 1)          # rows 1..3, rejects 4 and 5
+    assert first.batch.column(ROW).to_pylist() == [1, 2, 3]
+    assert (first.row_start, first.row_end) == (1, 5)
+    assert [r["row"] for r in first.rejects] == [4, 5]
+    [(batch, lo, hi)] = first.snapshots[1]
+    assert (batch.column(ROW).to_pylist(), lo, hi) == ([3], 1, 5)
+    rest = pending.flush(2)
+    assert rest.batch.column(ROW).to_pylist() == [6, 7, 8, 9, 10]
+    assert (rest.row_start, rest.row_end) == (6, 10)
+    assert pending.rows == 0 and pending.empty

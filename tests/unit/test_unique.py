@@ -32,3 +32,12 @@ def test_duplicates_within_one_call_and_across_calls(tmp_path):
     assert _keys(index, [1, 2, 1], [1, 2, 3]) == [False, False, True]
     assert _keys(index, [2, 3], [4, 5]) == [True, False]
     index.close()
+
+
+def test_json_array_of_integer_keys_is_what_json_would_write():
+    import json
+
+    from etlconsole.engine.unique import _json_array
+    for values in (pa.array([1, None, -9_223_372_036_854_775_808, 42], pa.int64()),
+                   pa.array([], pa.int32()), pa.array(["a\"b", None, "ü"])):
+        assert json.loads(_json_array(values)) == values.to_pylist()

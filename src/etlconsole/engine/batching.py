@@ -64,7 +64,8 @@ class Pending:
     """What the phases produced and no batch has taken yet.
 
     ``take(n)`` cuts a batch of exactly ``n`` good rows with every reject and checkpoint
-    row up to the last of them; ``flush()`` takes everything up to the last record read.
+    row up to the last of them; ``take_through(record)`` cuts at a given record;
+    ``flush()`` takes everything up to the last record read.
     """
 
     def __init__(self, row_start: int, schema: pa.Schema):
@@ -94,60 +95,38 @@ class Pending:
         return self.last_row < self.row_start
 
     def take(self, n: int, number: int) -> LoadItem:
-        table = pa.Table.from_batches(self.parts, schema=self.schema)
-        head, tail = table.slice(0, n), table.slice(n)
-        boundary = head.column(ROW)[-1].as_py()
-        mine = [r for r in self.rejects if r["row"] is None or r["row"] <= boundary]
-        self.rejects = [r for r in self.rejects if r["row"] is not None and r["row"] > boundary]
-        snaps = {}
-        for index, parts in self.snapshots.items():
-            snaps[index], self.snapshots[index] = _split_rows(parts, boundary)
-        item = LoadItem(number, _one_batch(head, self.schema), mine, self.row_start, boundary,
-                        self.bytes_read, self._framed(snaps, boundary))
-        self.parts = tail.to_batches()
-        self.rows -= n
-        self.row_start = boundary + 1
-        return item
+        """A batch of exactly ``n`` good rows, through the record of the last of them."""
+        table = self._table()
+        return self._cut(table, n, table.column(ROW)[n - 1].as_py(), number)
 
     def take_through(self, record: int, number: int) -> LoadItem:
         """A batch of everything up to source record ``record`` (a resume cutting a batch
         again exactly where a destination's ledger says it ended)."""
-        rows = self.parts and pa.Table.from_batches(self.parts, schema=self.schema).column(ROW)
-        n = pc.sum(pc.less_equal(rows, record)).as_py() if self.rows else 0
-        if n == 0:          # no good row in the range: only rejects (or nothing)
-            item = LoadItem(number, _one_batch(pa.Table.from_batches([], schema=self.schema),
-                                               self.schema), [], self.row_start, record,
-                            self.bytes_read)
-            item.rejects = [r for r in self.rejects if r["row"] is None or r["row"] <= record]
-            self.rejects = [r for r in self.rejects if r["row"] is not None and r["row"] > record]
-            snaps = {}
-            for index, parts in self.snapshots.items():
-                snaps[index], self.snapshots[index] = _split_rows(parts, record)
-            item.snapshots = self._framed(snaps, record)
-            self.row_start = record + 1
-            return item
-        item = self.take(n, number)
-        # take() ends at the last good row; the batch ends at the ledger's record
-        more = [r for r in self.rejects if r["row"] is not None and r["row"] <= record]
-        item.rejects += more
-        self.rejects = [r for r in self.rejects if r not in more]
-        for index, parts in self.snapshots.items():
-            extra, self.snapshots[index] = _split_rows(parts, record)
-            if index in item.snapshots and any(b.num_rows for b in extra):
-                batch, first, _ = item.snapshots[index][0]
-                merged = pa.Table.from_batches([batch, *extra]).combine_chunks().to_batches()
-                item.snapshots[index] = [(merged[0] if merged else batch, first, record)]
-        item.snapshots = {i: [(b, f, record) for b, f, _ in v] for i, v in item.snapshots.items()}
-        item.row_end = record
-        self.row_start = record + 1
-        return item
+        table = self._table()
+        return self._cut(table, pc.sum(pc.less_equal(table.column(ROW), record)).as_py() or 0,
+                         record, number)
 
     def flush(self, number: int) -> LoadItem:
-        table = pa.Table.from_batches(self.parts, schema=self.schema)
-        item = LoadItem(number, _one_batch(table, self.schema), self.rejects, self.row_start,
-                        self.last_row, self.bytes_read, self._framed(self.snapshots, self.last_row))
-        self.parts, self.rejects, self.snapshots, self.rows = [], [], {}, 0
-        self.row_start = self.last_row + 1
+        """Everything up to the last record read."""
+        table = self._table()
+        return self._cut(table, table.num_rows, self.last_row, number)
+
+    def _table(self) -> pa.Table:
+        return pa.Table.from_batches(self.parts, schema=self.schema)
+
+    def _cut(self, table: pa.Table, n: int, through: int, number: int) -> LoadItem:
+        """The first ``n`` good rows (rows are in record order) with every reject and
+        checkpoint row up to record ``through``."""
+        mine = [r for r in self.rejects if r["row"] is None or r["row"] <= through]
+        self.rejects = [r for r in self.rejects if r["row"] is not None and r["row"] > through]
+        snaps = {}
+        for index, parts in self.snapshots.items():
+            snaps[index], self.snapshots[index] = _split_rows(parts, through)
+        item = LoadItem(number, _one_batch(table.slice(0, n), self.schema), mine, self.row_start,
+                        through, self.bytes_read, self._framed(snaps, through))
+        self.parts = table.slice(n).to_batches()
+        self.rows -= n
+        self.row_start = through + 1
         return item
 
     def _framed(self, snaps: dict, last: int) -> dict:

@@ -25,7 +25,6 @@ from .expr import ExpressionError, compile_expression
 from .phases import build, origin_of
 from .phases.base import ROW, Phase, PhaseResult
 from .phases.load import Load
-from .phases.plugin import PluginPhase
 
 
 @dataclass
@@ -178,8 +177,7 @@ class _Planner:
         phase = build(pspec.type, pspec.options, where=where)
         try:
             phase.setup(schema)
-            empty = pa.RecordBatch.from_pylist([], schema=schema)
-            out = phase.probe(empty) if isinstance(phase, PluginPhase) else phase.process(empty)
+            out = phase.process(pa.RecordBatch.from_pylist([], schema=schema))
         except SpecError as exc:
             raise exc.located(**where) from None
         except Exception as exc:   # a plugin that cannot handle its input schema

@@ -7,13 +7,12 @@ store is reconciled with it before anything else happens.
 from __future__ import annotations
 
 import shutil
-import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import UserError
-from ..spec import load_spec, spec_from_dict
+from ..spec import load_spec, spec_from_text
 from ..store import StateStore
 from ..store.store import now
 from . import extract
@@ -66,8 +65,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
                         "differ); resuming would mix two files. Roll the job back and run the "
                         "pipeline again")
     pipeline = Path(job["pipeline_file"] or ".")
-    spec = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline),
-                          base_dir=pipeline.parent)
+    spec = spec_from_text(job["pipeline_toml"], pipeline)
     # The paths the job wrote to (a --dest given at the start); branches name their own.
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=source, dest=dest,
@@ -122,7 +120,7 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     if job["status"] == "rolled_back":
         raise UserError(f"job {job['id']} was rolled back; its checkpoints are gone")
     pipeline = Path(job["pipeline_file"])
-    then = spec_from_dict(tomllib.loads(job["pipeline_toml"]), file=str(pipeline), base_dir=pipeline.parent)
+    then = spec_from_text(job["pipeline_toml"], pipeline)
     marked = [(i + 1, p) for i, p in enumerate(then.phases) if p.checkpoint and p.enabled]
     chosen = [i for i, p in marked if from_phase in (str(i), p.type, p.label(i - 1))]
     if not chosen:

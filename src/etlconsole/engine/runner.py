@@ -28,7 +28,7 @@ from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
 from .batching import BatchSizer, LoadItem, Pending
-from .destinations.sqlite import RowRefused, refused_column
+from .destinations.sqlite import RowRefused, refused_column, refused_rule
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
@@ -73,7 +73,6 @@ class Counters:
     bytes_read: int = 0
     batch_size: int = 0         # rows in the batch last handed to the loader
     batches: int = 0
-    isolated: int = 0           # rows refused one by one (database constraint, phase error)
     last_checkpoint_row: int = 0
 
 
@@ -120,12 +119,6 @@ def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
     if not batches:
         return _empty(schema)
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-
-
-def _rule(message: str) -> str:
-    """'NOT NULL constraint failed: …' -> 'not_null'; other database refusals -> 'database'."""
-    head, sep, _ = message.partition(" constraint failed")
-    return head.lower().replace(" ", "_") if sep else "database"
 
 
 def snapshot_dir(workspace: Path, phase_index: int) -> Path:
@@ -222,8 +215,7 @@ class Runner:
             self._stop.set()
             sampler.join()
             for p in plan.phases + [p for t in self.targets for p in t.phases]:
-                if callable(getattr(p.phase, "teardown", None)):   # optional hook
-                    p.phase.teardown()
+                p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
             for t in self.targets:
                 t.destination.close()
         return self._finish(status, error)
@@ -386,7 +378,6 @@ class Runner:
             if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
                 raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
             if batch.num_rows == 1:
-                self.counters.isolated += 1
                 message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 rejected = Rejects(batch, ["exception"], [None], [message])
                 return _empty(planned.output), rejected.records(planned.type, planned.label), 0
@@ -466,7 +457,7 @@ class Runner:
                               "phase_stats": [dict(vars(st)) for st in self.stats]})
                 self.sizer.committed(seconds, retried=attempts > 1, refused_rows=refused)
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
-                    self._checkpoint(store, item)
+                    self._checkpoint(store, item.bytes_read)
                 self._check_reject_rate(final=False)
         except BaseException as exc:   # handed to the main thread, which fails the job
             self._loader_error = exc if isinstance(exc, JobFailed) else JobFailed(
@@ -507,7 +498,6 @@ class Runner:
                             "resumable)") from None
         t.stats.refused += len(result.refused)
         t.stats.loaded += data.num_rows - len(result.refused)
-        self.counters.isolated += len(result.refused)
         return len(result.refused), result.attempts
 
     @property
@@ -520,7 +510,7 @@ class Runner:
             return []
         index = pa.array([i for i, _ in refused], pa.int64())
         messages = [m for _, m in refused]
-        rejected = Rejects(batch.take(index), [_rule(m) for m in messages],
+        rejected = Rejects(batch.take(index), [refused_rule(m) for m in messages],
                            [refused_column(m) for m in messages], messages)
         return rejected.records("load", t.label)
 
@@ -538,10 +528,11 @@ class Runner:
                             f"read) exceeds max_reject_rate {limit:.1%}; see `etlconsole rejects "
                             f"{self.job_id}`, then roll back or fix the data and resume")
 
-    def _checkpoint(self, store: StateStore, item: LoadItem) -> None:
+    def _checkpoint(self, store: StateStore, bytes_read: int) -> None:
+        """A checkpoint at the last committed batch."""
         c = self.counters
         store.add_checkpoint(self.job_id, "load", {
-            "batch": item.number, "last_row": item.row_end, "bytes_read": item.bytes_read,
+            "batch": c.batches, "last_row": c.rows_read, "bytes_read": bytes_read,
             "rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
             "rows_rejected": c.rows_rejected, "fingerprint": self.fingerprint,
         }, row_count=c.rows_read)
@@ -594,7 +585,7 @@ class Runner:
     def _finish(self, status: str, error: str | None) -> dict:
         c = self.counters
         if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
-            self._checkpoint(self.store, LoadItem(c.batches, [], [], 0, c.rows_read, c.bytes_read))
+            self._checkpoint(self.store, c.bytes_read)
         elapsed = time.monotonic() - self.started
         peak = round(Governor.peak_mb(), 1)
         summary = {

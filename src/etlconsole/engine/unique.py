@@ -48,7 +48,7 @@ class UniqueIndex:
         # key's tag is its record: the array is laid out one slot per record from the
         # first (null where a record has no key), so json_each's index gives it.
         first, spread = _by_record(values, rows)
-        text = json.dumps(spread.to_pylist())
+        text = _json_array(spread)
         before = self._db.total_changes
         with self._db:
             self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? + key "
@@ -72,6 +72,16 @@ class UniqueIndex:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _json_array(values: pa.Array) -> str:
+    """The values as a JSON array. Integer keys (the usual ids) are written by Arrow in one
+    pass; other types go through Python, which also escapes strings for JSON."""
+    if not pa.types.is_integer(values.type):
+        return json.dumps(values.to_pylist())
+    text = pc.fill_null(pc.cast(values, pa.string()), "null")
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), ",")
+    return "[" + joined[0].as_py() + "]"
 
 
 def _positions(n: int) -> pa.Array:

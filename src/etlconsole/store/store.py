@@ -167,17 +167,24 @@ class StateStore:
                          (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
             self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
-    @staticmethod
-    def _drop_batches(conn, job_id: str, where: str, value: int,
+    @classmethod
+    def _drop_batches(cls, conn, job_id: str, where: str, value: int,
                       keep_labels: set[str] = frozenset()) -> None:
+        cls._drop_rejects(conn, job_id, where, value, keep_labels)
+        conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
+                     (job_id, value))
+
+    @staticmethod
+    def _drop_rejects(conn, job_id: str, where: str, value: int,
+                      keep_labels: set[str] = frozenset()) -> None:
+        """Rejects of the batches ``where`` matches, except the rows refused by the loads
+        labelled ``keep_labels`` (destinations that hold the batch already)."""
         keep = ""
         if keep_labels:
             keep = (" AND NOT (phase = 'load' AND phase_label IN (%s))"
                     % ", ".join("?" * len(keep_labels)))
         conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}{keep}",
                      (job_id, value, *sorted(keep_labels)))
-        conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
-                     (job_id, value))
 
     def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
                   partial: dict[int, set[str]] | None = None, branched: bool = False
@@ -205,10 +212,7 @@ class StateStore:
                                      "WHERE job_id = ? AND batch_number = ?",
                                      (None if branched else held[number]["rows"], job_id, number))
                 elif number in partial:
-                    labels = sorted(partial[number])
-                    conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ? "
-                                 "AND NOT (phase = 'load' AND phase_label IN (%s))"
-                                 % ", ".join("?" * len(labels)), (job_id, number, *labels))
+                    self._drop_rejects(conn, job_id, "= ?", number, partial[number])
                 elif rolled_back_after is not None and status == "COMMITTED":
                     conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' "
                                  "WHERE job_id = ? AND batch_number = ?", (job_id, number))

@@ -17,7 +17,7 @@ from typing import Any
 import tomlkit
 
 from ..errors import UserError
-from ..spec import PhaseSpec, PipelineSpec, load_spec
+from ..spec import PhaseSpec, PipelineSpec, load_spec, spec_from_text
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 # Option kinds edited as TOML values; "string" is edited as raw text.
@@ -110,7 +110,7 @@ class PipelineEditor:
         self._doc["phases"] = phases
         text = re.sub(r"\n{3,}", "\n\n", tomlkit.dumps(self._doc))   # moved tables bring blank lines
         try:
-            same = load_spec_text(text, self.path) == self.spec
+            same = spec_from_text(text, self.path) == self.spec
         except UserError:
             same = False
         if not same:
@@ -146,11 +146,6 @@ def _update(table, phase: PhaseSpec):
         if key not in table or getattr(current, "unwrap", lambda: current)() != value:
             table[key] = value
     return table
-
-
-def load_spec_text(text: str, path: Path) -> PipelineSpec:
-    from ..spec import spec_from_dict
-    return spec_from_dict(tomllib.loads(text), file=str(path), base_dir=path.resolve().parent)
 
 
 # -- option values as text in the edit form ------------------------------------------

@@ -82,6 +82,12 @@ def refused_column(message: str) -> str | None:
     return None
 
 
+def refused_rule(message: str) -> str:
+    """'NOT NULL constraint failed: …' -> 'not_null'; other database refusals -> 'database'."""
+    head, sep, _ = message.partition(" constraint failed")
+    return head.lower().replace(" ", "_") if sep else "database"
+
+
 class RowRefused(Exception):
     """The database refused a row of the batch and the job said not to isolate it."""
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from .base import PhaseResult
 
 
 class PluginPhase:
@@ -22,8 +21,6 @@ class PluginPhase:
 
     def __init__(self, inner: Any, type_name: str):
         self.inner, self.type_name = inner, type_name
-        self.output_schema: pa.Schema | None = None
-        self.isolated = 0            # rows rejected because process raised
 
     def __getattr__(self, name: str):   # attach, options, description, …
         return getattr(self.inner, name)
@@ -40,14 +37,6 @@ class PluginPhase:
         hook = getattr(self.inner, "teardown", None)
         if callable(hook):
             hook()
-
-    def probe(self, batch: pa.RecordBatch):
-        """Planning: process an empty batch, letting any exception through."""
-        out = self.inner.process(batch)
-        got = out.batch if isinstance(out, PhaseResult) else out
-        if isinstance(got, pa.RecordBatch):
-            self.output_schema = got.schema
-        return out
 
     def process(self, batch: pa.RecordBatch):
         # A raise is the runner's business: it isolates the rows (or fails the job when
