@@ -19,6 +19,22 @@ async def wait_for(pilot, predicate, timeout: float = DEADLINE_S, what: str = "c
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tables_settled(app) -> bool:
+    """True when no DataTable still owes its idle-time re-measure of rows and widths.
+
+    Pilot's pause() decides "idle" from CPU time, which a loaded machine fakes, so a
+    picture taken right after it can show a table with stale column widths.
+    (Private DataTable state; textual is pinned to 8.2.x.)
+    """
+    return not any(t._require_update_dimensions or t._updated_cells
+                   for t in app.screen.query(DataTable))
+
+
+async def settled(pilot):
+    await wait_for(pilot, lambda: tables_settled(pilot.app), what="tables to settle")
+    await pilot.pause()
+
+
 async def polled(pilot, screen, n: int = 1):
     """Wait until ``screen`` completed ``n`` more polls (fresh data on screen)."""
     target = screen.polls + n

@@ -16,7 +16,7 @@ from etlconsole.ui.screens.modals import ConfirmModal, QuitModal
 
 from .conftest import ROOT
 from .fixed_data import fixed_store
-from .helpers import wait_for
+from .helpers import settled, wait_for
 
 SIZES = [(80, 24), (140, 45)]
 
@@ -38,7 +38,7 @@ def fixed(tmp_path, monkeypatch):
 async def polled(pilot, n=1):
     screen = pilot.app.screen
     await wait_for(pilot, lambda: screen.polls >= n)
-    await pilot.pause()
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -63,7 +63,7 @@ def test_rollback_confirmation(snap_compare, fixed):
         await polled(pilot)
         pilot.app.push_screen(ConfirmModal("Roll back job a1b2c3d4 entirely?",
                                            rollback_text(report)))
-        await pilot.pause()
+        await settled(pilot)
     assert snap_compare(fixed(start="jobs"), terminal_size=(80, 24), run_before=run_before)
 
 
@@ -92,7 +92,7 @@ def test_builder(snap_compare, fixed, size):
         await wait_for(pilot, lambda: pilot.app.screen.checks >= 1)
         await pilot.press("down", "space")          # validate off: modified, re-checked
         await wait_for(pilot, lambda: pilot.app.screen.checks >= 2)
-        await pilot.pause()
+        await settled(pilot)
     assert snap_compare(fixed(start="builder", pipeline="orders.toml"), terminal_size=size,
                         run_before=run_before)
 
@@ -101,7 +101,7 @@ def test_options_form(snap_compare, fixed):
     async def run_before(pilot):
         await wait_for(pilot, lambda: pilot.app.screen.checks >= 1)
         await pilot.press("e")
-        await pilot.pause()
+        await settled(pilot)
     assert snap_compare(fixed(start="builder", pipeline="orders.toml"), terminal_size=(80, 24),
                         run_before=run_before)
 
@@ -110,5 +110,5 @@ def test_quit_with_running_job(snap_compare, fixed):
     async def run_before(pilot):
         await polled(pilot)
         pilot.app.push_screen(QuitModal(["feedf00d"]))
-        await pilot.pause()
+        await settled(pilot)
     assert snap_compare(fixed(start="monitor"), terminal_size=(80, 24), run_before=run_before)

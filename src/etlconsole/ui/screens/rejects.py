@@ -83,6 +83,7 @@ class RejectsScreen(PolledScreen):
 
     def render_data(self, data: RejectsData) -> None:
         self.data = data
+        self.refresh_bindings()     # "Export CSV" depends on the data (check_action)
         title = self.query_one("#rejects-title", Static)
         if data.job is None:
             title.update(Text("rejects: no jobs yet"))

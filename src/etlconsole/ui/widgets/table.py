@@ -30,6 +30,15 @@ class LiveTable(DataTable):
         for label, key in self._columns_spec:
             self.add_column(label, key=key)
 
+    def _update_dimensions(self, new_rows) -> None:
+        super()._update_dimensions(new_rows)
+        # DataTable measures new rows at idle time but keeps the lines it rendered before
+        # (cached under a counter this step does not bump): rows added while the app was
+        # busy would show header-wide columns until the next change. Found by a snapshot
+        # test on a loaded machine; textual is pinned to 8.2.x.
+        self._update_count += 1
+        self.refresh()
+
     @property
     def cursor_key(self) -> str | None:
         if not self._order or not 0 <= self.cursor_row < len(self._order):
