@@ -51,7 +51,7 @@ def test_int64_minimum_value_fits():
     "9223372036854775808",                 # int64 max + 1
     "-9223372036854775809",                # int64 min - 1
     "99999999999999999999",
-    "1.5", "1e3", "abc", "", " 1", "1 ", "0x10", "--1", "1-", "١",
+    "1.5", "1e3", "abc", "", " 1", "1 ", "0x10", "0X1F", "--1", "1-", "١",
 ])
 def test_int64_failures(text):
     assert one(text, "int64") == (None, True)
@@ -75,7 +75,7 @@ def test_float64_valid(text, expected):
     assert value == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["abc", "1e", "e5", ".", "1.2.3", "", "1,5", "inf", "nan", "--1"])
+@pytest.mark.parametrize("text", ["abc", "1e", "e5", ".", "1.2.3", "", "1,5", "inf", "nan", "NaN", "-Infinity", "--1"])
 def test_float64_failures(text):
     assert one(text, "float64") == (None, True)
 

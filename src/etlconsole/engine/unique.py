@@ -27,23 +27,25 @@ class UniqueIndex:
         self._db.execute("PRAGMA synchronous=FULL")
         self._tables: dict[str, str] = {}
 
-    def _table(self, name: str) -> str:
+    def _table(self, name: str, integer: bool) -> str:
         if name not in self._tables:
             # Same name, same table in every process: a resumed job finds its keys.
             table = "seen_" + hashlib.sha1(name.encode()).hexdigest()[:16]
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key PRIMARY KEY, tag INTEGER) "
-                             "WITHOUT ROWID")
+            # Integer keys are the rowid itself (half the cost of looking them up again).
+            key = "key INTEGER PRIMARY KEY, tag INTEGER)" if integer else \
+                "key PRIMARY KEY, tag INTEGER) WITHOUT ROWID"
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key}")
             self._tables[name] = table
         return self._tables[name]
 
     def duplicates(self, name: str, keys: pa.Array, rows: pa.Array) -> pa.Array:
         """Mask of keys seen before (earlier in this array or in earlier calls); records the
         new ones, each tagged with its record number from ``rows``."""
-        table = self._table(name)
         if len(keys) == 0:
             return pa.array([], pa.bool_())
         values = keys if pa.types.is_integer(keys.type) or pa.types.is_floating(keys.type) \
             else pc.cast(keys, pa.string())
+        table = self._table(name, pa.types.is_integer(values.type))
         # The keys cross into SQLite as one JSON parameter, parsed in C by json_each. A
         # key's tag is its record: the array is laid out one slot per record from the
         # first (null where a record has no key), so json_each's index gives it.
