@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import re
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from ...errors import SpecError
@@ -49,6 +48,8 @@ def _import(ref: str):
 def available() -> dict[str, tuple[str, str]]:
     """name -> (reference, origin) for every registered phase. Built-in names cannot be
     taken over by a plugin (a plugin registering 'load' is listed under its dist name)."""
+    from importlib.metadata import entry_points   # 30 ms of imports: only when asked
+
     found = {name: (ref, "built-in") for name, ref in _BUILTIN.items()}
     for ep in entry_points(group=GROUP):
         dist = getattr(ep.dist, "name", None) if getattr(ep, "dist", None) else None
@@ -74,6 +75,8 @@ def resolve(type_name: str, *, where: dict[str, str] | None = None) -> type:
     where = where or {}
     if ":" in type_name:
         ref, what = type_name, f"phase {type_name!r}"
+    elif type_name in _BUILTIN:          # no plugin can take a built-in name
+        ref, what = _BUILTIN[type_name], f"phase {type_name!r}"
     elif type_name in available():
         ref, origin = available()[type_name]
         what = f"phase {type_name!r}" + (f" from {origin} ({ref})" if origin != "built-in" else "")
