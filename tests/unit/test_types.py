@@ -225,3 +225,30 @@ def test_sqlite_type(dtype, expected):
 def test_type_name_round_trip():
     for name, dtype in types.TYPES.items():
         assert types.type_name(dtype) == name
+
+
+# --- the whole-array fast path agrees with the per-value checks ---------------------------
+
+def _odd_strings(seed: int, n: int) -> list[str]:
+    """Short strings from the characters numbers and dates are made of, plus the letters
+    and spaces that Arrow's parsers might take (hex, nan, inf, exponents)."""
+    import random
+    rng = random.Random(seed)
+    alphabet = "0123456789" * 4 + "+-.eExXnNaAiIfF :T/"
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(n)] \
+        + ["0x1f", "NaN", "inf", "-Infinity", "1e5", "+7", "007", "2024-02-29", "2023-02-29",
+           "9223372036854775807", "9223372036854775808", "0000-01-01", "2024-1-5"]
+
+
+@pytest.mark.parametrize("type_, checks", [
+    ("int64", types._int64), ("float64", types._float64), ("date", types._date)])
+def test_fast_path_takes_only_what_the_checks_take(type_, checks):
+    """Each value alone (so Arrow's all-or-nothing cast decides it alone): the fast path in
+    ``parse`` must accept exactly the values the per-value checks accept, with equal values."""
+    for text in _odd_strings(11, 3000):
+        value = pa.array([text], pa.string())
+        typed, failed = types.parse(value, type_)
+        slow_typed, ok = checks(value)
+        assert failed[0].as_py() == (not ok[0].as_py()), text
+        if ok[0].as_py():
+            assert typed[0] == slow_typed[0], text
