@@ -148,11 +148,16 @@ def run(obj: Context, pipeline, no_ui, as_json, source, dest):
 @click.pass_obj
 def resume(obj: Context, job, no_ui, as_json):
     """Continue a failed or interrupted JOB after the last batch its destination committed."""
+    from .engine.recovery import nothing_to_resume, resume as resume_job
     if _console_wanted(no_ui, as_json):
         store = obj.store()
         store.mark_dead_jobs()
-        sys.exit(_open_console(obj, resume=store.job(job)["id"]))
-    from .engine.recovery import resume as resume_job
+        found = store.job(job)
+        message = nothing_to_resume(found)    # refusals: one line, exit 2, no console
+        if message:
+            click.echo(message)
+            sys.exit(0)
+        sys.exit(_open_console(obj, resume=found["id"]))
     summary = resume_job(obj.store(), job, obj.settings(), progress=ProgressLine(), log=logs.get())
     if summary.get("nothing_to_do"):
         if as_json:

@@ -149,3 +149,53 @@ def test_batches_lists_every_committed_batch(cli, tmp_path):
     assert all(a["row_end"] + 1 == b["row_start"] for a, b in zip(rows, rows[1:]))
     text = cli("batches", "last").stdout
     assert "COMMITTED" in text
+
+
+def _on_terminal(cli, *args, timeout=30) -> tuple[int, str]:
+    """The CLI with stdin and stdout on a pseudo-terminal (where the console would open)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import clean_env
+    main, sub = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", str(cli.state),
+                             *map(str, args)], cwd=cli.cwd, env=clean_env({"TERM": "xterm"}),
+                            stdin=sub, stdout=sub, stderr=sub, close_fds=True)
+    os.close(sub)
+    out, end = b"", time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+            try:
+                out += os.read(main, 65536)
+            except OSError:
+                break
+    finally:
+        if proc.poll() is None:       # still running: the console opened
+            proc.kill()
+        proc.wait()
+        os.close(main)
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+def test_resume_of_a_finished_job_on_a_terminal_says_so_and_opens_no_console(cli, tmp_path):
+    _sample(tmp_path)
+    done = cli("run", "pipeline.toml", "--no-ui", "--json")
+    assert done.returncode == 0, str(done)
+    job = done.last_json()["job_id"]
+    code, out = _on_terminal(cli, "resume", job, timeout=20)
+    assert code == 0, out
+    assert f"job {job} already succeeded; nothing to resume" in out
+
+
+def test_resume_of_a_rolled_back_job_on_a_terminal_is_refused_in_one_line(cli, tmp_path):
+    _sample(tmp_path)
+    done = cli("run", "pipeline.toml", "--no-ui", "--json")
+    job = done.last_json()["job_id"]
+    assert cli("rollback", job, "--yes").returncode == 0
+    code, out = _on_terminal(cli, "resume", job, timeout=20)
+    assert code == 2, out
+    assert f"job {job} was rolled back" in out and "Traceback" not in out

@@ -41,18 +41,27 @@ def _changed(old: dict, new: dict) -> list[str]:
     return [k for k in ("size", "sha256_head_tail", "mtime_ns") if old.get(k) != new.get(k)]
 
 
-def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, log=None) -> dict:
-    """Continue a failed or interrupted job after the last batch its destination committed."""
-    job = _job(store, ref)
+def nothing_to_resume(job: dict) -> str | None:
+    """The message when ``job`` succeeded (nothing to do), None when it can be resumed; a
+    UserError when it cannot (running, rolled back, abandoned). The console asks too."""
     if job["status"] == "succeeded":
-        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True,
-                "message": f"job {job['id']} already succeeded; nothing to resume"}
+        return f"job {job['id']} already succeeded; nothing to resume"
     _refuse_running(job, "resume it")
     if job["status"] == "rolled_back":
         raise UserError(f"job {job['id']} was rolled back; run the pipeline again for a new job")
     if not job["resumable"]:
         raise UserError(f"job {job['id']} was abandoned by cleanup and cannot be resumed; roll it "
                         "back and run the pipeline again")
+    return None
+
+
+def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, log=None) -> dict:
+    """Continue a failed or interrupted job after the last batch its destination committed."""
+    job = _job(store, ref)
+    message = nothing_to_resume(job)
+    if message:
+        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True,
+                "message": message}
     source = Path(job["source_path"])
     if not source.is_file():
         raise UserError(f"{source}: the job's source file is gone; it cannot be resumed "
