@@ -155,6 +155,7 @@ def _on_terminal(cli, *args, timeout=30) -> tuple[int, str]:
     """The CLI with stdin and stdout on a pseudo-terminal (where the console would open)."""
     import os
     import pty
+    import select
     import subprocess
     import sys
     import time
@@ -167,11 +168,17 @@ def _on_terminal(cli, *args, timeout=30) -> tuple[int, str]:
     os.close(sub)
     out, end = b"", time.monotonic() + timeout
     try:
-        while proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.05)
-            try:
-                out += os.read(main, 65536)
-            except OSError:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([main], [], [], 0.1)   # never block past the deadline
+            if ready:
+                try:
+                    data = os.read(main, 65536)
+                except OSError:          # the child closed its side: it has exited
+                    break
+                if not data:
+                    break
+                out += data
+            elif proc.poll() is not None:
                 break
     finally:
         if proc.poll() is None:       # still running: the console opened
