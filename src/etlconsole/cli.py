@@ -193,20 +193,15 @@ def rollback(obj: Context, job, to_checkpoint, yes, dry_run, as_json):
 
 
 def _print_rollback(r: dict, as_json: bool) -> None:
+    from .engine.recovery import rollback_lines
     if as_json:
         _echo_json(r)
         return
     verb = "would remove" if r["dry_run"] else "removed"
     target = f" back to checkpoint {r['to_checkpoint']}" if r["to_checkpoint"] else ""
     click.echo(f"rollback of job {r['job_id']}{target}: {verb} {r['rows']:,} rows")
-    for d in r["destinations"]:
-        for table, n in d["rows"].items():
-            click.echo(f"  {d['path']}: {n:,} rows from {table}")
-        for table in d["dropped"]:
-            click.echo(f"  {d['path']}: {'would drop' if r['dry_run'] else 'dropped'} table {table}")
-        for table in d["restored"]:
-            what = table if d.get("kind") == "folder" else f"the table {table} as it was before the job"
-            click.echo(f"  {d['path']}: {'would restore' if r['dry_run'] else 'restored'} {what}")
+    for line in rollback_lines(r):
+        click.echo(f"  {line}")
     if not r["dry_run"]:
         click.echo(f"  job status: {r['status']}")
 

@@ -82,6 +82,21 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
 
 
+def rollback_lines(r: dict) -> list[str]:
+    """What a rollback report changes, one line per table, for the CLI and the console."""
+    dry = r["dry_run"]
+    lines = []
+    for d in r["destinations"]:
+        for table, n in d["rows"].items():
+            lines.append(f"{d['path']}: {n:,} rows from {table}")
+        for table in d["dropped"]:
+            lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
+        for table in d["restored"]:
+            what = table if d.get("kind") == "folder" else f"the table {table} as it was before the job"
+            lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
+    return lines
+
+
 def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: int | None = None,
              dry_run: bool = False) -> dict:
     """Undo the job's effect on every destination, entirely or back to a checkpoint."""

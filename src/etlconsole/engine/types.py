@@ -93,11 +93,13 @@ def parse(values: pa.Array, type_: str, formats: list[str] | None = None) -> tup
             return pc.cast(values, target), _no_failures(values)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values = pc.cast(values, pa.string())
-    if type_ in _DIRECT and _direct_ok(values, type_):
+    if type_ in _DIRECT:
         try:
-            return pc.cast(values, target), _no_failures(values)
+            typed = pc.cast(values, target)
         except pa.ArrowInvalid:
-            pass            # some value is bad: find which, value by value
+            typed = None    # some value is bad: find which, value by value
+        if typed is not None and _direct_ok(values, type_):
+            return typed, _no_failures(values)
     parser = {"string": _as_string, "int64": _int64, "float64": _float64, "bool": _bool,
               "date": _date, "timestamp": _timestamp}[type_]
     typed, ok = parser(values, formats) if type_ in ("date", "timestamp") else parser(values)

@@ -289,14 +289,10 @@ class JobsScreen(PolledScreen):
 
 def rollback_text(r: dict) -> Text:
     """What a rollback will remove, from its dry-run report."""
+    from ...engine.recovery import rollback_lines
     out = Text(f"This removes {r['rows']:,} rows:\n")
-    for d in r["destinations"]:
-        for table, n in d["rows"].items():
-            out.append(f"  {n:,} rows from table {table} in {d['path']}\n")
-        for table in d["dropped"]:
-            out.append(f"  drops table {table} in {d['path']}\n")
-        for table in d["restored"]:
-            out.append(f"  restores table {table} as it was before the job ({d['path']})\n")
+    for line in rollback_lines(r):
+        out.append(f"  {line}\n")
     if not r["to_checkpoint"]:
         out.append("The job becomes rolled_back (its workspace is removed).\n")
     else:
