@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from etlconsole.engine.phases.clean import Clean
@@ -107,3 +110,26 @@ def test_same_column_lower_and_upper_is_spec_error(dirty):
 def test_empty_batch():
     b = batch(rows=[], a=[])
     assert run(Clean(trim=True, null_values=[""], lowercase=["a"]), b) == {"a": [], ROW: []}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ascii_shortcuts_give_what_the_unicode_kernels_give(seed):
+    """Plain-ASCII columns take the ASCII kernels or skip the trim: the result must be
+    exactly the UTF-8 kernels' (which also strip the separators 0x1C-0x1F)."""
+    rng = random.Random(seed)
+    alphabet = "aZ9 -_.\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f" + ("é\u00a0\u2003" if seed % 2 else "")
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(3000)]
+    values += [None, "", "NULL", " NULL "]
+    def without(chars):
+        return [v.translate({ord(c): None for c in chars}) if v else v for v in values]
+
+    batch = pa.record_batch({"a": values,                          # UTF-8 kernels
+                             "b": without("\x1c\x1d\x1e\x1f"),     # ASCII trim (odd seeds: UTF-8)
+                             "c": without(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")})   # no trim needed
+    phase = Clean(trim=True, null_values=["", "NULL"], lowercase=["a"], uppercase=["b"])
+    phase.setup(batch.schema)
+    got = phase.process(batch)
+    for name, fold in (("a", pc.utf8_lower), ("b", pc.utf8_upper), ("c", lambda x: x)):
+        expected = pc.utf8_trim_whitespace(batch.column(name))
+        expected = pc.if_else(pc.is_in(expected, pa.array(["", "NULL"])), pa.scalar(None, pa.string()), expected)
+        assert got.column(name).to_pylist() == fold(expected).to_pylist()

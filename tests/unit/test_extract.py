@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from etlconsole.engine.extract import CsvStream, sniff, fingerprint
+from etlconsole.engine.extract import CsvStream, digest, fingerprint, same_content, sniff
 from etlconsole.errors import UserError
 
 ROW = "_etl_row"
@@ -362,3 +363,17 @@ def test_chunk_size_changed_between_chunks_loses_and_repeats_nothing(tmp_path):
     assert last == 20_000
     assert sorted(seen + rejected) == list(range(1, 20_001))
     assert rejected == [i for i in range(1, 20_001) if i % 997 == 0]
+
+
+def test_same_content_checks_new_and_old_digests(tmp_path):
+    """Digests are 'sha256:…' now; jobs recorded before carry a bare blake2b hex digest,
+    and resuming them must still compare the file, not refuse or pass blindly."""
+    f = tmp_path / "a.csv"
+    f.write_bytes(b"id\n1\n2\n")
+    new = digest(f)
+    old = hashlib.blake2b(f.read_bytes(), digest_size=20).hexdigest()
+    assert new == "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
+    assert same_content(f, new) and same_content(f, old)
+    f.write_bytes(b"id\n1\n3\n")
+    assert not same_content(f, new) and not same_content(f, old)
+    assert not same_content(f, "md4:00")          # an unknown algorithm never matches

@@ -373,13 +373,27 @@ def fingerprint(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_head_tail": h.hexdigest()}
 
 
-def digest(path: Path, stop: threading.Event | None = None) -> str | None:
-    """A hash of the whole file (blake2b, ~1 GB/s; hashlib releases the GIL), or None if
-    stopped first. Resume compares it, so an edit anywhere in the file is caught."""
-    h = hashlib.blake2b(digest_size=20)
+# Whole-file hashes. SHA-256 runs at ~1.5 GB/s on CPUs with SHA extensions (x86 since
+# about 2017, ARMv8), three times blake2b's speed; jobs recorded before this carry a bare
+# blake2b hex digest and are checked with it.
+_HASHES = {"sha256": hashlib.sha256, "blake2b": lambda: hashlib.blake2b(digest_size=20)}
+
+
+def digest(path: Path, stop: threading.Event | None = None, algorithm: str = "sha256") -> str | None:
+    """'algorithm:hex' of the whole file (hashlib releases the GIL), or None if stopped
+    first. Resume compares it, so an edit anywhere in the file is caught."""
+    h = _HASHES[algorithm]()
     with path.open("rb") as f:
         while chunk := f.read(4 << 20):
             if stop is not None and stop.is_set():
                 return None
             h.update(chunk)
-    return h.hexdigest()
+    return f"{algorithm}:{h.hexdigest()}"
+
+
+def same_content(path: Path, recorded: str) -> bool:
+    """Whether the file still hashes to the digest a job recorded."""
+    algorithm, _, _ = recorded.rpartition(":")
+    if not algorithm:
+        algorithm, recorded = "blake2b", f"blake2b:{recorded}"
+    return algorithm in _HASHES and digest(path, algorithm=algorithm) == recorded

@@ -67,7 +67,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
         raise UserError(f"{source}: the job's source file is gone; it cannot be resumed "
                         f"(roll it back with 'etlconsole rollback {job['id']}')")
     changed = _changed(job["source_fingerprint"] or {}, extract.fingerprint(source))
-    if not changed and job["source_digest"] and extract.digest(source) != job["source_digest"]:
+    if not changed and job["source_digest"] and not extract.same_content(source, job["source_digest"]):
         changed = ["content"]
     if changed:
         raise UserError(f"{source}: changed since job {job['id']} started ({', '.join(changed)} "

@@ -115,9 +115,22 @@ _DIRECT = {"int64": "x", "float64": "n", "date": None}
 
 
 def _direct_ok(values: pa.Array, type_: str) -> bool:
-    letter = _DIRECT[type_]      # two plain searches: ignore_case would take the regex engine
-    return letter is None or not any(pc.any(pc.match_substring(values, c)).as_py()
-                                     for c in (letter, letter.upper()))
+    letter = _DIRECT[type_]
+    if letter is None:
+        return True
+    data = text_bytes(values)   # one memchr over the bytes, not a search per value
+    return letter.encode() not in data and letter.upper().encode() not in data
+
+
+def text_bytes(values: pa.Array) -> bytes:
+    """The UTF-8 bytes of a text array's values, back to back (a copy of just its slice):
+    whole-array questions ("any 'x'?", "all ASCII?") become one C pass over bytes."""
+    _, offsets, data = values.buffers()
+    if data is None or len(values) == 0:
+        return b""
+    view = memoryview(offsets).cast("q" if pa.types.is_large_string(values.type) else "i")
+    start, end = view[values.offset], view[values.offset + len(values)]
+    return data.slice(start, end - start).to_pybytes()
 
 
 def _no_failures(values: pa.Array) -> pa.Array:

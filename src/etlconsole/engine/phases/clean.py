@@ -6,7 +6,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...errors import SpecError
+from ..types import text_bytes
 from .base import Option, Phase, data_columns
+
+# What utf8_trim_whitespace strips among ASCII bytes: the usual six and, like Python's
+# str.strip, the four separators 0x1C-0x1F (which ascii_trim_whitespace keeps).
+_ASCII_SPACE = b"\t\n\x0b\x0c\r "
+_SEPARATORS = b"\x1c\x1d\x1e\x1f"
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -46,15 +52,27 @@ class Clean(Phase):
         arrays = []
         for name, col in zip(batch.schema.names, batch.columns):
             if _is_text(col.type) and not name.startswith("_etl_"):
+                # Most columns are plain ASCII: then the cheaper ASCII kernels give the
+                # same result, and a column without a space byte needs no trim at all.
+                data = text_bytes(col) if self.trim or name in self.lowercase | self.uppercase else b""
+                ascii_only = data.isascii()
                 if self.trim:
-                    col = pc.utf8_trim_whitespace(col)
+                    col = _trim(col, data, ascii_only)
                 if len(self.null_values):
                     hit = pc.is_in(col, self.null_values)
                     if pc.any(hit).as_py():          # most columns have none: no copy then
                         col = pc.if_else(hit, pa.scalar(None, col.type), col)
                 if name in self.lowercase:
-                    col = pc.utf8_lower(col)
+                    col = pc.ascii_lower(col) if ascii_only else pc.utf8_lower(col)
                 elif name in self.uppercase:
-                    col = pc.utf8_upper(col)
+                    col = pc.ascii_upper(col) if ascii_only else pc.utf8_upper(col)
             arrays.append(col)
         return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def _trim(col: pa.Array, data: bytes, ascii_only: bool) -> pa.Array:
+    if not ascii_only or any(b in data for b in _SEPARATORS):
+        return pc.utf8_trim_whitespace(col)
+    if any(b in data for b in _ASCII_SPACE):
+        return pc.ascii_trim_whitespace(col)
+    return col
