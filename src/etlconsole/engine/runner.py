@@ -1,8 +1,10 @@
 """Run a planned job: stream -> phases -> bounded queue -> loader thread -> destination.
 
-Two threads share the work on two cores: the main thread parses and runs the phases, the
-loader thread commits batches (ADBC releases the GIL while SQLite works). A sampler
-thread writes metrics to the state store about every half second and watches memory.
+The work is spread over threads, so two cores share it: a reader parses the CSV, each
+phase runs in a thread of its own (``stages.staged``: chunk i is validated while chunk
+i+1 is cleaned), the main thread cuts load batches, and the loader thread commits them
+(Arrow, ADBC and SQLite release the GIL while they work). A sampler thread writes
+metrics to the state store about every half second and watches memory.
 Load batches are whole chunks, so a committed batch covers a contiguous range of source
 records with its rejects: the resume position is simply the last committed record.
 """
@@ -14,7 +16,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +34,7 @@ from .destinations.sqlite import RowRefused, refused_column, refused_rule
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
+from .stages import staged
 from .targets import Target, targets_for
 
 _DONE = object()
@@ -76,38 +79,21 @@ class Counters:
     last_checkpoint_row: int = 0
 
 
-def prefetch(stream, abort: threading.Event, depth: int = 2):
-    """Iterate `stream` in a thread of its own, `depth` items ahead: parsing the CSV (C code
-    that releases the GIL) overlaps the phases. Errors are re-raised in the consumer; the
-    thread gives up when `abort` is set (the consumer failed)."""
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
+@dataclass
+class _Work:
+    """A chunk on its way through the phases: the rows still going, and what was rejected
+    (records for the store) or snapshotted (checkpointed phases) on the way."""
 
-    def offer(item) -> bool:
-        while not abort.is_set():
-            try:
-                handoff.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+    chunk: extract.Chunk
+    batch: pa.RecordBatch
+    rejects: list[dict]
+    snapshots: dict = field(default_factory=dict)
+    warnings: int = 0
 
-    def produce():
-        try:
-            for item in stream:
-                if not offer(item):
-                    return
-            offer(_DONE)
-        except BaseException as exc:
-            offer(exc)
-
-    threading.Thread(target=produce, name="reader", daemon=True).start()
-    while True:
-        item = handoff.get()
-        if item is _DONE:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    @classmethod
+    def of(cls, chunk: extract.Chunk) -> _Work:
+        rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
+        return cls(chunk, chunk.batch, rejects)
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -309,14 +295,17 @@ class Runner:
         pending: Pending | None = None
         number = self.next_batch - 1
         try:
-            for chunk in prefetch(stream, self._abort):
+            steps = [self._phase_step(p, st) for p, st in zip(plan.phases, self.stats)]
+            for work in staged(map(_Work.of, stream), steps, in_flight=4, name="phase"):
+                chunk = work.chunk
                 if self.governor.over_budget:
                     raise JobFailed(
                         f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects, snapshots = self._transform(chunk)
+                good, rejects, snapshots = work.batch, work.rejects, work.snapshots
+                self.counters.rows_warned += work.warnings
                 if pending is None:
                     pending = Pending(chunk.first_row, good.schema)
                 self.counters.records_seen = chunk.last_row
@@ -343,28 +332,26 @@ class Runner:
         if self._loader_error is not None:
             raise self._loader_error
 
-    def _transform(self, chunk: extract.Chunk) -> tuple[pa.RecordBatch, list[dict], dict]:
-        """The chunk through every phase: good rows (still with ``_etl_row``), rejects, and
-        the output of checkpointed phases."""
-        rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
-        snapshots = {}
-        batch = chunk.batch
-        for planned, stats in zip(self.plan.phases, self.stats):
+    def _phase_step(self, planned, stats: PhaseStats):
+        """One phase as a step of the line (``stages.staged``): it runs in a thread of its
+        own and is the only one to touch its phase and its stats."""
+        def step(work: _Work) -> _Work:
             t0 = time.perf_counter()
-            rows_in = batch.num_rows
-            out, phase_rejects, warnings = self._process(planned, batch)
+            rows_in = work.batch.num_rows
+            out, phase_rejects, warnings = self._process(planned, work.batch)
             stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
             if phase_rejects:
                 stats.rejected += len(phase_rejects)
-                rejects += phase_rejects
+                work.rejects += phase_rejects
             stats.warned += warnings
-            self.counters.rows_warned += warnings
+            work.warnings += warnings
             stats.rows_out += out.num_rows
             stats.seconds += time.perf_counter() - t0
-            batch = out
+            work.batch = out
             if planned.checkpoint:
-                snapshots[planned.index] = out
-        return batch, rejects, snapshots
+                work.snapshots[planned.index] = out
+            return work
+        return step
 
     def _process(self, planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict], int]:
         """One phase over one batch. A phase that raises is given halves of the batch until

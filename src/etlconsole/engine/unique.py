@@ -86,10 +86,6 @@ def _json_array(values: pa.Array) -> str:
     return "[" + joined[0].as_py() + "]"
 
 
-def _positions(n: int) -> pa.Array:
-    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
-
-
 def _by_record(values: pa.Array, rows: pa.Array) -> tuple[int, pa.Array]:
     """(first record, values laid out one slot per record from it, null in the gaps)."""
     rows = rows.cast(pa.int64())

@@ -1,0 +1,91 @@
+"""A stream through a line of steps, each step in a thread of its own.
+
+Reading the CSV and most phase work is C code that releases the GIL (Arrow's reader and
+kernels, SQLite), so a step per thread lets chunk i be validated while chunk i+1 is
+cleaned and chunk i+2 is parsed: on two cores the phases stop waiting for each other.
+Order is kept (every step sees the items in stream order, one at a time, always from the
+same thread), and at most ``in_flight`` items are between the source and the consumer,
+so memory stays bounded whatever the number of steps.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+_DONE = object()
+
+
+class _Failed:
+    """An exception on its way down the line, re-raised in the consumer."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
+           name: str = "stage") -> Iterator:
+    """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
+    in a thread of its own too. An exception in the source or a step is raised here, and
+    closing the generator (the consumer failed) stops every thread."""
+    stop = threading.Event()
+    tokens = threading.Semaphore(in_flight)
+    lanes = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
+
+    def put(lane: queue.Queue, item) -> bool:
+        while not stop.is_set():
+            try:
+                lane.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(lane: queue.Queue):
+        while not stop.is_set():
+            try:
+                return lane.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return _DONE
+
+    def source() -> None:
+        try:
+            for item in items:
+                while not tokens.acquire(timeout=0.2):
+                    if stop.is_set():
+                        return
+                if not put(lanes[0], item):
+                    return
+            put(lanes[0], _DONE)
+        except BaseException as exc:
+            put(lanes[0], _Failed(exc))
+
+    def run(step: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
+        while True:
+            item = get(inbox)
+            if item is not _DONE and not isinstance(item, _Failed):
+                try:
+                    item = step(item)
+                except BaseException as exc:
+                    item = _Failed(exc)
+            if not put(outbox, item) or item is _DONE or isinstance(item, _Failed):
+                return
+
+    threads = [threading.Thread(target=source, name=f"{name}-source", daemon=True)]
+    threads += [threading.Thread(target=run, args=(step, lanes[i], lanes[i + 1]),
+                                 name=f"{name}-{i + 1}", daemon=True) for i, step in enumerate(steps)]
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            item = lanes[-1].get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            tokens.release()
+            yield item
+    finally:
+        stop.set()
