@@ -118,7 +118,8 @@ def _runner_process(planned, batch):
     from etlconsole.engine.runner import Counters, Runner
     ns = SimpleNamespace(counters=Counters())
     ns._process = lambda pl, b: Runner._process(ns, pl, b)
-    return ns._process(planned, batch)
+    out, blamed, warnings = ns._process(planned, batch)
+    return out, [r for rejects, phase, label in blamed for r in rejects.records(phase, label)], warnings
 
 
 def test_a_raising_phase_rejects_only_the_rows_that_raise(workdir):

@@ -79,6 +79,10 @@ class Counters:
     last_checkpoint_row: int = 0
 
 
+# Rejected rows with the phase (type, label) that rejected them.
+Blamed = tuple[Rejects, str, "str | None"]
+
+
 @dataclass
 class _Work:
     """A chunk on its way through the phases: the rows still going, and what was rejected
@@ -86,14 +90,20 @@ class _Work:
 
     chunk: extract.Chunk
     batch: pa.RecordBatch
-    rejects: list[dict]
+    rejects: list[Blamed]
     snapshots: dict = field(default_factory=dict)
     warnings: int = 0
 
     @classmethod
     def of(cls, chunk: extract.Chunk) -> _Work:
-        rejects = list(chunk.carried) + [r for rej in chunk.rejects for r in rej.records("extract")]
-        return cls(chunk, chunk.batch, rejects)
+        return cls(chunk, chunk.batch, [(r, "extract", None) for r in chunk.rejects])
+
+    def records(self) -> list[dict]:
+        """The rejects as the store's records. Made here, in the main thread, which has
+        time to spare, rather than in the phase threads, where JSON for every rejected
+        row would hold up the line."""
+        return list(self.chunk.carried) + [
+            r for rejects, phase, label in self.rejects for r in rejects.records(phase, label)]
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -304,7 +314,7 @@ class Runner:
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects, snapshots = work.batch, work.rejects, work.snapshots
+                good, rejects, snapshots = work.batch, work.records(), work.snapshots
                 self.counters.rows_warned += work.warnings
                 if pending is None:
                     pending = Pending(chunk.first_row, good.schema)
@@ -341,7 +351,7 @@ class Runner:
             out, phase_rejects, warnings = self._process(planned, work.batch)
             stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
             if phase_rejects:
-                stats.rejected += len(phase_rejects)
+                stats.rejected += sum(len(r) for r, _, _ in phase_rejects)
                 work.rejects += phase_rejects
             stats.warned += warnings
             work.warnings += warnings
@@ -353,7 +363,7 @@ class Runner:
             return work
         return step
 
-    def _process(self, planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict], int]:
+    def _process(self, planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Blamed], int]:
         """One phase over one batch. A phase that raises is given halves of the batch until
         the rows it raises on are found; those are rejected with the exception's message
         and the rest goes on (``on_error = "fail"`` on the phase stops the job instead)."""
@@ -367,7 +377,7 @@ class Runner:
             if batch.num_rows == 1:
                 message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 rejected = Rejects(batch, ["exception"], [None], [message])
-                return _empty(planned.output), rejected.records(planned.type, planned.label), 0
+                return _empty(planned.output), [(rejected, planned.type, planned.label)], 0
             mid = batch.num_rows // 2
             left = self._process(planned, batch.slice(0, mid))
             right = self._process(planned, batch.slice(mid))
@@ -375,7 +385,7 @@ class Runner:
         rejects, warnings = [], 0
         if isinstance(out, PhaseResult):
             if out.rejects is not None and len(out.rejects):
-                rejects = out.rejects.records(planned.type, planned.label)
+                rejects = [(out.rejects, planned.type, planned.label)]
             warnings = out.warnings
             out = out.batch
         if not isinstance(out, pa.RecordBatch):
@@ -460,7 +470,7 @@ class Runner:
         rejects: list[dict] = []
         for planned in t.phases:
             batch, phase_rejects, _ = self._process(planned, batch)
-            rejects += phase_rejects
+            rejects += [r for rej, phase, label in phase_rejects for r in rej.records(phase, label)]
         t.stats.rejected += len(rejects)
         return batch, rejects
 

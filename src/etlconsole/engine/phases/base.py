@@ -42,6 +42,10 @@ class Option:
         return out
 
 
+# One encoder for every rejected row (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 @dataclass
 class Rejects:
     """Rejected rows of one batch and, per row, the rule, column and message."""
@@ -61,8 +65,7 @@ class Rejects:
         for values, rule, column, message in zip(data, self.rule, self.column, self.message):
             row = values.pop(ROW, None)
             out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule, "column": column,
-                        "message": message, "values": json.dumps(values, default=str,
-                                                                 ensure_ascii=False)})
+                        "message": message, "values": _ENCODE(values)})
         return out
 
 

@@ -128,7 +128,7 @@ class Validate(Phase):
             if rule.required:
                 missing = pc.is_null(col)
                 if is_text:
-                    missing = pc.or_kleene(missing, pc.equal(pc.utf8_length(col), 0))
+                    missing = pc.or_kleene(missing, pc.equal(pc.binary_length(col), 0))   # no decoding
                 failures.append((missing, "required", name, "value is required"))
             typed = col
             if rule.type:
