@@ -1,7 +1,10 @@
 """The unique rule's on-disk index: each key remembers its own record, so a resume that
 starts in the middle of a chunk forgets exactly the keys of uncommitted records."""
 
+import random
+
 import pyarrow as pa
+import pytest
 
 from etlconsole.engine.unique import UniqueIndex
 
@@ -41,3 +44,49 @@ def test_json_array_of_integer_keys_is_what_json_would_write():
     for values in (pa.array([1, None, -9_223_372_036_854_775_808, 42], pa.int64()),
                    pa.array([], pa.int32()), pa.array(["a\"b", None, "ü"])):
         assert json.loads(_json_array(values)) == values.to_pylist()
+
+
+def _reference(calls):
+    """What the index must answer: a key is a duplicate when an earlier row (this call's or
+    an earlier call's) had it; null keys never are."""
+    seen, out = set(), []
+    for keys, _ in calls:
+        answer = []
+        for k in keys:
+            answer.append(k is not None and k in seen)
+            if k is not None:
+                seen.add(k)
+        out.append(answer)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_calls_match_a_set(tmp_path, seed):
+    """Growing ids with repeats near and far, gap-filling ids, nulls, gaps in the record
+    numbers, and random ids: integer keys (sorted in Arrow, SQLite asked about keys not
+    above the largest stored) and text keys must both answer exactly like a set."""
+    rng = random.Random(seed)
+    text = seed % 3 == 2
+    index, calls, record, next_id = UniqueIndex(tmp_path / "u.db"), [], 1, 1_000
+    for _ in range(rng.randint(3, 8)):
+        keys, rows = [], []
+        for _ in range(rng.randint(1, 400)):
+            roll = rng.random()
+            if roll < 0.05:
+                key = None
+            elif roll < 0.15 and next_id > 1_000:
+                key = rng.randint(1_000, next_id - 1)             # an earlier id again
+            elif roll < 0.2:
+                key = rng.randint(0, 999)                         # below everything so far
+            elif seed % 4 == 3:
+                key = rng.randint(0, 10**6)                       # random ids
+            else:
+                next_id += rng.randint(1, 3)
+                key = next_id
+            keys.append(str(key) if text and key is not None else key)
+            record += rng.choice((1, 1, 1, 2))                    # some records rejected earlier
+            rows.append(record)
+        calls.append((keys, rows))
+    got = [_keys(index, keys, rows) for keys, rows in calls]
+    assert got == _reference(calls)
+    index.close()

@@ -51,12 +51,18 @@ class UniqueIndex:
         # first (null where a record has no key), so json_each's index gives it.
         first, spread = _by_record(values, rows)
         text = _json_array(spread)
+        integer = pa.types.is_integer(values.type)
         before = self._db.total_changes
         with self._db:
+            if integer:
+                top = self._db.execute(f"SELECT max(key) FROM {table}").fetchone()[0]
             self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? + key "
                              "FROM json_each(?) WHERE type != 'null'", (first, text))
             if self._db.total_changes - before == len(values) - values.null_count:
                 return pa.repeat(pa.scalar(False), len(keys))   # every key new: the usual case
+            if integer:
+                dups = self._integer_duplicates(table, spread, first, top)
+                return pc.is_in(rows, pc.add(dups, first))
             # Some keys were ignored. A row is a duplicate exactly when the tag stored for
             # its key is not its own record (an earlier call's, or an earlier row's here);
             # only those records come back as Python objects.
@@ -64,6 +70,24 @@ class UniqueIndex:
                 f"SELECT ? + j.key FROM json_each(?) j JOIN {table} t ON t.key = j.value "
                 "WHERE j.type != 'null' AND t.tag != ? + j.key", (first, text, first))]
         return pc.is_in(rows, pa.array(dups, pa.int64()))
+
+    def _integer_duplicates(self, table: str, spread: pa.Array, first: int, top: int | None) -> pa.Array:
+        """Positions in ``spread`` holding a duplicate, for integer keys: repeats within the
+        array (found by sorting, in Arrow) and keys an earlier call stored. Only keys up to
+        the largest one stored before (``top``) can be the latter, and ids mostly grow, so
+        SQLite is usually asked about a handful of keys, not the whole array."""
+        order = pc.sort_indices(spread)                       # stable: first occurrence first
+        ordered = spread.take(order)
+        again = pc.fill_null(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1)), False)
+        repeats = pc.filter(order.slice(1), again)
+        if top is None:
+            return repeats.cast(pa.int64())
+        suspects = pc.indices_nonzero(pc.fill_null(pc.less_equal(spread, top), False))
+        found = [i for (i,) in self._db.execute(
+            f"SELECT j.key FROM json_each(?) j JOIN {table} t ON t.key = j.value WHERE t.tag < ?",
+            (_json_array(spread.take(suspects)), first))]
+        earlier = suspects.take(pa.array(found, pa.int64()))
+        return pa.concat_arrays([repeats.cast(pa.int64()), earlier.cast(pa.int64())])
 
     def forget_after(self, record: int) -> None:
         tables = [t for (t,) in self._db.execute(

@@ -66,6 +66,8 @@ def origin_of(type_name: str) -> tuple[str, str]:
     """(source, reference) of a phase type: 'built-in', 'plugin (dist)' or 'module path'."""
     if ":" in type_name:
         return "module path", type_name
+    if type_name in _BUILTIN:            # no plugin can take a built-in name: no scan
+        return "built-in", _BUILTIN[type_name]
     ref, origin = available().get(type_name, (type_name, "unknown"))
     return origin, ref
 
