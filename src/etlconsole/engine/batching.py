@@ -54,6 +54,7 @@ class LoadItem:
     row_end: int
     bytes_read: int
     snapshots: dict = field(default_factory=dict)   # phase index -> [(batch, first, last)]
+    outputs: list = field(default_factory=list)     # per target: (batch, data, rejects)
 
     @property
     def rows(self) -> int:

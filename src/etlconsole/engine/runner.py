@@ -93,6 +93,7 @@ class _Work:
     rejects: list[Blamed]
     snapshots: dict = field(default_factory=dict)
     warnings: int = 0
+    checked: object = None          # a two-part phase's first half's result, for its second
 
     @classmethod
     def of(cls, chunk: extract.Chunk) -> _Work:
@@ -305,7 +306,7 @@ class Runner:
         pending: Pending | None = None
         number = self.next_batch - 1
         try:
-            steps = [self._phase_step(p, st) for p, st in zip(plan.phases, self.stats)]
+            steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
             for work in staged(map(_Work.of, stream), steps, in_flight=4, name="phase"):
                 chunk = work.chunk
                 if self.governor.over_budget:
@@ -342,13 +343,39 @@ class Runner:
         if self._loader_error is not None:
             raise self._loader_error
 
-    def _phase_step(self, planned, stats: PhaseStats):
-        """One phase as a step of the line (``stages.staged``): it runs in a thread of its
-        own and is the only one to touch its phase and its stats."""
+    def _phase_steps(self, planned, stats: PhaseStats) -> list[Callable[[_Work], _Work]]:
+        """One phase as steps of the line (``stages.staged``), each in a thread of its own;
+        only they touch the phase and its stats. A phase whose work comes in two halves
+        (``parts()``: validate's rule masks, then its unique check and split) gets a step
+        for each, so the two halves of consecutive chunks overlap."""
+        parts = getattr(planned.phase, "parts", None)
+        if parts is None:
+            return [self._phase_step(planned, stats)]
+        check, finish = parts()
+
+        def first(work: _Work) -> _Work:
+            t0 = time.perf_counter()
+            try:
+                work.checked = check(work.batch)
+            except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception:
+                work.checked = None      # the second step runs the whole phase, which copes
+            stats.seconds += time.perf_counter() - t0
+            return work
+
+        def attempt(work: _Work):
+            checked, work.checked = work.checked, None
+            return None if checked is None else lambda: finish(checked)
+
+        return [first, self._phase_step(planned, stats, attempt)]
+
+    def _phase_step(self, planned, stats: PhaseStats, attempt=None) -> Callable[[_Work], _Work]:
         def step(work: _Work) -> _Work:
             t0 = time.perf_counter()
             rows_in = work.batch.num_rows
-            out, phase_rejects, warnings = self._process(planned, work.batch)
+            out, phase_rejects, warnings = self._process(planned, work.batch,
+                                                         attempt(work) if attempt else None)
             stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
             if phase_rejects:
                 stats.rejected += sum(len(r) for r, _, _ in phase_rejects)
@@ -363,12 +390,13 @@ class Runner:
             return work
         return step
 
-    def _process(self, planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Blamed], int]:
+    def _process(self, planned, batch: pa.RecordBatch, attempt: Callable | None = None
+                 ) -> tuple[pa.RecordBatch, list[Blamed], int]:
         """One phase over one batch. A phase that raises is given halves of the batch until
         the rows it raises on are found; those are rejected with the exception's message
         and the rest goes on (``on_error = "fail"`` on the phase stops the job instead)."""
         try:
-            out = planned.phase.process(batch)
+            out = attempt() if attempt else planned.phase.process(batch)
         except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:
@@ -396,8 +424,12 @@ class Runner:
         return out, rejects, warnings
 
     def _put(self, item) -> None:
-        if item is not _DONE and item.snapshots:
-            write_snapshots(self.workspace, item)
+        if item is not _DONE:
+            if item.snapshots:
+                write_snapshots(self.workspace, item)
+            # What each target receives is made here: the loader, the slowest part of a
+            # job, is left with writing alone.
+            item.outputs = [self._output(t, item) for t in self.targets]
         while True:
             if self._loader_error is not None:
                 raise self._loader_error
@@ -422,17 +454,16 @@ class Runner:
                 if item is _DONE:
                     break
                 t0 = time.perf_counter()
-                outputs = [self._branch(t, item) for t in self.targets]
-                branch_rejects = [r for _, rejects in outputs for r in rejects]
+                branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
                 store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                   row_end=item.row_end, rejects=item.rejects + branch_rejects,
                                   rows=item.rows,
                                   keep_labels={t.label for t in self.targets if item.number in t.held})
                 refused, attempts = 0, 1
-                for t, (batch, _) in zip(self.targets, outputs):
+                for t, (batch, data, _) in zip(self.targets, item.outputs):
                     if item.number in t.held:       # committed there before a kill
                         continue
-                    n, tries = self._write(store, t, item, batch)
+                    n, tries = self._write(store, t, item, batch, data)
                     refused += n
                     attempts = max(attempts, tries)
                 seconds = time.perf_counter() - t0
@@ -462,6 +493,13 @@ class Runner:
         finally:
             store.close()
 
+    def _output(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, pa.RecordBatch, list[dict]]:
+        """(rows for ``t`` with their record numbers, the data to write, rejects on the way)."""
+        batch, rejects = self._branch(t, item)
+        data = batch.drop_columns([c for c in batch.schema.names if c.startswith("_etl_")])
+        prepare = getattr(t.destination, "prepare", None)    # e.g. SQLite's ISO text
+        return batch, prepare(data) if prepare else data, rejects
+
     def _branch(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, list[dict]]:
         """The batch as target ``t`` receives it: its filter, then its own phases."""
         batch = t.keep(item.batch)
@@ -474,13 +512,12 @@ class Runner:
         t.stats.rejected += len(rejects)
         return batch, rejects
 
-    def _write(self, store: StateStore, t: Target, item: LoadItem, batch: pa.RecordBatch
-               ) -> tuple[int, int]:
+    def _write(self, store: StateStore, t: Target, item: LoadItem, batch: pa.RecordBatch,
+               data: pa.RecordBatch) -> tuple[int, int]:
         """Write one batch to one destination; returns (rows refused, attempts). Rows the
         database refuses become rejects of the load, recorded in the store inside the
         destination's transaction (exact after a kill)."""
         rows = batch.column(ROW)
-        data = batch.drop_columns([c for c in batch.schema.names if c.startswith("_etl_")])
 
         def record(refused):
             store.set_load_rejects(self.job_id, item.number, t.label,

@@ -219,6 +219,12 @@ class SqliteDestination:
                     (self.job_id, table, _stamp()))
 
     # -- per batch ------------------------------------------------------------
+    @staticmethod
+    def prepare(batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch as it will be bound (ISO text for dates and timestamps); the runner
+        calls this outside the loader thread, and ``write`` finds nothing left to do."""
+        return _as_iso_text(batch)
+
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int, *,
               before_commit=None) -> WriteResult:
         """Commit one batch with its ledger entry. Rows the database refuses (a constraint)

@@ -119,7 +119,7 @@ class Validate(Phase):
                 raise SpecError(f"column {rule.column!r} not in input (available: {', '.join(known)})",
                                 key=f"rules[{i}].column")
 
-    def _masks(self, batch: pa.RecordBatch) -> list[tuple]:
+    def _masks(self, batch: pa.RecordBatch, parsed: list) -> list[tuple]:
         failures = []
         for i, rule in enumerate(self.rules):
             col = batch.column(rule.column)
@@ -133,7 +133,7 @@ class Validate(Phase):
             typed = col
             if rule.type:
                 typed, bad = types.parse(col, rule.type, rule.formats)
-                self._parsed.append((name, rule.type, rule.formats, typed))
+                parsed.append((name, rule.type, rule.formats, typed))
                 failures.append((bad, "type", name, lambda vs, t=rule.type: [
                     f"{_short(v)!r} is not a valid {t}" for v in vs]))
             if rule.pattern is not None:
@@ -168,8 +168,19 @@ class Validate(Phase):
         return failures
 
     def process(self, batch: pa.RecordBatch) -> PhaseResult:
-        self._parsed = []
-        failures = self._masks(batch)
+        return self.finish(self.check(batch))
+
+    def parts(self):
+        """``process`` in two halves for two threads (the runner's line): the rules' masks,
+        then the unique rule and the split. They share nothing but what ``check`` returns."""
+        return self.check, self.finish
+
+    def check(self, batch: pa.RecordBatch) -> tuple:
+        parsed: list = []
+        return batch, self._masks(batch, parsed), parsed
+
+    def finish(self, checked: tuple) -> PhaseResult:
+        batch, failures, parsed = checked
         # The unique rule must only see keys of rows that pass every other rule, so a
         # row rejected for another reason does not block a later, valid row.
         plain = [f for f in failures if f[0] != "unique"]
@@ -189,7 +200,7 @@ class Validate(Phase):
                     f"duplicate value {_short(v)!r} (already seen in this job)" for v in vs]))
         result, keep = split_with_mask(batch, plain)
         if self.on_error == "reject":   # only then did every surviving value parse
-            self._remember_parsed(result.batch, keep)
+            _remember_parsed(parsed, result.batch, keep)
         if result.rejects is None:
             return result
         if self.on_error == "warn":
@@ -203,13 +214,6 @@ class Validate(Phase):
                             f"{r.message[i]} (on_error = \"fail\")")
         return result
 
-    def _remember_parsed(self, out: pa.RecordBatch, keep: pa.Array | None) -> None:
-        """Tell the type parser what the surviving rows parse to, so a later cast is free."""
-        for name, type_, formats, typed in self._parsed:
-            if keep is not None:
-                typed = typed.filter(keep)
-            types.remember(out.column(name), type_, formats, typed)
-
     def _memory_index(self) -> UniqueIndex:
         self._unique = UniqueIndex()
         return self._unique
@@ -217,3 +221,11 @@ class Validate(Phase):
     def teardown(self) -> None:
         if self._unique:
             self._unique.close()
+
+
+def _remember_parsed(parsed: list, out: pa.RecordBatch, keep: pa.Array | None) -> None:
+    """Tell the type parser what the surviving rows parse to, so a later cast is free."""
+    for name, type_, formats, typed in parsed:
+        if keep is not None:
+            typed = typed.filter(keep)
+        types.remember(out.column(name), type_, formats, typed)
