@@ -307,7 +307,7 @@ class Runner:
         number = self.next_batch - 1
         try:
             steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
-            for work in staged(map(_Work.of, stream), steps, in_flight=4, name="phase"):
+            for work in staged(map(_Work.of, stream), steps, in_flight=3, name="phase"):
                 chunk = work.chunk
                 if self.governor.over_budget:
                     raise JobFailed(
