@@ -115,11 +115,11 @@ def test_hooks_are_called_when_present(workdir):
 def _runner_process(planned, batch):
     """The runner's phase step (it isolates raising rows for plugins and built-ins alike)."""
     from types import SimpleNamespace
-    from etlconsole.engine.runner import Counters, Runner
+    from etlconsole.engine.runner import Counters, Runner, records_of
     ns = SimpleNamespace(counters=Counters())
     ns._process = lambda pl, b: Runner._process(ns, pl, b)
     out, blamed, warnings = ns._process(planned, batch)
-    return out, [r for rejects, phase, label in blamed for r in rejects.records(phase, label)], warnings
+    return out, records_of(blamed), warnings
 
 
 def test_a_raising_phase_rejects_only_the_rows_that_raise(workdir):

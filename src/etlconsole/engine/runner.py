@@ -81,6 +81,13 @@ class Counters:
 
 # Rejected rows with the phase (type, label) that rejected them.
 Blamed = tuple[Rejects, str, "str | None"]
+# Errors a phase does not get to isolate rows for: they stop the job (or the process).
+_FATAL = (JobFailed, UserError, KeyboardInterrupt, MemoryError)
+
+
+def records_of(blamed: list[Blamed]) -> list[dict]:
+    """Rejected rows as the state store's records (only here do they become Python objects)."""
+    return [r for rejects, phase, label in blamed for r in rejects.records(phase, label)]
 
 
 @dataclass
@@ -103,8 +110,7 @@ class _Work:
         """The rejects as the store's records. Made here, in the main thread, which has
         time to spare, rather than in the phase threads, where JSON for every rejected
         row would hold up the line."""
-        return list(self.chunk.carried) + [
-            r for rejects, phase, label in self.rejects for r in rejects.records(phase, label)]
+        return list(self.chunk.carried) + records_of(self.rejects)
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -357,7 +363,7 @@ class Runner:
             t0 = time.perf_counter()
             try:
                 work.checked = check(work.batch)
-            except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
+            except _FATAL:
                 raise
             except Exception:
                 work.checked = None      # the second step runs the whole phase, which copes
@@ -397,7 +403,7 @@ class Runner:
         and the rest goes on (``on_error = "fail"`` on the phase stops the job instead)."""
         try:
             out = attempt() if attempt else planned.phase.process(batch)
-        except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
+        except _FATAL:
             raise
         except Exception as exc:
             if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
@@ -508,7 +514,7 @@ class Runner:
         rejects: list[dict] = []
         for planned in t.phases:
             batch, phase_rejects, _ = self._process(planned, batch)
-            rejects += [r for rej, phase, label in phase_rejects for r in rej.records(phase, label)]
+            rejects += records_of(phase_rejects)
         t.stats.rejected += len(rejects)
         return batch, rejects
 

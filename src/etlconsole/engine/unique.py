@@ -45,13 +45,13 @@ class UniqueIndex:
             return pa.array([], pa.bool_())
         values = keys if pa.types.is_integer(keys.type) or pa.types.is_floating(keys.type) \
             else pc.cast(keys, pa.string())
-        table = self._table(name, pa.types.is_integer(values.type))
+        integer = pa.types.is_integer(values.type)
+        table = self._table(name, integer)
         # The keys cross into SQLite as one JSON parameter, parsed in C by json_each. A
         # key's tag is its record: the array is laid out one slot per record from the
         # first (null where a record has no key), so json_each's index gives it.
         first, spread = _by_record(values, rows)
         text = _json_array(spread)
-        integer = pa.types.is_integer(values.type)
         before = self._db.total_changes
         with self._db:
             if integer:

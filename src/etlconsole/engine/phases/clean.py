@@ -54,7 +54,8 @@ class Clean(Phase):
             if _is_text(col.type) and not name.startswith("_etl_"):
                 # Most columns are plain ASCII: then the cheaper ASCII kernels give the
                 # same result, and a column without a space byte needs no trim at all.
-                data = text_bytes(col) if self.trim or name in self.lowercase | self.uppercase else b""
+                folded = name in self.lowercase or name in self.uppercase
+                data = text_bytes(col) if self.trim or folded else b""
                 ascii_only = data.isascii()
                 if self.trim:
                     col = _trim(col, data, ascii_only)
