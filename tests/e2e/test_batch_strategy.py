@@ -243,13 +243,15 @@ def test_max_reject_rate_nonsense_is_refused(tmp_path, orders, value):
 def test_batch_sizes_adapt_between_min_and_max(tmp_path, orders, reference):
     cli = _cli(tmp_path)
     res = cli("run", _pipeline(tmp_path, orders), "--no-ui", "--json",
-              env=_env(batch_size_min=500, batch_size_max=4000, chunk_size=2000))
+              env=_env(batch_size_min=500, batch_size_max=2500, chunk_size=2000))
     assert res.returncode == 0, str(res)
     batches = cli("batches", "last", "--json").json_lines()
     sizes = [b["rows_loaded"] for b in batches]
     assert sizes[0] == 500                          # starts small
-    assert max(sizes) == 4000                       # grew to the maximum
-    assert all(500 <= s <= 4000 for s in sizes[:-1]) and sizes[-1] <= 4000
+    # grew to the maximum (a few batches are cut before the first commit's feedback, so
+    # the range must be climbable well within the file's 20,000 rows)
+    assert max(sizes) == 2500
+    assert all(500 <= s <= 2500 for s in sizes[:-1]) and sizes[-1] <= 2500
     assert sum(sizes) == reference["summary"]["rows_loaded"]
     ranges = [(b["row_start"], b["row_end"]) for b in batches]
     assert ranges[0][0] == 1 and ranges[-1][1] == ROWS
