@@ -365,6 +365,18 @@ def test_chunk_size_changed_between_chunks_loses_and_repeats_nothing(tmp_path):
     assert rejected == [i for i in range(1, 20_001) if i % 997 == 0]
 
 
+def test_chunks_are_whole_until_the_last(tmp_path):
+    """Blocks are gathered into chunks of exactly chunk_rows; what is left over waits for
+    the next blocks instead of going through the phases as a chunk of a few rows."""
+    path = tmp_path / "d.csv"
+    path.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 10_001)), encoding="utf-8")
+    d = sniff(path)
+    chunks = list(CsvStream(path, d, block_size=4096, chunk_rows=1_500))
+    assert [c.batch.num_rows for c in chunks] == [1_500] * 6 + [1_000]
+    assert_chunks_cover(chunks, 10_000)
+    assert [r for c in chunks for r in c.batch.column(ROW).to_pylist()] == list(range(1, 10_001))
+
+
 def test_same_content_checks_new_and_old_digests(tmp_path):
     """Digests are 'sha256:…' now; jobs recorded before carry a bare blake2b hex digest,
     and resuming them must still compare the file, not refuse or pass blindly."""

@@ -269,22 +269,27 @@ class CsvStream:
             pending.append(batch)
             held += batch.num_rows
             if held >= self.chunk_rows:
-                yield from self._emit(pending)
-                pending, held = [], 0
+                pending = yield from self._emit(pending, keep_rest=True)
+                held = sum(b.num_rows for b in pending)
         if pending:
-            yield from self._emit(pending)
+            yield from self._emit(pending, keep_rest=False)
         self._file.close()
         if self._ragged or self._unnumbered:   # bad rows after the last good one
             empty = pa.RecordBatch.from_pylist([], schema=pa.schema(
                 [(n, pa.string()) for n in self.dialect.names]))
             yield self._chunk(empty, final=True)
 
-    def _emit(self, batches: list[pa.RecordBatch]) -> Iterator[Chunk]:
-        whole = pa.Table.from_batches(batches).combine_chunks().to_batches()
-        for batch in whole:
-            size = self.chunk_rows   # read once: the consumer may change it between chunks
-            for start in range(0, batch.num_rows, size):
-                yield self._chunk(batch.slice(start, size))
+    def _emit(self, batches: list[pa.RecordBatch], *, keep_rest: bool):
+        """Chunks of ``chunk_rows`` from the gathered blocks. With ``keep_rest``, rows short
+        of a whole chunk are returned, to be gathered with the next blocks: emitted, they
+        would be a chunk of a few hundred rows costing every phase a call."""
+        size = self.chunk_rows   # read once: the consumer may change it between chunks
+        rows = pa.Table.from_batches(batches).combine_chunks()
+        whole = rows.num_rows - rows.num_rows % size if keep_rest else rows.num_rows
+        for start in range(0, whole, size):
+            for batch in rows.slice(start, min(size, whole - start)).to_batches():
+                yield self._chunk(batch)
+        return rows.slice(whole).to_batches()
 
     def _chunk(self, raw: pa.RecordBatch, final: bool = False) -> Chunk:
         first = self._next
