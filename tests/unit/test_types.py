@@ -252,3 +252,45 @@ def test_fast_path_takes_only_what_the_checks_take(type_, checks):
         assert failed[0].as_py() == (not ok[0].as_py()), text
         if ok[0].as_py():
             assert typed[0] == slow_typed[0], text
+
+
+# --- every calendar day, and the zero-copy null mask ----------------------------------------
+
+def _calendar_texts() -> list[str]:
+    """Every month 00-13 and day 00-32 of a leap year, a common year, a century that is
+    not leap (1900) and one that is (2000): the shapes reject months and days out of range,
+    and each month's own last day decides the rest."""
+    return [f"{y}-{m:02d}-{d:02d}" for y in (2024, 2023, 1900, 2000)
+            for m in range(14) for d in range(33)]
+
+
+def _real_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_every_calendar_day_is_judged_like_python(together):
+    """Alone, a value is decided by the shape and a cast of that one value; together with
+    good ones, an impossible day must fail only itself (the all-or-nothing cast refuses)."""
+    texts = _calendar_texts()
+    days = parse(texts, "date") if together else tuple(zip(*(one(t, "date") for t in texts)))
+    stamps = parse([t + "T06:30:00" for t in texts], "timestamp") if together else \
+        tuple(zip(*(one(t + " 06:30", "timestamp") for t in texts)))
+    for i, text in enumerate(texts):
+        truth = _real_date(text)
+        assert days[0][i] == truth and days[1][i] == (truth is None), text
+        expected = None if truth is None else dt.datetime.combine(truth, dt.time(6, 30))
+        assert stamps[0][i] == expected and stamps[1][i] == (truth is None), text
+
+
+@pytest.mark.parametrize("offset", [0, 1, 7, 8, 13])
+def test_keep_nulls_the_refused_text_of_a_slice_without_copying(offset):
+    values = pa.array(["a", None, "ccc", "", "e", None, "ggg", "h"] * 3, pa.string()).slice(offset)
+    ok = pa.array([i % 3 != 0 if i % 5 else None for i in range(len(values))], pa.bool_())
+    kept = types._keep(values, ok)
+    assert kept.to_pylist() == [v if o else None for v, o in zip(values.to_pylist(), ok.to_pylist())]
+    assert kept.buffers()[2].address == values.buffers()[2].address     # same string data
+    kept.validate(full=True)

@@ -33,9 +33,10 @@ _INT = r"^[+-]?[0-9]+$"
 _FLOAT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
-# The shapes carry the ranges (month 01-12, day 01-31, hour 00-23, …), so only a day
-# beyond its month's end (02-30, 04-31, 02-29 of a common year) is left to find.
-_YMD = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+# The shapes carry the ranges (month 01-12, each month's own last day, hour 00-23, …),
+# so only February 29th of a common year is left to find.
+_YMD = (r"[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+        r"|02-(0[1-9]|1[0-9]|2[0-9]))")
 _ISO_DATE = rf"^{_YMD}$"
 # date, 'T' or space, hh:mm[:ss[.ffffff]], optional Z or ±hh:mm
 _ISO_TS = (rf"^{_YMD}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
@@ -138,8 +139,17 @@ def _no_failures(values: pa.Array) -> pa.Array:
 
 
 def _keep(values: pa.Array, ok: pa.Array) -> pa.Array:
-    """Values where ok, null elsewhere, so a cast of the result cannot fail."""
-    return pc.if_else(ok, values, pa.scalar(None, values.type))
+    """Values where ok, null elsewhere, so a cast of the result cannot fail.
+
+    Text keeps its buffers under a new validity bitmap (``if_else`` would copy every
+    string, and this runs on every column a type rule checks)."""
+    valid = pc.and_(pc.fill_null(ok, False), pc.is_valid(values))
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pc.if_else(valid, values, pa.scalar(None, values.type))
+    if values.offset:     # the bitmap is read from the same offset as the other buffers
+        valid = pa.concat_arrays([pa.repeat(pa.scalar(False), values.offset), valid])
+    return pa.Array.from_buffers(values.type, len(values), [valid.buffers()[1], *values.buffers()[1:]],
+                                 offset=values.offset)
 
 
 def _as_string(values):
@@ -216,6 +226,10 @@ def _timestamp(values, formats=None):
         return _first_match(values, formats, strict=False)
     shaped = pc.match_substring_regex(values, _ISO_TS)
     text = _keep(values, shaped)
+    try:      # local times on real days, the usual case (a zone offset makes the cast fail)
+        return pc.cast(text, pa.timestamp("us")), shaped
+    except pa.ArrowInvalid:
+        pass
     tail = pc.utf8_slice_codeunits(text, 16)          # after YYYY-MM-DDTHH:MM
     zoned = pc.or_(pc.ends_with(text, "Z"), pc.or_(pc.greater_equal(pc.find_substring(tail, "+"), 0),
                                                    pc.greater_equal(pc.find_substring(tail, "-"), 0)))
