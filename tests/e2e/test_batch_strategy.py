@@ -130,6 +130,13 @@ def test_on_error_fail_stops_the_job_resumably_at_the_first_refused_row(tmp_path
     assert len(loaded) == summary["rows_loaded"]        # only whole batches before the row
     show = cli("show", "last", "--json").last_json()
     assert show["status"] == "failed"
+    # Batches the main thread had begun (PENDING, with their rejects) but the loader never
+    # took are forgotten when the job stops; only the batch the loader failed on stays.
+    batches = cli("batches", "last", "--json").json_lines()
+    pending = [b for b in batches if b["status"] != "COMMITTED"]
+    assert len(pending) == 1 and pending[0]["batch_number"] == max(b["batch_number"] for b in batches), batches
+    last = pending[0]["row_end"]
+    assert all(r["row"] <= last for r in cli("rejects", "last", "--json").json_lines())
 
 
 # -- a phase that raises -----------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The phase line (engine/stages.py): order kept, errors surface, memory bounded, threads
 stop when the consumer gives up."""
 
+import os
+import sys
 import threading
 import time
 
@@ -81,3 +83,22 @@ def test_closing_the_line_stops_its_threads():
         time.sleep(0.05)
     assert not any(t.name.startswith("closing") for t in threading.enumerate())
     assert threading.active_count() <= before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_the_line_runs_at_the_nice_value_asked_and_the_consumer_does_not():
+    def priority():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = priority()
+    source_seen = []
+
+    def numbers():
+        for i in range(5):
+            source_seen.append(priority())
+            yield i
+
+    seen = list(staged(numbers(), [lambda x: priority()], in_flight=2, nice=7))
+    lowered = min(before + 7, 19)       # nice values stop at 19
+    assert seen == [lowered] * 5 and source_seen == [lowered] * 5
+    assert priority() == before       # the consumer (the loader's side) keeps its priority

@@ -10,6 +10,7 @@ so memory stays bounded whatever the number of steps.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,11 +25,22 @@ class _Failed:
         self.exc = exc
 
 
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value (Linux schedules threads one by one; elsewhere
+    the call fails or would apply to the whole process, and nothing is done)."""
+    if nice and hasattr(os, "setpriority") and os.uname().sysname == "Linux":
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
+
+
 def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
-           name: str = "stage") -> Iterator:
+           name: str = "stage", nice: int = 0) -> Iterator:
     """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
     in a thread of its own too. An exception in the source or a step is raised here, and
-    closing the generator (the consumer failed) stops every thread."""
+    closing the generator (the consumer failed) stops every thread. ``nice``: the line's
+    threads yield the CPU to the consumer's side (see ``lower_priority``)."""
     stop = threading.Event()
     tokens = threading.Semaphore(in_flight)
     lanes = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
@@ -51,6 +63,7 @@ def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
         return _DONE
 
     def source() -> None:
+        lower_priority(nice)
         try:
             for item in items:
                 while not tokens.acquire(timeout=0.2):
@@ -63,6 +76,7 @@ def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
             put(lanes[0], _Failed(exc))
 
     def run(step: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
+        lower_priority(nice)
         while True:
             item = get(inbox)
             if item is not _DONE and not isinstance(item, _Failed):

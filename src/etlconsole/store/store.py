@@ -167,6 +167,17 @@ class StateStore:
                          (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
             self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
+    def drop_pending(self, job_id: str, *, after: int) -> None:
+        """Forget the PENDING batches numbered above ``after``, with their rejects: a job that
+        stopped had begun them, and no destination took them (resume would drop them too)."""
+        pending = ("SELECT batch_number FROM pipeline_batches WHERE job_id = ? AND "
+                   "batch_number > ? AND status = 'PENDING'")
+        with self._tx() as conn:
+            conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number IN ({pending})",
+                         (job_id, job_id, after))
+            conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number IN ({pending})",
+                         (job_id, job_id, after))
+
     @classmethod
     def _drop_batches(cls, conn, job_id: str, where: str, value: int,
                       keep_labels: set[str] = frozenset()) -> None:
