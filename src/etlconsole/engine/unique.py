@@ -5,6 +5,11 @@ and grows with the file, breaking flat memory; an on-disk B-tree costs a few MB 
 cache whatever the size. Each key is tagged with the source record that introduced it, so
 a resumed job can forget exactly the keys of records that never committed
 (``forget_after``) — a load batch may end in the middle of a chunk.
+
+Integer keys are stored as runs: keys ``lo..hi`` introduced by records ``tag..tag+hi-lo``.
+Ids in a CSV mostly count up with the records, so a million keys are a few thousand runs
+(one per gap) instead of a million B-tree rows, which cost more than every other rule
+together; keys in no order are runs of one, as before.
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ class UniqueIndex:
     def _table(self, name: str, integer: bool) -> str:
         if name not in self._tables:
             # Same name, same table in every process: a resumed job finds its keys.
-            table = "seen_" + hashlib.sha1(name.encode()).hexdigest()[:16]
-            # Integer keys are the rowid itself (half the cost of looking them up again).
-            key = "key INTEGER PRIMARY KEY, tag INTEGER)" if integer else \
-                "key PRIMARY KEY, tag INTEGER) WITHOUT ROWID"
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key}")
+            digest = hashlib.sha1(name.encode()).hexdigest()[:16]
+            seen = "seen_" + digest
+            if not integer:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {seen} (key PRIMARY KEY, tag INTEGER) "
+                                 "WITHOUT ROWID")
+                self._tables[name] = seen
+                return seen
+            table = "runs_" + digest
+            with self._db:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (lo INTEGER PRIMARY KEY, "
+                                 "hi INTEGER NOT NULL, tag INTEGER NOT NULL)")
+                # A job begun by a version that kept one row per integer key: its keys
+                # become runs of one.
+                if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (seen,)).fetchone():
+                    self._db.execute(f"INSERT INTO {table} SELECT key, key, tag FROM {seen}")
+                    self._db.execute(f"DROP TABLE {seen}")
             self._tables[name] = table
         return self._tables[name]
 
@@ -51,18 +67,17 @@ class UniqueIndex:
         # key's tag is its record: the array is laid out one slot per record from the
         # first (null where a record has no key), so json_each's index gives it.
         first, spread = _by_record(values, rows)
+        if integer:
+            with self._db:
+                dups = self._runs(table, spread, first)
+            return pc.is_in(rows, pc.add(dups, first))
         text = _json_array(spread)
         before = self._db.total_changes
         with self._db:
-            if integer:
-                top = self._db.execute(f"SELECT max(key) FROM {table}").fetchone()[0]
             self._db.execute(f"INSERT OR IGNORE INTO {table} SELECT value, ? + key "
                              "FROM json_each(?) WHERE type != 'null'", (first, text))
             if self._db.total_changes - before == len(values) - values.null_count:
                 return pa.repeat(pa.scalar(False), len(keys))   # every key new: the usual case
-            if integer:
-                dups = self._integer_duplicates(table, spread, first, top)
-                return pc.is_in(rows, pc.add(dups, first))
             # Some keys were ignored. A row is a duplicate exactly when the tag stored for
             # its key is not its own record (an earlier call's, or an earlier row's here);
             # only those records come back as Python objects.
@@ -71,29 +86,51 @@ class UniqueIndex:
                 "WHERE j.type != 'null' AND t.tag != ? + j.key", (first, text, first))]
         return pc.is_in(rows, pa.array(dups, pa.int64()))
 
-    def _integer_duplicates(self, table: str, spread: pa.Array, first: int, top: int | None) -> pa.Array:
-        """Positions in ``spread`` holding a duplicate, for integer keys: repeats within the
-        array (found by sorting, in Arrow) and keys an earlier call stored. Only keys up to
-        the largest one stored before (``top``) can be the latter, and ids mostly grow, so
-        SQLite is usually asked about a handful of keys, not the whole array."""
-        order = pc.sort_indices(spread)                       # stable: first occurrence first
+    def _runs(self, table: str, spread: pa.Array, first: int) -> pa.Array:
+        """Positions in ``spread`` holding a duplicate integer key, a repeat within the
+        array (found by sorting, in Arrow) or a key of an earlier call (only keys up to the
+        largest stored can be, and ids mostly grow, so SQLite is usually asked about a
+        handful); the new keys are stored as runs."""
+        order = pc.sort_indices(spread)               # stable: first occurrence first, nulls last
         ordered = spread.take(order)
-        again = pc.fill_null(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1)), False)
-        repeats = pc.filter(order.slice(1), again)
-        if top is None:
-            return repeats.cast(pa.int64())
-        suspects = pc.indices_nonzero(pc.fill_null(pc.less_equal(spread, top), False))
-        found = [i for (i,) in self._db.execute(
-            f"SELECT j.key FROM json_each(?) j JOIN {table} t ON t.key = j.value WHERE t.tag < ?",
-            (_json_array(spread.take(suspects)), first))]
-        earlier = suspects.take(pa.array(found, pa.int64()))
-        return pa.concat_arrays([repeats.cast(pa.int64()), earlier.cast(pa.int64())])
+        n = len(ordered)
+        repeat = pa.concat_arrays([pa.array([False]), pc.fill_null(
+            pc.equal(ordered.slice(1), ordered.slice(0, n - 1)), False)]) if n else pa.array([], pa.bool_())
+        dup = repeat
+        last = self._db.execute(f"SELECT hi FROM {table} ORDER BY lo DESC LIMIT 1").fetchone()
+        if last is not None:
+            suspects = pc.indices_nonzero(pc.fill_null(pc.less_equal(ordered, last[0]), False))
+            found = [i for (i,) in self._db.execute(
+                f"SELECT j.key FROM json_each(?) j WHERE (SELECT r.hi FROM {table} r WHERE "
+                "r.lo <= j.value ORDER BY r.lo DESC LIMIT 1) >= j.value",
+                (_json_array(ordered.take(suspects)),))]
+            if found:
+                positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
+                earlier = pc.is_in(positions, suspects.take(pa.array(found, pa.int64())).cast(pa.int64()))
+                dup = pc.or_(dup, earlier)
+        new = pc.and_(pc.is_valid(ordered), pc.invert(dup))
+        keys, tags = ordered.filter(new), pc.add(order.filter(new).cast(pa.int64()), first)
+        if len(keys):
+            # A run starts where the key or the record does not follow the one before.
+            breaks = pc.or_(pc.not_equal(pc.pairwise_diff(keys), 1), pc.not_equal(pc.pairwise_diff(tags), 1))
+            starts = pc.indices_nonzero(pc.fill_null(breaks, True)).cast(pa.int64())
+            ends = pa.concat_arrays([pc.subtract(starts.slice(1), 1), pa.array([len(keys) - 1], pa.int64())])
+            runs = pc.binary_join_element_wise(*(pc.cast(a, pa.string()) for a in (
+                keys.take(starts), keys.take(ends), tags.take(starts))), ",")
+            self._db.execute(f"INSERT INTO {table} (lo, hi, tag) SELECT json_extract(value, '$[0]'), "
+                             "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)",
+                             ("[[" + _joined(runs, "],[") + "]]",))
+        return order.filter(dup).cast(pa.int64())
 
     def forget_after(self, record: int) -> None:
-        tables = [t for (t,) in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'seen%'")]
-        for table in tables:
+        names = [t for (t,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+            "(name LIKE 'seen%' OR name LIKE 'runs%')")]
+        for table in names:
             self._db.execute(f"DELETE FROM {table} WHERE tag > ?", (record,))
+            if table.startswith("runs"):      # a run that goes past the record is cut there
+                self._db.execute(f"UPDATE {table} SET hi = lo + (? - tag) WHERE tag + (hi - lo) > ?",
+                                 (record, record))
         self._db.commit()
 
     def close(self) -> None:
@@ -105,9 +142,13 @@ def _json_array(values: pa.Array) -> str:
     pass; other types go through Python, which also escapes strings for JSON."""
     if not pa.types.is_integer(values.type):
         return json.dumps(values.to_pylist())
-    text = pc.fill_null(pc.cast(values, pa.string()), "null")
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), ",")
-    return "[" + joined[0].as_py() + "]"
+    return "[" + _joined(pc.fill_null(pc.cast(values, pa.string()), "null"), ",") + "]"
+
+
+def _joined(text: pa.Array, separator: str) -> str:
+    """The strings joined into one, by Arrow."""
+    whole = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
+    return pc.binary_join(whole, separator)[0].as_py()
 
 
 def _by_record(values: pa.Array, rows: pa.Array) -> tuple[int, pa.Array]:
