@@ -45,7 +45,9 @@ class StateStore:
             migrate(conn)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise UserError(f"{self.path}: cannot open the state store: {exc}") from None
-        self.db = sqlite_utils.Database(conn)
+        # The store is etlconsole's own: sqlite-utils' plugins (SQL functions for its CLI's
+        # users) have no business on it, and looking them up scans every installed package.
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
 
     @contextmanager
     def _tx(self):
