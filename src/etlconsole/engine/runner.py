@@ -11,11 +11,13 @@ records with its rejects: the resume position is simply the last committed recor
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -121,6 +123,24 @@ class _Work:
         return list(self.chunk.carried) + records_of(self.rejects)
 
 
+@contextmanager
+def _collector_for_a_job():
+    """Python's cyclic garbage collector, tuned for the length of a job: the objects alive
+    when it starts (modules, the plan) are frozen out of its scans, and young objects are
+    looked at every 20,000 allocations instead of 700. A job makes many short-lived objects
+    (reject records, JSON) in several threads, and every full collection walked all of
+    pyarrow's, structlog's and click's objects: measured on 1M rows, 10 interleaved rounds,
+    6% of the job's wall time."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=schema)
 
@@ -185,6 +205,10 @@ class Runner:
 
     # -- public ---------------------------------------------------------------
     def run(self) -> dict:
+        with _collector_for_a_job():
+            return self._run()
+
+    def _run(self) -> dict:
         plan = self.plan
         need = self.governor.rss_mb + STARTUP_HEADROOM_MB
         if self.settings.max_memory_mb < need:
