@@ -23,6 +23,10 @@ def solo_b(b_csv, tmp_path_factory):
 def test_concurrent_jobs_same_table_then_one_rolled_back(rolled_back, reference, solo_b,
                                                         orders_csv, b_csv, tmp_path):
     lab = Lab(tmp_path, orders_csv)
+    # Small pieces, so each job commits for a second or more: at full size they take a
+    # few tenths of a second, and one could finish before the other has begun.
+    lab.env = {"PIPELINE_CHUNK_SIZE": "500", "PIPELINE_BATCH_SIZE_MIN": "500",
+               "PIPELINE_BATCH_SIZE_MAX": "500"}
     procs = {"a": lab.spawn("run", lab.pipeline, "--no-ui", "--json"),
              "b": lab.spawn("run", lab.pipeline, "--no-ui", "--json", "--source", b_csv)}
     summaries = {}
