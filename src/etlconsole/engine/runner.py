@@ -383,7 +383,7 @@ class Runner:
             # be held by some destinations, and resume decides about it).
             try:
                 self.store.drop_pending(self.job_id, after=max(
-                    self._taken, self.next_batch - 1, *(max(t.held, default=0) for t in self.targets)))
+                    self._taken, *(max(t.held, default=0) for t in self.targets)))
             except Exception:     # e.g. the store locked: they stay PENDING, as after a kill
                 pass
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -28,7 +29,7 @@ class _Failed:
 def lower_priority(nice: int) -> None:
     """Raise the calling thread's nice value (Linux schedules threads one by one; elsewhere
     the call fails or would apply to the whole process, and nothing is done)."""
-    if nice and hasattr(os, "setpriority") and os.uname().sysname == "Linux":
+    if nice and sys.platform == "linux":
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         except OSError:

@@ -99,15 +99,12 @@ class UniqueIndex:
         dup = repeat
         last = self._db.execute(f"SELECT hi FROM {table} ORDER BY lo DESC LIMIT 1").fetchone()
         if last is not None:
-            suspects = pc.indices_nonzero(pc.fill_null(pc.less_equal(ordered, last[0]), False))
-            found = [i for (i,) in self._db.execute(
-                f"SELECT j.key FROM json_each(?) j WHERE (SELECT r.hi FROM {table} r WHERE "
-                "r.lo <= j.value ORDER BY r.lo DESC LIMIT 1) >= j.value",
-                (_json_array(ordered.take(suspects)),))]
-            if found:
-                positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
-                earlier = pc.is_in(positions, suspects.take(pa.array(found, pa.int64())).cast(pa.int64()))
-                dup = pc.or_(dup, earlier)
+            suspects = ordered.filter(pc.fill_null(pc.less_equal(ordered, last[0]), False))
+            found = [v for (v,) in self._db.execute(
+                f"SELECT j.value FROM json_each(?) j WHERE (SELECT r.hi FROM {table} r WHERE "
+                "r.lo <= j.value ORDER BY r.lo DESC LIMIT 1) >= j.value", (_json_array(suspects),))]
+            if found:      # every occurrence of a key stored before is a duplicate
+                dup = pc.or_(dup, pc.is_in(ordered, pa.array(found, ordered.type)))
         new = pc.and_(pc.is_valid(ordered), pc.invert(dup))
         keys, tags = ordered.filter(new), pc.add(order.filter(new).cast(pa.int64()), first)
         if len(keys):
