@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__, config, logs
+from . import __version__, config, interrupts, logs
 from .errors import UserError
 from .progress import ProgressLine, fmt_duration
 
@@ -53,10 +52,6 @@ class Group(click.Group):
             sys.exit(1)
 
 
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt   # the runner marks the job interrupted, resumable
-
-
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, default=str, ensure_ascii=False))
 
@@ -83,7 +78,7 @@ def _open_console(obj: "Context", **options) -> int:
 @click.pass_context
 def main(ctx, state, log_format):
     """etlconsole: import CSV files into databases, crash-safe and in flat memory."""
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    interrupts.install()      # SIGTERM as Ctrl-C: the runner marks the job interrupted
     logs.configure(log_format)
     ctx.obj = Context(state, log_format)
     if ctx.invoked_subcommand is None:

@@ -50,6 +50,7 @@ def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
            if not k.startswith("PIPELINE_") and k != "ETLCONSOLE_DEBUG"}
     env["PYTHONPATH"] = str(SRC)
     env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONFAULTHANDLER"] = "1"     # a crash of the engine shows every thread's stack
     env.update(FAST)
     env.update(extra or {})
     return env
@@ -144,13 +145,13 @@ class Lab:
                               errors="replace", timeout=timeout)
         return Result(list(map(str, args)), proc.returncode, proc.stdout, proc.stderr)
 
-    def spawn(self, *args, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, *args, env: Mapping[str, str] | None = None, **popen) -> subprocess.Popen:
         """Start a CLI process; its output goes to files (a full pipe must never block it)."""
         self._n += 1
         out = open(self.folder / f"proc{self._n}.out", "w")
         err = open(self.folder / f"proc{self._n}.err", "w")
         proc = subprocess.Popen(self.argv(*args), cwd=self.folder, env=make_env({**self.env, **(env or {})}),
-                                stdout=out, stderr=err)
+                                stdout=out, stderr=err, **popen)
         out.close()
         err.close()
         proc.out_path, proc.err_path = self.folder / f"proc{self._n}.out", self.folder / f"proc{self._n}.err"

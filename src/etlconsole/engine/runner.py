@@ -28,6 +28,7 @@ import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from ..config import Settings
 from ..errors import JobFailed, UserError
+from ..interrupts import shielded
 from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
@@ -223,22 +224,26 @@ class Runner:
             self._prepare_resume()
         else:
             self._create_job()
+        # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
+        # try is seen by mark_dead_jobs: its process is gone).
         self.started = time.monotonic()
-        self.store.update_job(self.job_id, status="running", started_at=now())
-        if self.log:
-            self.log.info("job.resumed" if self.resume else "job.started", job=self.job_id,
-                          source=str(plan.source), after_record=self.start_after,
-                          dialect="; ".join(plan.dialect.notes))
-        status, error = "succeeded", None
-        sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
-        sampler.start()
+        status, error = "failed", "the engine stopped unexpectedly"
+        helpers = [threading.Thread(target=self._sample_loop, name="sampler", daemon=True)]
         if not self.resume and self.stream is None:
-            threading.Thread(target=self._digest_source, name="digest", daemon=True).start()
+            helpers.append(threading.Thread(target=self._digest_source, name="digest", daemon=True))
         try:
+            self.store.update_job(self.job_id, status="running", started_at=now())
+            if self.log:
+                self.log.info("job.resumed" if self.resume else "job.started", job=self.job_id,
+                              source=str(plan.source), after_record=self.start_after,
+                              dialect="; ".join(plan.dialect.notes))
+            for t in helpers:
+                t.start()
             self._run_phases()
             self._check_reject_rate(final=True)    # before an atomic job publishes anything
             for t in self.targets:
                 t.destination.publish(t.schema)
+            status, error = "succeeded", None
         except JobFailed as exc:
             status, error = "failed", str(exc)
         except KeyboardInterrupt:
@@ -248,13 +253,19 @@ class Runner:
             self.store.add_event(self.job_id, "job.crashed", level="error",
                                  traceback=traceback.format_exc())
         finally:
-            self._stop.set()
-            sampler.join()
-            for p in plan.phases + [p for t in self.targets for p in t.phases]:
-                p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
-            for t in self.targets:
-                t.destination.close()
-        return self._finish(status, error)
+            # The job ends either way: a Ctrl-C now has nothing left to stop, and must not
+            # leave it half closed or its end unrecorded (interrupts.py).
+            with shielded(drop=True):
+                self._stop.set()
+                for t in helpers:     # both look at _stop; the digest stops within a block
+                    if t.ident is not None:
+                        t.join()
+                for p in plan.phases + [p for t in self.targets for p in t.phases]:
+                    p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
+                for t in self.targets:
+                    t.destination.close()
+                summary = self._finish(status, error)
+        return summary
 
     def _fit_to_budget(self) -> None:
         """A tight budget starts with smaller chunks and batches instead of waiting for the
@@ -344,10 +355,10 @@ class Runner:
             chunk_rows=self.chunk_rows, start_after=self.start_after)
         pending: Pending | None = None
         number = self.next_batch - 1
+        steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
+        line = staged(map(_Work.of, stream), steps, in_flight=3, name="phase", nice=PHASE_NICE)
         try:
-            steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
-            for work in staged(map(_Work.of, stream), steps, in_flight=3, name="phase",
-                               nice=PHASE_NICE):
+            for work in line:
                 chunk = work.chunk
                 if self.governor.over_budget:
                     raise JobFailed(
@@ -376,16 +387,21 @@ class Runner:
                 self._put(pending.flush(number))
             self._put(_DONE)
         except BaseException:
-            self._abort.set()     # the loader drops what is queued: none of it committed
-            loader.join()
-            # Batches begun but never taken by the loader are in no destination: they go,
-            # with their rejects, as resume would drop them (a batch the loader took may
-            # be held by some destinations, and resume decides about it).
-            try:
-                self.store.drop_pending(self.job_id, after=max(
-                    self._taken, *(max(t.held, default=0) for t in self.targets)))
-            except Exception:     # e.g. the store locked: they stay PENDING, as after a kill
-                pass
+            # Every thread stops, and is waited for, before phases and destinations are
+            # closed; a second Ctrl-C waits too (one still inside Arrow as the
+            # interpreter exits can crash the process).
+            with shielded():
+                self._abort.set()     # the loader drops what is queued: none of it committed
+                line.close()
+                loader.join()
+                # Batches begun but never taken by the loader are in no destination: they
+                # go, with their rejects, as resume would drop them (a batch the loader
+                # took may be held by some destinations, and resume decides about it).
+                try:
+                    self.store.drop_pending(self.job_id, after=max(
+                        self._taken, *(max(t.held, default=0) for t in self.targets)))
+                except Exception:     # e.g. the store locked: they stay PENDING, as after a kill
+                    pass
             raise
         loader.join()
         if self._loader_error is not None:

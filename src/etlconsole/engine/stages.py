@@ -40,8 +40,8 @@ def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
            name: str = "stage", nice: int = 0) -> Iterator:
     """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
     in a thread of its own too. An exception in the source or a step is raised here, and
-    closing the generator (the consumer failed) stops every thread. ``nice``: the line's
-    threads yield the CPU to the consumer's side (see ``lower_priority``)."""
+    closing the generator (the consumer failed) stops every thread and waits for it.
+    ``nice``: the line's threads yield the CPU to the consumer's side (``lower_priority``)."""
     stop = threading.Event()
     tokens = threading.Semaphore(in_flight)
     lanes = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
@@ -104,3 +104,7 @@ def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
             yield item
     finally:
         stop.set()
+        # Joined, not left to die as daemons: a thread still inside Arrow when the
+        # interpreter exits can crash the process (SIGSEGV seen after Ctrl-C).
+        for t in threads:
+            t.join()

@@ -19,6 +19,7 @@ import psutil
 import sqlite_utils
 
 from ..errors import UserError
+from ..interrupts import shielded
 from .schema import migrate
 
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
@@ -51,15 +52,18 @@ class StateStore:
 
     @contextmanager
     def _tx(self):
-        """One real transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
+        """One real transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error). Ctrl-C and
+        SIGTERM wait for its end: cut after BEGIN, it would leave the connection inside a
+        transaction, and the job could not even be marked interrupted (interrupts.py)."""
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with shielded():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _insert(self, conn, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(f'"{c}"' for c in row)
