@@ -72,6 +72,16 @@ async def test_monitor_follows_a_running_job_with_bounded_charts(ws):
     store.close()
 
 
+async def test_rows_read_never_shows_less_than_the_committed_counters(ws):
+    store = running_job(ws)
+    store.add_metric("0000feed", sample(10))                   # read 1,000 half a second ago
+    store.update_job("0000feed", rows_read=1_300, rows_loaded=1_250, rows_rejected=50)
+    async with ws.app(start="monitor").run_test(size=(80, 24)) as pilot:
+        await polled(pilot, pilot.app.screen)
+        assert "rows read 1,300 · loaded 1,250 · rejected 50" in static_text(pilot.app, "#m-rows")
+    store.close()
+
+
 async def test_rejects_grouped_filtered_escaped_and_exported(ws):
     # a value that is also Rich markup must be shown as it is
     text = ws.csv.read_text(encoding="utf-8").splitlines()

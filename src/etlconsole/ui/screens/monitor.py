@@ -130,7 +130,10 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-title", Static).update(title)
         total = job["bytes_total"] or 0
         if live and m:
-            done, elapsed, rows = m["bytes_read"] or 0, m["elapsed_s"] or 0, m["rows_read"] or 0
+            # The sample is up to half a second old; the job's committed counters may be
+            # newer, and "read" must never show less than loaded + rejected.
+            done, elapsed = m["bytes_read"] or 0, m["elapsed_s"] or 0
+            rows = max(m["rows_read"] or 0, job["rows_read"] or 0)
         else:
             done, elapsed, rows = job["bytes_read"] or 0, job["elapsed_s"] or 0, job["rows_read"]
         if st == "succeeded":
