@@ -174,15 +174,11 @@ class StateStore:
             self._update(conn, job_id, {**_dump(counters), "heartbeat_at": stamp})
 
     def drop_pending(self, job_id: str, *, after: int) -> None:
-        """Forget the PENDING batches numbered above ``after``, with their rejects: a job that
-        stopped had begun them, and no destination took them (resume would drop them too)."""
-        pending = ("SELECT batch_number FROM pipeline_batches WHERE job_id = ? AND "
-                   "batch_number > ? AND status = 'PENDING'")
+        """Forget the batches numbered above ``after``, with their rejects: a job that stopped
+        had begun them, and no destination took them, so they can only be PENDING (resume
+        would drop them too)."""
         with self._tx() as conn:
-            conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number IN ({pending})",
-                         (job_id, job_id, after))
-            conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number IN ({pending})",
-                         (job_id, job_id, after))
+            self._drop_batches(conn, job_id, "> ?", after)
 
     @classmethod
     def _drop_batches(cls, conn, job_id: str, where: str, value: int,
