@@ -22,7 +22,7 @@ from ...errors import SpecError
 from .base import (Destination, DestinationBusy, DestinationError, DestinationFailed,
                    DestinationUnusable, LedgerEntry, Leftover, RefusedRow, RollbackReport,
                    RowRefused, TerminalDestinationError, TransientDestinationError,
-                   WriteResult)
+                   WriteResult, probe_writable)
 
 GROUP = "etlconsole.destinations"
 # Used when running from a source tree without installed metadata; also the names no
@@ -37,7 +37,7 @@ BUILTIN = tuple(_BUILTIN)
 __all__ = ["Destination", "DestinationBusy", "DestinationError", "DestinationFailed",
            "DestinationUnusable", "LedgerEntry", "Leftover", "RefusedRow", "RollbackReport",
            "RowRefused", "TerminalDestinationError", "TransientDestinationError",
-           "WriteResult", "GROUP", "BUILTIN", "register", "available", "get",
+           "WriteResult", "probe_writable", "GROUP", "BUILTIN", "register", "available", "get",
            "open_destination", "committed", "rollback"]
 
 _registered: dict[str, type[Destination]] = {}      # kind -> class, once loaded
