@@ -198,7 +198,7 @@ class _Planner:
         """Plan a sequence of phases; returns the planned ones, the schema at their end and
         the final load/branch spec. ``context``: where the sequence is, for errors."""
         enabled = [(i, p, label) for i, p, label in phases if p.enabled]
-        for i, pspec, label in phases:
+        for _, pspec, label in phases:
             if not pspec.enabled:
                 self.decide(pspec, label, schema)       # records the skip
         ends = ("load", BRANCH) if context == "main" else ("load",)
@@ -293,7 +293,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
     empty = pa.RecordBatch.from_pylist([], schema=schema)
     out: list[PlannedBranch] = []
     seen: dict[tuple, str] = {}
-    for j, b in enumerate(bspec.branches):
+    for b in bspec.branches:
         label = b.label(parent)
         compiled = None
         if b.filter is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +35,7 @@ class Target:
     name: str | None            # the branch, or None for a plain pipeline
     label: str                  # the load phase's label: rejects of this target carry it
     phases: list[PlannedPhase]  # the branch's phases (empty for a plain pipeline)
-    filter: object | None       # a compiled expression (engine.expr) or None
+    filter: Any                 # a compiled expression (engine.expr) or None
     schema: pa.Schema           # what the destination receives
     load: Load
     path: Path

@@ -15,8 +15,9 @@ it through ``base.Destination``; no module outside this package imports a concre
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ...errors import SpecError
 from .base import (Destination, DestinationBusy, DestinationError, DestinationFailed,
@@ -37,7 +38,7 @@ BUILTIN = tuple(_BUILTIN)
 __all__ = ["Destination", "DestinationBusy", "DestinationError", "DestinationFailed",
            "DestinationUnusable", "LedgerEntry", "Leftover", "RefusedRow", "RollbackReport",
            "RowRefused", "TerminalDestinationError", "TransientDestinationError",
-           "WriteResult", "probe_writable", "GROUP", "BUILTIN", "register", "available", "get",
+           "WriteResult", "probe_writable", "GROUP", "BUILTIN", "KINDS", "register", "available", "get",
            "open_destination", "committed", "rollback"]
 
 _registered: dict[str, type[Destination]] = {}      # kind -> class, once loaded
@@ -74,8 +75,31 @@ def _scan() -> dict[str, str]:
 
 
 def available() -> list[str]:
-    """Every kind a pipeline can name: built in, registered, or from entry points."""
-    return sorted(set(_scan()) | set(_registered))
+    """Every kind a pipeline can name: the built-in ones first, then registered ones and
+    those of entry points, by name."""
+    return list(_BUILTIN) + sorted((set(_scan()) | set(_registered)) - set(_BUILTIN))
+
+
+class _Kinds(Sequence[str]):
+    """``available()`` as a sequence looked up when used, not when imported: the load
+    phase's ``destination`` option offers it as its choices (the console renders them),
+    and entry points are only scanned when someone asks."""
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i):
+        return available()[i]
+
+    def __len__(self) -> int:
+        return len(available())
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in _BUILTIN or kind in _registered or kind in _scan()
+
+
+KINDS: Sequence[str] = _Kinds()
 
 
 def get(kind: str | None) -> type[Destination]:

@@ -24,6 +24,7 @@ import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import adbc_driver_sqlite.dbapi as adbc
 import pyarrow as pa
@@ -183,7 +184,7 @@ class SqliteDestination(Destination):
         self.table: str = table
         self._triggers = False
         self.write_table = table if self.mode == "append" else stage_name(job_id, table)
-        self._conn = None
+        self._conn: Any = None          # an ADBC connection while open
 
     # -- before anything is written ------------------------------------------
     def check(self, schema: pa.Schema) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ class Option:
     help: str
     required: bool = False
     default: Any = None
-    choices: tuple[str, ...] | None = None
+    choices: Sequence[str] | None = None     # a tuple, or a sequence looked up when used
 
     def to_json(self) -> dict[str, Any]:
         out = {"kind": self.kind, "help": self.help, "required": self.required}
@@ -64,7 +65,8 @@ class Rejects:
         """Plain dicts for the state store; only rejected rows become Python objects."""
         data = self.rows.to_pylist()
         out = []
-        for values, rule, column, message in zip(data, self.rule, self.column, self.message):
+        for values, rule, column, message in zip(data, self.rule, self.column, self.message,
+                                                 strict=False):   # as before: no new raise
             row = values.pop(ROW, None)
             out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule, "column": column,
                         "message": message, "values": _ENCODE(values)})

@@ -16,9 +16,9 @@ class Load(Phase):
     name = "load"
     description = "Write rows to a destination, one transaction per batch."
     options = {
-        # Not a fixed list of choices: plugins register kinds (etlconsole.destinations).
-        "destination": Option("string", "destination kind: sqlite, parquet, csv or a "
-                              "registered plugin", default="sqlite"),
+        # The choices are the registry's (plugins add kinds: etlconsole.destinations).
+        "destination": Option("string", "destination kind", default="sqlite",
+                              choices=destinations.KINDS),
         "path": Option("string", "destination, relative to the pipeline file: a SQLite file, "
                        "or the dataset folder of a parquet or csv destination", required=True),
         "table": Option("string", "target table (sqlite only)"),

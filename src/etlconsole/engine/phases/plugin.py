@@ -29,20 +29,20 @@ class PluginPhase(Phase):
         return getattr(self.inner, name)
 
     # The base class's attributes would hide the plugin's from __getattr__: delegate them.
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return getattr(self.inner, "name", self.type_name)
 
-    @property  # type: ignore[override]
-    def description(self) -> str:
+    @property
+    def description(self) -> str:  # type: ignore[override]
         return getattr(self.inner, "description", "")
 
-    @property  # type: ignore[override]
-    def options(self) -> dict:
+    @property
+    def options(self) -> dict:  # type: ignore[override]
         return getattr(self.inner, "options", {})
 
-    @property  # type: ignore[override]
-    def on_error(self) -> str:
+    @property
+    def on_error(self) -> str:  # type: ignore[override]
         return getattr(self.inner, "on_error", "reject")
 
     def attach(self, job: Any) -> None:
