@@ -82,6 +82,15 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
 
 
+def _has_tables(report: dict) -> bool:
+    """Does the report's destination hold tables (else: files in a folder)? Reports made
+    before the registry say "folder" for parquet and csv folders."""
+    try:
+        return destinations.get(report.get("kind")).has_tables
+    except UserError:
+        return False
+
+
 def rollback_lines(r: dict) -> list[str]:
     """What a rollback report changes, one line per table, for the CLI and the console."""
     dry = r["dry_run"]
@@ -92,8 +101,7 @@ def rollback_lines(r: dict) -> list[str]:
         for table in d["dropped"]:
             lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
         for table in d["restored"]:
-            tables = destinations.get(d.get("kind")).has_tables
-            what = f"the table {table} as it was before the job" if tables else table
+            what = f"the table {table} as it was before the job" if _has_tables(d) else table
             lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
     return lines
 
