@@ -449,7 +449,14 @@ def _open_existing(path: Path, timeout_ms: int = 30_000) -> sqlite3.Connection:
 
 
 def _connect(path: Path, timeout_ms: int) -> sqlite3.Connection:
-    return sqlite3.connect(str(path), timeout=timeout_ms / 1000, isolation_level=None)
+    """A connection for rollback and cleanup. ``secure_delete = FAST``: Debian's SQLite
+    (Python's sqlite3 here) defaults to secure_delete on, which zeroes every page a drop or
+    delete frees, through the journal: 10x the I/O of the drop itself (1M rows: 1.1 s, with
+    FAST 0.1 s). FAST still overwrites deleted rows on pages that are written anyway; the
+    loader's own connection (ADBC's SQLite) never had secure_delete on."""
+    db = sqlite3.connect(str(path), timeout=timeout_ms / 1000, isolation_level=None)
+    db.execute("PRAGMA secure_delete = FAST")
+    return db
 
 
 def _read_ledger(path: Path, job_id: str) -> list[LedgerEntry]:
