@@ -2,10 +2,15 @@
 
 For a ROWS-row sample orders file (default 1M), interleaved over --rounds:
   load      an uninterrupted `etlconsole run` of the full sample pipeline
-  rollback  `etlconsole rollback JOB --yes` of that finished job
-  resume    a run killed (SIGKILL) once ~80% of the rows are committed, then `resume`
-            (the time of the resume alone is reported)
-and checks the resumed destination equals the uninterrupted one.
+  rollback  `etlconsole rollback JOB --yes` of that finished job: it created the table and
+            nothing else wrote to it, so the table is dropped whole (ADR 0014)
+  resume    into a table that already holds another job's rows, a run killed (SIGKILL)
+            once ~80% of the rows are committed, then `resume` (the resume alone is timed)
+  rollback by lineage
+            `rollback JOB --yes` of that resumed job: the other job's rows stay, so its
+            rows are deleted through the lineage index
+and checks the resumed job's rows equal the uninterrupted run's, and that the lineage
+rollback leaves exactly the other job's rows.
 
     python bench/recovery_bench.py [--rows 1000000] [--rounds 3]
 """
@@ -34,19 +39,27 @@ def cli(*args: str, state: Path, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, **kw)
 
 
-def digest(db: Path) -> str:
+def digest(db: Path, job: str) -> str:
     con = sqlite3.connect(db)
     h = hashlib.sha256()
-    for row in con.execute(f"SELECT {COLUMNS} FROM orders ORDER BY id"):
+    for row in con.execute(f"SELECT {COLUMNS} FROM orders WHERE _etl_job_id = ? ORDER BY id", (job,)):
         h.update(repr(row).encode())
     con.close()
     return h.hexdigest()
 
 
-def committed_rows(db: Path) -> int:
+def count(db: Path) -> int:
+    con = sqlite3.connect(db)
+    n = con.execute("SELECT count(*) FROM orders").fetchone()[0]
+    con.close()
+    return n
+
+
+def committed_rows(db: Path, other: str) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = con.execute("SELECT coalesce(max(row_end), 0) FROM _etl_loads").fetchone()[0]
+        n = con.execute("SELECT coalesce(max(row_end), 0) FROM _etl_loads WHERE job_id != ?",
+                        (other,)).fetchone()[0]
         con.close()
         return n
     except sqlite3.Error:
@@ -65,10 +78,16 @@ def main() -> int:
     if not data.exists():
         subprocess.run([sys.executable, "-m", "etlconsole.sample", str(data), str(args.rows),
                         "--seed", "7"], check=True, capture_output=True)
+    small = work / "orders_other.csv"
+    if not small.exists():
+        subprocess.run([sys.executable, "-m", "etlconsole.sample", str(small), "20000",
+                        "--seed", "8"], check=True, capture_output=True)
     from etlconsole.sample import SAMPLE_PIPELINE_TOML
     pipeline = work / "pipeline.toml"
     pipeline.write_text(SAMPLE_PIPELINE_TOML.replace("orders.csv", data.name))
-    times: dict[str, list[float]] = {"load": [], "rollback": [], "resume": []}
+    other_pipeline = work / "other.toml"
+    other_pipeline.write_text(SAMPLE_PIPELINE_TOML.replace("orders.csv", small.name))
+    times: dict[str, list[float]] = {"load": [], "rollback": [], "resume": [], "lineage": []}
     killed_at: list[float] = []
     for rnd in range(args.rounds):
         state = work / f"state{rnd}"
@@ -80,35 +99,50 @@ def main() -> int:
         out = cli("run", str(pipeline), "--no-ui", "--json", "--dest", str(ref), state=state / "s.db")
         times["load"].append(time.perf_counter() - t0)
         job = json.loads(out.stdout.strip().splitlines()[-1])
-        reference = digest(ref)
+        reference = digest(ref, job["job_id"])
 
         t0 = time.perf_counter()
         cli("rollback", job["job_id"], "--yes", state=state / "s.db", check=True)
         times["rollback"].append(time.perf_counter() - t0)
 
+        other = cli("run", str(other_pipeline), "--no-ui", "--json", "--dest", str(crash),
+                    state=state / "s.db")
+        other_id = json.loads(other.stdout.strip().splitlines()[-1])["job_id"]
+        others = count(crash)
         proc = subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", str(state / "s.db"),
                                  "run", str(pipeline), "--no-ui", "--dest", str(crash)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while committed_rows(crash) < 0.8 * args.rows and proc.poll() is None:
+        while committed_rows(crash, other_id) < 0.8 * args.rows and proc.poll() is None:
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        killed_at.append(committed_rows(crash) / args.rows)
+        killed_at.append(committed_rows(crash, other_id) / args.rows)
         t0 = time.perf_counter()
         res = cli("resume", "last", "--json", state=state / "s.db")
         times["resume"].append(time.perf_counter() - t0)
         summary = json.loads(res.stdout.strip().splitlines()[-1])
-        if summary["status"] != "succeeded" or digest(crash) != reference:
+        if summary["status"] != "succeeded" or digest(crash, summary["job_id"]) != reference:
             print("FAIL: the resumed destination differs from the uninterrupted run", file=sys.stderr)
+            return 1
+        t0 = time.perf_counter()
+        cli("rollback", summary["job_id"], "--yes", state=state / "s.db", check=True)
+        times["lineage"].append(time.perf_counter() - t0)
+        if count(crash) != others:
+            print("FAIL: the lineage rollback did not leave exactly the other job's rows",
+                  file=sys.stderr)
             return 1
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"| {args.rows:,} rows | median of {args.rounds} | ratio to load |")
     print("| --- | --- | --- |")
     print(f"| load (uninterrupted run) | {med['load']:.2f} s | 1.00 |")
-    print(f"| rollback of the finished job | {med['rollback']:.2f} s | {med['rollback'] / med['load']:.2f} |")
+    print(f"| rollback of the finished job (table dropped) | {med['rollback']:.2f} s | "
+          f"{med['rollback'] / med['load']:.2f} |")
+    print(f"| rollback of the resumed job by lineage (table shared) | {med['lineage']:.2f} s | "
+          f"{med['lineage'] / med['load']:.2f} |")
     print(f"| resume after kill -9 at {statistics.median(killed_at):.0%} committed | "
           f"{med['resume']:.2f} s | {med['resume'] / med['load']:.2f} |")
-    print("resumed destination identical to the uninterrupted run: yes")
+    print("resumed job's rows identical to the uninterrupted run: yes; the lineage rollback "
+          "left exactly the other job's rows: yes")
     (work / "results.json").write_text(json.dumps({"times": times, "killed_at": killed_at}, indent=1))
     return 0
 

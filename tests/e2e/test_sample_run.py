@@ -242,19 +242,20 @@ def test_loaded_values_match_the_source_records(job):
 
 def test_ledger_one_row_per_batch_covering_every_record(job):
     s = job.summary
-    ledger = query(job.db, "SELECT batch, row_start, row_end, rows, rowid_first, rowid_last "
+    ledger = query(job.db, "SELECT batch, row_start, row_end, rows "
                            "FROM _etl_loads WHERE job_id = ? AND table_name = 'orders' "
                            "ORDER BY batch", (job.job_id,))
     assert len(ledger) >= 3, f"expected several batches with small batch settings: {ledger}"
     assert [b[0] for b in ledger] == list(range(1, len(ledger) + 1))
     expect_start = 1
-    for batch, start, end, rows, first, last in ledger:
+    for batch, start, end, rows in ledger:
         assert start == expect_start, f"gap or overlap before batch {batch}: {ledger}"
         assert end >= start
         expect_start = end + 1
         assert query(job.db, "SELECT count(*) FROM orders WHERE _etl_batch = ?", (batch,)) == [(rows,)]
-        assert query(job.db, "SELECT min(rowid), max(rowid) FROM orders WHERE _etl_batch = ?",
-                     (batch,)) == [(first, last)]
+    # rollback finds a job's rows through this index (ADR 0014), never by rowid
+    assert query(job.db, "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders'"
+                 ) == [('CREATE INDEX "_etl_lineage_orders" ON "orders" ("_etl_job_id", "_etl_batch")',)]
     assert expect_start - 1 == s["rows_read"]
     assert sum(b[3] for b in ledger) == s["rows_loaded"]
     if "batches" in s:

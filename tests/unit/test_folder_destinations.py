@@ -16,7 +16,7 @@ from etlconsole.engine import destinations
 from etlconsole.engine.destinations import folder
 from etlconsole.engine.destinations.csv import CsvDestination
 from etlconsole.engine.destinations.parquet import ParquetDestination
-from etlconsole.errors import UserError
+from etlconsole.errors import SpecError, UserError
 
 SCHEMA = pa.schema([("id", pa.int64()), ("day", pa.date32()), ("at", pa.timestamp("us")),
                     ("ok", pa.bool_()), ("name", pa.string())])
@@ -59,7 +59,7 @@ def test_append_writes_one_part_per_batch_and_the_folder_is_the_ledger(tmp_path,
     assert parts == [f"part-job1-00000001.{kind}", f"part-job1-00000002.{kind}"]
     assert read_ids(kind, path) == [1, 2, 3, 4, 5]
     ledger = destinations.committed(path, "job1", kind)
-    assert [(e["batch"], e["row_start"], e["row_end"], e["rows"]) for e in ledger] == [
+    assert [(e.batch, e.row_start, e.row_end, e.rows) for e in ledger] == [
         (1, 1, 3, 3), (2, 4, 5, 2)]
     assert destinations.committed(path, "other", kind) == []
     # pyarrow.dataset on the folder ignores _etl_ and dot files
@@ -91,12 +91,12 @@ def test_uncommitted_leftovers_do_not_count(tmp_path, kind):
     entry = {"job_id": "j", "batch": 2, "row_start": 4, "row_end": 9, "rows": 6,
              "file": f"part-j-00000002.{kind}", "committed_at": "x"}
     (path / "_etl_loads" / "j-00000002.json").write_text(json.dumps(entry))
-    assert [e["batch"] for e in destinations.committed(path, "j", kind)] == [1]
+    assert [e.batch for e in destinations.committed(path, "j", kind)] == [1]
     # resume writes batch 2 again: it now counts once
     d = KINDS[kind](path, "j")
     d.open(SCHEMA)
     d.write(2, batch(4, 2), 4, 5)
-    assert [(e["batch"], e["rows"]) for e in destinations.committed(path, "j", kind)] == [
+    assert [(e.batch, e.rows) for e in destinations.committed(path, "j", kind)] == [
         (1, 3), (2, 2)]
     assert read_ids(kind, path) == [1, 2, 3, 4, 5]
 
@@ -107,19 +107,19 @@ def test_rollback_whole_job_and_after_a_batch(tmp_path, kind):
     load(kind, path, "old", batches=((100, 2),))
     load(kind, path, "new", batches=((1, 3), (4, 2), (6, 1)))
     dry = destinations.rollback(path, "new", kind, after_batch=1, dry_run=True)
-    assert dry["batches"] == 2 and dry["rows"] == {"out": 3}
+    assert dry.batches == 2 and dry.rows == {"out": 3}
     assert read_ids(kind, path) == [1, 2, 3, 4, 5, 6, 100, 101]
     rep = destinations.rollback(path, "new", kind, after_batch=1)
-    assert rep["batches"] == 2
+    assert rep.batches == 2
     assert read_ids(kind, path) == [1, 2, 3, 100, 101]
-    assert [e["batch"] for e in destinations.committed(path, "new", kind)] == [1]
+    assert [e.batch for e in destinations.committed(path, "new", kind)] == [1]
     destinations.rollback(path, "new", kind)
     assert read_ids(kind, path) == [100, 101]
     assert destinations.committed(path, "new", kind) == []
     assert not list((path / "_etl_loads").glob("new*"))
     # the folder was made by "old": rolling it back removes the folder entirely
     rep = destinations.rollback(path, "old", kind)
-    assert str(path) in rep["dropped"] and not path.exists()
+    assert str(path) in rep.dropped and not path.exists()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -130,7 +130,7 @@ def test_atomic_stages_until_publish(tmp_path, kind):
     d.write(1, batch(1, 3), 1, 3)
     assert read_ids(kind, path) == []               # nothing visible before the publish
     assert (path / "_etl_stage_j" / f"part-j-00000001.{kind}").exists()
-    assert [e["batch"] for e in destinations.committed(path, "j", kind)] == [1]
+    assert [e.batch for e in destinations.committed(path, "j", kind)] == [1]
     assert folder.etl_tables(path) == [("_etl_stage_j", "j")]
     d.write(2, batch(4, 1), 4, 4)
     d.publish(SCHEMA)
@@ -149,7 +149,7 @@ def test_replace_and_its_rollback(tmp_path, kind):
     assert sorted(p.name for p in (path / "_etl_replaced_b").iterdir()) == [
         f"by-hand.{kind}", f"part-a-00000001.{kind}"]
     rep = destinations.rollback(path, "b", kind)
-    assert rep["restored"] and read_ids(kind, path) == [100, 100, 101, 101]
+    assert rep.restored and read_ids(kind, path) == [100, 100, 101, 101]
     assert not (path / "_etl_replaced_b").exists()
 
 
@@ -180,7 +180,7 @@ def test_factory_dispatches_by_kind(tmp_path):
     assert isinstance(destinations.open_destination(L, tmp_path / "x", "j", S), CsvDestination)
     L.destination, L.table = "sqlite", "t"
     assert destinations.open_destination(L, tmp_path / "x.db", "j", S).kind == "sqlite"
-    assert destinations.module(None).__name__.endswith("sqlite")
-    with pytest.raises(ValueError):
-        destinations.module("oracle")
+    assert destinations.get(None).kind == "sqlite"     # jobs recorded before kinds existed
+    with pytest.raises(SpecError, match="must be one of sqlite, parquet, csv, got 'oracle'"):
+        destinations.get("oracle")
     assert os.path.basename(folder.part_name("ab", 7, "csv")) == "part-ab-00000007.csv"

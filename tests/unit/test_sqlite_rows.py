@@ -6,6 +6,8 @@ import sqlite3
 import pyarrow as pa
 import pytest
 
+from etlconsole.engine.destinations import (RefusedRow, TerminalDestinationError,
+                                            TransientDestinationError)
 from etlconsole.engine.destinations import sqlite as dest
 from etlconsole.errors import JobFailed
 
@@ -27,7 +29,7 @@ def _destination(path, *, isolate=True, attempts=3, triggers=False):
                    "INSERT INTO audit VALUES (new.x); INSERT INTO audit VALUES (new.x); END")
     db.commit()
     db.close()
-    d = dest.SqliteDestination(path, "t", "job1", timeout_ms=1000, retry_attempts=attempts,
+    d = dest.SqliteDestination(path, "job1", table="t", timeout_ms=1000, retry_attempts=attempts,
                                retry_delay_ms=1, isolate=isolate)
     d.open(SCHEMA)
     return d
@@ -36,7 +38,7 @@ def _destination(path, *, isolate=True, attempts=3, triggers=False):
 def _table(path):
     db = sqlite3.connect(path)
     rows = [r[0] for r in db.execute("SELECT x FROM t ORDER BY rowid")]
-    ledger = db.execute("SELECT rows, rowid_first, rowid_last FROM _etl_loads").fetchall()
+    ledger = db.execute("SELECT batch, rows FROM _etl_loads").fetchall()
     db.close()
     return rows, ledger
 
@@ -48,16 +50,15 @@ def test_refused_rows_are_isolated_and_the_rest_commits(tmp_path, triggers):
     seen = []
     result = d.write(1, _batch(20, null_at={10}), 1, 20, before_commit=seen.append)
     d.close()
-    refused = dict(result.refused)
+    refused = {r.index: r for r in result.refused}
     assert sorted(refused) == [6, 9, 13]            # x=7, x=10 (NULL name), x=14
-    assert "CHECK constraint failed" in refused[6]
-    assert refused[9] == "NOT NULL constraint failed: t.name"
-    assert dest.refused_column(refused[9]) == "name"
-    assert dest.refused_column(refused[6]) is None
+    assert "CHECK constraint failed" in refused[6].message
+    assert refused[6].rule == "check" and refused[6].column is None
+    assert refused[9] == RefusedRow(9, "not_null", "name", "NOT NULL constraint failed: t.name")
     assert seen == [result.refused]                 # told inside the transaction
     rows, ledger = _table(path)
     assert rows == [x for x in range(1, 21) if x not in (7, 10, 14)]
-    assert ledger == [(17, 1, 17)]                  # exact count and rowid range
+    assert ledger == [(1, 17)]                      # exact count
 
 
 def test_without_isolation_a_refused_row_fails_the_batch_and_nothing_commits(tmp_path):
@@ -66,7 +67,8 @@ def test_without_isolation_a_refused_row_fails_the_batch_and_nothing_commits(tmp
     with pytest.raises(dest.RowRefused) as err:
         d.write(1, _batch(20), 1, 20)
     d.close()
-    assert err.value.index == 6 and "CHECK" in err.value.message
+    assert err.value.row.index == 6 and "CHECK" in err.value.row.message
+    assert isinstance(err.value, TerminalDestinationError)
     assert _table(path) == ([], [])
 
 
@@ -88,7 +90,7 @@ def test_a_batch_failing_n_times_then_succeeding_commits_once(tmp_path, monkeypa
     result = d.write(1, _batch(6), 1, 6)
     d.close()
     assert result.attempts == attempts and d.retries == failures
-    assert _table(path) == ([1, 2, 3, 4, 5, 6], [(6, 1, 6)])
+    assert _table(path) == ([1, 2, 3, 4, 5, 6], [(1, 6)])
 
 
 def test_more_failures_than_retries_fail_the_job_with_nothing_written(tmp_path, monkeypatch):
@@ -99,7 +101,7 @@ def test_more_failures_than_retries_fail_the_job_with_nothing_written(tmp_path, 
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(d, "_insert", locked)
-    with pytest.raises(JobFailed, match="database is locked"):
+    with pytest.raises(TransientDestinationError, match="database is locked"):
         d.write(1, _batch(6), 1, 6)
     d.close()
     assert d.retries == 2
@@ -116,7 +118,8 @@ def test_terminal_errors_are_not_retried(tmp_path, monkeypatch):
         raise sqlite3.OperationalError("no such column: nope")
 
     monkeypatch.setattr(d, "_insert", broken)
-    with pytest.raises(JobFailed, match="no such column"):
+    with pytest.raises(TerminalDestinationError, match="no such column") as err:
         d.write(1, _batch(3), 1, 3)
+    assert isinstance(err.value, JobFailed)         # the job fails, resumably
     d.close()
     assert len(calls) == 1 and d.retries == 0

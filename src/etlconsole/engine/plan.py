@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import SpecError, UserError
 from ..spec import BRANCH, PhaseSpec, PipelineSpec
 from . import conditions, extract
-from .destinations.sqlite import LINEAGE, SQLITE_MAX_COLUMNS
+from . import destinations
 from .expr import ExpressionError, compile_expression
 from .phases import build, origin_of
 from .phases.base import ROW, Phase, PhaseResult
@@ -198,7 +198,7 @@ class _Planner:
         """Plan a sequence of phases; returns the planned ones, the schema at their end and
         the final load/branch spec. ``context``: where the sequence is, for errors."""
         enabled = [(i, p, label) for i, p, label in phases if p.enabled]
-        for i, pspec, label in phases:
+        for _, pspec, label in phases:
             if not pspec.enabled:
                 self.decide(pspec, label, schema)       # records the skip
         ends = ("load", BRANCH) if context == "main" else ("load",)
@@ -237,18 +237,10 @@ def _check_destination(file: str, label: str, load: Load, path: Path, source: Pa
     loaded = [f.name for f in schema if not f.name.startswith("_etl_")]
     if not loaded:
         raise UserError(f"{file}: no columns left to load after {label}")
-    if load.destination != "sqlite":
-        return
-    room = SQLITE_MAX_COLUMNS - len(LINEAGE)
-    if len(loaded) > room:
-        raise UserError(f"{source}: {len(loaded)} columns to load into table "
-                        f"{load.table!r}, but SQLite allows at most {room} (plus etlconsole's "
-                        f"{len(LINEAGE)}); choose fewer with a map phase")
-    folded = [n.casefold() for n in loaded]
-    clash = next((n for n in loaded if folded.count(n.casefold()) > 1), None)
-    if clash:
-        raise SpecError(f"column {clash!r} would be loaded twice (SQLite ignores the case of "
-                        "column names); rename one of them", file=file, key="phases")
+    try:
+        destinations.get(load.destination).check_columns(loaded, table=load.table, source=source)
+    except SpecError as exc:
+        raise exc.located(file=file) from None
 
 
 def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
@@ -301,7 +293,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
     empty = pa.RecordBatch.from_pylist([], schema=schema)
     out: list[PlannedBranch] = []
     seen: dict[tuple, str] = {}
-    for j, b in enumerate(bspec.branches):
+    for b in bspec.branches:
         label = b.label(parent)
         compiled = None
         if b.filter is not None:
@@ -322,7 +314,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
         load = planned[-1].phase
         dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, bschema)
-        key = (str(dest_path), load.table if load.destination == "sqlite" else None)
+        key = (str(dest_path), load.table if destinations.get(load.destination).has_tables else None)
         if key in seen:
             raise SpecError(f"branch {b.name!r} loads into the same destination as branch "
                             f"{seen[key]!r} ({dest_path}"

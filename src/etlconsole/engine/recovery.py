@@ -82,6 +82,15 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
 
 
+def _has_tables(report: dict) -> bool:
+    """Does the report's destination hold tables (else: files in a folder)? Reports made
+    before the registry say "folder" for parquet and csv folders."""
+    try:
+        return destinations.get(report.get("kind")).has_tables
+    except UserError:
+        return False
+
+
 def rollback_lines(r: dict) -> list[str]:
     """What a rollback report changes, one line per table, for the CLI and the console."""
     dry = r["dry_run"]
@@ -92,7 +101,7 @@ def rollback_lines(r: dict) -> list[str]:
         for table in d["dropped"]:
             lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
         for table in d["restored"]:
-            what = table if d.get("kind") == "folder" else f"the table {table} as it was before the job"
+            what = f"the table {table} as it was before the job" if _has_tables(d) else table
             lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
     return lines
 
@@ -111,7 +120,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         after_batch = cps[to_checkpoint]["checkpoint_data"]["batch"]
     reports = [destinations.rollback(Path(d["path"]), job["id"], d.get("kind"),
                                      after_batch=after_batch, dry_run=dry_run,
-                                     timeout_ms=settings.transaction_timeout_ms)
+                                     timeout_ms=settings.transaction_timeout_ms).to_dict()
                for d in _destinations(job)]
     summary = {"job_id": job["id"], "dry_run": dry_run, "to_checkpoint": to_checkpoint,
                "destinations": reports,
@@ -124,7 +133,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                          error=None if job["status"] == "succeeded" else job["error"])
         shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
     else:
-        ledger = [e for d in _destinations(job)
+        ledger = [e.to_dict() for d in _destinations(job)
                   for e in destinations.committed(Path(d["path"]), job["id"], d.get("kind"))]
         store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         store.update_job(job["id"], status="interrupted",
@@ -154,8 +163,8 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     n = chosen[0]
     first = _destinations(job)[0]       # every destination holds the same batches
     dest = Path(first["path"]) if len(_destinations(job)) == 1 else None
-    batches = [e["batch"] for e in destinations.committed(Path(first["path"]), job["id"],
-                                                           first.get("kind"))]
+    batches = [e.batch for e in destinations.committed(Path(first["path"]), job["id"],
+                                                        first.get("kind"))]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:
@@ -213,18 +222,19 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
                                  error=f"{job['error'] or ''} [abandoned by cleanup: rows kept]".strip())
     paths = {(d["path"], d.get("kind") or "sqlite") for j in jobs.values() for d in _destinations(j)}
     for path, kind in sorted(paths):
-        kept = destinations.module(kind)
-        for table, job_id in kept.etl_tables(Path(path)):
-            owner = jobs.get(job_id)
-            orphan = owner is None or (table.startswith(kept.STAGE_PREFIX)
+        kept = destinations.get(kind)
+        for left in kept.leftovers(Path(path)):
+            owner = jobs.get(left.job_id)
+            orphan = owner is None or (left.what == "stage"
                                        and owner["status"] in ("succeeded", "rolled_back"))
-            expired = (owner is not None and table.startswith(kept.REPLACED_PREFIX)
+            expired = (owner is not None and left.what == "replaced"
                        and owner["status"] == "succeeded" and (owner["finished_at"] or "") <= cutoff)
             if orphan or expired:
-                actions.append({"job_id": job_id, "action": "drop orphaned table" if orphan else
-                                "drop expired backup of a replaced table", "path": path, "table": table})
+                actions.append({"job_id": left.job_id, "action": "drop orphaned table" if orphan
+                                else "drop expired backup of a replaced table", "path": path,
+                                "table": left.name})
                 if not dry_run:
-                    kept.drop_table(Path(path), table, settings.transaction_timeout_ms)
+                    kept.remove_leftover(Path(path), left, settings.transaction_timeout_ms)
     workspaces = store.path.parent / "jobs"
     for folder in sorted(workspaces.glob("*")) if workspaces.is_dir() else []:
         owner = jobs.get(folder.name)

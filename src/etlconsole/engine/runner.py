@@ -33,7 +33,7 @@ from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract
 from .batching import BatchSizer, LoadItem, Pending
-from .destinations.sqlite import RowRefused, refused_column, refused_rule
+from .destinations import RefusedRow, RowRefused
 from .governor import Governor, use_lean_allocator
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan
@@ -314,7 +314,7 @@ class Runner:
         Every destination holds batches 1..k of its own. The job continues after the last
         record all of them hold; a batch some already hold is cut again at the same record
         (their ledger says where) and written only where it is missing."""
-        ledgers = {t.label: t.read_ledger(self.job_id) for t in self.targets}
+        ledgers = {t.label: t.read_ledger() for t in self.targets}
         done = min(len(t.held) for t in self.targets)
         everywhere = [e for e in ledgers[self.targets[0].label] if e["batch"] <= done]
         partial = {}
@@ -344,8 +344,7 @@ class Runner:
         plan = self.plan
         ctx = JobContext(self.job_id, self.workspace, self.settings, self.start_after)
         for p in plan.phases + [p for t in self.targets for p in t.phases]:
-            if hasattr(p.phase, "attach"):
-                p.phase.attach(ctx)
+            p.phase.attach(ctx)             # a no-op unless the phase keeps job state
         for t in self.targets:
             t.destination.open(t.schema)
         loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
@@ -412,10 +411,10 @@ class Runner:
         only they touch the phase and its stats. A phase whose work comes in two halves
         (``parts()``: validate's rule masks, then its unique check and split) gets a step
         for each, so the two halves of consecutive chunks overlap."""
-        parts = getattr(planned.phase, "parts", None)
+        parts = planned.phase.parts()
         if parts is None:
             return [self._phase_step(planned, stats)]
-        check, finish = parts()
+        check, finish = parts
 
         def first(work: _Work) -> _Work:
             t0 = time.perf_counter()
@@ -464,7 +463,7 @@ class Runner:
         except _FATAL:
             raise
         except Exception as exc:
-            if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
+            if planned.phase.on_error == "fail" or batch.num_rows == 0:
                 raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
             if batch.num_rows == 1:
                 message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -564,8 +563,7 @@ class Runner:
         """(rows for ``t`` with their record numbers, the data to write, rejects on the way)."""
         batch, rejects = self._branch(t, item)
         data = batch.drop_columns([c for c in batch.schema.names if c.startswith("_etl_")])
-        prepare = getattr(t.destination, "prepare", None)    # e.g. SQLite's ISO text
-        return batch, prepare(data) if prepare else data, rejects
+        return batch, t.destination.prepare(data), rejects   # e.g. SQLite's ISO text
 
     def _branch(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, list[dict]]:
         """The batch as target ``t`` receives it: its filter, then its own phases."""
@@ -594,9 +592,9 @@ class Runner:
             result = t.destination.write(item.number, data, item.row_start, item.row_end,
                                          before_commit=record)
         except RowRefused as exc:
-            raise JobFailed(f"{t.label}: record {rows[exc.index].as_py()} refused by "
-                            f"the destination: {exc.message} (on_error = \"fail\"; the job is "
-                            "resumable)") from None
+            raise JobFailed(f"{t.label}: record {rows[exc.row.index].as_py()} refused by "
+                            f"the destination: {exc.row.message} (on_error = \"fail\"; the job "
+                            "is resumable)") from None
         t.stats.refused += len(result.refused)
         t.stats.loaded += data.num_rows - len(result.refused)
         return len(result.refused), result.attempts
@@ -606,13 +604,12 @@ class Runner:
         return sum(t.destination.retries for t in self.targets)
 
     def _refused_records(self, t: Target, batch: pa.RecordBatch,
-                         refused: list[tuple[int, str]]) -> list[dict]:
+                         refused: list[RefusedRow]) -> list[dict]:
         if not refused:
             return []
-        index = pa.array([i for i, _ in refused], pa.int64())
-        messages = [m for _, m in refused]
-        rejected = Rejects(batch.take(index), [refused_rule(m) for m in messages],
-                           [refused_column(m) for m in messages], messages)
+        index = pa.array([r.index for r in refused], pa.int64())
+        rejected = Rejects(batch.take(index), [r.rule for r in refused],
+                           [r.column for r in refused], [r.message for r in refused])
         return rejected.records("load", t.label)
 
     def _check_reject_rate(self, *, final: bool) -> None:

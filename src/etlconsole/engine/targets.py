@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .destinations import committed, open_destination
+from .destinations import Destination, open_destination
+from .phases.load import Load
 from .plan import Plan, PlannedPhase
 
 
@@ -33,11 +35,11 @@ class Target:
     name: str | None            # the branch, or None for a plain pipeline
     label: str                  # the load phase's label: rejects of this target carry it
     phases: list[PlannedPhase]  # the branch's phases (empty for a plain pipeline)
-    filter: object | None       # a compiled expression (engine.expr) or None
+    filter: Any                 # a compiled expression (engine.expr) or None
     schema: pa.Schema           # what the destination receives
-    load: object                # the Load phase
+    load: Load
     path: Path
-    destination: object = None
+    destination: Destination
     stats: TargetStats = field(default_factory=TargetStats)
     held: dict[int, dict] = field(default_factory=dict)    # ledger entries by batch number
 
@@ -45,8 +47,9 @@ class Target:
         out = self.destination.describe() | {"on_failure": self.load.on_failure}
         return out | ({"branch": self.name} if self.name else {})
 
-    def read_ledger(self, job_id: str) -> list[dict]:
-        entries = committed(self.path, job_id, self.load.destination)
+    def read_ledger(self) -> list[dict]:
+        """The destination's ledger of this job, as the state store reconciles it."""
+        entries = [e.to_dict() for e in self.destination.ledger()]
         self.held = {e["batch"]: e for e in entries}
         return entries
 
@@ -60,12 +63,10 @@ class Target:
 
 def targets_for(plan: Plan, job_id: str, settings) -> list[Target]:
     if not plan.branches:
-        target = Target(None, plan.load_label, [], None, plan.output_schema, plan.load,
-                        plan.destination_path)
-        targets = [target]
-    else:
-        targets = [Target(b.name, b.phases[-1].label, b.phases, b.filter, b.output_schema,
-                          b.load, b.destination_path) for b in plan.branches]
-    for t in targets:
-        t.destination = open_destination(t.load, t.path, job_id, settings)
-    return targets
+        assert plan.load is not None and plan.destination_path is not None
+        return [Target(None, plan.load_label, [], None, plan.output_schema, plan.load,
+                       plan.destination_path,
+                       open_destination(plan.load, plan.destination_path, job_id, settings))]
+    return [Target(b.name, b.phases[-1].label, b.phases, b.filter, b.output_schema, b.load,
+                   b.destination_path, open_destination(b.load, b.destination_path, job_id, settings))
+            for b in plan.branches]

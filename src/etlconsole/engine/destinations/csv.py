@@ -20,10 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from .folder import (REPLACED_PREFIX, STAGE_PREFIX, FolderDestination, committed, drop_table,
-                     etl_tables, rollback)
+from .folder import FolderDestination
 
-__all__ = ["STAGE_PREFIX", "REPLACED_PREFIX", "CsvDestination", "committed", "rollback", "etl_tables", "drop_table", "as_text"]
+__all__ = ["CsvDestination", "as_text"]
 
 
 def as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -44,6 +43,7 @@ def as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 class CsvDestination(FolderDestination):
     kind = "csv"
+    title = "CSV"
     ext = "csv"
 
     def _write_file(self, path: Path, batch: pa.RecordBatch, schema: pa.Schema) -> None:

@@ -32,6 +32,7 @@ finished by running it again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -41,8 +42,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ...errors import JobFailed, UserError
-from . import WriteResult
+from .base import (Destination, DestinationBusy, DestinationError, DestinationFailed,
+                   DestinationUnusable, LedgerEntry, Leftover, RollbackReport, WriteResult,
+                   probe_writable)
 
 LOADS = "_etl_loads"
 STAGE_PREFIX = "_etl_stage_"
@@ -83,22 +85,23 @@ def _part_re(ext: str, job_id: str | None = None) -> re.Pattern:
     return re.compile(rf"^part-({job})-(\d{{8}})\.{re.escape(ext)}$")
 
 
-class FolderDestination:
-    """The interface of ``SqliteDestination``, for a folder of part files."""
+# A busy or interrupted file system call may work when tried again; nothing else will.
+_TRANSIENT_ERRNO = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT}
+
+
+class FolderDestination(Destination):
+    """A dataset folder of part files; subclasses say how a part file is written."""
 
     kind = "folder"
+    title = "a dataset folder"
     ext = "dat"
 
-    def __init__(self, path: Path, job_id: str, *, mode: str = "append", **_ignored):
-        self.path, self.job_id, self.mode = Path(path), job_id, mode
-        self.table = None
+    def __init__(self, path: Path, job_id: str, **kw):
+        kw.pop("table", None)
+        super().__init__(path, job_id, **kw)
         self.stage = self.path / f"{STAGE_PREFIX}{job_id}"
-        self.write_dir = self.path if mode == "append" else self.stage
-        self.retries = 0
+        self.write_dir = self.path if self.mode == "append" else self.stage
         self._schema: pa.Schema | None = None
-
-    def describe(self) -> dict:
-        return {"kind": self.kind, "path": str(self.path), "table": None, "mode": self.mode}
 
     # -- format-specific ------------------------------------------------------------
     def _write_file(self, path: Path, batch: pa.RecordBatch, schema: pa.Schema) -> None:
@@ -114,10 +117,13 @@ class FolderDestination:
     # -- before anything is written ---------------------------------------------------
     def check(self, schema: pa.Schema) -> None:
         if not self.path.parent.is_dir():
-            raise UserError(f"{self.path}: destination folder's parent does not exist")
+            raise DestinationUnusable(f"{self.path}: destination folder's parent does not exist")
         if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"{self.path}: exists and is not a folder; a {self.kind} "
-                            "destination is a dataset folder of part files")
+            raise DestinationUnusable(f"{self.path}: exists and is not a folder; a {self.kind} "
+                                      "destination is a dataset folder of part files")
+        probe_writable(self.path if self.path.is_dir() else self.path.parent, "destination")
+        if self.path.is_dir() and (self.path / LOADS).is_dir():
+            probe_writable(self.path / LOADS, "destination's ledger")
         if self.mode == "replace" or not self.path.is_dir():
             return
         existing = sorted(p for p in self.path.iterdir()
@@ -127,10 +133,11 @@ class FolderDestination:
         try:
             have = self._read_columns(existing[-1])
         except Exception as exc:
-            raise UserError(f"{existing[-1]}: cannot read this {self.kind} file: {exc}") from None
+            raise DestinationUnusable(f"{existing[-1]}: cannot read this {self.kind} file: "
+                                      f"{exc}") from None
         want = self._columns(schema)
         if have != want:
-            raise UserError(
+            raise DestinationUnusable(
                 f"{self.path}: the dataset's files have columns "
                 f"{', '.join(f'{n} {t}' for n, t in have)}; this job would write "
                 f"{', '.join(f'{n} {t}' for n, t in want)}. Use mode = \"replace\" or "
@@ -149,7 +156,13 @@ class FolderDestination:
             _fsync_dir(self.path.parent)
             _fsync_dir(self.path)
         except OSError as exc:
-            raise JobFailed(f"{self.path}: {exc}") from exc
+            raise self.classify(exc) from exc
+
+    def classify(self, exc: Exception) -> DestinationError:
+        message = f"{self.path}: {exc}".splitlines()[0]
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO:
+            return DestinationBusy(message)
+        return DestinationFailed(message)
 
     # -- per batch ------------------------------------------------------------------
     def write(self, batch_number: int, batch: pa.RecordBatch, row_start: int, row_end: int, *,
@@ -157,6 +170,12 @@ class FolderDestination:
         """Commit one batch (data file and ledger entry); returns the number of attempts.
         ``before_commit(refused)`` runs just before the commit rename (a folder refuses no
         row, so it gets [])."""
+        # Every step overwrites what a failed attempt left: safe to retry.
+        return WriteResult(self.retrying(self._write_once, batch_number, batch, row_start,
+                                         row_end, before_commit)[0])
+
+    def _write_once(self, batch_number: int, batch: pa.RecordBatch, row_start: int,
+                    row_end: int, before_commit) -> None:
         name = part_name(self.job_id, batch_number, self.ext)
         tmp = self.write_dir / f".{name}.tmp"
         entry = {"job_id": self.job_id, "batch": batch_number, "row_start": row_start,
@@ -164,20 +183,16 @@ class FolderDestination:
                  "committed_at": _stamp()}
         loads = self.path / LOADS
         ledger_tmp = loads / f".{self.job_id}-{batch_number:08d}.json.tmp"
-        try:
-            self._write_file(tmp, batch, self._schema or batch.schema)
-            _fsync_file(tmp)
-            ledger_tmp.write_text(json.dumps(entry), encoding="utf-8")
-            _fsync_file(ledger_tmp)
-            os.replace(ledger_tmp, loads / f"{self.job_id}-{batch_number:08d}.json")
-            _fsync_dir(loads)
-            if before_commit is not None:
-                before_commit([])
-            os.replace(tmp, self.write_dir / name)          # the commit
-            _fsync_dir(self.write_dir)
-        except OSError as exc:
-            raise JobFailed(f"{self.path}: batch {batch_number}: {exc}") from exc
-        return WriteResult(1, [])
+        self._write_file(tmp, batch, self._schema or batch.schema)
+        _fsync_file(tmp)
+        ledger_tmp.write_text(json.dumps(entry), encoding="utf-8")
+        _fsync_file(ledger_tmp)
+        os.replace(ledger_tmp, loads / f"{self.job_id}-{batch_number:08d}.json")
+        _fsync_dir(loads)
+        if before_commit is not None:
+            before_commit([])
+        os.replace(tmp, self.write_dir / name)          # the commit
+        _fsync_dir(self.write_dir)
 
     # -- the end ----------------------------------------------------------------------
     def publish(self, schema: pa.Schema) -> None:
@@ -199,10 +214,27 @@ class FolderDestination:
             _fsync_dir(self.path)
             shutil.rmtree(self.stage)
         except OSError as exc:
-            raise JobFailed(f"{self.path}: publish of job {self.job_id}: {exc}") from exc
+            raise DestinationFailed(f"{self.path}: publish of job {self.job_id}: {exc}") from exc
 
-    def close(self) -> None:
-        pass
+    # -- the recovery half ------------------------------------------------------------
+    @classmethod
+    def read_ledger(cls, path: Path, job_id: str) -> list[LedgerEntry]:
+        return [LedgerEntry(e["batch"], e["row_start"], e["row_end"], e["rows"], e["table_name"])
+                for e in committed(Path(path), job_id)]
+
+    @classmethod
+    def rollback(cls, path: Path, job_id: str, *, after_batch: int | None = None,
+                 dry_run: bool = False, timeout_ms: int = 30_000) -> RollbackReport:
+        return rollback(Path(path), job_id, after_batch=after_batch, dry_run=dry_run, kind=cls.kind)
+
+    @classmethod
+    def leftovers(cls, path: Path) -> list[Leftover]:
+        return [Leftover(name, job, "stage" if name.startswith(STAGE_PREFIX) else "replaced")
+                for name, job in etl_tables(Path(path))]
+
+    @classmethod
+    def remove_leftover(cls, path: Path, leftover: Leftover, timeout_ms: int = 30_000) -> None:
+        drop_table(Path(path), leftover.name)
 
 
 # -- reading and undoing a job's effect ----------------------------------------------
@@ -237,13 +269,12 @@ def committed(path: Path, job_id: str) -> list[dict]:
 
 
 def rollback(path: Path, job_id: str, *, after_batch: int | None = None, dry_run: bool = False,
-             **_ignored) -> dict:
+             kind: str = "folder", **_ignored) -> RollbackReport:
     """Delete the job's part files (of batches after `after_batch`, or all), then their
     ledger entries; a full rollback also drops its staging folder, restores what it
     replaced and removes the folder if the job created it and nothing else is in it."""
     path = Path(path)
-    report = {"path": str(path), "kind": "folder", "rows": {}, "batches": 0, "dropped": [],
-              "restored": []}
+    report = RollbackReport(str(path), kind)
     if not path.is_dir():
         return report
     limit = -1 if after_batch is None else after_batch
@@ -254,30 +285,30 @@ def rollback(path: Path, job_id: str, *, after_batch: int | None = None, dry_run
                 continue
             parts = _part_paths(path, job_id, e)
             if parts:
-                report["batches"] += 1
+                report.batches += 1
                 rows += e["rows"]
             if not dry_run:
                 for p in parts:
                     p.unlink(missing_ok=True)
                 _fsync_dir(path)
                 e["_ledger"].unlink(missing_ok=True)
-        report["rows"][path.name] = rows
+        report.rows[path.name] = rows
         if after_batch is None:
             _undo_folder(path, job_id, report, dry_run)
     except OSError as exc:
-        raise JobFailed(f"{path}: rollback of job {job_id} failed: {exc}") from exc
+        raise DestinationFailed(f"{path}: rollback of job {job_id} failed: {exc}") from exc
     return report
 
 
-def _undo_folder(path: Path, job_id: str, report: dict, dry_run: bool) -> None:
+def _undo_folder(path: Path, job_id: str, report: RollbackReport, dry_run: bool) -> None:
     stage = path / f"{STAGE_PREFIX}{job_id}"
     if stage.exists():
-        report["dropped"].append(stage.name)
+        report.dropped.append(stage.name)
         if not dry_run:
             shutil.rmtree(stage, ignore_errors=True)
     backup = path / f"{REPLACED_PREFIX}{job_id}"
     if backup.is_dir():
-        report["restored"].append(f"{len(list(backup.iterdir()))} data file(s) the job replaced")
+        report.restored.append(f"{len(list(backup.iterdir()))} data file(s) the job replaced")
         if not dry_run:
             for p in sorted(backup.iterdir()):
                 os.replace(p, path / p.name)
@@ -292,7 +323,7 @@ def _undo_folder(path: Path, job_id: str, report: dict, dry_run: bool) -> None:
         ledger_left = [p for p in loads.iterdir() if p != marker and not (
             p.name.startswith(f"{job_id}-") or p.name.startswith(f".{job_id}-"))]
         if not others and not ledger_left:
-            report["dropped"].append(str(path))
+            report.dropped.append(str(path))
             if not dry_run:
                 shutil.rmtree(path)
             return

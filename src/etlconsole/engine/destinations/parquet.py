@@ -13,14 +13,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .folder import (REPLACED_PREFIX, STAGE_PREFIX, FolderDestination, committed, drop_table,
-                     etl_tables, rollback)
+from .folder import FolderDestination
 
-__all__ = ["STAGE_PREFIX", "REPLACED_PREFIX", "ParquetDestination", "committed", "rollback", "etl_tables", "drop_table"]
+__all__ = ["ParquetDestination"]
 
 
 class ParquetDestination(FolderDestination):
     kind = "parquet"
+    title = "Parquet"
     ext = "parquet"
 
     def _write_file(self, path: Path, batch: pa.RecordBatch, schema: pa.Schema) -> None:

@@ -5,7 +5,9 @@ other than ``type``/``enabled``/``when``/``checkpoint``). ``process`` takes a Re
 and returns either a RecordBatch or a ``PhaseResult`` that separates good rows from
 rejected ones with reasons. ``setup(schema)`` is called once with the input schema before
 any data (raise ``SpecError`` there for a bad option, e.g. a column that does not exist);
-``teardown()`` once at the end.
+``teardown()`` once at the end. The other optional hooks (``attach``, ``parts``,
+``on_error``) are declared, with what the runner does with them, on ``Phase``: the runner
+calls every hook of every phase, and a hook left as the base class has it does nothing.
 
 Every batch carries the hidden column ``_etl_row`` (1-based source record number) so a
 rejected row can always be traced back to the file; phases must keep it.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, Callable, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +34,7 @@ class Option:
     help: str
     required: bool = False
     default: Any = None
-    choices: tuple[str, ...] | None = None
+    choices: Sequence[str] | None = None     # a tuple, or a sequence looked up when used
 
     def to_json(self) -> dict[str, Any]:
         out = {"kind": self.kind, "help": self.help, "required": self.required}
@@ -62,7 +65,8 @@ class Rejects:
         """Plain dicts for the state store; only rejected rows become Python objects."""
         data = self.rows.to_pylist()
         out = []
-        for values, rule, column, message in zip(data, self.rule, self.column, self.message):
+        for values, rule, column, message in zip(data, self.rule, self.column, self.message,
+                                                 strict=False):   # as before: no new raise
             row = values.pop(ROW, None)
             out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule, "column": column,
                         "message": message, "values": _ENCODE(values)})
@@ -79,21 +83,52 @@ class PhaseResult:
     notes: list[str] = field(default_factory=list)
 
 
+# The two halves of a phase that ``parts`` returns: check(batch) -> x; finish(x) -> result.
+Parts = tuple[Callable[[pa.RecordBatch], Any], Callable[[Any], "pa.RecordBatch | PhaseResult"]]
+
+
 class Phase:
-    """Base class of built-in phases; plugins may subclass it or just follow the shape."""
+    """Base class of built-in phases; plugins may subclass it or just follow the shape
+    (the engine wraps those in ``PluginPhase``, which gives them these defaults).
+
+    Attributes:
+        name, description: shown by ``etlconsole phases``.
+        options: the declared options, checked before the job starts.
+        on_error: what the runner does when ``process`` raises: ``"fail"`` stops the job
+            (resumably); anything else gives the phase halves of the batch until the rows
+            it raises on are found, and rejects those (rule ``exception``).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    on_error: str = "reject"
 
     def setup(self, schema: pa.Schema) -> None:  # noqa: B027 - optional hook
-        """Called once with the input schema; raise SpecError for bad options."""
+        """Called once with the input schema, before any data (also while planning).
+
+        Raises:
+            SpecError: an option does not fit the schema (e.g. an unknown column).
+        """
+
+    def attach(self, job: Any) -> None:  # noqa: B027 - optional hook
+        """Called once when the job starts (or resumes), before the first batch, with the
+        job's context (``runner.JobContext``: job id, workspace folder, settings, the
+        records already done on a resume). A phase keeping state on disk (validate's
+        unique index) opens it here, in the job's workspace."""
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch | PhaseResult:
+        """One batch in; the batch (keeping ``_etl_row``) or a ``PhaseResult`` out."""
         raise NotImplementedError
 
+    def parts(self) -> Parts | None:
+        """``process`` in two halves the runner runs in two threads, so consecutive
+        batches overlap: ``check(batch)`` then ``finish(what check returned)``. None (the
+        default): one step. The halves must share nothing but what ``check`` returns."""
+        return None
+
     def teardown(self) -> None:  # noqa: B027 - optional hook
-        """Called once after the last batch."""
+        """Called once after the last batch, whatever the job's end."""
 
 
 def data_columns(schema: pa.Schema) -> list[str]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ...errors import SpecError
+from .. import destinations
 from .base import Option, Phase
 
-DESTINATIONS = ("sqlite", "parquet", "csv")
-FOLDERS = ("parquet", "csv")      # dataset folders: no table
 MODES = ("append", "atomic", "replace")
 
 
@@ -17,7 +16,9 @@ class Load(Phase):
     name = "load"
     description = "Write rows to a destination, one transaction per batch."
     options = {
-        "destination": Option("string", "destination kind", default="sqlite", choices=DESTINATIONS),
+        # The choices are the registry's (plugins add kinds: etlconsole.destinations).
+        "destination": Option("string", "destination kind", default="sqlite",
+                              choices=destinations.KINDS),
         "path": Option("string", "destination, relative to the pipeline file: a SQLite file, "
                        "or the dataset folder of a parquet or csv destination", required=True),
         "table": Option("string", "target table (sqlite only)"),
@@ -36,7 +37,8 @@ class Load(Phase):
                  mode: str = "append", on_failure: str = "keep",
                  on_error: str = "reject"):
         self.on_failure, self.on_error = on_failure, on_error
-        if destination in FOLDERS:
+        kind = destinations.get(destination)      # SpecError naming the kinds there are
+        if not kind.has_tables:
             if table is not None:
                 raise SpecError(f"a {destination} destination has no table: path is the "
                                 "dataset folder (one part file per batch)", key="table")

@@ -14,16 +14,45 @@ from typing import Any
 
 import pyarrow as pa
 
+from .base import Parts, Phase
 
 
-class PluginPhase:
-    """Wraps a plugin's phase object; everything else is delegated to it."""
+class PluginPhase(Phase):
+    """Wraps a plugin's phase object, which may follow the shape of ``Phase`` without
+    subclassing it: the hooks it lacks get the base class's defaults here, so the runner
+    calls every hook without probing."""
 
     def __init__(self, inner: Any, type_name: str):
         self.inner, self.type_name = inner, type_name
 
-    def __getattr__(self, name: str):   # attach, options, description, …
+    def __getattr__(self, name: str):   # options, description, the plugin's own attributes
         return getattr(self.inner, name)
+
+    # The base class's attributes would hide the plugin's from __getattr__: delegate them.
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "name", self.type_name)
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "description", "")
+
+    @property
+    def options(self) -> dict:  # type: ignore[override]
+        return getattr(self.inner, "options", {})
+
+    @property
+    def on_error(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "on_error", "reject")
+
+    def attach(self, job: Any) -> None:
+        hook = getattr(self.inner, "attach", None)
+        if callable(hook):
+            hook(job)
+
+    def parts(self) -> Parts | None:
+        hook = getattr(self.inner, "parts", None)
+        return hook() if callable(hook) else None
 
     def __repr__(self) -> str:
         return f"PluginPhase({self.inner!r})"
