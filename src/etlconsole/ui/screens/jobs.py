@@ -66,7 +66,7 @@ class JobsScreen(PolledScreen):
             with Vertical():
                 yield Static("checkpoints (b here: roll back to it)", classes="caption",
                              markup=False)
-                yield LiveTable([("id", "id"), ("batch", "batch"), ("last row", "row"),
+                yield LiveTable([("#", "id"), ("batch", "batch"), ("last row", "row"),
                                  ("loaded", "loaded")], id="checkpoints")
             with Vertical():
                 yield Static("batches", classes="caption", markup=False)
@@ -108,7 +108,7 @@ class JobsScreen(PolledScreen):
             self.app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["id"]), (c["id"], c["checkpoint_data"]["batch"],
+            (str(c["number"]), (c["number"], c["checkpoint_data"]["batch"],
                             fmt.num(c["checkpoint_data"]["last_row"]),
                             fmt.num(c["checkpoint_data"]["rows_loaded"])))
             for c in (data.checkpoints if shown else [])])
