@@ -66,7 +66,7 @@ class JobsScreen(PolledScreen):
             with Vertical():
                 yield Static("checkpoints (b here: roll back to it)", classes="caption",
                              markup=False)
-                yield LiveTable([("#", "id"), ("batch", "batch"), ("last row", "row"),
+                yield LiveTable([("id", "id"), ("batch", "batch"), ("last row", "row"),
                                  ("loaded", "loaded")], id="checkpoints")
             with Vertical():
                 yield Static("batches", classes="caption", markup=False)
