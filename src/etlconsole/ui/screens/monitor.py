@@ -168,10 +168,9 @@ class MonitorScreen(PolledScreen):
         pct = done / total if total else 0.0
         seg = _segment(m, elapsed, rows, done)
         eta = seg.eta(total - done) if live else None
-        eta_text = f"ETA {fmt.duration(eta)}" if live else ""
+        eta_text = f"ETA {fmt.duration(eta)}" if live and eta is not None else ""
         self.query_one("#m-progress", Static).update(Text.assemble(
-            (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ",
-            f"{fmt.mib(done)} / {fmt.mib(total)} MiB  {eta_text}"))
+            (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ", f"{_size(done, total)}  {eta_text}"))
         self.query_one("#m-rows", Static).update(Text(
             f"rows read {fmt.num(rows)} · loaded {fmt.num(job['rows_loaded'])} · "
             f"rejected {fmt.num(job['rows_rejected'])}"
@@ -182,10 +181,10 @@ class MonitorScreen(PolledScreen):
         if live:
             now, batch = (m["rows_per_s"], m["batch_size"]) if m else (0, 0)
             speed = (f"rows/s {fmt.rate(now)} now, {fmt.rate(avg)} avg · batch {fmt.num(batch)}"
-                     f" · retries {retries or 0} · elapsed {fmt.duration(elapsed)}{runs}")
+                     f" · retries {retries or 0} · elapsed {_seconds(elapsed)}{runs}")
         else:
             speed = (f"rows/s {fmt.rate(avg)} avg{' (last run)' if runs else ''} · retries "
-                     f"{retries or 0} · elapsed {fmt.duration(job['elapsed_s'])}{runs}")
+                     f"{retries or 0} · elapsed {_seconds(job['elapsed_s'])}{runs}")
         self.query_one("#m-speed", Static).update(Text(speed))
         budget = (job.get("settings") or {}).get("max_memory_mb")
         rss = m["rss_mb"] if (live and m) else None
@@ -204,7 +203,7 @@ class MonitorScreen(PolledScreen):
         final = Text()
         if not live:
             final = Text.assemble(("finished: ", "bold"), fmt.status(st),
-                                  f" in {fmt.duration(job['elapsed_s'])}  ")
+                                  f" in {_seconds(job['elapsed_s'])}  ")
             if job["error"]:
                 final.append(job["error"], style="red")
         self.query_one("#m-final", Static).update(final)
@@ -251,6 +250,20 @@ def _segment(m: dict | None, elapsed: float, rows: int, done: int) -> _Segment:
         return _Segment(m.get("segment") or 1, m["segment_elapsed_s"], m["segment_rows"] or 0,
                         m["segment_bytes"] or 0)
     return _Segment(1, elapsed or 0, rows or 0, done or 0)
+
+
+def _seconds(value: float | None) -> str:
+    """A short job's time to the hundredth ('0.14s', not '0s'); longer ones as usual."""
+    if value is not None and value < 10:
+        return f"{value:.2f}s"
+    return fmt.duration(value)
+
+
+def _size(done: int, total: int) -> str:
+    """'137 / 229 MiB', or in KiB for a file under a MiB ('2.4 / 2.4 KiB', not '0.0 / 0.0')."""
+    if total and total < 2**20:
+        return f"{done / 1024:,.1f} / {total / 1024:,.1f} KiB"
+    return f"{fmt.mib(done)} / {fmt.mib(total)} MiB"
 
 
 def _name(path: str | None) -> str:

@@ -59,7 +59,9 @@ class Bars(Widget):
         width, height = self.size.width, self.size.height
         room = max(0, width - self.AXIS)
         shown = self.values[-room:] if room else []
-        top = max(shown, default=0.0)
+        if not shown:          # no axis over nothing: the title says "no samples yet"
+            return Text("")
+        top = max(shown)
         rows = bar_rows(shown, height, top) if top > 0 else [""] * height
         out = Text(no_wrap=True, overflow="crop")
         for i, row in enumerate(rows):
