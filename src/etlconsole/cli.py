@@ -296,7 +296,8 @@ def show(obj: Context, job, as_json):
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
-    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  ({fmt_duration(j['elapsed_s'])})")
+    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
+               f"(ran {_secs(j['elapsed_s'])})")
     segments = store.segments(j["id"])
     if len(segments) > 1:
         click.echo(f"  ran        {_segments_text(segments)}")
@@ -307,8 +308,8 @@ def show(obj: Context, job, as_json):
     if j["error"]:
         click.echo(f"  error      {j['error']}")
     if j["phase_stats"]:
-        click.echo("  phases (busy: the time a phase was at work; phases work at the same "
-                   "time, so their times add up to more than the job's)")
+        click.echo("  phases (busy: time at work; phases overlap, so these add up to more "
+                   "than the job's)")
         for p in j["phase_stats"]:
             click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
                        f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
@@ -350,12 +351,19 @@ def _checkpoint_number(r: dict) -> int:
     return r["number"] if r.get("number") is not None else r["id"]
 
 
+def _secs(seconds: float | None) -> str:
+    """A short run to the hundredth ('0.14s', not '0s')."""
+    if seconds is not None and seconds < 60:
+        return f"{seconds:.2f}s"
+    return fmt_duration(seconds)
+
+
 def _segments_text(segments: list[dict]) -> str:
     """'3 segments: run 1m 2s (0-41,000), resume 30s (41,000-100,000), ...'"""
     parts = []
     for g in segments:
         end = f"{g['rows_at_end']:,}" if g["rows_at_end"] is not None else "?"
-        parts.append(f"{g['kind']} {fmt_duration(g['elapsed_s'])} "
+        parts.append(f"{g['kind']} {_secs(g['elapsed_s'])} "
                      f"(records {g['rows_at_start']:,}-{end})")
     return f"{len(segments)} segments: " + ", ".join(parts)
 

@@ -65,7 +65,7 @@ class Bars(Widget):
         rows = bar_rows(shown, height, top) if top > 0 else [""] * height
         out = Text(no_wrap=True, overflow="crop")
         for i, row in enumerate(rows):
-            label = axis_label(top) if i == 0 else ("0" if i == height - 1 else "")
+            label = "0" if i == height - 1 else (axis_label(top) if i == 0 and top > 0 else "")
             out.append(f"{label:>{self.AXIS - 1}}┤" if label else " " * (self.AXIS - 1) + "│",
                        style="dim")
             out.append(row, style="cyan")
