@@ -311,6 +311,11 @@ def show(obj: Context, job, as_json):
         click.echo("  phases (busy: time at work; phases overlap, so these add up to more "
                    "than the job's)")
         for p in j["phase_stats"]:
+            if p.get("branch"):      # a branch: its filter, phases and destination
+                click.echo(f"    branch {p['branch']:<17} in {p['rows_in']:>10,}  filtered "
+                           f"{p['filtered']:>10,}  rejected {p['rejected'] + p['refused']:>8,}  "
+                           f"loaded {p['loaded']:>10,}  {p.get('seconds', 0):.2f}s")
+                continue
             click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
                        f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
     for c in conditions:

@@ -251,3 +251,19 @@ def test_a_full_rollback_keeps_the_jobs_figures(cli, tmp_path):
     assert_phase_table_adds_up(j)
     line = next(x for x in cli("jobs").stdout_lines if x.startswith(s["job_id"]))
     assert "rolled_back" in line and "2,000" in line
+
+
+def test_a_branched_jobs_phase_table_shows_each_branch(cli, tmp_path):
+    from .test_extensible import branched
+    branched(tmp_path)
+    res = cli("run", "b.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    j = show(cli, s["job_id"])
+    assert_phase_table_adds_up(j)           # the main line, up to the branches
+    lines = {p["branch"]: p for p in j["phase_stats"] if p.get("branch")}
+    assert set(lines) == {"cancelled", "all"}
+    assert lines["all"]["loaded"] == s["rows_loaded"] and lines["all"]["seconds"] > 0
+    text = cli("show", s["job_id"])
+    assert text.returncode == 0, str(text)
+    assert "branch all" in text.stdout and "branch cancelled" in text.stdout

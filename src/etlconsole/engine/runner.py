@@ -263,6 +263,9 @@ class Runner:
         self._last_rows, self._last_t = 0, 0.0     # the previous sample (rates)
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.targets: list[Target] = targets_for(plan, self.job_id, settings)
+        # what each target's writes are timed on: the load's line, or each branch's own
+        self.write_clocks = ([self.clocks[-1]] if not plan.branches else
+                             [BusyClock(PhaseStats(t.label)) for t in self.targets])
         self.forced: list[tuple[int, int]] = []   # (batch, last record) to cut again on resume
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
@@ -611,7 +614,8 @@ class Runner:
             # are made here: the loader, the slowest part of a job, is left with writing.
             # (A thousand rejects inserted one by one hand the GIL back and forth a
             # thousand times; in the loader that cost a third of a second per 1M rows.)
-            item.outputs = [self._output(t, item) for t in self.targets]
+            item.outputs = [self._timed_output(t, clock, item)
+                            for t, clock in zip(self.targets, self.write_clocks)]
             branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
             self.store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                    row_end=item.row_end, rejects=item.rejects + branch_rejects,
@@ -643,15 +647,17 @@ class Runner:
                 t0 = time.perf_counter()
                 self._taken = item.number
                 refused, attempts = 0, 1
-                # Writing is the load phase's work: its time (and the rows the destination
-                # refused) belong on its line of the phase table.
-                with self.clocks[-1]:
-                    for t, (batch, data, _) in zip(self.targets, item.outputs):
-                        if item.number in t.held:       # committed there before a kill
-                            continue
+                # Writing is the load's work: its time (and the rows the destination
+                # refused) belong on its line of the phase table (a branch's, on the
+                # branch's line).
+                for t, clock, (batch, data, _) in zip(self.targets, self.write_clocks,
+                                                      item.outputs):
+                    if item.number in t.held:       # committed there before a kill
+                        continue
+                    with clock:
                         n, tries = self._write(store, t, item, batch, data)
-                        refused += n
-                        attempts = max(attempts, tries)
+                    refused += n
+                    attempts = max(attempts, tries)
                 seconds = time.perf_counter() - t0
                 if refused and not self.plan.branches:
                     self.stats[-1].rejected += refused
@@ -681,6 +687,12 @@ class Runner:
                 f"loader: {type(exc).__name__}: {exc}")
         finally:
             store.close()
+
+    def _timed_output(self, t: Target, clock: BusyClock, item: LoadItem):
+        if not self.plan.branches:       # the plain load's line times its writes only
+            return self._output(t, item)
+        with clock:                      # a branch's line: its phases and its writes
+            return self._output(t, item)
 
     def _output(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, pa.RecordBatch, list[dict]]:
         """(rows for ``t`` with their record numbers, the data to write, rejects on the way)."""
@@ -840,14 +852,15 @@ class Runner:
         if self.plan.branches:   # rows_loaded counts rows reaching the branches
             summary["branches"] = [{"branch": t.name, "destination": t.describe(),
                                     **t.stats.__dict__} for t in self.targets]
+        branch_lines = [{"label": t.label, "branch": t.name, **t.stats.__dict__,
+                         "seconds": round(clock.stats.seconds, 4)}
+                        for t, clock in zip(self.targets, self.write_clocks) if t.name]
         self.store.update_job(
             self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
             peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
             rows_rejected=c.rows_rejected, rows_warned=c.rows_warned, error=error,
             retries=self.retries,
-            phase_stats=self._phase_table() + [
-                {"label": t.label, "branch": t.name, **t.stats.__dict__}
-                for t in self.targets if t.name])
+            phase_stats=self._phase_table() + branch_lines)
         self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
                              else "error", error=error)
         if self.progress:

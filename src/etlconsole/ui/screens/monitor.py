@@ -209,9 +209,7 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-final", Static).update(final)
 
     def _render_phases(self, job: dict) -> None:
-        rows = [(str(i), (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]),
-                          fmt.num(p["rejected"]), f"{p['seconds']:.2f}s"))
-                for i, p in enumerate(job.get("phase_stats") or [])]
+        rows = [(str(i), _phase_row(p)) for i, p in enumerate(job.get("phase_stats") or [])]
         self.query_one("#m-phases", LiveTable).sync(rows)
 
     def _render_events(self, events: list[dict[str, Any]]) -> None:
@@ -250,6 +248,16 @@ def _segment(m: dict | None, elapsed: float, rows: int, done: int) -> _Segment:
         return _Segment(m.get("segment") or 1, m["segment_elapsed_s"], m["segment_rows"] or 0,
                         m["segment_bytes"] or 0)
     return _Segment(1, elapsed or 0, rows or 0, done or 0)
+
+
+def _phase_row(p: dict) -> tuple:
+    """A line of the phase table; a branch's 'out' is what its destination loaded, its
+    rejects include the rows the destination refused."""
+    if p.get("branch"):
+        return (f"branch {p['branch']}", fmt.num(p["rows_in"]), fmt.num(p["loaded"]),
+                fmt.num(p["rejected"] + p["refused"]), f"{p.get('seconds', 0):.2f}s")
+    return (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]), fmt.num(p["rejected"]),
+            f"{p['seconds']:.2f}s")
 
 
 def _seconds(value: float | None) -> str:
