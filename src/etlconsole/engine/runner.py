@@ -422,7 +422,7 @@ class Runner:
                                                        truth["rows_rejected"])
         c.records_seen = c.last_checkpoint_row = c.rows_read
         self.start_after = c.rows_read
-        self.bytes_before = self.resume.get("bytes_read") or 0 if c.rows_read else 0
+        self.bytes_before = (self.resume.get("bytes_read") or 0) if c.rows_read else 0
         self._seed_phase_stats()
         self.next_batch = done + 1
         c.batches = done
