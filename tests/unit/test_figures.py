@@ -121,3 +121,14 @@ def test_checkpoint_numbers_start_again_after_a_rollback_to_one(tmp_path):
     assert [c["number"] for c in store.checkpoints("dddd0004")] == [1]
     assert store.add_checkpoint("dddd0004", "load", {"batch": 2}, 20) == 2
     store.close()
+
+
+def test_the_headless_progress_line_estimates_at_the_pace_of_the_segment():
+    import io
+    from etlconsole.progress import ProgressLine
+    out = io.StringIO()
+    # resumed at 90% of the bytes after 90 s; this segment read 10 bytes in 10 s
+    ProgressLine(out)({"bytes_total": 1_000, "bytes_read": 910, "elapsed_s": 100.0,
+                       "segment_elapsed_s": 10.0, "segment_bytes": 10, "rows_read": 910_000,
+                       "rows_per_s": 1_000.0, "rss_mb": 120.0, "rows_rejected": 0})
+    assert "ETA 1m30s" in out.getvalue(), out.getvalue()
