@@ -223,6 +223,7 @@ def test_checkpoints_are_numbered_per_job_and_rollbacks_say_what_is_true(cli, tm
     j = show(cli, job)
     kept = cps[0]["checkpoint_data"]["last_row"]
     assert j["rows_read"] == kept and "rolled back to checkpoint 1" in j["error"]
+    assert j["bytes_read"] == cps[0]["checkpoint_data"]["bytes_read"]
     assert [c["number"] for c in j["checkpoints"]] == [1]
     assert_phase_table_adds_up(j)
 

@@ -158,8 +158,11 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                   for e in destinations.committed(Path(d["path"]), job["id"], d.get("kind"))]
         counters = store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         _recount_phases(store, job, counters["rows_read"])
+        # the bytes done are the checkpoint's too (the console's progress bar reads them)
+        done = {"bytes_read": found["checkpoint_data"]["bytes_read"]} \
+            if "bytes_read" in found["checkpoint_data"] else {}
         store.update_job(job["id"], status="interrupted",
-                         error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue")
+                         error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue", **done)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
     summary["status"] = store.job(job["id"])["status"]
