@@ -296,14 +296,14 @@ def show(obj: Context, job, as_json):
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
-    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
-               f"(ran {_secs(j['elapsed_s'])})")
     segments = store.segments(j["id"])
+    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
+               f"({_time_text(j, segments)})")
     if len(segments) > 1:
         click.echo(f"  ran        {_segments_text(segments)}")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
                f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
-    click.echo(f"  memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {j['settings']['max_memory_mb']} MB)"
+    click.echo(f"  memory     {_memory_text(j, metrics)} (budget {j['settings']['max_memory_mb']} MB)"
                f"  retries {j['retries']}")
     if j["error"]:
         click.echo(f"  error      {j['error']}")
@@ -361,6 +361,28 @@ def _secs(seconds: float | None) -> str:
     if seconds is not None and seconds < 60:
         return f"{seconds:.2f}s"
     return fmt_duration(seconds)
+
+
+def _memory_text(j: dict, metrics: list[dict]) -> str:
+    """The peak RSS the engine measured at its end; before that (running, or killed), what
+    the samples saw, never a made-up 0."""
+    if j["peak_rss_mb"]:
+        return f"peak RSS {j['peak_rss_mb']:.0f} MB"
+    sampled = [m["rss_mb"] for m in metrics if m["rss_mb"]]
+    if not sampled:
+        return "RSS not sampled"
+    return f"RSS {sampled[-1]:.0f} MB last sampled, {max(sampled):.0f} MB at most"
+
+
+def _time_text(j: dict, segments: list[dict]) -> str:
+    """'ran 12.30s'; for a job still running, its time so far (earlier segments plus the
+    one under way)."""
+    if j["status"] in ("running", "pending") and segments and segments[-1]["elapsed_s"] is None:
+        from datetime import datetime, timezone
+        started = datetime.fromisoformat(segments[-1]["started_at"])
+        now = (datetime.now(timezone.utc) - started).total_seconds()
+        return f"running for {_secs(sum(g['elapsed_s'] or 0 for g in segments) + now)}"
+    return f"ran {_secs(j['elapsed_s'])}"
 
 
 def _segments_text(segments: list[dict]) -> str:

@@ -268,3 +268,25 @@ def test_a_branched_jobs_phase_table_shows_each_branch(cli, tmp_path):
     text = cli("show", s["job_id"])
     assert text.returncode == 0, str(text)
     assert "branch all" in text.stdout and "branch cancelled" in text.stdout
+
+
+def test_show_of_a_running_job_gives_its_time_and_memory_so_far(cli, tmp_path):
+    """A job still running (this test's process stands in for its engine)."""
+    import psutil
+
+    from etlconsole.store import StateStore
+    cli.state.parent.mkdir(parents=True, exist_ok=True)
+    store = StateStore(cli.state)
+    store.create_job("0000beef", pipeline_name="live", source_path="big.csv", bytes_total=100,
+                     settings={"max_memory_mb": 512})
+    store.begin_segment("0000beef", "run", 0)
+    store.update_job("0000beef", status="running", pid=os.getpid(),
+                     pid_started=psutil.Process().create_time(),
+                     heartbeat_at="9999-01-01T00:00:00+00:00")
+    for rss in (150.0, 180.0, 170.0):
+        store.add_metric("0000beef", {"elapsed_s": 1.0, "rows_read": 10, "rss_mb": rss})
+    store.close()
+    res = cli("show", "0000beef")
+    assert res.returncode == 0, str(res)
+    assert "(running for " in res.stdout, res.stdout
+    assert "RSS 170 MB last sampled, 180 MB at most" in res.stdout, res.stdout
