@@ -303,7 +303,8 @@ def show(obj: Context, job, as_json):
         click.echo(f"  ran        {_segments_text(segments)}")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
                f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
-    click.echo(f"  memory     {_memory_text(j, metrics)} (budget {j['settings']['max_memory_mb']} MB)"
+    click.echo(f"  memory     {_memory_text(j, metrics)} "
+               f"(budget {j['settings']['max_memory_mb']} MB)"
                f"  retries {j['retries']}")
     if j["error"]:
         click.echo(f"  error      {j['error']}")
@@ -347,7 +348,8 @@ def checkpoints(obj: Context, job, as_json):
         return
     for r in rows:
         d = r["checkpoint_data"]
-        click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  last row {d['last_row']:>11,}  "
+        click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  "
+                   f"last row {d['last_row']:>11,}  "
                    f"loaded {d['rows_loaded']:>11,}  {r['created_at']}")
 
 

@@ -62,7 +62,8 @@ def store_rows(state: Path, sql: str, params: tuple = ()) -> list[dict]:
 
 
 def metrics(state: Path, job_id: str) -> list[dict]:
-    return store_rows(state, "SELECT * FROM pipeline_metrics WHERE job_id = ? ORDER BY id", (job_id,))
+    return store_rows(state, "SELECT * FROM pipeline_metrics WHERE job_id = ? ORDER BY id",
+                      (job_id,))
 
 
 def show(cli: Cli, job_id: str) -> dict:

@@ -356,7 +356,8 @@ class Runner:
         self.segment = self.store.begin_segment(self.job_id, kind, self.start_after)
         self.elapsed_before = self.store.duration(self.job_id)
         job = self.resume or {}
-        self.store.update_job(self.job_id, status="running", started_at=job.get("started_at") or now())
+        self.store.update_job(self.job_id, status="running",
+                              started_at=job.get("started_at") or now())
 
     def _fit_to_budget(self) -> None:
         """A tight budget starts with smaller chunks and batches instead of waiting for the
@@ -522,7 +523,7 @@ class Runner:
         read (or, in a rerun, carried from the first job's earlier phases)."""
         st, chunk = self.stats[0], work.chunk
         rejected = len(chunk.carried) + sum(len(r) for r in chunk.rejects)
-        st.rows_in += chunk.last_row - chunk.first_row + 1 if chunk.last_row >= chunk.first_row else 0
+        st.rows_in += max(0, chunk.last_row - chunk.first_row + 1)
         st.rejected += rejected
         st.rows_out = st.rows_in - st.rejected
 
