@@ -166,7 +166,9 @@ def resume(obj: Context, job, no_ui, as_json):
 @main.command()
 @click.argument("job")
 @click.option("--to", "to_checkpoint", type=int, metavar="CHECKPOINT",
-              help="Keep what the job had loaded at this checkpoint (see 'checkpoints JOB').")
+              help="Keep what the job had loaded at this checkpoint: its number in the job "
+                   "(1, 2, 3 ..., see 'checkpoints JOB'; an older store-wide id is accepted "
+                   "when it is not also one of the job's numbers).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @click.option("--json", "as_json", is_flag=True)
@@ -283,6 +285,7 @@ def show(obj: Context, job, as_json):
     if as_json:
         _echo_json({**_job_public(j), "skipped": skipped, "conditions": conditions,
                     "checkpoints": checkpoints, "events": events,
+                    "segments": store.segments(j["id"]),
                     "batches": len(store.batches(j["id"])),
                     "metrics": {"samples": len(metrics),
                                 "max_rss_mb": max((m["rss_mb"] for m in metrics), default=None),
@@ -293,16 +296,27 @@ def show(obj: Context, job, as_json):
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
-    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  ({fmt_duration(j['elapsed_s'])})")
+    segments = store.segments(j["id"])
+    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
+               f"({_time_text(j, segments)})")
+    if len(segments) > 1:
+        click.echo(f"  ran        {_segments_text(segments)}")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
                f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
-    click.echo(f"  memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {j['settings']['max_memory_mb']} MB)"
+    click.echo(f"  memory     {_memory_text(j, metrics)} "
+               f"(budget {j['settings']['max_memory_mb']} MB)"
                f"  retries {j['retries']}")
     if j["error"]:
         click.echo(f"  error      {j['error']}")
     if j["phase_stats"]:
-        click.echo("  phases")
+        click.echo("  phases (busy: time at work; phases overlap, so these add up to more "
+                   "than the job's)")
         for p in j["phase_stats"]:
+            if p.get("branch"):      # a branch: its filter, phases and destination
+                click.echo(f"    branch {p['branch']:<17} in {p['rows_in']:>10,}  filtered "
+                           f"{p['filtered']:>10,}  rejected {p['rejected'] + p['refused']:>8,}  "
+                           f"loaded {p['loaded']:>10,}  {p.get('seconds', 0):.2f}s")
+                continue
             click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
                        f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
     for c in conditions:
@@ -311,6 +325,8 @@ def show(obj: Context, job, as_json):
     for why in skipped:
         click.echo(f"  skipped    {why}")
     click.echo(f"  checkpoints {len(checkpoints)}  (etlconsole checkpoints {j['id']})")
+    if j["status"] == "rolled_back":
+        click.echo("  rolled back: the figures above are what the job did before it was undone")
     click.echo("  events")
     for e in events[-15:]:
         detail = ", ".join(f"{k}={v}" for k, v in e["details"].items() if v is not None and k != "traceback")
@@ -332,8 +348,53 @@ def checkpoints(obj: Context, job, as_json):
         return
     for r in rows:
         d = r["checkpoint_data"]
-        click.echo(f"{r['id']:>6}  {r['phase']:<6} batch {d['batch']:>5}  last row {d['last_row']:>11,}  "
+        click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  "
+                   f"last row {d['last_row']:>11,}  "
                    f"loaded {d['rows_loaded']:>11,}  {r['created_at']}")
+
+
+def _checkpoint_number(r: dict) -> int:
+    """The checkpoint's number in its job (what rollback --to takes)."""
+    return r["number"] if r.get("number") is not None else r["id"]
+
+
+def _secs(seconds: float | None) -> str:
+    """A short run to the hundredth ('0.14s', not '0s')."""
+    if seconds is not None and seconds < 60:
+        return f"{seconds:.2f}s"
+    return fmt_duration(seconds)
+
+
+def _memory_text(j: dict, metrics: list[dict]) -> str:
+    """The peak RSS the engine measured at its end; before that (running, or killed), what
+    the samples saw, never a made-up 0."""
+    if j["peak_rss_mb"]:
+        return f"peak RSS {j['peak_rss_mb']:.0f} MB"
+    sampled = [m["rss_mb"] for m in metrics if m["rss_mb"]]
+    if not sampled:
+        return "RSS not sampled"
+    return f"RSS {sampled[-1]:.0f} MB last sampled, {max(sampled):.0f} MB at most"
+
+
+def _time_text(j: dict, segments: list[dict]) -> str:
+    """'ran 12.30s'; for a job still running, its time so far (earlier segments plus the
+    one under way)."""
+    if j["status"] in ("running", "pending") and segments and segments[-1]["elapsed_s"] is None:
+        from datetime import datetime, timezone
+        started = datetime.fromisoformat(segments[-1]["started_at"])
+        now = (datetime.now(timezone.utc) - started).total_seconds()
+        return f"running for {_secs(sum(g['elapsed_s'] or 0 for g in segments) + now)}"
+    return f"ran {_secs(j['elapsed_s'])}"
+
+
+def _segments_text(segments: list[dict]) -> str:
+    """'3 segments: run 1m 2s (0-41,000), resume 30s (41,000-100,000), ...'"""
+    parts = []
+    for g in segments:
+        end = f"{g['rows_at_end']:,}" if g["rows_at_end"] is not None else "?"
+        parts.append(f"{g['kind']} {_secs(g['elapsed_s'])} "
+                     f"(records {g['rows_at_start']:,}-{end})")
+    return f"{len(segments)} segments: " + ", ".join(parts)
 
 
 @main.command()

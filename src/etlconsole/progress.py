@@ -14,6 +14,14 @@ def fmt_duration(seconds: float | None) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
 
 
+def _eta(sample: dict, bytes_left: int) -> float | None:
+    """At the pace of this run segment (after a resume, the bytes of the earlier runs
+    were not read in this one's time)."""
+    seconds = sample.get("segment_elapsed_s", sample["elapsed_s"])
+    done = sample.get("segment_bytes", sample.get("bytes_read")) or 0
+    return bytes_left * seconds / done if done > 0 else None
+
+
 class ProgressLine:
     """Redraws one line on a terminal; elsewhere prints a line every `every` seconds."""
 
@@ -34,8 +42,7 @@ class ProgressLine:
         self._last = now
         total, done = sample.get("bytes_total") or 0, sample.get("bytes_read") or 0
         pct = done / total if total else 0.0
-        elapsed = sample["elapsed_s"]
-        eta = elapsed * (1 - pct) / pct if pct > 0.01 else None
+        eta = _eta(sample, total - done) if pct > 0.01 else None
         line = (f"rows {sample['rows_read']:,} · {pct:5.1%} · {sample['rows_per_s']:,.0f} rows/s"
                 f" · RSS {sample['rss_mb']:.0f} MB · rejected {sample['rows_rejected']:,}"
                 f" · ETA {fmt_duration(eta)}")

@@ -286,9 +286,11 @@ def test_show_json(job, ref):
     # conservation in every phase
     stats = j["phase_stats"]
     assert [p["label"].split("(")[-1].rstrip(")") for p in stats] == [
-        "clean", "validate", "transform", "map", "load"]
+        "extract", "clean", "validate", "transform", "map", "load"]
     extract_rejects = sum(1 for r in job.rejects if r["phase"] == "extract")
-    assert stats[0]["rows_in"] == ROWS - extract_rejects
+    assert stats[0]["rows_in"] == ROWS and stats[0]["rejected"] == extract_rejects
+    assert stats[1]["rows_in"] == ROWS - extract_rejects
+    assert sum(p["rejected"] for p in stats) == j["rows_rejected"]
     for p in stats:
         assert p["rows_in"] == p["rows_out"] + p["rejected"], p
     for a, b in zip(stats, stats[1:]):

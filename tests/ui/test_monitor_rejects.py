@@ -42,7 +42,7 @@ async def test_monitor_shows_the_last_job_finished(ws):
         assert f"loaded {job['rows_loaded']:,}" in static_text(pilot.app, "#m-rows")
         assert "peak" in static_text(pilot.app, "#m-memory")
         phases = screen.query_one("#m-phases")
-        assert column(phases, 0)[:2] == ["phase 1 (clean)", "phase 2 (validate)"]
+        assert column(phases, 0)[:3] == ["extract", "phase 1 (clean)", "phase 2 (validate)"]
         assert "job.succeeded" in static_text(pilot.app, "#m-events")
 
 

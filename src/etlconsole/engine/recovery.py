@@ -19,7 +19,7 @@ from . import extract
 from . import destinations
 from .plan import decisions_from_events, make_plan
 from .replay import CheckpointStream
-from .runner import Runner, snapshot_dir
+from .runner import PhaseStats, Runner, committed_phase_stats, snapshot_dir
 
 
 def _job(store: StateStore, ref: str) -> dict:
@@ -106,6 +106,31 @@ def rollback_lines(r: dict) -> list[str]:
     return lines
 
 
+ROLLED_BACK_TO = "rolled back to checkpoint"
+
+
+def _error_after_rollback(job: dict) -> str | None:
+    """What the status line of an entirely rolled-back job keeps of its error: the
+    failure it had, not the note of an earlier rollback to a checkpoint (no longer true)."""
+    error = job["error"]
+    if job["status"] == "succeeded" or not error or error.startswith(ROLLED_BACK_TO):
+        return None
+    return error
+
+
+def _recount_phases(store: StateStore, job: dict, rows_read: int) -> None:
+    """After a rollback to a checkpoint, the phase table says what the kept batches hold
+    (busy times stay: the work was done)."""
+    kept = [p for p in job.get("phase_stats") or [] if isinstance(p, dict)]
+    line = [PhaseStats(p["label"], warned=p.get("warned", 0), seconds=p.get("seconds", 0.0))
+            for p in kept if not p.get("branch")]
+    if not line:
+        return
+    committed_phase_stats(line, rows_read, store.phase_reject_counts(job["id"]))
+    branches = [p for p in kept if p.get("branch")]
+    store.update_job(job["id"], phase_stats=[st.to_json() for st in line] + branches)
+
+
 def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: int | None = None,
              dry_run: bool = False) -> dict:
     """Undo the job's effect on every destination, entirely or back to a checkpoint."""
@@ -113,11 +138,14 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     _refuse_running(job, "roll it back")
     after_batch = None
     if to_checkpoint is not None:
-        cps = {c["id"]: c for c in store.checkpoints(job["id"])}
-        if to_checkpoint not in cps:
+        if job["status"] == "rolled_back":
+            raise UserError(f"job {job['id']} was rolled back entirely; it has no checkpoints")
+        found = store.checkpoint(job["id"], to_checkpoint)
+        if found is None:
             raise UserError(f"job {job['id']} has no checkpoint {to_checkpoint} "
                             f"(see 'etlconsole checkpoints {job['id']}')")
-        after_batch = cps[to_checkpoint]["checkpoint_data"]["batch"]
+        to_checkpoint = found["number"]      # an old store-wide id: reported by its number
+        after_batch = found["checkpoint_data"]["batch"]
     reports = [destinations.rollback(Path(d["path"]), job["id"], d.get("kind"),
                                      after_batch=after_batch, dry_run=dry_run,
                                      timeout_ms=settings.transaction_timeout_ms).to_dict()
@@ -128,16 +156,22 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     if dry_run:
         return summary
     if after_batch is None:
-        store.reconcile(job["id"], [], rolled_back_after=0)
+        # The job's figures stay (what it read, loaded and rejected): its status says
+        # that it was undone; the rollback's event says how many rows went.
+        store.reconcile(job["id"], [], rolled_back_after=0, keep_figures=True)
         store.update_job(job["id"], status="rolled_back", finished_at=now(),
-                         error=None if job["status"] == "succeeded" else job["error"])
+                         error=_error_after_rollback(job))
         shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
     else:
         ledger = [e.to_dict() for d in _destinations(job)
                   for e in destinations.committed(Path(d["path"]), job["id"], d.get("kind"))]
-        store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
+        counters = store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
+        _recount_phases(store, job, counters["rows_read"])
+        # the bytes done are the checkpoint's too (the console's progress bar reads them)
+        done = {"bytes_read": found["checkpoint_data"]["bytes_read"]} \
+            if "bytes_read" in found["checkpoint_data"] else {}
         store.update_job(job["id"], status="interrupted",
-                         error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
+                         error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue", **done)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
     summary["status"] = store.job(job["id"])["status"]

@@ -74,7 +74,73 @@ class PhaseStats:
     rows_out: int = 0
     rejected: int = 0
     warned: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0        # busy time: wall time while the phase was at work (BusyClock)
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "rows_in": self.rows_in, "rows_out": self.rows_out,
+                "rejected": self.rejected, "warned": self.warned,
+                "seconds": round(self.seconds, 4)}
+
+
+class BusyClock:
+    """Adds to ``stats.seconds`` the wall time during which at least one thread works for
+    the phase. A phase may run in two threads at once (validate's two halves overlap on
+    consecutive chunks), so summing each thread's time could exceed the job's wall time;
+    this never does. (Different phases do overlap each other: their times are not meant
+    to add up to the job's.)"""
+
+    def __init__(self, stats: PhaseStats):
+        self.stats = stats
+        self._lock = threading.Lock()
+        self._active = 0
+        self._since = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._since = time.perf_counter()
+            self._active += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self.stats.seconds += time.perf_counter() - self._since
+
+
+def committed_phase_stats(stats: list[PhaseStats], rows_read: int,
+                          rejects: dict[str, int]) -> None:
+    """Set rows in/out/rejected of the main line's phases (``stats[0]`` the extract) from
+    what the store holds for the committed batches: ``rows_read`` records, and the rejects
+    of each phase by label. Exact after a stop (rows still in the line are not counted)
+    and after a resume (rows the stopped run had begun are not counted twice). Rejects of
+    labels the line does not have (a rerun's rejects carried from the first job's earlier
+    phases) count at the start, with the extract's; branch phases count in their branch."""
+    known = {st.label for st in stats}
+    carried = sum(n for label, n in rejects.items() if label not in known and " > " not in label)
+    n = rows_read
+    for i, st in enumerate(stats):
+        st.rows_in = n
+        st.rejected = rejects.get(st.label, 0) + (carried if i == 0 else 0)
+        st.rows_out = n = max(0, n - st.rejected)
+
+
+def _timed(items, clock: BusyClock):
+    """``items`` with the time spent producing each one (parsing, for the extract) on
+    ``clock``."""
+    it = iter(items)
+    try:
+        while True:
+            with clock:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()
 
 
 @dataclass
@@ -187,9 +253,19 @@ class Runner:
         self.counters = Counters()
         use_lean_allocator()
         self.governor = Governor(settings.max_memory_mb)
-        self.stats = [PhaseStats(p.label) for p in plan.phases]
+        # The phase table: the extract (rows parsed, rows rejected on read) and each phase.
+        first = f"replay of job {parent}" if stream is not None and parent else "extract"
+        self.stats = [PhaseStats(first)] + [PhaseStats(p.label) for p in plan.phases]
+        self.clocks = [BusyClock(st) for st in self.stats]
+        self.segment = 0              # this run segment's number in the job (store)
+        self.elapsed_before = 0.0     # seconds the job ran in earlier segments
+        self.bytes_before = 0         # bytes done when this segment started
+        self._last_rows, self._last_t = 0, 0.0     # the previous sample (rates)
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.targets: list[Target] = targets_for(plan, self.job_id, settings)
+        # what each target's writes are timed on: the load's line, or each branch's own
+        self.write_clocks = ([self.clocks[-1]] if not plan.branches else
+                             [BusyClock(PhaseStats(t.label)) for t in self.targets])
         self.forced: list[tuple[int, int]] = []   # (batch, last record) to cut again on resume
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
@@ -227,12 +303,13 @@ class Runner:
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
         self.started = time.monotonic()
+        self._last_rows, self._last_t = self.counters.records_seen, self.started
         status, error = "failed", "the engine stopped unexpectedly"
         helpers = [threading.Thread(target=self._sample_loop, name="sampler", daemon=True)]
         if not self.resume and self.stream is None:
             helpers.append(threading.Thread(target=self._digest_source, name="digest", daemon=True))
         try:
-            self.store.update_job(self.job_id, status="running", started_at=now())
+            self._begin_segment()
             if self.log:
                 self.log.info("job.resumed" if self.resume else "job.started", job=self.job_id,
                               source=str(plan.source), after_record=self.start_after,
@@ -264,8 +341,23 @@ class Runner:
                     p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
                 for t in self.targets:
                     t.destination.close()
+                try:
+                    self._sample(self.store)   # the last figures of the segment, always
+                except Exception:              # the store refused: _finish says what it can
+                    pass
                 summary = self._finish(status, error)
         return summary
+
+    def _begin_segment(self) -> None:
+        """The job is running; a segment of it begins. ``started_at`` stays the job's
+        first start (set once); the segment is recorded so the job's duration and rates
+        can be told per segment."""
+        kind = "resume" if self.resume else ("rerun" if self.stream is not None else "run")
+        self.segment = self.store.begin_segment(self.job_id, kind, self.start_after)
+        self.elapsed_before = self.store.duration(self.job_id)
+        job = self.resume or {}
+        self.store.update_job(self.job_id, status="running",
+                              started_at=job.get("started_at") or now())
 
     def _fit_to_budget(self) -> None:
         """A tight budget starts with smaller chunks and batches instead of waiting for the
@@ -331,6 +423,8 @@ class Runner:
                                                        truth["rows_rejected"])
         c.records_seen = c.last_checkpoint_row = c.rows_read
         self.start_after = c.rows_read
+        self.bytes_before = (self.resume.get("bytes_read") or 0) if c.rows_read else 0
+        self._seed_phase_stats()
         self.next_batch = done + 1
         c.batches = done
         self.store.update_job(self.job_id, pid=os.getpid(), pid_started=psutil.Process().create_time(),
@@ -338,6 +432,20 @@ class Runner:
         self.store.add_event(self.job_id, "job.resumed", after_record=self.start_after,
                              batches_committed=done, rows_loaded=c.rows_loaded,
                              partly_committed=sorted(partial))
+
+    def _seed_phase_stats(self) -> None:
+        """A resumed job's phase table starts from what its committed batches hold, and
+        its busy times from what the earlier segments recorded."""
+        before = {p.get("label"): p for p in (self.resume.get("phase_stats") or [])
+                  if isinstance(p, dict) and not p.get("branch")}
+        for st in self.stats:
+            st.seconds = float((before.get(st.label) or {}).get("seconds") or 0.0)
+            st.warned = int((before.get(st.label) or {}).get("warned") or 0)
+        committed_phase_stats(self.stats, self.counters.rows_read,
+                              self.store.phase_reject_counts(self.job_id))
+
+    def _phase_table(self) -> list[dict]:
+        return [st.to_json() for st in self.stats]
 
     # -- main thread: read and transform --------------------------------------
     def _run_phases(self) -> None:
@@ -354,8 +462,10 @@ class Runner:
             chunk_rows=self.chunk_rows, start_after=self.start_after)
         pending: Pending | None = None
         number = self.next_batch - 1
-        steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
-        line = staged(map(_Work.of, stream), steps, in_flight=3, name="phase", nice=PHASE_NICE)
+        steps = [s for p, st, clock in zip(plan.phases, self.stats[1:], self.clocks[1:])
+                 for s in self._phase_steps(p, st, clock)]
+        line = staged(map(_Work.of, _timed(stream, self.clocks[0])), steps, in_flight=3,
+                      name="phase", nice=PHASE_NICE)
         try:
             for work in line:
                 chunk = work.chunk
@@ -366,6 +476,7 @@ class Runner:
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
                 good, rejects, snapshots = work.batch, work.records(), work.snapshots
+                self._count_extract(work)
                 self.counters.rows_warned += work.warnings
                 if pending is None:
                     pending = Pending(chunk.first_row, good.schema)
@@ -406,39 +517,49 @@ class Runner:
         if self._loader_error is not None:
             raise self._loader_error
 
-    def _phase_steps(self, planned, stats: PhaseStats) -> list[Callable[[_Work], _Work]]:
+    def _count_extract(self, work: _Work) -> None:
+        """The extract's line of the phase table: records read, and rows rejected on
+        read (or, in a rerun, carried from the first job's earlier phases)."""
+        st, chunk = self.stats[0], work.chunk
+        rejected = len(chunk.carried) + sum(len(r) for r in chunk.rejects)
+        st.rows_in += max(0, chunk.last_row - chunk.first_row + 1)
+        st.rejected += rejected
+        st.rows_out = st.rows_in - st.rejected
+
+    def _phase_steps(self, planned, stats: PhaseStats, clock: BusyClock
+                     ) -> list[Callable[[_Work], _Work]]:
         """One phase as steps of the line (``stages.staged``), each in a thread of its own;
         only they touch the phase and its stats. A phase whose work comes in two halves
         (``parts()``: validate's rule masks, then its unique check and split) gets a step
         for each, so the two halves of consecutive chunks overlap."""
         parts = planned.phase.parts()
         if parts is None:
-            return [self._phase_step(planned, stats)]
+            return [self._phase_step(planned, stats, clock)]
         check, finish = parts
 
         def first(work: _Work) -> _Work:
-            t0 = time.perf_counter()
-            try:
-                work.checked = check(work.batch)
-            except _FATAL:
-                raise
-            except Exception:
-                work.checked = None      # the second step runs the whole phase, which copes
-            stats.seconds += time.perf_counter() - t0
+            with clock:
+                try:
+                    work.checked = check(work.batch)
+                except _FATAL:
+                    raise
+                except Exception:
+                    work.checked = None      # the second step runs the whole phase, which copes
             return work
 
         def attempt(work: _Work):
             checked, work.checked = work.checked, None
             return None if checked is None else lambda: finish(checked)
 
-        return [first, self._phase_step(planned, stats, attempt)]
+        return [first, self._phase_step(planned, stats, clock, attempt)]
 
-    def _phase_step(self, planned, stats: PhaseStats, attempt=None) -> Callable[[_Work], _Work]:
+    def _phase_step(self, planned, stats: PhaseStats, clock: BusyClock,
+                    attempt=None) -> Callable[[_Work], _Work]:
         def step(work: _Work) -> _Work:
-            t0 = time.perf_counter()
             rows_in = work.batch.num_rows
-            out, phase_rejects, warnings = self._process(planned, work.batch,
-                                                         attempt(work) if attempt else None)
+            with clock:
+                out, phase_rejects, warnings = self._process(planned, work.batch,
+                                                             attempt(work) if attempt else None)
             stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
             if phase_rejects:
                 stats.rejected += sum(len(r) for r, _, _ in phase_rejects)
@@ -446,7 +567,6 @@ class Runner:
             stats.warned += warnings
             work.warnings += warnings
             stats.rows_out += out.num_rows
-            stats.seconds += time.perf_counter() - t0
             work.batch = out
             if planned.checkpoint:
                 work.snapshots[planned.index] = out
@@ -494,7 +614,8 @@ class Runner:
             # are made here: the loader, the slowest part of a job, is left with writing.
             # (A thousand rejects inserted one by one hand the GIL back and forth a
             # thousand times; in the loader that cost a third of a second per 1M rows.)
-            item.outputs = [self._output(t, item) for t in self.targets]
+            item.outputs = [self._timed_output(t, clock, item)
+                            for t, clock in zip(self.targets, self.write_clocks)]
             branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
             self.store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                    row_end=item.row_end, rejects=item.rejects + branch_rejects,
@@ -526,13 +647,21 @@ class Runner:
                 t0 = time.perf_counter()
                 self._taken = item.number
                 refused, attempts = 0, 1
-                for t, (batch, data, _) in zip(self.targets, item.outputs):
+                # Writing is the load's work: its time (and the rows the destination
+                # refused) belong on its line of the phase table (a branch's, on the
+                # branch's line).
+                for t, clock, (batch, data, _) in zip(self.targets, self.write_clocks,
+                                                      item.outputs):
                     if item.number in t.held:       # committed there before a kill
                         continue
-                    n, tries = self._write(store, t, item, batch, data)
+                    with clock:
+                        n, tries = self._write(store, t, item, batch, data)
                     refused += n
                     attempts = max(attempts, tries)
                 seconds = time.perf_counter() - t0
+                if refused and not self.plan.branches:
+                    self.stats[-1].rejected += refused
+                    self.stats[-1].rows_out -= refused
                 if self.plan.branches:     # rows reaching the branches; branch rejects apart
                     loaded, rejected = item.rows, len(item.rejects)
                 else:
@@ -548,7 +677,7 @@ class Runner:
                               "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
                               "retries": self.retries,
                               # per-phase counts so far, for the console's monitor
-                              "phase_stats": [dict(vars(st)) for st in self.stats]})
+                              "phase_stats": self._phase_table()})
                 self.sizer.committed(seconds, retried=attempts > 1, refused_rows=refused)
                 if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
                     self._checkpoint(store, item.bytes_read)
@@ -558,6 +687,12 @@ class Runner:
                 f"loader: {type(exc).__name__}: {exc}")
         finally:
             store.close()
+
+    def _timed_output(self, t: Target, clock: BusyClock, item: LoadItem):
+        if not self.plan.branches:       # the plain load's line times its writes only
+            return self._output(t, item)
+        with clock:                      # a branch's line: its phases and its writes
+            return self._output(t, item)
 
     def _output(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, pa.RecordBatch, list[dict]]:
         """(rows for ``t`` with their record numbers, the data to write, rejects on the way)."""
@@ -639,8 +774,10 @@ class Runner:
     # -- sampler thread: metrics, memory, progress ----------------------------
     def _sample_loop(self) -> None:
         store = self.store.clone()
-        last_rows, last_t = 0, time.monotonic()
         try:
+            # A sample at once: a job shorter than the interval still has its figures
+            # (the last one is taken by the main thread when the segment ends).
+            self._sample(store)
             ticks = 0
             # Memory is looked at every 0.1 s (a burst between looks must stay small);
             # metrics are written every 0.5 s.
@@ -648,8 +785,7 @@ class Runner:
                 ticks += 1
                 self._watch_memory()
                 if ticks % 5 == 0:
-                    self._sample(store, last_rows, last_t)
-                    last_rows, last_t = self.counters.records_seen, time.monotonic()
+                    self._sample(store)
         finally:
             store.close()
 
@@ -663,17 +799,26 @@ class Runner:
         elif not self.governor.pressure and self.chunk_rows < self.chunk_cap:
             self.chunk_rows = min(self.chunk_cap, self.chunk_rows + self.chunk_cap // 40)
 
-    def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
+    def _sample(self, store: StateStore) -> dict:
+        """One metrics sample. Rates are of this run segment: rows since the previous
+        sample of the segment over the time since it (a resumed job's first sample does
+        not count the rows of the earlier segments as just read)."""
         c = self.counters
         t = time.monotonic()
+        rows, seg_t = c.records_seen, t - self.started
+        dt = t - self._last_t
         sample = {
-            "elapsed_s": round(t - self.started, 3), "rows_read": c.records_seen,
+            "elapsed_s": round(self.elapsed_before + seg_t, 3), "rows_read": rows,
             "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
-            "rows_per_s": round((c.records_seen - last_rows) / max(t - last_t, 1e-6), 1),
-            "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size or self.sizer.size,
+            "rows_per_s": round((rows - self._last_rows) / dt, 1) if dt > 1e-3 else 0.0,
+            "rss_mb": round(self.governor.sample(), 1),
+            "batch_size": c.batch_size or self.sizer.size,
             "queue_depth": self.queue.qsize(), "retries": self.retries,
-            "bytes_read": c.bytes_read,
+            "bytes_read": c.bytes_read, "segment": self.segment,
+            "segment_elapsed_s": round(seg_t, 3), "segment_rows": rows - self.start_after,
+            "segment_bytes": max(0, c.bytes_read - self.bytes_before),
         }
+        self._last_rows, self._last_t = rows, t
         store.add_metric(self.job_id, sample)
         if self.progress:
             self.progress(sample | {"bytes_total": self.fingerprint["size"]})
@@ -684,13 +829,20 @@ class Runner:
         c = self.counters
         if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
             self._checkpoint(self.store, c.bytes_read)
-        elapsed = time.monotonic() - self.started
+        segment = time.monotonic() - self.started
+        # The job's duration is the sum of its segments; its rate is this segment's.
+        elapsed = self.store.end_segment(self.job_id, self.segment, elapsed_s=round(segment, 3),
+                                         rows_at_end=c.rows_read, status=status)
         peak = round(Governor.peak_mb(), 1)
+        # What the committed batches hold, whatever the segment had begun.
+        committed_phase_stats(self.stats, c.rows_read, self.store.phase_reject_counts(self.job_id))
+        done = c.rows_read - self.start_after
         summary = {
             "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
             "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
             "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
-            "rows_per_s": round(c.rows_read / elapsed, 1) if elapsed else None,
+            "segment_elapsed_s": round(segment, 3), "segment": self.segment,
+            "rows_per_s": round(done / segment, 1) if segment else None,
             "peak_rss_mb": peak, "retries": self.retries, "batches": c.batches,
             "destination": self.targets[0].describe() if not self.plan.branches else None,
             "error": error,
@@ -698,14 +850,15 @@ class Runner:
         if self.plan.branches:   # rows_loaded counts rows reaching the branches
             summary["branches"] = [{"branch": t.name, "destination": t.describe(),
                                     **t.stats.__dict__} for t in self.targets]
+        branch_lines = [{"label": t.label, "branch": t.name, **t.stats.__dict__,
+                         "seconds": round(clock.stats.seconds, 4)}
+                        for t, clock in zip(self.targets, self.write_clocks) if t.name]
         self.store.update_job(
             self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
             peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
             rows_rejected=c.rows_rejected, rows_warned=c.rows_warned, error=error,
             retries=self.retries,
-            phase_stats=[s.__dict__ for s in self.stats] + [
-                {"label": t.label, "branch": t.name, **t.stats.__dict__}
-                for t in self.targets if t.name])
+            phase_stats=self._phase_table() + branch_lines)
         self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
                              else "error", error=error)
         if self.progress:

@@ -112,6 +112,33 @@ MIGRATIONS = [
     ALTER TABLE pipeline_rejects ADD COLUMN phase_label TEXT;
     CREATE INDEX pipeline_rejects_batch ON pipeline_rejects(job_id, batch_number);
     """,
+    # 3: honest figures. A job runs in segments (the run, then each resume): each is kept,
+    # so a job's duration is the sum of its segments and its rates are per segment.
+    # Checkpoints get a number of their own per job (1, 2, 3 ...), filled in for old ones.
+    """
+    CREATE TABLE pipeline_segments (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        number INTEGER NOT NULL,          -- 1 = the run, 2 = the first resume, ...
+        kind TEXT NOT NULL,               -- run | resume | rerun | before (pre-v3 history)
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        elapsed_s REAL,
+        rows_at_start INTEGER NOT NULL DEFAULT 0,
+        rows_at_end INTEGER,
+        status TEXT,
+        UNIQUE (job_id, number)
+    );
+    ALTER TABLE pipeline_metrics ADD COLUMN segment INTEGER;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_elapsed_s REAL;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_rows INTEGER;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_bytes INTEGER;
+    ALTER TABLE pipeline_checkpoints ADD COLUMN number INTEGER;
+    UPDATE pipeline_checkpoints SET number = (
+        SELECT count(*) FROM pipeline_checkpoints c WHERE c.job_id = pipeline_checkpoints.job_id
+        AND c.id <= pipeline_checkpoints.id);
+    """,
 ]
 
 

@@ -200,8 +200,8 @@ class StateStore:
                      (job_id, value, *sorted(keep_labels)))
 
     def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
-                  partial: dict[int, set[str]] | None = None, branched: bool = False
-                  ) -> dict[str, int]:
+                  partial: dict[int, set[str]] | None = None, branched: bool = False,
+                  keep_figures: bool = False) -> dict[str, int]:
         """Make the store agree with the destinations' ledgers; returns the true counters.
 
         ``ledger``: the batches every destination holds. Batches none holds are dropped
@@ -211,6 +211,8 @@ class StateStore:
         PENDING with only those destinations' refused rows, and is written again where it
         is missing. In a branched job rows_loaded counts rows that reached the branches and
         rows_rejected the rows rejected before them (branch rejects are per branch).
+        ``keep_figures`` (a full rollback): the job's counters and rejects stay as the
+        history of what it did; its batches become ROLLED_BACK.
         """
         held = {e["batch"]: e for e in ledger}
         partial = partial or {}
@@ -229,8 +231,9 @@ class StateStore:
                 elif rolled_back_after is not None and status == "COMMITTED":
                     conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' "
                                  "WHERE job_id = ? AND batch_number = ?", (job_id, number))
-                    conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ?",
-                                 (job_id, number))
+                    if not keep_figures:
+                        conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND "
+                                     "batch_number = ?", (job_id, number))
                 else:
                     self._drop_batches(conn, job_id, "= ?", number)
             known = {r[0] for r in conn.execute(
@@ -254,9 +257,10 @@ class StateStore:
                 "AND status = 'COMMITTED'", (job_id,)).fetchone()[0]
             counters = {"rows_read": max((e["row_end"] for e in ledger), default=0),
                         "rows_loaded": loaded, "rows_rejected": rejected}
-            self._update(conn, job_id, counters)
             conn.execute("DELETE FROM pipeline_checkpoints WHERE job_id = ? AND row_count > ?",
                          (job_id, counters["rows_read"]))
+            if not keep_figures:
+                self._update(conn, job_id, counters)
         return counters
 
     def mark_dead_jobs(self, stale_after_s: float = 600.0) -> list[str]:
@@ -272,11 +276,77 @@ class StateStore:
                                   "resume or roll back")
         return dead
 
-    def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> None:
+    def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> int:
+        """Returns the checkpoint's number in its job (1, 2, 3 ...; after a rollback to
+        checkpoint k, the next one is k + 1 again)."""
         with self._tx() as conn:
+            number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM pipeline_checkpoints "
+                                  "WHERE job_id = ?", (job_id,)).fetchone()[0]
             self._insert(conn, "pipeline_checkpoints", {
-                "job_id": job_id, "phase": phase, "checkpoint_data": json.dumps(data),
-                "row_count": row_count, "created_at": now()})
+                "job_id": job_id, "number": number, "phase": phase,
+                "checkpoint_data": json.dumps(data), "row_count": row_count, "created_at": now()})
+        return number
+
+    def checkpoint(self, job_id: str, ref: int) -> dict[str, Any] | None:
+        """The job's checkpoint ``ref``: its number in the job (what `checkpoints` shows),
+        or else the store-wide id older versions showed, when that id is not also one of
+        the job's numbers (the number wins)."""
+        rows = self.checkpoints(job_id)
+        return (next((c for c in rows if c["number"] == ref), None)
+                or next((c for c in rows if c["id"] == ref), None))
+
+    # -- run segments: the run, then each resume ---------------------------------
+    def begin_segment(self, job_id: str, kind: str, rows_at_start: int) -> int:
+        """Record the start of a run segment; returns its number. A job from before
+        segments were kept gets its earlier run as segment 1 (kind 'before'), from its
+        record, so its duration still adds up."""
+        stamp = now()
+        with self._tx() as conn:
+            # A segment that never ended (its process was killed) lasted until the job's
+            # last heartbeat.
+            conn.execute("UPDATE pipeline_segments SET status = 'killed', elapsed_s = max(0, "
+                         "(julianday((SELECT heartbeat_at FROM import_jobs WHERE id = ?)) - "
+                         "julianday(started_at)) * 86400.0) WHERE job_id = ? AND elapsed_s IS NULL",
+                         (job_id, job_id))
+            count = conn.execute("SELECT count(*) FROM pipeline_segments WHERE job_id = ?",
+                                 (job_id,)).fetchone()[0]
+            job = conn.execute("SELECT started_at, finished_at, elapsed_s, rows_read FROM "
+                               "import_jobs WHERE id = ?", (job_id,)).fetchone()
+            if count == 0 and kind == "resume" and job and job[2] is not None:
+                self._insert(conn, "pipeline_segments", {
+                    "job_id": job_id, "number": 1, "kind": "before", "started_at": job[0] or stamp,
+                    "finished_at": job[1], "elapsed_s": job[2], "rows_at_end": job[3]})
+                count = 1
+            self._insert(conn, "pipeline_segments", {
+                "job_id": job_id, "number": count + 1, "kind": kind, "pid": os.getpid(),
+                "started_at": stamp, "rows_at_start": rows_at_start})
+        return count + 1
+
+    def end_segment(self, job_id: str, number: int, *, elapsed_s: float, rows_at_end: int,
+                    status: str) -> float:
+        """Record the end of a run segment; returns the job's duration (all its segments)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE pipeline_segments SET finished_at = ?, elapsed_s = ?, "
+                         "rows_at_end = ?, status = ? WHERE job_id = ? AND number = ?",
+                         (now(), elapsed_s, rows_at_end, status, job_id, number))
+        return self.duration(job_id)
+
+    def duration(self, job_id: str) -> float:
+        """Seconds the job ran: the sum of its finished segments."""
+        return self.db.execute("SELECT coalesce(sum(elapsed_s), 0) FROM pipeline_segments "
+                               "WHERE job_id = ?", [job_id]).fetchone()[0]
+
+    def segments(self, job_id: str) -> list[dict[str, Any]]:
+        return self._rows("pipeline_segments", job_id, "number")
+
+    def phase_reject_counts(self, job_id: str) -> dict[str, int]:
+        """Rejected rows of the job's committed batches, by phase label (the extract's by
+        'extract'): what the phase table must add up to."""
+        rows = self.db.execute(
+            "SELECT coalesce(r.phase_label, r.phase), count(*) FROM pipeline_rejects r "
+            "JOIN pipeline_batches b ON b.job_id = r.job_id AND b.batch_number = r.batch_number "
+            "WHERE r.job_id = ? AND b.status = 'COMMITTED' GROUP BY 1", [job_id]).fetchall()
+        return dict(rows)
 
     def add_metric(self, job_id: str, sample: dict[str, Any]) -> None:
         with self._tx() as conn:

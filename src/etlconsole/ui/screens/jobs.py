@@ -108,7 +108,7 @@ class JobsScreen(PolledScreen):
             self.app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["id"]), (c["id"], c["checkpoint_data"]["batch"],
+            (str(c["number"]), (c["number"], c["checkpoint_data"]["batch"],
                             fmt.num(c["checkpoint_data"]["last_row"]),
                             fmt.num(c["checkpoint_data"]["rows_loaded"])))
             for c in (data.checkpoints if shown else [])])
@@ -323,6 +323,11 @@ def job_details(j: dict) -> Text:
     if j["error"]:
         out.append(f"error      {j['error']}\n", style="red")
     for p in j["phase_stats"] or []:
+        if p.get("branch"):         # a branch's line: what its destination loaded
+            out.append(f"  {'branch ' + p['branch']:<20} in {p['rows_in']:>10,} loaded "
+                       f"{p['loaded']:>10,} rej {p['rejected'] + p['refused']:>7,} "
+                       f"{p.get('seconds', 0):>6.2f}s\n")
+            continue
         out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
                    f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
     return out
