@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import UserError
 from ..spec import load_spec, spec_from_text
 from ..store import StateStore
+from ..store import replays
 from ..store.store import now
 from . import extract
 from . import destinations
@@ -129,6 +130,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         store.update_job(job["id"], status="interrupted",
                          error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
+    replays.after_job_rollback(store, job["id"])   # replays' rows went with the job's (ADR 0014)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
     summary["status"] = store.job(job["id"])["status"]
