@@ -1,0 +1,305 @@
+"""Fixing and replaying rejects (issue 16), end to end: the real CLI in subprocesses, real
+SQLite files.
+
+The "done when" scenario: a demo job (20,000 rows, 400 rejects) -> fix file -> 380 rows
+fixed by a script -> replayed: 380 resolved, 20 rejected again with new reasons; the
+warehouse holds 19,980 rows, each once; ``rollback --replay 1`` removes exactly the 380;
+the job's counters add up at every step.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etlconsole.sample import COLUMNS
+
+from .helpers import Cli, assert_user_error, query, write_pipeline
+
+FIX_SCRIPT = Path(__file__).with_name("fix_demo_rejects.py")
+EXTRA = ["_etl_row", "_etl_reason", "_etl_raw"]
+
+
+def counters(cli: Cli, job: str) -> dict:
+    res = cli("show", job, "--json")
+    assert res.returncode == 0, str(res)
+    j = res.last_json()
+    # conservation: read = loaded + open rejects (resolved rows count as loaded)
+    assert j["rows_read"] == j["rows_loaded"] + j["rows_rejected"], j
+    return j
+
+
+def table_state(db: Path) -> tuple:
+    return query(db, "SELECT count(*), count(DISTINCT id), coalesce(sum(id), 0) FROM orders")[0]
+
+
+def data_digest(db: Path) -> list[tuple]:
+    return query(db, "SELECT id, email, status, quantity, currency, _etl_job_id, _etl_batch "
+                     "FROM orders ORDER BY id")
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames), list(reader)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A demo job of its own (the store and the ledger name absolute paths: no copies)."""
+    cli = Cli(tmp_path, tmp_path / "state" / "state.db")
+    res = cli("demo", "--no-ui", "--json", timeout=120)
+    assert res.returncode == 0, str(res)
+    summary = res.last_json()
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_rejected"]) == (20_000, 19_600, 400)
+    return cli, summary["job_id"], tmp_path / "etlconsole-demo" / "warehouse.db"
+
+
+def fixed_file(cli: Cli, job: str, broken: int = 20) -> Path:
+    res = cli("rejects", job, "--fix", "fix.csv")
+    assert res.returncode == 0, str(res)
+    subprocess.run([sys.executable, str(FIX_SCRIPT), "fix.csv", "fixed.csv", str(broken)],
+                   cwd=cli.cwd, check=True)
+    return cli.cwd / "fixed.csv"
+
+
+def test_done_when(lab):
+    cli, job, db = lab
+    before = data_digest(db)
+    assert table_state(db)[:2] == (19_600, 19_600)
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_600, 400, 0)
+
+    # 1. the fix file: the source's header and values, plus record number, reason, raw text
+    res = cli("rejects", job, "--fix", "fix.csv")
+    assert res.returncode == 0, str(res)
+    assert "wrote 400 open rejects" in res.stdout
+    header, rows = read_csv(cli.cwd / "fix.csv")
+    assert header == [*COLUMNS, *EXTRA]
+    assert len(rows) == 400
+    raw = [r for r in rows if r["_etl_raw"]]
+    assert len(raw) == 40 and all(r["_etl_reason"].startswith("extract/fields") for r in raw)
+    assert all(len(next(csv.reader([r["_etl_raw"]]))) == 12 for r in raw)   # ragged as read
+    emails = [r for r in rows if r["_etl_reason"].startswith("validate/pattern/customer_email")]
+    assert emails and all(r["customer_email"] for r in emails)
+    # values as the source had them (before the clean phase): the source file's own text
+    with (cli.cwd / "etlconsole-demo" / "orders.csv").open(newline="", encoding="utf-8") as f:
+        source = list(csv.reader(f))[1:]
+    for r in rows:
+        if not r["_etl_raw"]:
+            assert [r[c] for c in COLUMNS] == source[int(r["_etl_row"]) - 1], r
+        else:
+            assert next(csv.reader([r["_etl_raw"]])) == source[int(r["_etl_row"]) - 1], r
+
+    # 2. fixed by a script: 380 good, 20 with a new defect
+    subprocess.run([sys.executable, str(FIX_SCRIPT), "fix.csv", "fixed.csv", "20"], cwd=cli.cwd,
+                   check=True)
+
+    # 3. dry run: what would load, what would be rejected; nothing written
+    store_before = query(cli.state, "SELECT count(*), count(resolved_at) FROM pipeline_rejects")
+    res = cli("replay", job, "fixed.csv", "--dry-run", "--json")
+    assert res.returncode == 0, str(res)
+    dry = res.last_json()
+    assert (dry["rows_in"], dry["rows_loaded"], dry["rows_rejected"], dry["rows_refused"]) == (400, 380, 20, 0)
+    assert {(r["phase"], r["rule"], r["column"]) for r in dry["rejected"]} == {("validate", "min", "quantity")}
+    assert data_digest(db) == before
+    assert query(cli.state, "SELECT count(*), count(resolved_at) FROM pipeline_rejects") == store_before
+    assert query(cli.state, "SELECT count(*) FROM pipeline_replays") == [(0,)]
+    assert counters(cli, job)["rows_rejected"] == 400
+
+    # 4. the replay: 380 resolved, 20 rejected again with their new reasons
+    res = cli("replay", job, "fixed.csv", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["replay"], s["status"], s["rows_loaded"], s["rows_rejected"], s["rows_refused"]) == \
+        (1, "succeeded", 380, 20, 0)
+    j = counters(cli, job)
+    assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == \
+        (20_000, 19_980, 20, 380)
+    assert [r["number"] for r in j["replays"]] == [1]
+    count, distinct, _ = table_state(db)
+    assert count == distinct == 19_980                       # each row exactly once
+    assert query(db, "SELECT count(*) FROM orders WHERE _etl_job_id = ?", (job,)) == [(19_980,)]
+    # the replay's rows are a new batch of the same job, in the same ledger
+    ledger = query(db, "SELECT batch, rows, row_start, row_end FROM _etl_loads WHERE job_id = ? "
+                       "ORDER BY batch", (job,))
+    last = ledger[-1]
+    assert last[1] == 380 and last[0] == len(ledger)
+    assert query(db, "SELECT count(*) FROM orders WHERE _etl_batch = ?", (last[0],)) == [(380,)]
+    res = cli("rejects", job, "--json")
+    rejects = res.json_lines()
+    assert len(rejects) == 400       # the list keeps every reject; 380 of them are resolved
+    assert query(cli.state, "SELECT count(*), count(DISTINCT resolved_by) FROM pipeline_rejects "
+                            "WHERE job_id = ? AND resolved_at IS NOT NULL", (job,)) == [(380, 1)]
+    open_now = query(cli.state, "SELECT phase, rule, column_name, count(*) FROM pipeline_rejects "
+                                "WHERE job_id = ? AND resolved_at IS NULL GROUP BY 1, 2, 3", (job,))
+    assert open_now == [("validate", "min", "quantity", 20)]
+    # the next fix file holds the 20, with the values the fix gave them
+    res = cli("rejects", job, "--fix", "again.csv")
+    assert res.returncode == 0, str(res)
+    _, again = read_csv(cli.cwd / "again.csv")
+    assert len(again) == 20 and {r["quantity"] for r in again} == {"0"}
+    assert {r["currency"] for r in again} == {"EUR"}
+
+    # 5. replaying the same file again: every row refused (never a duplicate)
+    res = cli("replay", job, "fixed.csv", "--json")
+    assert res.returncode == 0, str(res)
+    s2 = res.last_json()
+    assert (s2["rows_loaded"], s2["rows_refused"], s2["rows_rejected"]) == (0, 380, 20)
+    assert table_state(db)[:2] == (19_980, 19_980)
+    counters(cli, job)
+
+    # 6. rollback of replay 1 removes exactly the 380
+    res = cli("rollback", job, "--replay", "1", "--dry-run", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows"] == 380
+    assert table_state(db)[0] == 19_980
+    res = cli("rollback", job, "--replay", "1", "--yes", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows"] == 380
+    assert data_digest(db) == before
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"], j["status"]) == \
+        (19_600, 400, 0, "succeeded")
+    res = cli("rollback", job, "--replay", "1", "--yes")
+    assert_user_error(res, "rolled back already")
+
+    # 7. and it can be replayed again, exactly once
+    res = cli("replay", job, "fixed.csv", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 380
+    assert table_state(db)[:2] == (19_980, 19_980)
+    counters(cli, job)
+
+
+def test_rollback_of_the_job_removes_replayed_rows(lab):
+    cli, job, db = lab
+    fixed_file(cli, job)
+    assert cli("replay", job, "fixed.csv").returncode == 0
+    assert table_state(db)[0] == 19_980
+    res = cli("rollback", job, "--yes", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows"] == 19_980
+    assert "orders" not in [r[0] for r in query(db, "SELECT name FROM sqlite_master")]
+    j = counters(cli, job)
+    assert (j["status"], j["rows_resolved"]) == ("rolled_back", 0)
+    assert_user_error(cli("replay", job, "fixed.csv"), "rolled back")
+
+
+def test_bulk_set_where(lab):
+    cli, job, db = lab
+    where = "rule == 'allowed' and column == 'status'"
+    res = cli("replay", job, "--set", "status=paid", "--where", where, "--dry-run", "--json")
+    assert res.returncode == 0, str(res)
+    dry = res.last_json()
+    assert (dry["rows_in"], dry["rows_loaded"], dry["rows_rejected"]) == (40, 40, 0)
+    assert table_state(db)[0] == 19_600
+    res = cli("replay", job, "--set", "status=paid", "--where", where, "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_loaded"], s["rows_rejected"]) == (40, 0)
+    assert table_state(db)[:2] == (19_640, 19_640)
+    assert query(db, "SELECT count(*) FROM orders WHERE _etl_batch = (SELECT max(batch) FROM "
+                     "_etl_loads)")[0][0] == 40
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_640, 360, 40)
+    # nothing left for that condition: one line, exit 2
+    assert_user_error(cli("replay", job, "--set", "status=paid", "--where", where), "holds for none")
+    # a wrong value: rejected again, with the reason of the rule it breaks now
+    res = cli("replay", job, "--set", "currency=EURO2", "--where", "column == 'currency'", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_loaded"], s["rows_rejected"]) == (0, 40)
+    assert {r["rule"] for r in s["rejected"]} == {"allowed"}
+    assert "'EURO2'" in s["rejected"][0]["message"]
+    counters(cli, job)
+
+
+def test_refusals(lab):
+    cli, job, db = lab
+    before = data_digest(db)
+    fixed_file(cli, job)
+    header, rows = read_csv(cli.cwd / "fixed.csv")
+
+    def write(name, header, rows):
+        with (cli.cwd / name).open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=header, lineterminator="\n", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        return name
+
+    # a record of the job that was loaded, not rejected: the file is refused
+    loaded = dict(rows[0], _etl_row="1")
+    assert_user_error(cli("replay", job, write("a.csv", header, [loaded, *rows[1:]])),
+                      "a.csv", "not rejects of job", "_etl_row 1")
+    assert_user_error(cli("replay", job, write("b.csv", header, [dict(rows[0], _etl_row="x")])),
+                      "b.csv", "line 2", "not a record number")
+    assert_user_error(cli("replay", job, write("c.csv", [h for h in header if h != "status"], rows)),
+                      "c.csv", "'status'", "missing")
+    assert_user_error(cli("replay", job, write("d.csv", [h for h in header if h != "_etl_row"], rows)),
+                      "d.csv", "no _etl_row")
+    assert_user_error(cli("replay", job, write("e.csv", header + ["extra"], rows)),
+                      "e.csv", "'extra'")
+    assert_user_error(cli("replay", job, write("f.csv", header, [rows[0], rows[0]])),
+                      "f.csv", "appears twice")
+    assert_user_error(cli("replay", job, "missing.csv"), "missing.csv", "not found")
+    assert_user_error(cli("replay", job), "fix file")
+    assert_user_error(cli("replay", job, "--set", "nope=1"), "no column 'nope'")
+    assert_user_error(cli("replay", job, "--set", "status"), "COLUMN=VALUE")
+    assert_user_error(cli("replay", job, "--where", "__import__('os')"), "--where")
+    assert_user_error(cli("replay", "nosuchjob", "fixed.csv"), "no job")
+    assert_user_error(cli("rollback", job, "--replay", "7", "--yes"), "no replay 7")
+    assert data_digest(db) == before
+    assert query(cli.state, "SELECT count(*) FROM pipeline_replays") == [(0,)]
+    assert counters(cli, job)["rows_rejected"] == 400
+
+
+def test_rollback_replay_order_and_job_rollback_to_checkpoint(tmp_path):
+    """Two replays: the earlier one can be undone only after the later one; rolling the
+    job back to a checkpoint takes every replay's rows and opens their rejects again."""
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    lines = ["id,status"] + [f"{i},{'bad' if i % 10 == 0 else 'ok'}" for i in range(1, 3001)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_pipeline(tmp_path / "p.toml", phases='''
+[[phases]]
+type = "validate"
+rules = [{ column = "status", allowed = ["ok"] }]
+''')
+    env = {"PIPELINE_BATCH_SIZE_MIN": "1000", "PIPELINE_BATCH_SIZE_MAX": "1000",
+           "PIPELINE_CHUNK_SIZE": "1000", "PIPELINE_CHECKPOINT_INTERVAL": "1000"}
+    res = cli("run", "p.toml", "--no-ui", "--json", env=env)
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+    db = tmp_path / "out.db"
+    assert query(db, "SELECT count(*) FROM t") == [(2700,)]
+    r1 = cli("replay", job, "--set", "status=ok", "--where", "row <= 1500", "--json")
+    r2 = cli("replay", job, "--set", "status=ok", "--where", "row > 2500", "--json")
+    assert (r1.last_json()["rows_loaded"], r2.last_json()["rows_loaded"]) == (150, 50), str(r2)
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(2900, 2900)]
+    assert_user_error(cli("rollback", job, "--replay", "1", "--yes"), "roll it back first")
+    checkpoints = cli("checkpoints", job, "--json").json_lines()
+    first = checkpoints[0]
+    assert first["checkpoint_data"]["batch"] == 1
+    res = cli("rollback", job, "--to", str(first["id"]), "--yes", "--json")
+    assert res.returncode == 0, str(res)
+    kept = first["checkpoint_data"]["last_row"]          # batches hold 1000 loaded rows
+    assert query(db, "SELECT count(*) FROM t") == [(1000,)]
+    j = counters(cli, job)
+    assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == \
+        (kept, 1000, kept // 10, 0)
+    assert {r["status"] for r in j["replays"]} == {"rolled_back"}
+    res = cli("resume", job, "--json", env=env)
+    assert res.returncode == 0, str(res)
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(2700, 2700)]
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"]) == (2700, 300)
+    res = cli("replay", job, "--set", "status=ok", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 300
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(3000, 3000)]
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (3000, 0, 300)
