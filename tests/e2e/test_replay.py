@@ -303,3 +303,50 @@ rules = [{ column = "status", allowed = ["ok"] }]
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(3000, 3000)]
     j = counters(cli, job)
     assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (3000, 0, 300)
+
+
+def test_dialect_raw_records_and_database_refusals(tmp_path):
+    """A ';' source with quotes: the fix file keeps its dialect; a ragged record is fixed in
+    _etl_raw; a row the database refuses (a CHECK of the table) is refused again at phase
+    load inside the replay's own batch, and loads once fixed."""
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    (tmp_path / "data.csv").write_text('id;name;qty\n1;"A;a";5\n2;B;0\n3;C;x\n4;D\n5;"E ""e""";7\n',
+                                       encoding="utf-8")
+    db = tmp_path / "out.db"
+    query(db, "CREATE TABLE t (id TEXT, name TEXT, qty INTEGER CHECK (qty > 0))")
+    write_pipeline(tmp_path / "p.toml", phases='''
+[[phases]]
+type = "validate"
+rules = [{ column = "qty", type = "int64" }]
+
+[[phases]]
+type = "transform"
+cast = { qty = "int64" }
+''')
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    job = s["job_id"]
+    assert (s["rows_loaded"], s["rows_rejected"]) == (2, 3)
+    res = cli("rejects", job, "--fix", "fix.csv")
+    assert res.returncode == 0, str(res)
+    text = (tmp_path / "fix.csv").read_text(encoding="utf-8").splitlines()
+    assert text[0] == "id;name;qty;_etl_row;_etl_reason;_etl_raw"
+    assert text[1].startswith("2;B;0;2;load/check: CHECK constraint failed")
+    assert text[2] == "3;C;x;3;validate/type/qty: 'x' is not a valid int64;"
+    assert text[3] == ';;;4;extract/fields: 2 fields instead of 3;"4;D"'
+    fixed = [text[0], text[1], "3;C;3;3;;", ';;;4;;"4;D;2"']
+    (tmp_path / "fixed.csv").write_text("\n".join(fixed) + "\n", encoding="utf-8")
+    res = cli("replay", job, "fixed.csv", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_loaded"], s["rows_rejected"]) == (2, 1)
+    assert [(r["row"], r["phase"], r["rule"]) for r in s["rejected"]] == [(2, "load", "check")]
+    assert query(db, "SELECT id, name, qty FROM t ORDER BY id") == [
+        ("1", "A;a", 5), ("3", "C", 3), ("4", "D", 2), ("5", 'E "e"', 7)]
+    res = cli("replay", job, "--set", "qty=9", "--where", "row == 2", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 1
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(5, 5)]
+    j = counters(cli, job)
+    assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (5, 5, 0, 3)
