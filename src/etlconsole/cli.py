@@ -401,12 +401,16 @@ def rejects(obj: Context, job, as_json, csv_file, fix_file):
                 n += 1
         click.echo(f"wrote {n:,} rejected rows to {csv_file}")
         return
+    from .store.replays import resolutions
+    resolved = resolutions(store, j["id"])      # rows a replay loaded since (issue 16)
     for r in rows:
+        by, at = resolved.get(r["row"], (None, None))
         if as_json:
-            _echo_json(r)
+            _echo_json({**r, "resolved_by": by, "resolved_at": at})
         else:
             click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
-                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}"
+                       + (f"  [resolved by replay {by}]" if by else ""))
 
 
 def _write_fix_file(store, j: dict, path: Path, as_json: bool) -> None:

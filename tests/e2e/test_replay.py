@@ -133,6 +133,9 @@ def test_done_when(lab):
     res = cli("rejects", job, "--json")
     rejects = res.json_lines()
     assert len(rejects) == 400       # the list keeps every reject; 380 of them are resolved
+    assert sum(1 for r in rejects if r["resolved_by"] == 1) == 380
+    assert all(r["resolved_at"] for r in rejects if r["resolved_by"])
+    assert sum("[resolved by replay 1]" in line for line in cli("rejects", job).stdout_lines) == 380
     assert query(cli.state, "SELECT count(*), count(DISTINCT resolved_by) FROM pipeline_rejects "
                             "WHERE job_id = ? AND resolved_at IS NOT NULL", (job,)) == [(380, 1)]
     open_now = query(cli.state, "SELECT phase, rule, column_name, count(*) FROM pipeline_rejects "

@@ -34,6 +34,13 @@ def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]
     return out
 
 
+def resolutions(store: StateStore, job_id: str) -> dict[int, tuple[int, str]]:
+    """{record: (replay number, when)} of the job's rejects a replay loaded."""
+    return {r: (by, at) for r, by, at in store.db.execute(
+        "SELECT row, resolved_by, resolved_at FROM pipeline_rejects WHERE job_id = ? AND "
+        "resolved_at IS NOT NULL AND row IS NOT NULL", [job_id]).fetchall()}
+
+
 def open_rejects(store: StateStore, job_id: str) -> list[dict[str, Any]]:
     """Open rejects (not resolved by a replay), in record order, unnumbered ones last."""
     rows = list(store.db.query(
