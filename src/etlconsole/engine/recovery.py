@@ -103,6 +103,8 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     """Undo the job's effect on every destination, entirely or back to a checkpoint."""
     job = _job(store, ref)
     _refuse_running(job, "roll it back")
+    if replays.running(store, job["id"]):
+        raise UserError(f"job {job['id']}: a replay of its rejects is running; wait for it to end")
     after_batch = None
     if to_checkpoint is not None:
         cps = {c["id"]: c for c in store.checkpoints(job["id"])}

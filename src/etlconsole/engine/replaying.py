@@ -385,6 +385,8 @@ def rollback_replay(store: StateStore, ref: str, number: int, settings: Settings
     job = store.job(ref)
     if job["status"] in ("running", "pending"):
         raise UserError(f"job {job['id']} is {job['status']}; stop it first")
+    if book.running(store, job["id"]):
+        raise UserError(f"job {job['id']}: a replay is running; wait for it to end")
     found = {r["number"]: r for r in book.replays(store, job["id"])}
     if number not in found:
         raise UserError(f"job {job['id']} has no replay {number} "
