@@ -353,3 +353,61 @@ cast = { qty = "int64" }
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(5, 5)]
     j = counters(cli, job)
     assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (5, 5, 0, 3)
+
+
+@pytest.mark.parametrize("kind,mode", [("sqlite", "atomic"), ("sqlite", "replace"),
+                                       ("parquet", "append"), ("csv", "atomic")])
+def test_other_modes_and_folders(tmp_path, kind, mode):
+    """A succeeded atomic or replace job has published its table (or folder): a replay
+    appends to it; rollback of the replay, then of the job, are exact."""
+    import pyarrow.dataset as ds
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    lines = ["id,status"] + [f"{i},{'bad' if i % 10 == 0 else 'ok'}" for i in range(1, 201)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dest = "out.db" if kind == "sqlite" else "out"
+    if kind == "sqlite" and mode == "replace":
+        import sqlite3
+        conn = sqlite3.connect(str(tmp_path / "out.db"))
+        with conn:
+            conn.execute("CREATE TABLE t (id TEXT, status TEXT)")
+            conn.execute("INSERT INTO t VALUES ('old', 'ok')")
+        conn.close()
+    text = write_pipeline(tmp_path / "p.toml", dest=dest, phases='''
+[[phases]]
+type = "validate"
+rules = [{ column = "status", allowed = ["ok"] }]
+''').read_text().replace('mode = "append"', f'mode = "{mode}"')
+    if kind != "sqlite":
+        text = text.replace('destination = "sqlite"', f'destination = "{kind}"').replace('table = "t"\n', "")
+    (tmp_path / "p.toml").write_text(text)
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+
+    def ids():
+        if kind == "sqlite":
+            return sorted(r[0] for r in query(tmp_path / "out.db", "SELECT id FROM t"))
+        return sorted(str(v) for v in ds.dataset(str(tmp_path / "out"), format=kind)
+                      .to_table().column("id").to_pylist())
+
+    before = ids()
+    assert len([i for i in before if i != "old"]) == 180
+    res = cli("replay", job, "--set", "status=ok", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 20
+    after = ids()
+    assert len(after) == len(before) + 20 and len(set(after)) == len(after)
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (200, 0, 20)
+    res = cli("rollback", job, "--replay", "1", "--yes")
+    assert res.returncode == 0, str(res)
+    assert ids() == before
+    assert cli("replay", job, "--set", "status=ok").returncode == 0
+    res = cli("rollback", job, "--yes")
+    assert res.returncode == 0, str(res)
+    if kind == "sqlite" and mode == "replace":
+        assert ids() == ["old"]
+    elif kind == "sqlite":
+        assert "t" not in [r[0] for r in query(tmp_path / "out.db", "SELECT name FROM sqlite_master")]
+    else:
+        assert not (tmp_path / "out").exists() or ids() == []

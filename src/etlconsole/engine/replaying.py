@@ -64,9 +64,10 @@ def _plan(store: StateStore, job: dict) -> Plan:
     if plan.branches:
         raise UserError(f"job {job['id']}: replay of a branched pipeline is not supported yet "
                         "(its rejects are per branch)")
-    if plan.load.mode != "append":
-        raise UserError(f"job {job['id']}: its load has mode = {plan.load.mode!r}; replay loads "
-                        "into append-mode destinations only")
+    # The job succeeded, so an atomic or replace load has published its table (folder):
+    # the replay appends to it, each batch visible as it commits, like an append job. (A
+    # replace's publish would swap the job's whole table for the replayed rows.)
+    plan.load.mode = "append"
     return plan
 
 
