@@ -411,3 +411,16 @@ rules = [{ column = "status", allowed = ["ok"] }]
         assert "t" not in [r[0] for r in query(tmp_path / "out.db", "SELECT name FROM sqlite_master")]
     else:
         assert not (tmp_path / "out").exists() or ids() == []
+
+
+def test_replay_needs_the_unique_index(lab):
+    """A workspace removed by cleanup: the unique rule cannot be checked; one line, exit 2."""
+    import shutil
+    cli, job, db = lab
+    shutil.rmtree(cli.state.parent / "jobs" / job)
+    before = data_digest(db)
+    assert_user_error(cli("replay", job, "--set", "status=paid", "--where", "column == 'status'"),
+                      "unique-key index", "cannot be replayed")
+    assert_user_error(cli("replay", job, "--set", "status=paid", "--dry-run"), "unique-key index")
+    assert data_digest(db) == before
+    assert counters(cli, job)["rows_rejected"] == 400

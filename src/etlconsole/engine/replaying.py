@@ -211,6 +211,12 @@ def _attach(plan: Plan, job: dict, workspace: Path, settings: Settings, records:
     rows are not in the destination; a replay killed before its commit left their keys)."""
     ctx = JobContext(job["id"], workspace, settings, resume_after=max(job["rows_read"], 1))
     for p in plan.phases:
+        if any(getattr(r, "unique", False) for r in getattr(p.phase, "rules", [])) and \
+                not (workspace / "unique.db").exists():
+            raise UserError(f"job {job['id']}: its unique-key index ({workspace / 'unique.db'}) is "
+                            "gone (cleanup removes workspaces past PIPELINE_ROLLBACK_RETENTION_HOURS);"
+                            f" {p.label}'s unique rule cannot be checked against the rows the job "
+                            "loaded, so its rejects cannot be replayed")
         if hasattr(p.phase, "attach"):
             try:
                 p.phase.attach(ctx)
@@ -309,11 +315,11 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
         if dry_run:
             summary["rows_loaded"] = batch.num_rows
             return summary
+        t.destination.check(t.schema)        # a changed table: exit 2, nothing written
         number = book.start(store, job["id"], origin, len(rows))
         summary["replay"] = number
         book.rejected_again(store, number, [(known[r["row"]]["id"], r,
                                              source_json(job, by_record[r["row"]])) for r in failed])
-        t.destination.check(t.schema)
         t.destination.open(t.schema)
         try:
             size = max(1, settings.batch_size_min)
@@ -337,6 +343,10 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
             book.settle(store, job["id"], {e["batch"] for e in t.read_ledger(job["id"])})
             book.finish(store, job["id"], number, status="failed", error=str(exc))
         return summary
+    except UserError as exc:
+        if number is not None:
+            book.finish(store, job["id"], number, status="failed", error=str(exc))
+        raise
     except KeyboardInterrupt:
         summary.update(status="interrupted", error="interrupted by the operator")
         if number is not None:

@@ -94,10 +94,13 @@ def finish(store: StateStore, job_id: str, number: int, *, status: str, error: s
 
 
 def _reason(conn, reject_id: int, record: dict[str, Any], source: str | None, number: int) -> None:
-    conn.execute('UPDATE pipeline_rejects SET phase = ?, phase_label = ?, rule = ?, column_name = ?, '
+    """A new reason for an open reject. ``phase_label`` keeps the phase that first rejected
+    the record: ``rerun --from`` carries rejects by it (the record is not in the checkpoint
+    of a later phase), so the job's records stay conserved whatever a replay found."""
+    conn.execute('UPDATE pipeline_rejects SET phase = ?, rule = ?, column_name = ?, '
                  'message = ?, "values" = ?, source = coalesce(?, source), replay = ?, '
                  "replay_batch = NULL WHERE id = ?",
-                 (record["phase"], record.get("phase_label"), record["rule"], record["column"],
+                 (record["phase"], record["rule"], record["column"],
                   record["message"], record["values"], source, number, reject_id))
 
 
