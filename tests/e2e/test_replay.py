@@ -424,3 +424,39 @@ def test_replay_needs_the_unique_index(lab):
     assert_user_error(cli("replay", job, "--set", "status=paid", "--dry-run"), "unique-key index")
     assert data_digest(db) == before
     assert counters(cli, job)["rows_rejected"] == 400
+
+
+def test_rerun_after_a_replay_accounts_for_every_record(tmp_path):
+    """A record rejected at validate, replayed and rejected again at the load: a rerun
+    from validate's checkpoint still carries it (conservation in the new job), and the
+    old job's replayed rows go with its load."""
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    lines = ["id,status,qty"] + [f"{i},{'bad' if i % 10 == 0 else 'ok'},{i}" for i in range(1, 101)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    query(tmp_path / "out.db", "CREATE TABLE t (id TEXT, status TEXT, qty INTEGER CHECK (qty > 0))")
+    write_pipeline(tmp_path / "p.toml", phases='''
+[[phases]]
+type = "validate"
+checkpoint = true
+rules = [{ column = "status", allowed = ["ok"] }]
+
+[[phases]]
+type = "transform"
+cast = { qty = "int64" }
+''')
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+    res = cli("replay", job, "--set", "status=ok", "--set", "qty=0", "--where", "row == 10", "--json")
+    assert res.returncode == 0, str(res)
+    assert [(r["row"], r["phase"], r["rule"]) for r in res.last_json()["rejected"]] == [(10, "load", "check")]
+    res = cli("replay", job, "--set", "status=ok", "--where", "row > 50", "--json")
+    assert res.last_json()["rows_loaded"] == 5
+    assert query(tmp_path / "out.db", "SELECT count(*) FROM t") == [(95,)]
+    res = cli("rerun", job, "--from", "validate", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_read"], s["rows_loaded"], s["rows_rejected"]) == (100, 90, 10), s
+    assert query(tmp_path / "out.db", "SELECT count(*), count(DISTINCT id) FROM t") == [(90, 90)]
+    j = counters(cli, job)
+    assert (j["status"], j["rows_resolved"]) == ("rolled_back", 0)

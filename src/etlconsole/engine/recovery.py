@@ -158,8 +158,9 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     n = chosen[0]
     first = _destinations(job)[0]       # every destination holds the same batches
     dest = Path(first["path"]) if len(_destinations(job)) == 1 else None
+    replayed = replays.batch_numbers(store, job["id"])    # fixed rejects: no checkpoint
     batches = [e["batch"] for e in destinations.committed(Path(first["path"]), job["id"],
-                                                           first.get("kind"))]
+                                                           first.get("kind")) if e["batch"] not in replayed]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:

@@ -64,6 +64,13 @@ def running(store: StateStore, job_id: str) -> list[int]:
             if r["status"] == "running" and _alive(r["pid"], r["pid_started"])]
 
 
+def batch_numbers(store: StateStore, job_id: str) -> set[int]:
+    """The job's batches written by replays (whatever their status)."""
+    return {b for (b,) in store.db.execute(
+        "SELECT batch_number FROM pipeline_batches WHERE job_id = ? AND "
+        "json_extract(error_details, '$.replay') IS NOT NULL", [job_id]).fetchall()}
+
+
 def next_batch_number(store: StateStore, job_id: str) -> int:
     """After every batch the job ever had (rolled-back numbers are not reused)."""
     return store.db.execute("SELECT coalesce(max(batch_number), 0) + 1 FROM pipeline_batches "
