@@ -460,3 +460,24 @@ cast = { qty = "int64" }
     assert query(tmp_path / "out.db", "SELECT count(*), count(DISTINCT id) FROM t") == [(90, 90)]
     j = counters(cli, job)
     assert (j["status"], j["rows_resolved"]) == ("rolled_back", 0)
+
+
+def test_a_replay_rollback_cut_short_is_settled(lab):
+    """The destination lost a replay's batches but the store did not hear of it (a rollback
+    killed between the destination's transaction and the store's): the next replay finds
+    them missing from the ledger, opens their rejects again and loads them, once."""
+    from etlconsole.engine import destinations
+    cli, job, db = lab
+    fixed_file(cli, job)
+    res = cli("replay", job, "fixed.csv", "--json")
+    assert res.returncode == 0, str(res)
+    first = res.last_json()["batches"][0]
+    destinations.rollback(db, job, "sqlite", after_batch=first - 1)     # the destination only
+    assert table_state(db)[0] == 19_600
+    res = cli("replay", job, "fixed.csv", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_loaded"], s["rows_refused"], s["rows_rejected"]) == (380, 0, 20)
+    assert table_state(db)[:2] == (19_980, 19_980)
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_980, 20, 380)

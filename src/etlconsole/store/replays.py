@@ -152,8 +152,9 @@ def commit_batch(store: StateStore, job_id: str, number: int, batch: int, *,
                               "batch_number = ?", (job_id, batch)).fetchone()
         if status is None or status[0] != "PENDING":
             return 0
-        n = conn.execute("UPDATE pipeline_rejects SET resolved_at = ?, resolved_by = ?, "
-                         "replay_batch = NULL WHERE job_id = ? AND replay_batch = ?",
+        # replay_batch stays: the batch that loaded the row (settle checks it is held)
+        n = conn.execute("UPDATE pipeline_rejects SET resolved_at = ?, resolved_by = ? "
+                         "WHERE job_id = ? AND replay_batch = ? AND resolved_at IS NULL",
                          (stamp, number, job_id, batch)).rowcount
         conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?, "
                      "attempts = ?, duration_ms = ?, processed_at = ? WHERE job_id = ? AND "
@@ -171,8 +172,19 @@ def commit_batch(store: StateStore, job_id: str, number: int, batch: int, *,
 
 def _drop_batch(conn, job_id: str, batch: int) -> None:
     conn.execute("UPDATE pipeline_rejects SET replay_batch = NULL WHERE job_id = ? AND "
-                 "replay_batch = ?", (job_id, batch))
+                 "replay_batch = ? AND resolved_at IS NULL", (job_id, batch))
     conn.execute("DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number = ?", (job_id, batch))
+
+
+def _reopen(conn, job_id: str, where: str, params: tuple) -> int:
+    """Resolved rejects back to open, and the job's counters with them."""
+    n = conn.execute("UPDATE pipeline_rejects SET resolved_at = NULL, resolved_by = NULL, "
+                     f"replay_batch = NULL WHERE job_id = ? AND resolved_at IS NOT NULL AND {where}",
+                     (job_id, *params)).rowcount
+    conn.execute("UPDATE import_jobs SET rows_loaded = rows_loaded - ?, rows_rejected = "
+                 "rows_rejected + ?, rows_resolved = rows_resolved - ? WHERE id = ?",
+                 (n, n, n, job_id))
+    return n
 
 
 def settle(store: StateStore, job_id: str, held: set[int]) -> dict[str, int]:
@@ -180,13 +192,21 @@ def settle(store: StateStore, job_id: str, held: set[int]) -> dict[str, int]:
     kill): its PENDING batches the destination's ledger holds (``held``) are committed —
     their rejects resolved — and the others dropped, their rejects open again. A replay
     still marked running whose process is gone becomes failed."""
-    done = {"committed": 0, "dropped": 0}
-    pending = [(b, json.loads(d or "{}").get("replay")) for b, d in store.db.execute(
-        "SELECT batch_number, error_details FROM pipeline_batches WHERE job_id = ? AND "
-        "status = 'PENDING'", [job_id]).fetchall()]
-    for batch, number in pending:
+    done = {"committed": 0, "dropped": 0, "gone": 0}
+    batches = [(b, s, json.loads(d or "{}").get("replay")) for b, s, d in store.db.execute(
+        "SELECT batch_number, status, error_details FROM pipeline_batches WHERE job_id = ? AND "
+        "status IN ('PENDING', 'COMMITTED')", [job_id]).fetchall()]
+    for batch, status, number in batches:
         if number is None:
             continue            # the job's own batches: resume settles those
+        if status == "COMMITTED":
+            if batch not in held:   # taken away (a rollback killed before the store heard)
+                with store._tx() as conn:
+                    _reopen(conn, job_id, "replay_batch = ?", (batch,))
+                    conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' WHERE "
+                                 "job_id = ? AND batch_number = ?", (job_id, batch))
+                done["gone"] += 1
+            continue
         if batch in held:
             commit_batch(store, job_id, number, batch)
             done["committed"] += 1
@@ -206,13 +226,9 @@ def undo(store: StateStore, job_id: str, number: int) -> int:
     """After replay ``number``'s batches left the destination: its rows are open rejects
     again, its batches ROLLED_BACK, the job's counters moved back. Returns the rows."""
     with store._tx() as conn:
-        n = conn.execute("UPDATE pipeline_rejects SET resolved_at = NULL, resolved_by = NULL "
-                         "WHERE job_id = ? AND resolved_by = ?", (job_id, number)).rowcount
+        n = _reopen(conn, job_id, "resolved_by = ?", (number,))
         conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' WHERE job_id = ? AND "
                      "json_extract(error_details, '$.replay') = ?", (job_id, number))
-        conn.execute("UPDATE import_jobs SET rows_loaded = rows_loaded - ?, rows_rejected = "
-                     "rows_rejected + ?, rows_resolved = rows_resolved - ? WHERE id = ?",
-                     (n, n, n, job_id))
         conn.execute("UPDATE pipeline_replays SET status = 'rolled_back', finished_at = "
                      "coalesce(finished_at, ?) WHERE job_id = ? AND number = ?",
                      (now(), job_id, number))
