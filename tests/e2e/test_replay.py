@@ -481,3 +481,26 @@ def test_a_replay_rollback_cut_short_is_settled(lab):
     assert table_state(db)[:2] == (19_980, 19_980)
     j = counters(cli, job)
     assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_980, 20, 380)
+
+
+def test_undecodable_record_is_fixed_in_raw(tmp_path):
+    """A record with bytes that are not UTF-8 comes in _etl_raw (the bad byte as U+FFFD)."""
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    (tmp_path / "data.csv").write_bytes(b"id,name\n1,Ann\n2,Bj\xf6rn\n3,Cy\n")
+    write_pipeline(tmp_path / "p.toml")
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+    assert res.last_json()["rows_rejected"] == 1
+    assert cli("rejects", job, "--fix", "fix.csv").returncode == 0
+    _, rows = read_csv(tmp_path / "fix.csv")
+    assert [(r["id"], r["_etl_row"], r["_etl_raw"]) for r in rows] == [("", "2", "2,Bj\ufffdrn")]
+    assert rows[0]["_etl_reason"].startswith("extract/encoding/name: invalid UTF-8")
+    text = (tmp_path / "fix.csv").read_text(encoding="utf-8").replace("Bj\ufffdrn", "Björn")
+    (tmp_path / "fix.csv").write_text(text, encoding="utf-8")
+    res = cli("replay", job, "fix.csv", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 1
+    assert query(tmp_path / "out.db", "SELECT id, name FROM t ORDER BY id") == [
+        ("1", "Ann"), ("2", "Björn"), ("3", "Cy")]
+    counters(cli, job)
