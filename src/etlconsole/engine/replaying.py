@@ -61,14 +61,29 @@ def _plan(store: StateStore, job: dict) -> Plan:
     plan = make_plan(spec, source=job["source_path"], dest=dest,
                      dialect=dialect_of(job),
                      decisions=decisions_from_events(store.events(job["id"])))
-    if plan.branches:
-        raise UserError(f"job {job['id']}: replay of a branched pipeline is not supported yet "
-                        "(its rejects are per branch)")
     # The job succeeded, so an atomic or replace load has published its table (folder):
     # the replay appends to it, each batch visible as it commits, like an append job. (A
     # replace's publish would swap the job's whole table for the replayed rows.)
-    plan.load.mode = "append"
+    for load in [plan.load] if plan.load is not None else [b.load for b in plan.branches]:
+        load.mode = "append"
     return plan
+
+
+def _settle(store: StateStore, job: dict, targets: list, settings: Settings) -> None:
+    """Make the store and every destination agree on the job's replay batches before a
+    replay or a rollback of one. A replay batch only some destinations hold (a kill between
+    two destinations' commits, or a rollback cut short between two destinations) is taken
+    out of those that do (it is the last batch they hold: replays write one batch at a time,
+    and each settles first); then the store follows the ledgers (``book.settle``)."""
+    ledgers = [{e["batch"] for e in t.read_ledger(job["id"])} for t in targets]
+    everywhere = set.intersection(*ledgers)
+    partial = (set().union(*ledgers) - everywhere) & book.batch_numbers(store, job["id"])
+    for batch in sorted(partial, reverse=True):
+        for t, held in zip(targets, ledgers):
+            if batch in held:
+                destinations.rollback(t.path, job["id"], t.load.destination, after_batch=batch - 1,
+                                      timeout_ms=settings.transaction_timeout_ms)
+    book.settle(store, job["id"], everywhere)
 
 
 # -- which rows ------------------------------------------------------------------------
@@ -205,12 +220,12 @@ def _workspace(store: StateStore, job: dict, dry_run: bool) -> tuple[Path, Path 
     return tmp, tmp
 
 
-def _attach(plan: Plan, job: dict, workspace: Path, settings: Settings, records: list[int]) -> None:
+def _attach(phases: list, job: dict, workspace: Path, settings: Settings, records: list[int]) -> None:
     """Phases get the job's context as a resumed job would, having done every record: the
     unique rule sees every key the job loaded, minus those of the records replayed (their
     rows are not in the destination; a replay killed before its commit left their keys)."""
     ctx = JobContext(job["id"], workspace, settings, resume_after=max(job["rows_read"], 1))
-    for p in plan.phases:
+    for p in phases:
         if any(getattr(r, "unique", False) for r in getattr(p.phase, "rules", [])) and \
                 not (workspace / "unique.db").exists():
             raise UserError(f"job {job['id']}: its unique-key index ({workspace / 'unique.db'}) is "
@@ -266,8 +281,9 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
     plan = _plan(store, job)
     targets = targets_for(plan, job["id"], settings)
     t = targets[0]
+    branched = bool(plan.branches)
     if not dry_run:
-        book.settle(store, job["id"], {e["batch"] for e in t.read_ledger(job["id"])})
+        _settle(store, job, targets, settings)
         job = store.job(job["id"])
     busy = book.running(store, job["id"])
     if busy:
@@ -298,11 +314,14 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
                "origin": origin, "rows_in": len(rows), "rows_loaded": 0, "rows_rejected": 0,
                "rows_refused": len(refusals), "refused": refusals[:20], "rejected": [],
                "batches": [], "destination": t.describe(), "error": None}
+    if branched:
+        summary.update(destinations=[x.describe() for x in targets], branch_rejected=0)
     workspace, tmp = _workspace(store, job, dry_run)
     number = None
     try:
         batch, extract_rejects = _batch_of(job, todo)
-        _attach(plan, job, workspace, settings, [f.record for f in todo])
+        _attach(plan.phases + [p for x in targets for p in x.phases], job, workspace, settings,
+                [f.record for f in todo])
         blamed = []
         for planned in plan.phases:
             batch, phase_rejects = _process(planned, batch)
@@ -314,33 +333,45 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
                                for r in failed[:50]]
         if dry_run:
             summary["rows_loaded"] = batch.num_rows
+            if branched:       # what the branches' own phases would reject
+                found = [r for x in targets for r in _branch(x, batch)[1]]
+                summary["branch_rejected"] = len(found)
+                summary["rejected"] += [{k: r[k] for k in ("row", "phase", "rule", "column",
+                                                           "message")} for r in found[:50]]
             return summary
-        t.destination.check(t.schema)        # a changed table: exit 2, nothing written
+        for x in targets:
+            x.destination.check(x.schema)    # a changed table: exit 2, nothing written
         number = book.start(store, job["id"], origin, len(rows))
         summary["replay"] = number
         book.rejected_again(store, number, [(known[r["row"]]["id"], r,
                                              source_json(job, by_record[r["row"]])) for r in failed])
-        t.destination.open(t.schema)
         try:
+            for x in targets:
+                x.destination.open(x.schema)
             size = max(1, settings.batch_size_min)
             first = book.next_batch_number(store, job["id"])
             for k, start in enumerate(range(0, batch.num_rows, size)):
                 part = batch.slice(start, size)
-                loaded, refused = _load(store, job, number, t, part, first + k, known, by_record)
+                loaded, refused = _load(store, job, number, targets, part, first + k, known,
+                                        by_record, branched)
                 summary["rows_loaded"] += loaded
-                summary["rows_rejected"] += len(refused)
+                if branched:     # the record reached the branches: resolved; a branch's own
+                    summary["branch_rejected"] += len(refused)        # reject is apart
+                else:
+                    summary["rows_rejected"] += len(refused)
                 summary["rejected"] += [{k2: r[k2] for k2 in ("row", "phase", "rule", "column", "message")}
                                         for r in refused][:50]
                 summary["batches"].append(first + k)
         finally:
-            t.destination.close()
+            for x in targets:
+                x.destination.close()
         book.finish(store, job["id"], number, status="succeeded", rows_loaded=summary["rows_loaded"],
                     rows_rejected=summary["rows_rejected"], rows_refused=summary["rows_refused"])
         return summary
     except JobFailed as exc:
         summary.update(status="failed", error=str(exc))
         if number is not None:
-            book.settle(store, job["id"], {e["batch"] for e in t.read_ledger(job["id"])})
+            _settle(store, job, targets, settings)
             book.finish(store, job["id"], number, status="failed", error=str(exc))
         return summary
     except UserError as exc:
@@ -363,29 +394,55 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
                                                 "rows_resolved")}
 
 
-def _load(store: StateStore, job: dict, number: int, t, part: pa.RecordBatch, batch_no: int,
-          known: dict[int, dict], by_record: dict[int, FixRow]) -> tuple[int, list[dict]]:
-    """One replay batch: PENDING with its rejects, the destination's commit (rows it
-    refuses keep their reason, recorded inside its transaction), then COMMITTED."""
+def _branch(t, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict]]:
+    """The rows as branch target ``t`` receives them (its filter, its own phases), and the
+    rows its phases reject (rejects of the branch, as the runner records them)."""
+    batch = t.keep(batch)
+    blamed = []
+    for planned in t.phases:
+        batch, phase_rejects = _process(planned, batch)
+        blamed += phase_rejects
+    return batch, records_of(blamed)
+
+
+def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.RecordBatch,
+          batch_no: int, known: dict[int, dict], by_record: dict[int, FixRow],
+          branched: bool) -> tuple[int, list[dict]]:
+    """One replay batch, in every destination: PENDING with the rejects it takes, each
+    destination's commit (rows it refuses keep — or, in a branch, get — the database's
+    reason, recorded inside its transaction), then COMMITTED. Returns (rows resolved,
+    rows refused or rejected on the way to the destinations)."""
     records = part.column(ROW).to_pylist()
+    outputs = []
+    for t in targets:
+        rows, rejects = _branch(t, part) if branched else (part, [])
+        data = rows.drop_columns([c for c in rows.schema.names if c.startswith("_etl_")])
+        prepare = getattr(t.destination, "prepare", None)
+        outputs.append((rows, prepare(data) if prepare else data, rejects))
     book.begin_batch(store, job["id"], number, batch_no, row_start=min(records),
                      row_end=max(records),
-                     taking=[(known[r]["id"], source_json(job, by_record[r])) for r in records])
-    data = part.drop_columns([c for c in part.schema.names if c.startswith("_etl_")])
-    prepare = getattr(t.destination, "prepare", None)
-    data = prepare(data) if prepare else data
-    refused_rows: list[dict] = []
-
-    def record(refused):
-        nonlocal refused_rows
-        refused_rows = _refused_records(t, part, refused) if refused else []
-        book.refused(store, number, [(known[r["row"]]["id"], r) for r in refused_rows])
-
+                     taking=[(known[r]["id"], source_json(job, by_record[r])) for r in records],
+                     rejects=[r for *_, rejects in outputs for r in rejects])
+    lost: list[dict] = [r for *_, rejects in outputs for r in rejects]
+    attempts = 1
     t0 = time.perf_counter()
-    result = t.destination.write(batch_no, data, min(records), max(records), before_commit=record)
-    loaded = book.commit_batch(store, job["id"], number, batch_no, attempts=result.attempts,
+    for t, (rows, data, _) in zip(targets, outputs):
+        def record(refused, t=t, rows=rows):
+            found = _refused_records(t, rows, refused) if refused else []
+            if branched:     # a branch's refusal is a reject of the branch
+                store.set_load_rejects(job["id"], batch_no, t.label, found)
+            else:            # the record stays an open reject, with the database's reason
+                book.refused(store, number, [(known[r["row"]]["id"], r) for r in found])
+            record.found = found
+
+        record.found = []
+        result = t.destination.write(batch_no, data, min(records), max(records),
+                                     before_commit=record)
+        attempts = max(attempts, result.attempts)
+        lost += record.found
+    loaded = book.commit_batch(store, job["id"], number, batch_no, attempts=attempts,
                                duration_ms=(time.perf_counter() - t0) * 1000)
-    return loaded, refused_rows
+    return loaded, lost
 
 
 # -- undo one replay -------------------------------------------------------------------
@@ -404,9 +461,8 @@ def rollback_replay(store: StateStore, ref: str, number: int, settings: Settings
                         f"(replays: {', '.join(map(str, found)) or 'none'})")
     dests = job["destinations"] or []
     if not dry_run:
-        for d in dests:
-            book.settle(store, job["id"], {e["batch"] for e in destinations.committed(
-                Path(d["path"]), job["id"], d.get("kind"))})
+        plan = _plan(store, job)
+        _settle(store, job, targets_for(plan, job["id"], settings), settings)
         found = {r["number"]: r for r in book.replays(store, job["id"])}
     r = found[number]
     if r["status"] == "rolled_back":

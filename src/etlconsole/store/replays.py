@@ -21,6 +21,11 @@ import psutil
 from .store import StateStore, _alive, now
 
 
+# Rejects of the main line: a branch's own rejects (labels "phase 5 (branch) > name > …")
+# belong to a record that reached the branches; they are not replayed.
+MAIN_LINE = "(phase_label IS NULL OR phase_label NOT LIKE '% > %')"
+
+
 def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]]:
     """Every reject of the job with a record number, by record (the first one if a record
     has several), with its state: open, resolved (``resolved_by``) or taken by a replay
@@ -29,7 +34,8 @@ def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]
     for r in store.db.query(
             'SELECT id, row, batch_number, phase, phase_label, rule, column_name AS "column", '
             'message, "values", source, replay, replay_batch, resolved_at, resolved_by '
-            "FROM pipeline_rejects WHERE job_id = ? AND row IS NOT NULL ORDER BY row, id", [job_id]):
+            f"FROM pipeline_rejects WHERE job_id = ? AND row IS NOT NULL AND {MAIN_LINE} "
+            "ORDER BY row, id", [job_id]):
         out.setdefault(r["row"], r)
     return out
 
@@ -45,8 +51,8 @@ def open_rejects(store: StateStore, job_id: str) -> list[dict[str, Any]]:
     """Open rejects (not resolved by a replay), in record order, unnumbered ones last."""
     rows = list(store.db.query(
         'SELECT id, row, phase, phase_label, rule, column_name AS "column", message, "values", '
-        "source, replay FROM pipeline_rejects WHERE job_id = ? AND resolved_at IS NULL "
-        "ORDER BY row IS NULL, row, id", [job_id]))
+        f"source, replay FROM pipeline_rejects WHERE job_id = ? AND resolved_at IS NULL AND "
+        f"{MAIN_LINE} ORDER BY row IS NULL, row, id", [job_id]))
     for r in rows:
         r["values"] = json.loads(r["values"]) if r["values"] else None
         r["source"] = json.loads(r["source"]) if r["source"] else None
@@ -121,9 +127,10 @@ def rejected_again(store: StateStore, number: int, failed: list[tuple[int, dict,
 
 
 def begin_batch(store: StateStore, job_id: str, number: int, batch: int, *, row_start: int,
-                row_end: int, taking: list[tuple[int, str]]) -> None:
+                row_end: int, taking: list[tuple[int, str]], rejects=()) -> None:
     """Before the destination commits: the batch PENDING, and the rejects it takes
-    (reject id, the source JSON the replay gave the record)."""
+    (reject id, the source JSON the replay gave the record); ``rejects``: new rejects of
+    the batch (a branch's own phases), kept or dropped with it."""
     with store._tx() as conn:
         store._insert(conn, "pipeline_batches", {
             "job_id": job_id, "batch_number": batch, "status": "PENDING", "row_start": row_start,
@@ -131,6 +138,8 @@ def begin_batch(store: StateStore, job_id: str, number: int, batch: int, *, row_
             "error_details": json.dumps({"replay": number})})
         conn.executemany("UPDATE pipeline_rejects SET replay_batch = ?, source = ? WHERE id = ?",
                          [(batch, source, reject_id) for reject_id, source in taking])
+        if rejects:
+            store._insert_rejects(conn, job_id, batch, list(rejects))
 
 
 def refused(store: StateStore, number: int, rows: list[tuple[int, dict]]) -> None:
@@ -173,7 +182,15 @@ def commit_batch(store: StateStore, job_id: str, number: int, batch: int, *,
 def _drop_batch(conn, job_id: str, batch: int) -> None:
     conn.execute("UPDATE pipeline_rejects SET replay_batch = NULL WHERE job_id = ? AND "
                  "replay_batch = ? AND resolved_at IS NULL", (job_id, batch))
+    _drop_rejects_of(conn, job_id, (batch,))
     conn.execute("DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number = ?", (job_id, batch))
+
+
+def _drop_rejects_of(conn, job_id: str, batches) -> None:
+    """Rejects *of* replay batches (a branch's, written by the replay): they go with them.
+    The job's rejects a replay takes keep their own batch numbers."""
+    conn.executemany("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ?",
+                     [(job_id, b) for b in batches])
 
 
 def _reopen(conn, job_id: str, where: str, params: tuple) -> int:
@@ -203,6 +220,7 @@ def settle(store: StateStore, job_id: str, held: set[int]) -> dict[str, int]:
             if batch not in held:   # taken away (a rollback killed before the store heard)
                 with store._tx() as conn:
                     _reopen(conn, job_id, "replay_batch = ?", (batch,))
+                    _drop_rejects_of(conn, job_id, (batch,))
                     conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' WHERE "
                                  "job_id = ? AND batch_number = ?", (job_id, batch))
                 done["gone"] += 1
@@ -227,6 +245,9 @@ def undo(store: StateStore, job_id: str, number: int) -> int:
     again, its batches ROLLED_BACK, the job's counters moved back. Returns the rows."""
     with store._tx() as conn:
         n = _reopen(conn, job_id, "resolved_by = ?", (number,))
+        _drop_rejects_of(conn, job_id, [b for (b,) in conn.execute(
+            "SELECT batch_number FROM pipeline_batches WHERE job_id = ? AND "
+            "json_extract(error_details, '$.replay') = ?", (job_id, number))])
         conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' WHERE job_id = ? AND "
                      "json_extract(error_details, '$.replay') = ?", (job_id, number))
         conn.execute("UPDATE pipeline_replays SET status = 'rolled_back', finished_at = "
