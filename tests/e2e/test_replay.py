@@ -504,3 +504,100 @@ def test_undecodable_record_is_fixed_in_raw(tmp_path):
     assert query(tmp_path / "out.db", "SELECT id, name FROM t ORDER BY id") == [
         ("1", "Ann"), ("2", "Björn"), ("3", "Cy")]
     counters(cli, job)
+
+
+BRANCHED = '''name = "branched"
+
+[source]
+path = "data.csv"
+
+[[phases]]
+type = "validate"
+rules = [{ column = "status", allowed = ["ok"] }]
+
+[[phases]]
+type = "transform"
+cast = { qty = "int64" }
+
+[[phases]]
+type = "branch"
+
+[[phases.branches]]
+name = "big"
+filter = "qty > 50"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "sqlite"
+path = "a.db"
+table = "t"
+
+[[phases.branches]]
+name = "all"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "sqlite"
+path = "b.db"
+table = "t"
+'''
+
+
+def test_branched_job(tmp_path):
+    """Main-line rejects of a branched job are replayed into every branch (its filter, its
+    destination); a row one branch's table refuses is a reject of that branch; rolling the
+    replay back, or losing it from one destination only, leaves every destination exact."""
+    from etlconsole.engine import destinations
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    lines = ["id,status,qty"] + [f"{i},{'bad' if i % 10 == 0 else 'ok'},{i}" for i in range(1, 101)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    query(tmp_path / "b.db", "CREATE TABLE t (id TEXT, status TEXT, qty INTEGER CHECK (qty != 70))")
+    (tmp_path / "p.toml").write_text(BRANCHED, encoding="utf-8")
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+
+    def state():
+        return (query(tmp_path / "a.db", "SELECT count(*), count(DISTINCT id) FROM t")[0],
+                query(tmp_path / "b.db", "SELECT count(*), count(DISTINCT id) FROM t")[0])
+
+    before = state()
+    assert before == ((45, 45), (90, 90))
+    assert counters(cli, job)["rows_rejected"] == 10
+    res = cli("rejects", job, "--fix", "fix.csv")
+    assert res.returncode == 0 and "wrote 10 open rejects" in res.stdout, str(res)
+    res = cli("replay", job, "--set", "status=ok", "--dry-run", "--json")
+    assert res.returncode == 0, str(res)
+    dry = res.last_json()
+    assert (dry["rows_loaded"], dry["rows_rejected"]) == (10, 0)
+    assert state() == before
+    res = cli("replay", job, "--set", "status=ok", "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_loaded"], s["rows_rejected"], s["branch_rejected"]) == (10, 0, 1)
+    assert [(r["row"], r["phase"], r["rule"]) for r in s["rejected"]] == [(70, "load", "check")]
+    assert state() == ((50, 50), (99, 99))
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (100, 0, 10)
+    # the branch's refusal is a reject of the branch, not an open reject of the job
+    res = cli("rejects", job, "--fix", "again.csv")
+    assert "wrote 0 open rejects" in res.stdout, str(res)
+    # one destination lost the replay (a rollback cut short): the next replay settles it
+    destinations.rollback(tmp_path / "a.db", job, "sqlite", after_batch=s["batches"][0] - 1)
+    res = cli("replay", job, "--set", "status=ok", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 10
+    assert state() == ((50, 50), (99, 99))
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (100, 0, 10)
+    assert query(cli.state, "SELECT count(*) FROM pipeline_rejects WHERE job_id = ? AND "
+                            "phase = 'load'", (job,)) == [(1,)]
+    last = j["replays"][-1]["number"]
+    res = cli("rollback", job, "--replay", str(last), "--yes", "--json")
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows"] == 5 + 9
+    assert state() == before
+    j = counters(cli, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (90, 10, 0)
+    assert query(cli.state, "SELECT count(*) FROM pipeline_rejects WHERE job_id = ? AND "
+                            "phase = 'load'", (job,)) == [(0,)]
