@@ -601,3 +601,17 @@ def test_branched_job(tmp_path):
     assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (90, 10, 0)
     assert query(cli.state, "SELECT count(*) FROM pipeline_rejects WHERE job_id = ? AND "
                             "phase = 'load'", (job,)) == [(0,)]
+
+
+def test_fix_file_with_where_and_set(lab):
+    """With a fix file, --where picks the file's rows to replay and --set changes them."""
+    cli, job, db = lab
+    assert cli("rejects", job, "--fix", "fix.csv").returncode == 0
+    res = cli("replay", job, "fix.csv", "--where", "column == 'status'", "--set", "status=new",
+              "--json")
+    assert res.returncode == 0, str(res)
+    s = res.last_json()
+    assert (s["rows_in"], s["rows_loaded"], s["rows_rejected"]) == (40, 40, 0)
+    assert query(db, "SELECT count(*) FROM orders WHERE status = 'new' AND _etl_batch = "
+                     "(SELECT max(batch) FROM _etl_loads)") == [(40,)]
+    counters(cli, job)

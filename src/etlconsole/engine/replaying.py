@@ -100,8 +100,8 @@ def _from_file(job: dict, path: Path, known: dict[int, dict]) -> list[FixRow]:
 
 def _bulk(job: dict, open_rows: list[dict], sets: list[str], where: str | None,
           given: list[FixRow] | None) -> list[FixRow]:
-    """The open rejects (or the file's rows) with ``--set`` applied where ``--where``
-    holds; without --set, only the rows where it holds. Evaluated by engine.expr over
+    """The open rejects (or the file's rows) where ``--where`` holds (all without it),
+    with ``--set`` applied. Evaluated by engine.expr over
     one Arrow batch: the reject's row, phase, rule, column and message, and the record's
     fields (as text; a source column of one of those names is reached as col("…"))."""
     names = job["dialect"]["names"]
@@ -151,8 +151,6 @@ def _bulk(job: dict, open_rows: list[dict], sets: list[str], where: str | None,
     out = []
     for fix, hit in zip(rows, mask):
         if not hit:
-            if given is not None:
-                out.append(fix)          # a file's rows go as the file has them
             continue
         if assignments:
             if fix.fields is None:
@@ -167,7 +165,8 @@ def _bulk(job: dict, open_rows: list[dict], sets: list[str], where: str | None,
             fix = FixRow(fix.record, values, None)
         out.append(fix)
     if not out:
-        raise UserError(f"--where {where!r} holds for none of job {job['id']}'s open rejects")
+        what = "the rows of the fix file" if given is not None else f"job {job['id']}'s open rejects"
+        raise UserError(f"--where {where!r} holds for none of {what}")
     return out
 
 
