@@ -464,6 +464,11 @@ def _print_replay(s: dict) -> None:
     where = f" (table {d['table']})" if d.get("table") else ""
     click.echo(f"  {'would load' if dry else 'loaded (resolved)':<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
     click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
+    for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
+        click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"
+                   + (f" (table {extra['table']})" if extra.get("table") else ""))
+    if "branch_rejected" in s:
+        click.echo(f"  {'rejected in branches':<18} {s['branch_rejected']:>9,}  (rejects of the branches)")
     click.echo(f"  {'refused':<18} {s['rows_refused']:>9,}  (already loaded or resolved)")
     for r in s["rejected"][:10]:
         click.echo(f"    row {r['row']}: {r['phase']}/{r['rule']}"

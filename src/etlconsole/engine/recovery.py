@@ -121,6 +121,9 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                "rows": sum(n for r in reports for n in r["rows"].values())}
     if dry_run:
         return summary
+    # Every replay's rows went with the job's later batches: their rejects are open again
+    # (before the reconcile, which counts them; ADR 0014).
+    replays.after_job_rollback(store, job["id"])
     if after_batch is None:
         store.reconcile(job["id"], [], rolled_back_after=0)
         store.update_job(job["id"], status="rolled_back", finished_at=now(),
@@ -132,7 +135,6 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         store.update_job(job["id"], status="interrupted",
                          error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
-    replays.after_job_rollback(store, job["id"])   # replays' rows went with the job's (ADR 0014)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
     summary["status"] = store.job(job["id"])["status"]

@@ -259,9 +259,9 @@ def undo(store: StateStore, job_id: str, number: int) -> int:
 
 def after_job_rollback(store: StateStore, job_id: str) -> None:
     """A rollback of the whole job (or back to a checkpoint) took every replay's batches
-    away with the job's later ones: every resolved reject is open again. Called after the
-    state store was reconciled with the ledger, whose counters already count them as
-    rejected (rejects of kept batches) or dropped them (batches rolled back)."""
+    away with the job's later ones: every resolved reject is open again. Called before the
+    state store is reconciled with the ledger, which then counts them as rejected (rejects
+    of kept batches) or drops them (batches rolled back)."""
     with store._tx() as conn:
         conn.execute("UPDATE pipeline_rejects SET resolved_at = NULL, resolved_by = NULL, "
                      "replay_batch = NULL WHERE job_id = ? AND (resolved_by IS NOT NULL OR "
