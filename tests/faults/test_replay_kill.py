@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .faultkit import hot_journal, kill9, kill_inside_commit, make_env, wait_for
+from .faultkit import (hot_journal, kill9, kill_inside_commit, make_env, recover_journal,
+                       wait_for)
 
 FIX_SCRIPT = Path(__file__).resolve().parents[1] / "e2e" / "fix_demo_rejects.py"
 SMALL = {"PIPELINE_BATCH_SIZE_MIN": "10", "PIPELINE_BATCH_SIZE_MAX": "10"}
@@ -122,3 +123,79 @@ def test_kill_during_replay_then_replay_again(tmp_path, where):
     assert warehouse(folder) == (19_600, 19_600)
     j = counters(folder, job)
     assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_600, 400, 0)
+
+
+def branched_pipeline(folder: Path) -> Path:
+    """The demo's pipeline with its load replaced by two branches: cancelled orders into a
+    Parquet folder, every order into the warehouse."""
+    from etlconsole.sample import SAMPLE_PIPELINE_TOML as text
+    load = text[text.index("[[phases]]\ntype = \"load\""):]
+    text = text.replace(load, '''[[phases]]
+type = "branch"
+
+[[phases.branches]]
+name = "cancelled"
+filter = "status == 'cancelled'"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "parquet"
+path = "cancelled"
+
+[[phases.branches]]
+name = "all"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "sqlite"
+path = "warehouse.db"
+table = "orders"
+''')
+    path = folder / "etlconsole-demo" / "branched.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_kill_during_a_branched_replay(tmp_path):
+    """Two destinations per replay batch: a kill can land between their commits. The next
+    replay takes the half-written batch out of the destination that has it; in the end
+    each destination holds every replayed row once."""
+    import pyarrow.dataset as ds
+    folder = tmp_path
+    cli(folder, "demo", "--no-ui", "--json")
+    (folder / "etlconsole-demo" / "warehouse.db").unlink()
+    pipeline = branched_pipeline(folder)
+    job = json.loads(cli(folder, "run", pipeline, "--no-ui", "--json").stdout.splitlines()[-1])["job_id"]
+    cli(folder, "rejects", job, "--fix", "fix.csv")
+    subprocess.run([sys.executable, str(FIX_SCRIPT), "fix.csv", "fixed.csv", "20"], cwd=folder,
+                   check=True)
+    # cancelled rows among the fixed ones, so both destinations take replay rows
+    from etlconsole.engine.destinations import committed
+    db = folder / "etlconsole-demo" / "warehouse.db"
+    proc = spawn(folder, "replay", job, "fixed.csv", "--set", "status=cancelled", "--where",
+                 "row % 2 == 0", "--json", env=SMALL)
+    wait_for(lambda: proc.poll() is not None or replay_batches_committed(folder) >= 3, every=0.002)
+    # Inside the warehouse's commit: the Parquet branch (written first) holds the batch.
+    killed = kill_inside_commit(proc, db)
+    if not killed:
+        pytest.skip("the replay ended before it could be killed inside a commit")
+    recover_journal(db)                   # the interrupted commit is rolled back
+    half = ({e["batch"] for e in committed(folder / "etlconsole-demo" / "cancelled", job, "parquet")}
+            - {e["batch"] for e in committed(db, job, "sqlite")})
+    assert len(half) == 1, half           # one batch in one destination only
+    res = cli(folder, "replay", job, "fixed.csv", "--set", "status=cancelled", "--where",
+              "row % 2 == 0", "--json", env=SMALL)
+    s = json.loads(res.stdout.splitlines()[-1])
+    assert s["status"] == "succeeded", s
+    res = cli(folder, "replay", job, "fixed.csv", "--json", env=SMALL)
+    j = counters(folder, job)
+    assert (j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (19_980, 20, 380), j
+    assert warehouse(folder) == (19_980, 19_980)
+    conn = sqlite3.connect(str(folder / "etlconsole-demo" / "warehouse.db"))
+    try:
+        cancelled = sorted(r[0] for r in conn.execute("SELECT id FROM orders WHERE status = 'cancelled'"))
+    finally:
+        conn.close()
+    parts = ds.dataset(str(folder / "etlconsole-demo" / "cancelled"), format="parquet").to_table()
+    assert sorted(parts.column("id").to_pylist()) == cancelled
+    assert j["replays"][0]["status"] == "failed"
