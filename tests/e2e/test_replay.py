@@ -615,3 +615,33 @@ def test_fix_file_with_where_and_set(lab):
     assert query(db, "SELECT count(*) FROM orders WHERE status = 'new' AND _etl_batch = "
                      "(SELECT max(batch) FROM _etl_loads)") == [(40,)]
     counters(cli, job)
+
+
+def test_fix_file_when_the_source_changed(tmp_path):
+    """Source gone or changed: the values kept with the rejects, and a note saying so."""
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    (tmp_path / "data.csv").write_text("id,status\n1, ok\n2, BAD \n3,ok\n", encoding="utf-8")
+    write_pipeline(tmp_path / "p.toml", phases='''
+[[phases]]
+type = "clean"
+trim = true
+
+[[phases]]
+type = "validate"
+rules = [{ column = "status", allowed = ["ok"] }]
+''')
+    res = cli("run", "p.toml", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+    assert cli("rejects", job, "--fix", "a.csv").returncode == 0
+    assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("2, BAD ,2,")   # as read
+    (tmp_path / "data.csv").write_text("id,status\n9,changed\n", encoding="utf-8")
+    res = cli("rejects", job, "--fix", "b.csv")
+    assert res.returncode == 0, str(res)
+    assert "changed since job" in res.stdout and "kept where they were rejected" in res.stdout
+    assert (tmp_path / "b.csv").read_text().splitlines()[1].startswith("2,BAD,2,")    # cleaned
+    (tmp_path / "data.csv").unlink()
+    res = cli("replay", job, "--set", "status=ok", "--json")            # no source needed
+    assert res.returncode == 0, str(res)
+    assert res.last_json()["rows_loaded"] == 1
+    assert query(tmp_path / "out.db", "SELECT count(*) FROM t") == [(3,)]
