@@ -383,7 +383,7 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
             book.finish(store, job["id"], number, status="failed", error=summary["error"])
         return summary
     finally:
-        for p in plan.phases:
+        for p in plan.phases + [p for x in targets for p in x.phases]:
             p.phase.teardown()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
