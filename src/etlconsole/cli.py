@@ -169,14 +169,23 @@ def resume(obj: Context, job, no_ui, as_json):
               help="Keep what the job had loaded at this checkpoint: its number in the job "
                    "(1, 2, 3 ..., see 'checkpoints JOB'; an older store-wide id is accepted "
                    "when it is not also one of the job's numbers).")
+@click.option("--replay", "replay_number", type=int, metavar="N",
+              help="Undo only replay N of the job (see 'show JOB'): its rows go, its rejects are open again.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def rollback(obj: Context, job, to_checkpoint, yes, dry_run, as_json):
+def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_json):
     """Undo JOB's effect on every destination (entirely, or back to a checkpoint)."""
     from .engine.recovery import rollback as rollback_job
     store, settings = obj.store(), obj.settings()
+    if replay_number is not None:
+        if to_checkpoint is not None:
+            raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a checkpoint")
+        from .engine.replaying import rollback_replay
+
+        def rollback_job(store, job, settings, to_checkpoint=None, dry_run=False):  # noqa: F811
+            return rollback_replay(store, job, replay_number, settings, dry_run=dry_run)
     preview = rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=True)
     if dry_run or not yes:
         _print_rollback(preview, as_json)
@@ -196,6 +205,8 @@ def _print_rollback(r: dict, as_json: bool) -> None:
         return
     verb = "would remove" if r["dry_run"] else "removed"
     target = f" back to checkpoint {r['to_checkpoint']}" if r["to_checkpoint"] else ""
+    if r.get("replay"):
+        target = f", replay {r['replay']}"
     click.echo(f"rollback of job {r['job_id']}{target}: {verb} {r['rows']:,} rows")
     for line in rollback_lines(r):
         click.echo(f"  {line}")
@@ -282,8 +293,11 @@ def show(obj: Context, job, as_json):
     skipped = [e["details"].get("reason") for e in events if e["event"] == "phase.skipped"]
     from .engine.plan import decisions_from_events
     conditions = list(decisions_from_events(events).values())
+    from .store.replays import replays as job_replays
+    replays = job_replays(store, j["id"])
     if as_json:
         _echo_json({**_job_public(j), "skipped": skipped, "conditions": conditions,
+                    "replays": replays,
                     "checkpoints": checkpoints, "events": events,
                     "segments": store.segments(j["id"]),
                     "batches": len(store.batches(j["id"])),
@@ -302,7 +316,13 @@ def show(obj: Context, job, as_json):
     if len(segments) > 1:
         click.echo(f"  ran        {_segments_text(segments)}")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
-               f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
+               f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}"
+               + (f"  resolved {j['rows_resolved']:,} (loaded by replays; counted as loaded)"
+                  if j.get("rows_resolved") else ""))
+    for r in replays:
+        click.echo(f"  replay {r['number']:<3} {r['status']:<11} loaded {r['rows_loaded']:,}  "
+                   f"rejected again {r['rows_rejected']:,}  refused {r['rows_refused']:,}  "
+                   f"{(r['created_at'] or '')[:19]}  {r['origin'] or ''}")
     click.echo(f"  memory     {_memory_text(j, metrics)} "
                f"(budget {j['settings']['max_memory_mb']} MB)"
                f"  retries {j['retries']}")
@@ -419,11 +439,17 @@ def batches(obj: Context, job, as_json):
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
+@click.option("--fix", "fix_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the open rejects as the source had them (its header and dialect, plus "
+                   "_etl_row, _etl_reason, _etl_raw), to fix and 'replay'.")
 @click.pass_obj
-def rejects(obj: Context, job, as_json, csv_file):
+def rejects(obj: Context, job, as_json, csv_file, fix_file):
     """Rejected rows of JOB with their reasons."""
     store = obj.store()
     j = store.job(job)
+    if fix_file:
+        _write_fix_file(store, j, fix_file, as_json)
+        return
     rows = store.rejects(j["id"])
     if csv_file:
         with csv_file.open("w", newline="", encoding="utf-8") as f:
@@ -436,12 +462,84 @@ def rejects(obj: Context, job, as_json, csv_file):
                 n += 1
         click.echo(f"wrote {n:,} rejected rows to {csv_file}")
         return
+    from .store.replays import resolutions
+    resolved = resolutions(store, j["id"])      # rows a replay loaded since (issue 16)
     for r in rows:
+        by, at = resolved.get(r["row"], (None, None))
         if as_json:
-            _echo_json(r)
+            _echo_json({**r, "resolved_by": by, "resolved_at": at})
         else:
             click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
-                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}"
+                       + (f"  [resolved by replay {by}]" if by else ""))
+
+
+def _write_fix_file(store, j: dict, path: Path, as_json: bool) -> None:
+    from .engine.fixes import write_fix_file
+    from .store.replays import open_rejects
+    done = write_fix_file(j, open_rejects(store, j["id"]), path)
+    if as_json:
+        _echo_json({"job_id": j["id"], "file": str(path), **done})
+        return
+    raw = f" ({done['raw']:,} as raw text in _etl_raw)" if done["raw"] else ""
+    click.echo(f"wrote {done['rows']:,} open rejects of job {j['id']} to {path}{raw}")
+    if done["unnumbered"]:
+        click.echo(f"  {done['unnumbered']:,} rejects without a record number are left out")
+    if done["note"]:
+        click.echo(f"  note: {done['note']}")
+    click.echo(f"  fix them, then: etlconsole replay {j['id']} {path} --dry-run")
+
+
+@main.command()
+@click.argument("job")
+@click.argument("fix_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="COLUMN=VALUE",
+              help="Give COLUMN this value (source text) in the rows replayed; repeatable.")
+@click.option("--where", metavar="CONDITION",
+              help="Only the rejects where CONDITION holds (row, phase, rule, column, message "
+                   "and the record's fields), e.g. \"rule == 'allowed' and column == 'status'\".")
+@click.option("--dry-run", is_flag=True, help="Show what would load and what would be rejected; write nothing.")
+@click.option("--no-ui", is_flag=True, help="Headless (replay always is; for symmetry with run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+@click.pass_obj
+def replay(obj: Context, job, fix_file, sets, where, dry_run, no_ui, as_json):
+    """Replay JOB's fixed rejects (a fix file, or --set/--where over its open rejects)
+    through its recorded pipeline into its destination, as part of the same job."""
+    from .engine.replaying import replay as replay_job
+    s = replay_job(obj.store(), job, obj.settings(), fix_file=fix_file, sets=sets, where=where,
+                   dry_run=dry_run)
+    if as_json:
+        _echo_json(s)
+    else:
+        _print_replay(s)
+    if s["status"] != "succeeded":
+        click.echo(f"error: replay of job {s['job_id']} {s['status']}: {s['error']}", err=True)
+        sys.exit(1)
+
+
+def _print_replay(s: dict) -> None:
+    dry = s["dry_run"]
+    name = "dry run" if dry else f"replay {s['replay']}"
+    click.echo(f"{name} of job {s['job_id']}: {s['rows_in']:,} rows ({s['origin']})")
+    d = s["destination"]
+    where = f" (table {d['table']})" if d.get("table") else ""
+    click.echo(f"  {'would load' if dry else 'loaded (resolved)':<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+    click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
+    for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
+        click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"
+                   + (f" (table {extra['table']})" if extra.get("table") else ""))
+    if "branch_rejected" in s:
+        click.echo(f"  {'rejected in branches':<18} {s['branch_rejected']:>9,}  (rejects of the branches)")
+    click.echo(f"  {'refused':<18} {s['rows_refused']:>9,}  (already loaded or resolved)")
+    for r in s["rejected"][:10]:
+        click.echo(f"    row {r['row']}: {r['phase']}/{r['rule']}"
+                   f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+    for r in s["refused"][:5]:
+        click.echo(f"    row {r['row']}: refused, {r['reason']}")
+    if s.get("job"):
+        j = s["job"]
+        click.echo(f"  job: read {j['rows_read']:,} = loaded {j['rows_loaded']:,} + open rejects "
+                   f"{j['rows_rejected']:,}  (resolved {j['rows_resolved']:,})")
 
 
 # -- pipelines ----------------------------------------------------------------------

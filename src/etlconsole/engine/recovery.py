@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import UserError
 from ..spec import load_spec, spec_from_text
 from ..store import StateStore
+from ..store import replays
 from ..store.store import now
 from . import extract
 from . import destinations
@@ -136,6 +137,8 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     """Undo the job's effect on every destination, entirely or back to a checkpoint."""
     job = _job(store, ref)
     _refuse_running(job, "roll it back")
+    if replays.running(store, job["id"]):
+        raise UserError(f"job {job['id']}: a replay of its rejects is running; wait for it to end")
     after_batch = None
     if to_checkpoint is not None:
         if job["status"] == "rolled_back":
@@ -155,6 +158,9 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                "rows": sum(n for r in reports for n in r["rows"].values())}
     if dry_run:
         return summary
+    # Every replay's rows went with the job's later batches: their rejects are open again
+    # (before the reconcile, which counts them; ADR 0014).
+    replays.after_job_rollback(store, job["id"])
     if after_batch is None:
         # The job's figures stay (what it read, loaded and rejected): its status says
         # that it was undone; the rollback's event says how many rows went.
@@ -197,8 +203,9 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     n = chosen[0]
     first = _destinations(job)[0]       # every destination holds the same batches
     dest = Path(first["path"]) if len(_destinations(job)) == 1 else None
+    replayed = replays.batch_numbers(store, job["id"])    # fixed rejects: no checkpoint
     batches = [e.batch for e in destinations.committed(Path(first["path"]), job["id"],
-                                                        first.get("kind"))]
+                                                        first.get("kind")) if e.batch not in replayed]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:

@@ -139,6 +139,34 @@ MIGRATIONS = [
         SELECT count(*) FROM pipeline_checkpoints c WHERE c.job_id = pipeline_checkpoints.job_id
         AND c.id <= pipeline_checkpoints.id);
     """,
+    # 4: fixing and replaying rejects (issue 16, ADR 0014)
+    """
+    ALTER TABLE pipeline_rejects ADD COLUMN source TEXT;         -- JSON: the record's fields as a replay last gave them
+    ALTER TABLE pipeline_rejects ADD COLUMN replay INTEGER;      -- the replay that gave the current reason
+    ALTER TABLE pipeline_rejects ADD COLUMN replay_batch INTEGER; -- a replay batch taking the row (until it commits)
+    ALTER TABLE pipeline_rejects ADD COLUMN resolved_at TEXT;    -- loaded by a replay: when ...
+    ALTER TABLE pipeline_rejects ADD COLUMN resolved_by INTEGER; -- ... and by which (pipeline_replays.number)
+    ALTER TABLE import_jobs ADD COLUMN rows_resolved INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pipeline_replays (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        number INTEGER NOT NULL,          -- 1, 2, ... per job
+        status TEXT NOT NULL CHECK (status IN ('running','succeeded','failed','rolled_back')),
+        origin TEXT,                      -- the fix file, or the --set/--where given
+        pid INTEGER,
+        pid_started REAL,
+        rows_in INTEGER NOT NULL DEFAULT 0,
+        rows_loaded INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        rows_refused INTEGER NOT NULL DEFAULT 0,
+        batch_first INTEGER,
+        batch_last INTEGER,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT,
+        UNIQUE (job_id, number)
+    );
+    """,
 ]
 
 
