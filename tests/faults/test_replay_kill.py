@@ -1,5 +1,5 @@
 """kill -9 during a replay of fixed rejects, then the same replay again: no duplicates, no
-gaps, and the job's counters add up at every step (issue 16, ADR 0014).
+gaps, and the job's counters add up at every step (issue 16, ADR 0016).
 
 The replay runs in batches of 10 rows (38 batches for the demo's 380 fixable rows), so a
 kill lands between batches, inside a destination commit (hot journal), or between the

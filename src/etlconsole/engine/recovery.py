@@ -159,7 +159,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     if dry_run:
         return summary
     # Every replay's rows went with the job's later batches: their rejects are open again
-    # (before the reconcile, which counts them; ADR 0014).
+    # (before the reconcile, which counts them; ADR 0016).
     replays.after_job_rollback(store, job["id"])
     if after_batch is None:
         # The job's figures stay (what it read, loaded and rejected): its status says

@@ -1,5 +1,5 @@
 """Replay: fixed rejects run through their job's recorded pipeline and loaded as part of
-the same job (ADR 0014). Not to be confused with ``engine.replay``, which streams a phase
+the same job (ADR 0016). Not to be confused with ``engine.replay``, which streams a phase
 checkpoint for ``rerun``.
 
 The rows come from a fix file (``rejects JOB --fix``) or from the open rejects with

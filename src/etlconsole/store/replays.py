@@ -1,5 +1,5 @@
 """State-store reads and writes of replays: rejects fixed and loaded again as part of their
-job (ADR 0014).
+job (ADR 0016).
 
 A replay writes batches of its job: new batch numbers after the job's last, each one
 PENDING with the rejects it takes (``replay_batch``) before the destination commits, and

@@ -139,7 +139,7 @@ MIGRATIONS = [
         SELECT count(*) FROM pipeline_checkpoints c WHERE c.job_id = pipeline_checkpoints.job_id
         AND c.id <= pipeline_checkpoints.id);
     """,
-    # 4: fixing and replaying rejects (issue 16, ADR 0014)
+    # 4: fixing and replaying rejects (issue 16, ADR 0016)
     """
     ALTER TABLE pipeline_rejects ADD COLUMN source TEXT;         -- JSON: the record's fields as a replay last gave them
     ALTER TABLE pipeline_rejects ADD COLUMN replay INTEGER;      -- the replay that gave the current reason
