@@ -180,11 +180,7 @@ def item(value: Any, *, key: str = ""):
         return table
     if isinstance(value, (list, tuple)) and value and (
             not one_line or any(isinstance(v, dict) for v in value)):
-        array = tomlkit.array()
-        for v in value:
-            array.append(tomlkit.value(toml_value(v)))
-        array.multiline(True)
-        return array
+        return tomlkit.value(toml_value(list(value), multiline=True))   # 2-space indent
     return tomlkit.value(toml_value(value))
 
 
@@ -289,10 +285,11 @@ class PipelineEditor:
 
     def insert_at(self, index: int, phase_type: str) -> int:
         """Where a new phase added after ``index`` goes: after it, but before the load or
-        branch that ends the line (rows after those go nowhere)."""
+        branch that ends the line (rows after those go nowhere); a load or branch itself
+        goes at the end, where it can end the line."""
         at = min(max(index + 1, 0), len(self.phases))
         if phase_type in TERMINAL:
-            return at
+            return len(self.phases)
         end = len(self.phases)
         while end > 0 and self.phases[end - 1].type in TERMINAL:
             end -= 1
