@@ -198,7 +198,7 @@ async def test_form_errors_name_the_option_and_the_position(ws):
         await pilot.press("ctrl+s")
         error = str(form.query_one("#form-error").content)
         assert error.startswith("derive: ") and "line 1, column 9" in error
-        assert "needs quotes" in error
+        assert "values need quotes" in error
         set_value(form, "derive", 'total = "quantity * unit_price"')
         set_value(form, "_when", "min_rows = -1")
         await pilot.press("ctrl+s")

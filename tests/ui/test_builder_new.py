@@ -55,6 +55,8 @@ async def edit(pilot, *keys_and_text) -> OptionsForm:
 async def test_build_a_pipeline_from_an_empty_console_keys_only(ws, size):
     new = ws.root / "new.toml"
     async with ws.app().run_test(size=size) as pilot:          # the jobs screen, no jobs
+        await wait_for(pilot, lambda: "p opens the pipeline builder"
+                       in static_text(pilot.app, "#jobs-info"), what="the empty console's hint")
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, BuilderScreen))
         screen = pilot.app.screen

@@ -122,6 +122,8 @@ def test_a_new_pipeline_file(tmp_path):
     ("table[]", '{ column = "a" }, { column = "b", min = 1 }',
      [{"column": "a"}, {"column": "b", "min": 1}]),
     ("table[]", '[\n  { column = "a" },\n]', [{"column": "a"}]),
+    ("table[]", 'column = "a", required = true', [{"column": "a", "required": True}]),
+    ("table[]", 'column = "a"\ncolumn = "b", min = 1', [{"column": "a"}, {"column": "b", "min": 1}]),
     ("int", "12", 12),
     ("string", '"quoted"', "quoted"),
     ("string", "plain text", "plain text"),
@@ -136,6 +138,7 @@ def test_the_form_reads_what_people_write(kind, text, value):
     ("table", "total = quantity * unit_price", "line 1, column 9"),
     ("table", 'a = "x"\nb = nope', "line 2, column 5"),
     ("string[]", '"a", "b', "line 1"),
+    ("table[]", 'column = "a"\ncolumn = b', "line 2, column 10"),
 ])
 def test_form_errors_point_at_what_was_typed(kind, text, where):
     with pytest.raises(ValueError, match=where):

@@ -435,7 +435,7 @@ def _loads(prefix: str, text: str, suffix: str = "") -> Any:
             return f"(at line {line}, column {col})"
         message = _AT.sub(shift, str(exc))
         if message.startswith("Invalid value"):
-            message += "; text needs quotes, e.g. total = \"quantity * unit_price\""
+            message += '; text values need quotes, e.g. total = "quantity * unit_price"'
         raise ValueError(message) from None
     return doc["v"] if prefix else doc
 
@@ -480,8 +480,9 @@ def parse_option(kind: str, text: str) -> Any:
     if kind == "table":
         return _first([lambda: _table(body)])
     if kind == "table[]":
-        return _first([lambda: _list(_loads("v = ", body)),
-                       lambda: _loads("v = [", body, "\n]")])
+        whole = [lambda: _list(_loads("v = ", body)), lambda: _loads("v = [", body, "\n]")]
+        by_line = [lambda: _tables_by_line(body)]      # column = "a", required = true
+        return _first(whole + by_line if body[0] in "[{" else by_line + whole)
     return _first([lambda: _loads("v = ", body), lambda: _table(body)])
 
 
@@ -507,6 +508,18 @@ def _table(body: str) -> dict:
             return _loads("v = { ", body, " }")
         except ValueError:
             raise exc from None
+
+
+def _tables_by_line(body: str) -> list[dict]:
+    """One table body per line (``column = "a", required = true``): a list of tables."""
+    out = []
+    for n, line in enumerate(body.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(_loads("v = { ", line.strip(), " }"))
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("(at line 1,", f"(at line {n},")) from None
+    return out
 
 
 def _bare_words(body: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.text import Text
@@ -13,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ...errors import UserError
-from ..pipeline_edit import PipelineEditor, option_schema, phase_options, registered
+from ..pipeline_edit import PipelineEditor, option_schema, phase_options, registered, toml_value
 from ..widgets.table import LiveTable
 from .modals import AddPhaseModal
 from .options_form import Edited, OptionsForm
@@ -24,7 +23,7 @@ NO_FILE = ("no pipeline file: Tab to the path field, type a file to open or a ne
 
 
 def _summary(options: dict) -> str:
-    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+    return ", ".join(f"{k} = {toml_value(v)}"
                      for k, v in options.items())[:160]
 
 

@@ -85,10 +85,13 @@ class OptionsForm(ModalScreen[Edited | None]):
                                 placeholder="always (no condition)")
         yield Footer(compact=True, show_command_palette=False)
 
+    AUTO_FOCUS = None       # focused below without scrolling: its label stays in view
+
     def on_mount(self) -> None:
         fields = self.query(".opt-field")
         if fields:
-            fields.first().focus()
+            fields.first().focus(scroll_visible=False)
+        self.call_after_refresh(self.query_one(VerticalScroll).scroll_home, animate=False)
 
     @staticmethod
     def _label(name: str, kind: str, help_text: str):
