@@ -103,9 +103,6 @@ class BuilderScreen(Screen):
         self.app.pipeline_path = Path(path)
         self.redraw()
         self.query_one("#b-phases", LiveTable).focus()
-        if self.editor.new:
-            self.notify(f"new pipeline {self.editor.path.name}: s sets its source, a adds "
-                        "phases, Ctrl+S writes it")
         self.check()
         return True
 

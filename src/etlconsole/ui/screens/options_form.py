@@ -39,7 +39,8 @@ class OptionsForm(ModalScreen[Edited | None]):
         background: $surface; padding: 0 1;
     }
     OptionsForm .title { text-style: bold; height: 1; }
-    OptionsForm #form-error { color: $error; height: auto; }
+    OptionsForm #form-error { color: $error; height: auto; display: none; }
+    OptionsForm #form-error.shown { display: block; }
     OptionsForm .opt-label { height: 1; margin-top: 1; }
     OptionsForm .opt-help { height: auto; color: $text-muted; }
     OptionsForm TextArea { height: 6; }
@@ -165,6 +166,7 @@ class OptionsForm(ModalScreen[Edited | None]):
                 check_when(edited.when, file=None, phase=self.label)
         except (ValueError, UserError) as exc:
             error.update(Text(str(exc)))
+            error.add_class("shown")
             return
         self.dismiss(edited)
 

@@ -89,7 +89,8 @@ class SourceForm(ModalScreen[SourceSpec | None]):
         background: $surface; padding: 0 1;
     }
     SourceForm .title { text-style: bold; height: 1; }
-    SourceForm #src-error { color: $error; height: auto; }
+    SourceForm #src-error { color: $error; height: auto; display: none; }
+    SourceForm #src-error.shown { display: block; }
     SourceForm #src-sniff { height: auto; margin-top: 1; }
     SourceForm .src-label { height: 1; margin-top: 1; }
     SourceForm .src-help { height: auto; color: $text-muted; }
@@ -129,8 +130,11 @@ class SourceForm(ModalScreen[SourceSpec | None]):
                 yield Switch(s.header, id="src-header")
         yield Footer(compact=True, show_command_palette=False)
 
+    AUTO_FOCUS = None       # focused below without scrolling: the path's label stays in view
+
     def on_mount(self) -> None:
-        self.query_one("#src-path", Input).focus()
+        self.query_one("#src-path", Input).focus(scroll_visible=False)
+        self.call_after_refresh(self.query_one(VerticalScroll).scroll_home, animate=False)
         self.resniff()
 
     def typed(self) -> SourceSpec:
@@ -166,6 +170,7 @@ class SourceForm(ModalScreen[SourceSpec | None]):
     def action_apply(self) -> None:
         source = self.typed()
         error = self.query_one("#src-error", Static)
+        error.add_class("shown")
         if not source.path:
             error.update("path: type the CSV file's path")
             return
