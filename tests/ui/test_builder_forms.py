@@ -206,3 +206,86 @@ async def test_form_errors_name_the_option_and_the_position(ws):
         assert "when.min_rows" in str(form.query_one("#form-error").content)
         await pilot.press("escape")
         await wait_for(pilot, lambda: pilot.app.screen is screen)
+
+
+EVERY_OPTION = """name = "every"
+
+[source]
+path = "orders.csv"
+
+[[phases]]
+type = "clean"
+when = { not = { env = "SKIP_CLEAN" } }
+trim = true
+null_values = ["", "NULL"]
+lowercase = ["customer_email"]
+uppercase = ["currency", "country"]
+
+[[phases]]
+type = "validate"
+checkpoint = true
+on_error = "warn"
+rules = [
+  { column = "order_id", required = true, type = "int64", unique = true },
+  { column = "ordered_on", type = "date", formats = ["%Y-%m-%d"], min = 2000-01-01 },
+  { column = "status", allowed = ["new", "paid"], max_length = 9, pattern = '^[a-z]+$' },
+]
+
+[[phases]]
+type = "transform"
+when = "etlconsole_example_plugin:has_email_column"
+cast = { quantity = "int64", unit_price = "float64", ordered_on = "date" }
+formats = { ordered_on = ["%Y-%m-%d", "%d/%m/%Y"] }
+derive = { total = "round(quantity * unit_price, 2)" }
+rename = { city = "town" }
+
+[[phases]]
+type = "map"
+when = { min_rows = 10, max_rows = 5000000 }
+columns = { order_id = "id", total = "total", status = "status", currency = "currency" }
+
+[[phases]]
+type = "branch"
+
+[[phases.branches]]
+name = "cancelled"
+filter = "status == 'cancelled'"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "parquet"
+path = "cancelled"
+mode = "atomic"
+on_failure = "rollback"
+
+[[phases.branches]]
+name = "all"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "sqlite"
+path = "warehouse.db"
+table = "orders"
+mode = "replace"
+on_failure = "keep"
+on_error = "fail"
+"""
+
+
+@pytest.mark.parametrize("index", range(5))
+async def test_every_option_shown_reads_back_unchanged(ws, index):
+    """Every option of every built-in type, as a file writes it, is shown in a form that
+    reads it back as the same value: applying an untouched form changes nothing."""
+    ws.pipeline.write_text(EVERY_OPTION, encoding="utf-8")
+    before = load_spec(ws.pipeline).phases[index]
+    async with ws.app(start="builder", pipeline=ws.pipeline).run_test(size=(140, 45)) as pilot:
+        screen = await builder(pilot)
+        screen.query_one("#b-phases").move_cursor(row=index)
+        form = await open_form(pilot, screen)
+        edited = form.edited()
+        assert (edited.options, edited.when, edited.checkpoint) == (
+            {k: v for k, v in before.to_dict().items()
+             if k not in ("type", "when", "checkpoint")}, before.when, before.checkpoint)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert not screen.editor.dirty and screen.editor.phases[index] == before

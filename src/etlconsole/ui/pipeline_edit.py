@@ -10,6 +10,7 @@ with tomlkit, so its comments and untouched keys stay too. No Textual here.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import tomllib
@@ -400,6 +401,8 @@ def toml_value(value: Any, *, multiline: bool = False) -> str:
         if multiline and parts:
             return "[\n" + "".join(f"  {p},\n" for p in parts) + "]"
         return "[" + ", ".join(parts) + "]"
+    if isinstance(value, (datetime.date, datetime.time)):   # TOML dates are bare
+        return value.isoformat()
     return json.dumps(str(value))
 
 

@@ -132,7 +132,9 @@ class OptionsForm(ModalScreen[Edited | None]):
                 value = widget.value
                 if value is Select.NULL:
                     continue
-                if name in self.options or value != opt.default:
+                # a bool without a default is off when not set
+                default = False if opt.kind == "bool" and opt.default is None else opt.default
+                if name in self.options or value != default:
                     out[name] = value
                 continue
             raw = widget.text if isinstance(widget, TextArea) else widget.value
