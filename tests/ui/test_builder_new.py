@@ -123,6 +123,7 @@ async def test_build_a_pipeline_from_an_empty_console_keys_only(ws, size):
 async def test_typing_in_the_path_field_never_triggers_screen_keys(ws, size):
     async with ws.app(start="builder").run_test(size=size) as pilot:
         screen = pilot.app.screen
+        assert screen.focused is None                   # p/m/j/x/q are screen keys here
         await pilot.press("tab")
         field = screen.focused
         assert isinstance(field, Input) and field.id == "b-open" and field.region.height

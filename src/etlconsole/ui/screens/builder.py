@@ -52,6 +52,10 @@ class BuilderScreen(Screen):
         Binding("r", "run", "Run"),
     ]
 
+    # Focus is given explicitly: with no file loaded nothing is focused (p/m/j/x/q stay
+    # screen keys) and the first Tab lands on the path field; with a file, the phases.
+    AUTO_FOCUS = ""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.editor: PipelineEditor | None = None

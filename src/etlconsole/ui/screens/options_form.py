@@ -86,7 +86,7 @@ class OptionsForm(ModalScreen[Edited | None]):
                                 placeholder="always (no condition)")
         yield Footer(compact=True, show_command_palette=False)
 
-    AUTO_FOCUS = None       # focused below without scrolling: its label stays in view
+    AUTO_FOCUS = ""         # focused below without scrolling: its label stays in view
 
     def on_mount(self) -> None:
         fields = self.query(".opt-field")

@@ -130,7 +130,7 @@ class SourceForm(ModalScreen[SourceSpec | None]):
                 yield Switch(s.header, id="src-header")
         yield Footer(compact=True, show_command_palette=False)
 
-    AUTO_FOCUS = None       # focused below without scrolling: the path's label stays in view
+    AUTO_FOCUS = ""         # focused below without scrolling: the path's label stays in view
 
     def on_mount(self) -> None:
         self.query_one("#src-path", Input).focus(scroll_visible=False)
