@@ -72,9 +72,10 @@ class OptionsForm(ModalScreen[Edited | None]):
                                    classes="opt-field")
                 for name, opt in self.schema.items():
                     default = opt.default if opt.default not in (None, [], {}) else None
+                    shown = (f"  default: {option_text(opt.kind, default)}"
+                             if default is not None else "")
                     yield from self._label(name, opt.kind + (" (required)" if opt.required else ""),
-                                           opt.help + (f"  default: {option_text(opt.kind, default)}"
-                                                       if default is not None else ""))
+                                           opt.help + shown)
                     yield self._field(name, opt, self.options.get(name)).add_class("opt-field")
                 if self.checkpointable:
                     yield from self._label("checkpoint", "bool", "keep this phase's output so "
