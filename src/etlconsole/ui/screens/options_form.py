@@ -46,8 +46,9 @@ class OptionsForm(ModalScreen[Edited | None]):
     OptionsForm TextArea { height: 6; }
     OptionsForm Input, OptionsForm Select { height: 3; }
     """
-    BINDINGS = [Binding("ctrl+s", "apply", "Apply", priority=True),
-                Binding("escape", "cancel", "Cancel", priority=True)]
+    # Not priority bindings: those run ahead of the keys still queued for the focused
+    # field, so Ctrl+S right after typing applied the form without the last letters.
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply"), Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, label: str, phase_type: str, schema: dict[str, Any],
                  options: dict[str, Any], *, when: Any = None, checkpoint: bool = False):

@@ -96,8 +96,9 @@ class SourceForm(ModalScreen[SourceSpec | None]):
     SourceForm .src-help { height: auto; color: $text-muted; }
     SourceForm Input { height: 3; }
     """
-    BINDINGS = [Binding("ctrl+s", "apply", "Apply", priority=True),
-                Binding("escape", "cancel", "Cancel", priority=True)]
+    # Not priority bindings: those run ahead of the keys still queued for the focused
+    # field, so Ctrl+S right after typing applied the form without the last letters.
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply"), Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, base: Path, source: SourceSpec):
         super().__init__()
