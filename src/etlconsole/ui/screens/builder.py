@@ -284,7 +284,7 @@ def source_line(editor: PipelineEditor) -> Text:
         return Text.assemble(("source ", "bold"), ("none yet: s sets the CSV file", "yellow"))
     try:
         d = editor.sniff()
-    except UserError as exc:
+    except (UserError, OSError) as exc:      # unreadable: said on the line, never a crash
         return Text.assemble(("source ", "bold"), (str(exc), "red"))
     delim = "tab" if d.delimiter == "\t" else repr(d.delimiter)
     return Text.assemble(("source ", "bold"), src.path,
