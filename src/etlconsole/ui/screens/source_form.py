@@ -72,7 +72,7 @@ def sniff_text(base: Path, source: SourceSpec) -> SniffView:
         d = extract.sniff((base / Path(source.path).expanduser()).resolve(),
                           delimiter=source.delimiter, quote=source.quote,
                           encoding=source.encoding, header=source.header)
-    except UserError as exc:
+    except (UserError, OSError) as exc:      # e.g. no permission: said, never a crash
         return SniffView(Text(str(exc), style="red"), None)
     cols = ", ".join(d.names[:12]) + (" …" if len(d.names) > 12 else "")
     return SniffView(Text.assemble(
