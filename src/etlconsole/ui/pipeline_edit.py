@@ -202,7 +202,11 @@ class PipelineEditor:
             self.dirty = True
         else:
             self.spec = load_spec(self.path)
-            self._read_text(self.path.read_text(encoding="utf-8"))
+            try:
+                self._read_text(self.path.read_text(encoding="utf-8"))
+            except Exception as exc:     # tomlkit stricter than tomllib: one line, no crash
+                raise UserError(f"{self.path}: cannot be edited here ({exc}); "
+                                "the file itself is valid") from None
             self.dirty = False
 
     def _read_text(self, text: str) -> None:
