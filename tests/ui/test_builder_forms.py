@@ -11,6 +11,7 @@ import pytest
 from textual.widgets import Input, OptionList, Select, Switch, TextArea
 
 from etlconsole.spec import load_spec
+from etlconsole.ui.pipeline_edit import _leading_comments, split_phases
 from etlconsole.ui.screens.modals import AddPhaseModal
 from etlconsole.ui.screens.options_form import OptionsForm
 
@@ -100,10 +101,11 @@ async def test_edit_each_phase_of_the_demo_pipeline(ws, phase_type):
     assert [p for i, p in enumerate(phases) if i != index] == \
         [p for i, p in enumerate(old) if i != index]
     # the other phases' text (with their comments) is untouched, byte for byte
-    text = ws.pipeline.read_text(encoding="utf-8")
-    for i, piece in enumerate(before.split("[[phases]]")[1:]):
-        if i != index and i + 1 < len(old):
-            assert piece.rsplit("\n#", 1)[0].strip() in text
+    pieces, after = split_phases(before)[1], split_phases(ws.pipeline.read_text())[1]
+    for i in range(len(pieces)):
+        if i != index:
+            assert after[i].rstrip("\n") == pieces[i].rstrip("\n")
+    assert after[index].startswith(_leading_comments(pieces[index]) + "[[phases]]")
 
 
 @pytest.mark.parametrize("phase_type", list(FRESH_EDITS))
