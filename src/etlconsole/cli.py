@@ -672,7 +672,7 @@ def ui(obj: Context, pipeline):
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise UserError("the console needs a terminal (stdin and stdout); "
                         "every command also works headless")
-    if pipeline is not None:
+    if pipeline is not None and pipeline.exists():  # a new path: the builder creates it
         from .spec import load_spec
         load_spec(pipeline)                        # a bad file: one line, exit 2
     sys.exit(_open_console(obj, pipeline=pipeline, start="builder" if pipeline else "jobs"))

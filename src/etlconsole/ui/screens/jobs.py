@@ -124,7 +124,8 @@ class JobsScreen(PolledScreen):
         job = self.selected
         info = self.query_one("#jobs-info", Static)
         if not self.data or not self.data.jobs:
-            info.update(Text(f"no jobs yet in {self.app.state_path}"))
+            info.update(Text(f"no jobs yet: p opens the pipeline builder · store "
+                             f"{self.app.state_path}"))
             return
         if job is None:
             info.update("")

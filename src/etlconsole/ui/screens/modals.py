@@ -112,7 +112,8 @@ class AddPhaseModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("Add a phase after the selected one", classes="title", markup=False)
+            yield Static("Add a phase (after the selected one, before the final load)",
+                         classes="title", markup=False)
             yield OptionList(*[Option(Text.assemble((t.name, "bold"), f"  [{t.origin}]  ",
                                                     (t.description, "dim")), id=t.name)
                                for t in self.types])

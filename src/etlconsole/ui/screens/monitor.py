@@ -93,7 +93,8 @@ class MonitorScreen(PolledScreen):
             running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
             jobs = running or store.jobs(1)
             if not jobs:
-                return MonitorData(None, waiting="no jobs yet: run a pipeline (p, then r)")
+                return MonitorData(None, waiting="no jobs yet: p opens the pipeline builder "
+                                   "(a pipeline file, or a new name.toml)")
             job_id = jobs[0]["id"]
         job = store.job(job_id)
         after = self.last_metric_id if job_id == self.job_id else 0
