@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -15,11 +16,14 @@ from ...errors import UserError
 from ...progress import fmt_duration
 from .. import format as fmt
 from ..widgets.table import LiveTable
-from .base import PolledScreen
+from .base import UNCHANGED, PolledScreen
 from .modals import ConfirmModal, DetailsModal
 
 ACTIVE = ("running", "pending")
 RESUMABLE = ("failed", "interrupted")
+JOBS_SHOWN = 200
+BATCHES_SHOWN = 200
+DEAD_CHECK_S = 5.0
 
 
 @dataclass
@@ -55,6 +59,13 @@ class JobsScreen(PolledScreen):
         super().__init__(*args, **kwargs)
         self.data: JobsData | None = None
         self.busy = False          # a rollback/cleanup is in progress
+        # the poll worker's copy of the store (read only what changed since)
+        self._jobs: dict[str, dict] | None = None
+        self._stamp: str | None = None          # newest updated_at read
+        self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
+        self._detail: tuple[list, list] = ([], [])
+        self._dead_check = 0.0
+        self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
     def compose(self) -> ComposeResult:
         yield Static("jobs (most recent first)", id="jobs-title", markup=False)
@@ -86,16 +97,50 @@ class JobsScreen(PolledScreen):
         key = self.query_one("#jobs", LiveTable).cursor_key
         return next((j for j in self.data.jobs if j["id"] == key), None)
 
-    def collect(self) -> JobsData:
+    def collect(self) -> JobsData | object:
+        """Reads only what changed: nothing when no other connection wrote (and the
+        operator asked for nothing), else the job rows written since the last poll, and
+        the selected job's checkpoints and batches only when that job's row changed."""
         store = self.store
-        store.mark_dead_jobs()
-        jobs = store.jobs(200)
+        changed = self.store_changed()
+        if self._dead_check_due() and store.mark_dead_jobs():
+            changed = True                     # our own write: data_version does not see it
+        if not (changed or self.forced or self._jobs is None):
+            return UNCHANGED
+        if changed or self._jobs is None:
+            self._read_jobs(store)
+        jobs = sorted(self._jobs.values(), key=lambda j: j["created_at"], reverse=True)
+        jobs = jobs[:JOBS_SHOWN]
         wanted = self.app.selected_job_id
         selected = next((j for j in jobs if j["id"] == wanted), jobs[0] if jobs else None)
         if selected is None:
             return JobsData(jobs)
-        return JobsData(jobs, selected, store.checkpoints(selected["id"]),
-                        store.recent_batches(selected["id"], 200))
+        key = (selected["id"], selected.get("updated_at"))
+        if key != self._detail_key:
+            self._detail = (store.checkpoints(selected["id"]),
+                            store.recent_batches(selected["id"], BATCHES_SHOWN))
+            self._detail_key = key
+        return JobsData(jobs, selected, *self._detail)
+
+    def _read_jobs(self, store) -> None:
+        rows = store.jobs_changed_since(self._stamp, JOBS_SHOWN)
+        if self._jobs is None:
+            self._jobs = {}
+        for j in rows:
+            self._jobs[j["id"]] = j
+        stamps = [j["updated_at"] for j in rows if j.get("updated_at")]
+        if stamps:
+            self._stamp = max([self._stamp or "", *stamps])
+
+    def _dead_check_due(self) -> bool:
+        """Engine processes that died leave their job 'running': look for them on the
+        first poll, then every few seconds while a job is shown as active."""
+        first = self._jobs is None
+        active = not first and any(j["status"] in ACTIVE for j in self._jobs.values())
+        if first or (active and time.monotonic() - self._dead_check > DEAD_CHECK_S):
+            self._dead_check = time.monotonic()
+            return True
+        return False
 
     def render_data(self, data: JobsData) -> None:
         self.data = data
@@ -117,8 +162,19 @@ class JobsScreen(PolledScreen):
                                       f"{b['row_start']:,}-{b['row_end']:,}",
                                       fmt.num(b["rows_loaded"]), b["attempts"]))
             for b in (data.batches if shown else [])])
+        self._open_details_at_top(shown["id"] if shown else None)
         self._render_info()
         self.refresh_bindings()
+
+    def _open_details_at_top(self, job_id: str | None) -> None:
+        """Another job's checkpoints and batches open at their first row (a table keeps its
+        cursor and scroll offset across a refill, which showed the previous job's place)."""
+        if job_id == self._shown_job:
+            return
+        self._shown_job = job_id
+        for table in self.query("#checkpoints, #batches").results(LiveTable):
+            table.move_cursor(row=0, column=0, animate=False, scroll=False)
+            table.scroll_to(0, 0, animate=False, immediate=True)
 
     def _render_info(self) -> None:
         job = self.selected
