@@ -46,6 +46,8 @@ class JobsScreen(PolledScreen):
     #jobs-info { height: 1; color: $text-muted; }
     #jobs-lower { height: 1fr; min-height: 5; }
     #jobs-lower > Vertical { width: 1fr; }
+    #jobs-lower > #checkpoints-pane { width: 3fr; max-width: 40; }
+    #jobs-lower > #batches-pane { width: 5fr; }
     .caption { height: 1; color: $text-muted; }
     #checkpoints, #batches { height: 1fr; }
     """
@@ -74,14 +76,17 @@ class JobsScreen(PolledScreen):
                         id="jobs")
         yield Static("", id="jobs-info", markup=False)
         with Horizontal(id="jobs-lower"):
-            with Vertical():
-                yield Static("checkpoints (b here: roll back to it)", classes="caption",
+            # Sized to fit 80 columns: a checkpoint is named by its last row (as the batch
+            # it closes is), and a batch by its number and last row (its first row is the
+            # previous batch's last + 1); 'etlconsole batches JOB' prints the ranges.
+            with Vertical(id="checkpoints-pane"):
+                yield Static("checkpoints (b: roll back)", classes="caption",
                              markup=False)
-                yield LiveTable([("id", "id"), ("batch", "batch"), ("last row", "row"),
-                                 ("loaded", "loaded")], id="checkpoints")
-            with Vertical():
+                yield LiveTable([("id", "id"), ("last row", "row"), ("loaded", "loaded")],
+                                id="checkpoints")
+            with Vertical(id="batches-pane"):
                 yield Static("batches", classes="caption", markup=False)
-                yield LiveTable([("batch", "n"), ("status", "status"), ("records", "records"),
+                yield LiveTable([("batch", "n"), ("status", "status"), ("last row", "records"),
                                  ("loaded", "loaded"), ("try", "try")], id="batches")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -153,13 +158,12 @@ class JobsScreen(PolledScreen):
             self.app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["id"]), (c["id"], c["checkpoint_data"]["batch"],
-                            fmt.num(c["checkpoint_data"]["last_row"]),
+            (str(c["id"]), (c["id"], fmt.num(c["checkpoint_data"]["last_row"]),
                             fmt.num(c["checkpoint_data"]["rows_loaded"])))
             for c in (data.checkpoints if shown else [])])
         self.query_one("#batches", LiveTable).sync([
             (str(b["batch_number"]), (b["batch_number"], b["status"],
-                                      f"{b['row_start']:,}-{b['row_end']:,}",
+                                      fmt.num(b["row_end"]),
                                       fmt.num(b["rows_loaded"]), b["attempts"]))
             for b in (data.batches if shown else [])])
         self._open_details_at_top(shown["id"] if shown else None)

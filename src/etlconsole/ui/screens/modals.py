@@ -165,9 +165,12 @@ class RejectModal(ModalScreen[None]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="RejectModal") + """
     RejectModal > Vertical { width: 110; }
-    RejectModal VerticalScroll { max-height: 30; }
+    RejectModal VerticalScroll { max-height: 75vh; }
     """
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()      # arrows and PgDn scroll a long record
 
     def __init__(self, reject: dict, job: dict):
         super().__init__()
