@@ -109,7 +109,7 @@ class ConsoleApp(App[int]):
                     or active.node is self or binding.action in seen):
                 continue
             seen.add(binding.action)
-            yield SystemCommand(f"{binding.description} ({binding.key_display or key})",
+            yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})",
                                 binding.tooltip or f"{binding.description} (key {key})",
                                 partial(self.run_action, binding.action, active.node))
 
