@@ -28,6 +28,18 @@ SCREENS = {"builder": ("p", "Build", "Pipeline builder: edit and run the pipelin
            "jobs": ("j", "Jobs", "History; resume, roll back, clean up"),
            "rejects": ("x", "Rejects", "Rejected rows of the selected job")}
 STOP_WAIT_S = 15.0
+# What a screen's action does, for the command palette (keyed by action name).
+ACTION_HELP = {
+    "resume": "Continue the selected failed or interrupted job from its last checkpoint",
+    "rollback": "Undo the selected job on every destination (or back to the selected checkpoint)",
+    "cleanup": "Remove orphaned staging data and workspaces (shows what first)",
+    "details": "Everything about the selected job",
+    "export": "Write every reject of this job to a CSV file",
+    "open_reject": "The highlighted reject in full: every value and the record",
+    "page": "Another page of rejected rows",
+    "run": "Run the pipeline as a new job",
+    "save": "Save the pipeline file",
+}
 
 
 class ConsoleApp(App[int]):
@@ -109,8 +121,9 @@ class ConsoleApp(App[int]):
                     or active.node is self or binding.action in seen):
                 continue
             seen.add(binding.action)
+            name = binding.action.split("(")[0].rsplit(".", 1)[-1]
             yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})",
-                                binding.tooltip or f"{binding.description} (key {key})",
+                                binding.tooltip or ACTION_HELP.get(name, binding.description),
                                 partial(self.run_action, binding.action, active.node))
 
     def action_quit(self) -> None:
