@@ -173,6 +173,8 @@ class ConsoleApp(App[int]):
 
     # -- quitting -------------------------------------------------------------------
     def action_quit_console(self) -> None:
+        if isinstance(self.screen, QuitModal):      # asked already (e.g. the palette's Quit)
+            return
         running = self.running_launches
         if not running:
             self.exit(self.result_code())

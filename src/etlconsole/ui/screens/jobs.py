@@ -86,7 +86,7 @@ class JobsScreen(PolledScreen):
                                 id="checkpoints")
             with Vertical(id="batches-pane"):
                 yield Static("batches", classes="caption", markup=False)
-                yield LiveTable([("batch", "n"), ("status", "status"), ("last row", "records"),
+                yield LiveTable([("batch", "n"), ("status", "status"), ("last row", "last"),
                                  ("loaded", "loaded"), ("try", "try")], id="batches")
         yield Footer(compact=True, show_command_palette=False)
 

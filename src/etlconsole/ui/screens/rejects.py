@@ -98,6 +98,8 @@ class RejectsScreen(PolledScreen):
             job = store.job(self.app.selected_job_id or "last")
         except Exception:
             return RejectsData(None)
+        if self._groups_key is not None and job["id"] != self._groups_key[0]:
+            self.page = 0                   # another job: from its first page
         if (job["id"], job.get("updated_at")) != self._groups_key:
             self._groups = store.reject_groups(job["id"])
             self._groups_key = (job["id"], job.get("updated_at"))
