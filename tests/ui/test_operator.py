@@ -168,6 +168,7 @@ async def test_palette_quit_goes_through_the_running_job_dialog(long_job):  # no
         await wait_for(pilot, lambda: "ended" in static_text(app, "#quit-body"),
                        what="the dialog to see the job ended")
         assert "still running" not in static_text(app, "#quit-body")
+        assert f"job {launched.job_id} interrupted — resume" in static_text(app, "#quit-body")
         await pilot.press("s")                        # nothing to stop any more: not a key
         assert isinstance(app.screen, QuitModal)
         await pilot.press("q")

@@ -187,7 +187,8 @@ class ConsoleApp(App[int]):
             elif choice == "stop":
                 self.notify("stopping: the job will be marked interrupted (resumable) …")
                 self._stop_and_exit(still)
-        self.push_screen(QuitModal(self._running_names(), self._running_names), answer)
+        self.push_screen(QuitModal(self._running_names(), self._running_names, self.exit_line),
+                         answer)
 
     def _running_names(self) -> list[str]:
         return [x.job_id or f"pid {x.pid}" for x in self.running_launches]

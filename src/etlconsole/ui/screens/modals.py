@@ -63,10 +63,13 @@ class QuitModal(ModalScreen[str]):
                 Binding("escape", "answer('cancel')", "Cancel", show=False)]
     RECHECK_S = 0.5
 
-    def __init__(self, jobs: list[str], still_running: Callable[[], list[str]] | None = None):
+    def __init__(self, jobs: list[str], still_running: Callable[[], list[str]] | None = None,
+                 ended_line: Callable[[], str | None] | None = None):
         super().__init__()
         self.jobs = jobs
         self.still_running = still_running
+        self.ended_line = ended_line       # once it ended: what became of the job
+        self.ended: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -82,13 +85,16 @@ class QuitModal(ModalScreen[str]):
         now = self.still_running()
         if now != self.jobs:
             self.jobs = now
+            if not now and self.ended_line is not None:
+                self.ended = self.ended_line()
             self.query_one("#quit-body", Static).update(self._body())
             self.refresh_bindings()
 
     def _body(self) -> Text:
         if not self.jobs:
-            return Text("The job this console started has ended: nothing is running now.\n\n"
-                        "q / Enter  quit\nc  cancel: stay in the console")
+            parts = ["The job this console started has ended: nothing is running now.",
+                     self.ended, "q / Enter  quit\nc  cancel: stay in the console"]
+            return Text("\n\n".join(p for p in parts if p))
         return Text(
             f"A job this console started is still running ({', '.join(self.jobs)}).\n\n"
             "l  leave it running: it continues headless (watch it again with "
