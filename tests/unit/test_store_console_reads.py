@@ -101,3 +101,14 @@ def test_a_store_of_schema_2_gets_updated_at_from_its_last_write(tmp_path):
         assert [j["id"] for j in store.jobs_changed_since("2025-01-01T00:01:00")] == ["old"]
     finally:
         store.close()
+
+
+def test_recent_checkpoints_are_the_last_ones_oldest_first(store):
+    store.create_job("a", pipeline_name="p")
+    for i in range(1, 8):
+        store.add_checkpoint("a", "load", {"batch": i, "last_row": i * 10, "rows_loaded": i * 9},
+                             i * 10)
+    last3 = store.recent_checkpoints("a", 3)
+    assert [c["checkpoint_data"]["batch"] for c in last3] == [5, 6, 7]
+    assert [c["id"] for c in store.recent_checkpoints("a", 100)] == \
+        [c["id"] for c in store.checkpoints("a")]

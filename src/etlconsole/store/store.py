@@ -385,6 +385,15 @@ class StateStore:
         rows[0]["values"] = json.loads(rows[0]["values"]) if rows[0]["values"] else None
         return rows[0]
 
+    def recent_checkpoints(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` checkpoints of the job, oldest first."""
+        rows = list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_checkpoints WHERE job_id = ? ORDER BY id DESC "
+            "LIMIT ?) ORDER BY id", [job_id, limit]))
+        for r in rows:
+            r["checkpoint_data"] = json.loads(r["checkpoint_data"])
+        return rows
+
     def reject_groups(self, job_id: str) -> list[dict[str, Any]]:
         """Rejected rows counted by phase, rule and column, largest group first."""
         return list(self.db.query(

@@ -23,6 +23,7 @@ ACTIVE = ("running", "pending")
 RESUMABLE = ("failed", "interrupted")
 JOBS_SHOWN = 200
 BATCHES_SHOWN = 200
+CHECKPOINTS_SHOWN = 200
 DEAD_CHECK_S = 5.0
 
 
@@ -122,7 +123,7 @@ class JobsScreen(PolledScreen):
             return JobsData(jobs)
         key = (selected["id"], selected.get("updated_at"))
         if key != self._detail_key:
-            self._detail = (store.checkpoints(selected["id"]),
+            self._detail = (store.recent_checkpoints(selected["id"], CHECKPOINTS_SHOWN),
                             store.recent_batches(selected["id"], BATCHES_SHOWN))
             self._detail_key = key
         return JobsData(jobs, selected, *self._detail)
