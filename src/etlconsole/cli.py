@@ -353,19 +353,38 @@ def show(obj: Context, job, as_json):
         click.echo(f"    {e['at'][11:19]} {e['level']:<5} {e['event']} {detail}")
 
 
+def _limit_option(what: str):
+    return click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                        help=f"Only the last N {what} (the most recent).")
+
+
+def _last(rows: list, limit: int | None) -> list:
+    return rows[-limit:] if limit else rows
+
+
+def _header(what: str, job_id: str, shown: int, total: int, columns: str) -> None:
+    """The line above a listing: what it is, how much of it is shown, the columns."""
+    part = f"the last {shown:,} of {total:,}" if shown < total else f"{total:,}"
+    click.echo(f"{what} of job {job_id}: {part} — {columns}")
+
+
 @main.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True)
+@_limit_option("checkpoints")
 @click.pass_obj
-def checkpoints(obj: Context, job, as_json):
+def checkpoints(obj: Context, job, as_json, limit):
     """Checkpoints of JOB."""
     store = obj.store()
     j = store.job(job)
-    rows = store.checkpoints(j["id"])
+    every = store.checkpoints(j["id"])
+    rows = _last(every, limit)
     if as_json:
         for r in rows:
             _echo_json(r)
         return
+    _header("checkpoints", j["id"], len(rows), len(every),
+            "id, phase, batch, last row, rows loaded, created (UTC)")
     for r in rows:
         d = r["checkpoint_data"]
         click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  "
@@ -420,12 +439,18 @@ def _segments_text(segments: list[dict]) -> str:
 @main.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one batch per line.")
+@_limit_option("batches")
 @click.pass_obj
-def batches(obj: Context, job, as_json):
+def batches(obj: Context, job, as_json, limit):
     """Load batches of JOB: record range, rows, attempts, duration, status."""
     store = obj.store()
     j = store.job(job)
-    for b in store.batches(j["id"]):
+    every = store.batches(j["id"])
+    rows = _last(every, limit)
+    if not as_json:
+        _header("batches", j["id"], len(rows), len(every),
+                "number, status, records, rows loaded, rejected, attempts, duration")
+    for b in rows:
         if as_json:
             _echo_json(b)
         else:
@@ -577,11 +602,18 @@ def phases(as_json):
         if opts is None:
             click.echo("    (declares no options; keys are passed as keyword arguments)")
         for k, o in (opts or {}).items():
-            req = " (required)" if o["required"] else ""
-            choices = f" one of: {', '.join(o['choices'])}" if o.get("choices") else ""
-            click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{req}{choices}")
+            req = " (required)" if o["required"] else f" (default: {_default_text(o)})"
+            choices = f"; one of: {', '.join(o['choices'])}" if o.get("choices") else ""
+            click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{choices}{req}")
     if broken:
         raise UserError(f"{len(broken)} phase plugin(s) cannot be loaded: {'; '.join(broken)}")
+
+
+def _default_text(option: dict) -> str:
+    """An option's default as it would be written in the pipeline file (TOML-ish)."""
+    if "default" not in option:
+        return "none"
+    return json.dumps(option["default"], ensure_ascii=False, default=str)
 
 
 def _print_phase(p: dict, indent: str) -> None:
@@ -666,8 +698,10 @@ def demo(obj: Context, no_ui, rows, as_json):
 
 @main.command()
 @click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--watch", "watch", metavar="JOB", help="Open on the monitor, following JOB "
+              "(e.g. one left running when the console was quit).")
 @click.pass_obj
-def ui(obj: Context, pipeline):
+def ui(obj: Context, pipeline, watch):
     """Open the operator console (with PIPELINE: on the pipeline builder)."""
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise UserError("the console needs a terminal (stdin and stdout); "
@@ -675,7 +709,39 @@ def ui(obj: Context, pipeline):
     if pipeline is not None and pipeline.exists():  # a new path: the builder creates it
         from .spec import load_spec
         load_spec(pipeline)                        # a bad file: one line, exit 2
-    sys.exit(_open_console(obj, pipeline=pipeline, start="builder" if pipeline else "jobs"))
+    if watch is not None:
+        watch = obj.store().job(watch)["id"]       # an unknown job: one line, exit 2
+    sys.exit(_open_console(obj, pipeline=pipeline, watch=watch,
+                           start="builder" if pipeline else "jobs"))
+
+
+# -- global options after the command ------------------------------------------------
+def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
+    """``--state``/``--log-format`` given after the command: they win over the ones
+    before it (the group has already run, so the log format is configured again)."""
+    if value is None:
+        return
+    obj = ctx.find_object(Context)
+    if param.name == "state":
+        obj.state = value
+    else:
+        obj.log_format = value
+        logs.configure(value)
+
+
+def _global_options() -> list[click.Option]:
+    return [
+        click.Option(["--state"], metavar="PATH", expose_value=False, callback=_set_global,
+                     help="State store (also accepted before the command)."),
+        click.Option(["--log-format"], type=click.Choice(["text", "json"]), expose_value=False,
+                     callback=_set_global, help="Log lines on stderr (also before the command)."),
+    ]
+
+
+# Every command takes the global options after its name as well ('etlconsole jobs --state X'),
+# as the README promises: added here, once, so commands added later get them too.
+for _command in main.commands.values():
+    _command.params.extend(_global_options())
 
 
 def entry() -> None:

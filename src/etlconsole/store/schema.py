@@ -167,6 +167,14 @@ MIGRATIONS = [
         UNIQUE (job_id, number)
     );
     """,
+    # 5: the console reads only what changed: job rows by updated_at (set by every write
+    # of StateStore to a job row), rejects by page in record order
+    """
+    ALTER TABLE import_jobs ADD COLUMN updated_at TEXT;
+    UPDATE import_jobs SET updated_at = coalesce(heartbeat_at, finished_at, started_at, created_at);
+    CREATE INDEX import_jobs_updated ON import_jobs(updated_at);
+    CREATE INDEX pipeline_rejects_group ON pipeline_rejects(job_id, phase, rule, column_name, row);
+    """,
 ]
 
 

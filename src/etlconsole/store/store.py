@@ -72,6 +72,8 @@ class StateStore:
 
     def _update(self, conn, job_id: str, fields: dict[str, Any]) -> None:
         if fields:
+            # updated_at: the console re-reads only job rows changed since its last poll
+            fields = {**fields, "updated_at": now()}
             sets = ", ".join(f'"{c}" = ?' for c in fields)
             conn.execute(f"UPDATE import_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
 
@@ -84,7 +86,9 @@ class StateStore:
 
     # -- jobs ---------------------------------------------------------------
     def create_job(self, job_id: str, **fields: Any) -> str:
-        row = {"id": job_id, "status": "pending", "created_at": now(), "pid": os.getpid(),
+        stamp = now()
+        row = {"id": job_id, "status": "pending", "created_at": stamp, "updated_at": stamp,
+               "pid": os.getpid(),
                "pid_started": psutil.Process().create_time()}
         row.update(_dump(fields))
         with self._tx() as conn:
@@ -424,6 +428,42 @@ class StateStore:
             "SELECT * FROM (SELECT * FROM pipeline_batches WHERE job_id = ? ORDER BY batch_number "
             "DESC LIMIT ?) ORDER BY batch_number", [job_id, limit]))
 
+    def data_version(self) -> int:
+        """Changes when another connection committed to the store since this connection's
+        last look (SQLite's PRAGMA data_version): one cheap statement tells an idle console
+        that nothing needs reading."""
+        return self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def jobs_changed_since(self, stamp: str | None, limit: int = 200) -> list[dict[str, Any]]:
+        """Job rows written at or after ``stamp`` (their updated_at; "at" as well: a write in
+        the same millisecond as the last one read must not be missed), newest first;
+        every job (up to ``limit``, most recent first) when ``stamp`` is None."""
+        if stamp is None:
+            return self.jobs(limit)
+        return [_load(r) for r in self.db.query(
+            "SELECT * FROM import_jobs WHERE updated_at >= ? ORDER BY updated_at DESC LIMIT ?",
+            [stamp, limit])]
+
+    def reject(self, reject_id: int) -> dict[str, Any] | None:
+        """One rejected row in full (the console's detail view)."""
+        rows = list(self.db.query(
+            'SELECT id, job_id, batch_number, row, phase, phase_label, rule, '
+            'column_name AS "column", message, "values" FROM pipeline_rejects WHERE id = ?',
+            [reject_id]))
+        if not rows:
+            return None
+        rows[0]["values"] = json.loads(rows[0]["values"]) if rows[0]["values"] else None
+        return rows[0]
+
+    def recent_checkpoints(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` checkpoints of the job, oldest first."""
+        rows = list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_checkpoints WHERE job_id = ? ORDER BY id DESC "
+            "LIMIT ?) ORDER BY id", [job_id, limit]))
+        for r in rows:
+            r["checkpoint_data"] = json.loads(r["checkpoint_data"])
+        return rows
+
     def reject_groups(self, job_id: str) -> list[dict[str, Any]]:
         """Rejected rows counted by phase, rule and column, largest group first."""
         return list(self.db.query(
@@ -433,15 +473,17 @@ class StateStore:
 
     def reject_rows(self, job_id: str, *, phase: str | None = None, rule: str | None = None,
                     column: str | None = None, grouped: bool = False,
-                    limit: int = 500) -> list[dict[str, Any]]:
-        """Rejected rows in record order; with ``grouped``, only those of one phase/rule/column."""
+                    limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        """One page of rejected rows in record order (``limit`` rows after the first
+        ``offset``); with ``grouped``, only those of one phase/rule/column."""
         where, params = "job_id = ?", [job_id]
         if grouped:
             where += " AND phase = ? AND rule = ? AND column_name IS ?"
             params += [phase, rule, column]
         rows = list(self.db.query(
             f'SELECT id, row, phase, rule, column_name AS "column", message, "values" '
-            f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ?", [*params, limit]))
+            f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ? OFFSET ?",
+            [*params, limit, offset]))
         for r in rows:
             r["values"] = json.loads(r["values"]) if r["values"] else None
         return rows
