@@ -24,10 +24,12 @@ class Context:
     def settings(self) -> config.Settings:
         return config.load_settings(state_db=self.state)
 
-    def store(self):
+    def store(self, *, readonly: bool = False):
+        """The state store; ``readonly`` for commands that only read (no write of any kind,
+        so a store on read-only media or without write permission can be read)."""
         from .store import StateStore
         path = self.settings().state_path
-        return StateStore(path)
+        return StateStore(path, readonly=readonly)
 
 
 class Group(click.Group):
@@ -112,6 +114,8 @@ def _print_summary(s: dict) -> None:
     click.echo(f"  rows read      {s['rows_read']:>12,}")
     where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
     click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
+    if s.get("rows_staged"):
+        click.echo(f"  rows staged    {s['rows_staged']:>12,}  (not published: resume to publish them)")
     click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
     if s.get("rows_warned"):
         click.echo(f"  rows warned    {s['rows_warned']:>12,}")
@@ -244,7 +248,7 @@ def cleanup(obj: Context, hours, dry_run, as_json):
 @click.pass_obj
 def jobs(obj: Context, as_json, limit):
     """List jobs, most recent first."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     rows = store.jobs(limit)
     if as_json:
@@ -272,7 +276,7 @@ def _job_public(r: dict) -> dict:
 @click.pass_obj
 def show(obj: Context, job, as_json):
     """Details of JOB (an id, an id prefix, or 'last')."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     j = store.job(job)
     checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
@@ -323,7 +327,7 @@ def show(obj: Context, job, as_json):
 @click.pass_obj
 def checkpoints(obj: Context, job, as_json):
     """Checkpoints of JOB."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     rows = store.checkpoints(j["id"])
     if as_json:
@@ -342,7 +346,7 @@ def checkpoints(obj: Context, job, as_json):
 @click.pass_obj
 def batches(obj: Context, job, as_json):
     """Load batches of JOB: record range, rows, attempts, duration, status."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     for b in store.batches(j["id"]):
         if as_json:
@@ -361,7 +365,7 @@ def batches(obj: Context, job, as_json):
 @click.pass_obj
 def rejects(obj: Context, job, as_json, csv_file):
     """Rejected rows of JOB with their reasons."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     rows = store.rejects(j["id"])
     if csv_file:

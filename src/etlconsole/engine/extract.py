@@ -90,6 +90,10 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         text = head.decode(encoding, errors="replace")
     else:
         if b"\x00" in head:
+            utf16 = _utf16_signs(head)
+            if utf16:
+                raise _refuse(path, f"looks like UTF-16 text ({utf16}), not {encoding}; read it "
+                              f"with encoding = \"{_utf16_codec(head)}\" in [source]")
             raise _refuse(path, "looks like binary data (NUL bytes in the first "
                           f"{len(head) // 1024 or 1} KB), not a CSV text file")
         text = head.decode(encoding, errors="replace")
@@ -149,6 +153,30 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
                    names=names, bom=bom, notes=notes, skip_lines=skip_lines, empty=empty)
 
 
+def _utf16_signs(head: bytes) -> str | None:
+    """Why ``head`` looks like UTF-16: its byte order mark, or NUL bytes at every other
+    position (ASCII text in UTF-16: each character's high byte is 0). None otherwise."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "byte order mark FF FE, little-endian"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "byte order mark FE FF, big-endian"
+    sample = head[: 4096 - 4096 % 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    for nuls, other, order in ((odd, even, "little-endian"), (even, odd, "big-endian")):
+        if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) <= 0.1 * len(other):
+            return f"a NUL byte after every other character, {order} without a byte order mark"
+    return None
+
+
+def _utf16_codec(head: bytes) -> str:
+    """The codec name to read it: "utf-16" when a BOM tells the byte order, else the order."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+
+
 def _sniff_delimiter(text: str, quote: str) -> tuple[str, str]:
     """The candidate that splits the first lines into the same, largest number of fields."""
     lines = text.splitlines()[:50]
@@ -200,9 +228,22 @@ class CsvStream:
             self._unnumbered.append(row.text)
         else:
             record = row.number - self.dialect.skip_lines - (1 if self.dialect.header else 0)
-            self._ragged[record] = (f"{row.actual_columns} fields instead of "
-                                    f"{row.expected_columns}", row.text)
+            self._ragged[record] = (self._ragged_reason(record, row), row.text)
         return "skip"
+
+    def _ragged_reason(self, record: int, row) -> str:
+        """Why a record has the wrong number of fields. A quote opened and never closed
+        makes the parser read the rest of the file as one field: the record then holds an
+        odd number of quote characters (a doubled quote inside a field adds two) and ends
+        only with the file; said so, with the number of lines it swallowed."""
+        fields = f"{row.actual_columns} fields instead of {row.expected_columns}"
+        text, quote = row.text or "", self.dialect.quote
+        lines = len(re.findall(r"\r\n|\r|\n", text))
+        if not quote or not lines or text.count(quote) % 2 == 0:
+            return fields
+        return (f"a quote ({quote}) opened in record {record:,} was never closed: it swallowed "
+                f"the {lines:,} line(s) after it, to the end of the file, into this record "
+                f"({fields})")
 
     def _open(self):
         d = self.dialect
@@ -251,8 +292,9 @@ class CsvStream:
                     # the records to skip run to the end of the file (resume at the end)
                     # or the last record has an unterminated quote.
                     if not (fresh and self._next > 1):
-                        self._ragged[self._next] = ("unterminated quoted field at the end of "
-                                                    "the file", "")
+                        self._ragged[self._next] = (
+                            f"a quote opened in record {self._next:,} or after it was never "
+                            "closed: the rest of the file was read as one field", "")
                     break
                 if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
                     # A record larger than a block (a 10 MB field, say): reopen with

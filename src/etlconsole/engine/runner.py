@@ -683,21 +683,32 @@ class Runner:
         return sample
 
     # -- the end --------------------------------------------------------------
+    def _unpublished(self, status: str) -> int:
+        """Rows written to staging that no target shows: an atomic or replace job that did
+        not succeed published nothing (its rows wait in staging for a resume). The summary
+        reports them as ``rows_staged``, apart from ``rows_loaded`` (what the targets hold)."""
+        if status == "succeeded" or any(t.load.mode == "append" for t in self.targets):
+            return 0
+        return self.counters.rows_loaded
+
     def _finish(self, status: str, error: str | None) -> dict:
         c = self.counters
         if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
             self._checkpoint(self.store, c.bytes_read)
         elapsed = time.monotonic() - self.started
         peak = round(Governor.peak_mb(), 1)
+        staged = self._unpublished(status)
         summary = {
             "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
-            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+            "rows_loaded": c.rows_loaded - staged, "rows_rejected": c.rows_rejected,
             "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
             "rows_per_s": round(c.rows_read / elapsed, 1) if elapsed else None,
             "peak_rss_mb": peak, "retries": self.retries, "batches": c.batches,
             "destination": self.targets[0].describe() if not self.plan.branches else None,
             "error": error,
         }
+        if staged:
+            summary["rows_staged"] = staged
         if self.plan.branches:   # rows_loaded counts rows reaching the branches
             summary["branches"] = [{"branch": t.name, "destination": t.describe(),
                                     **t.stats.__dict__} for t in self.targets]
