@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from ..config import Settings
-from ..errors import JobFailed, UserError
+from ..errors import DiskFull, JobFailed, UserError, is_disk_full
 from ..interrupts import shielded
 from ..store import StateStore, new_job_id
 from ..store.store import now
@@ -57,6 +57,10 @@ DEFAULT_ROOM_MB = 200
 # 1M rows, 2 cores, 8 interleaved rounds each, the job took 7-10% less wall time at nice
 # 5-19 than at 0. The phases only wait when the loader's queue is full anyway.
 PHASE_NICE = 10
+# Room kept free on the state store's disk for the end of a job (its status, counters and
+# last event): a file of this size in the job's workspace, deleted before those writes.
+# When that disk fills up mid-job, they still find room (a few dozen 4 KB WAL frames).
+RESERVE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -194,6 +198,7 @@ class Runner:
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
         self._loader_error: BaseException | None = None
+        self._helper_error: BaseException | None = None     # the sampler's (e.g. a full disk)
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = self.chunk_cap = settings.chunk_size
@@ -220,10 +225,15 @@ class Runner:
         for t in self.targets:
             t.destination.check(t.schema)
         self.workspace.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self._prepare_resume()
-        else:
-            self._create_job()
+        self._reserve_space()
+        try:
+            if self.resume:
+                self._prepare_resume()
+            else:
+                self._create_job()
+        except DiskFull as exc:      # each write one transaction, rolled back: nothing begun
+            self._release_reserve()
+            raise UserError(str(exc).replace("the job stopped and is resumable: ", "")) from None
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
         self.started = time.monotonic()
@@ -250,8 +260,9 @@ class Runner:
             status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a bug or a plugin crash: keep the job resumable
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self.store.add_event(self.job_id, "job.crashed", level="error",
-                                 traceback=traceback.format_exc())
+            with suppress(DiskFull):
+                self.store.add_event(self.job_id, "job.crashed", level="error",
+                                     traceback=traceback.format_exc())
         finally:
             # The job ends either way: a Ctrl-C now has nothing left to stop, and must not
             # leave it half closed or its end unrecorded (interrupts.py).
@@ -264,6 +275,7 @@ class Runner:
                     p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
                 for t in self.targets:
                     t.destination.close()
+                self._release_reserve()
                 summary = self._finish(status, error)
         return summary
 
@@ -278,16 +290,46 @@ class Runner:
             self.sizer.high = max(self.sizer.low, int(self.sizer.high * share))
 
     def _digest_source(self) -> None:
-        """Hash the whole source in the background, for resume's changed-file check."""
-        store = self.store.clone()
+        """Hash the whole source in the background, for resume's changed-file check (an
+        extra: a job whose digest is not recorded is checked without it)."""
+        try:
+            store = self.store.clone()
+        except UserError:
+            return
         try:
             value = extract.digest(self.plan.source, stop=self._stop)
             if value:
                 store.update_job(self.job_id, source_digest=value)
-        except OSError:
+        except (OSError, JobFailed):
             pass
         finally:
             store.close()
+
+    def _reserve_space(self) -> None:
+        """Set RESERVE_BYTES aside on the state store's disk (see there); a disk already too
+        full for it is refused before the job is written."""
+        path = self.workspace / "reserve"
+        try:
+            with path.open("wb") as f:
+                f.write(bytes(RESERVE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise UserError(f"{self.workspace}: the state store's disk is full ({exc}); free "
+                                "space there, or use another --state") from None
+            raise
+
+    def _release_reserve(self) -> None:
+        with suppress(OSError):
+            (self.workspace / "reserve").unlink(missing_ok=True)
+
+    def _check_helpers(self) -> None:
+        """A helper thread's failure (the loader's, the sampler's) stops the job here."""
+        for error in (self._loader_error, self._helper_error):
+            if error is not None:
+                raise error
 
     def _create_job(self) -> None:
         plan = self.plan
@@ -360,6 +402,7 @@ class Runner:
         try:
             for work in line:
                 chunk = work.chunk
+                self._check_helpers()
                 if self.governor.over_budget:
                     raise JobFailed(
                         f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "
@@ -404,8 +447,7 @@ class Runner:
                     pass
             raise
         loader.join()
-        if self._loader_error is not None:
-            raise self._loader_error
+        self._check_helpers()
 
     def _phase_steps(self, planned, stats: PhaseStats) -> list[Callable[[_Work], _Work]]:
         """One phase as steps of the line (``stages.staged``), each in a thread of its own;
@@ -464,6 +506,10 @@ class Runner:
         except _FATAL:
             raise
         except Exception as exc:
+            if is_disk_full(exc):     # no row's fault: the job stops, resumably
+                raise DiskFull(f"{self.workspace}: the disk of the job's workspace is full "
+                               f"({planned.label}: {exc}); the job stopped and is resumable: free "
+                               "space there, then resume it") from None
             if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
                 raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
             if batch.num_rows == 1:
@@ -490,7 +536,14 @@ class Runner:
     def _put(self, item) -> None:
         if item is not _DONE:
             if item.snapshots:
-                write_snapshots(self.workspace, item)
+                try:
+                    write_snapshots(self.workspace, item)
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    raise DiskFull(f"{self.workspace}: the disk of the job's workspace is full "
+                                   f"({exc}); the job stopped and is resumable: free space there, "
+                                   "then resume it") from None
             # What each target receives, and the batch's PENDING record with its rejects,
             # are made here: the loader, the slowest part of a job, is left with writing.
             # (A thousand rejects inserted one by one hand the GIL back and forth a
@@ -502,8 +555,7 @@ class Runner:
                                    rows=item.rows,
                                    keep_labels={t.label for t in self.targets if item.number in t.held})
         while True:
-            if self._loader_error is not None:
-                raise self._loader_error
+            self._check_helpers()
             try:
                 self.queue.put(item, timeout=0.2)
                 if item is not _DONE:
@@ -597,6 +649,10 @@ class Runner:
             raise JobFailed(f"{t.label}: record {rows[exc.index].as_py()} refused by "
                             f"the destination: {exc.message} (on_error = \"fail\"; the job is "
                             "resumable)") from None
+        except JobFailed as exc:
+            if isinstance(exc.__cause__, DiskFull):   # the store's, inside the destination's
+                raise exc.__cause__ from None          # transaction: say what is full
+            raise
         t.stats.refused += len(result.refused)
         t.stats.loaded += data.num_rows - len(result.refused)
         return len(result.refused), result.attempts
@@ -641,6 +697,15 @@ class Runner:
 
     # -- sampler thread: metrics, memory, progress ----------------------------
     def _sample_loop(self) -> None:
+        """Every failure of this thread stops the job (the main thread raises it): a full
+        disk under the state store is seen here first, and must not go on unseen."""
+        try:
+            self._sampling()
+        except BaseException as exc:
+            self._helper_error = exc if isinstance(exc, JobFailed) else JobFailed(
+                f"sampler: {type(exc).__name__}: {exc}")
+
+    def _sampling(self) -> None:
         store = self.store.clone()
         last_rows, last_t = 0, time.monotonic()
         try:
@@ -694,7 +759,8 @@ class Runner:
     def _finish(self, status: str, error: str | None) -> dict:
         c = self.counters
         if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
-            self._checkpoint(self.store, c.bytes_read)
+            with suppress(DiskFull):
+                self._checkpoint(self.store, c.bytes_read)
         elapsed = time.monotonic() - self.started
         peak = round(Governor.peak_mb(), 1)
         staged = self._unpublished(status)
@@ -712,6 +778,18 @@ class Runner:
         if self.plan.branches:   # rows_loaded counts rows reaching the branches
             summary["branches"] = [{"branch": t.name, "destination": t.describe(),
                                     **t.stats.__dict__} for t in self.targets]
+        try:
+            self._record_end(summary, status, error, peak)
+        except DiskFull:
+            # Not even the reserve was enough: the job stays 'running' in the store, and
+            # the next command that looks finds its process gone (interrupted, resumable).
+            pass
+        if self.progress:
+            self.progress(None)
+        return summary
+
+    def _record_end(self, summary: dict, status: str, error: str | None, peak: float) -> None:
+        c = self.counters
         self.store.update_job(
             self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
             peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
@@ -722,6 +800,3 @@ class Runner:
                 for t in self.targets if t.name])
         self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
                              else "error", error=error)
-        if self.progress:
-            self.progress(None)
-        return summary

@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import psutil
 import sqlite_utils
 
-from ..errors import UserError
+from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
 from .schema import MIGRATIONS, migrate
 
@@ -68,13 +68,25 @@ class StateStore:
         transaction, and the job could not even be marked interrupted (interrupts.py)."""
         conn = self.db.conn
         with shielded():
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also when COMMIT itself failed (a full disk): SQLite then keeps the
+                    # transaction open, and with it the write lock every other connection
+                    # would wait out its busy timeout for.
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(f"{self.path}: the state store's disk is full ({exc}); the job "
+                                   "stopped and is resumable: free space there, then resume it"
+                                   ) from None
                 raise
-            conn.execute("COMMIT")
 
     def _insert(self, conn, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(f'"{c}"' for c in row)
