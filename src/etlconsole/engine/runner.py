@@ -121,12 +121,6 @@ class _Work:
     def of(cls, chunk: extract.Chunk) -> _Work:
         return cls(chunk, chunk.batch, [(r, "extract", None) for r in chunk.rejects])
 
-    def records(self) -> list[dict]:
-        """The rejects as the store's records. Made here, in the main thread, which has
-        time to spare, rather than in the phase threads, where JSON for every rejected
-        row would hold up the line."""
-        return list(self.chunk.carried) + records_of(self.rejects)
-
 
 @contextmanager
 def _collector_for_a_job():
@@ -409,19 +403,23 @@ class Runner:
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects, snapshots = work.batch, work.records(), work.snapshots
+                good, snapshots = work.batch, work.snapshots
                 self.counters.rows_warned += work.warnings
                 if pending is None:
                     pending = Pending(chunk.first_row, good.schema)
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
-                pending.add(good, rejects, snapshots, chunk.last_row, chunk.bytes_read)
+                pending.add(good, list(chunk.carried), snapshots, chunk.last_row,
+                            chunk.bytes_read, blamed=work.rejects)
                 while self.forced and pending.last_row >= self.forced[0][1]:
                     number, upto = self.forced.pop(0)      # cut where a destination did
                     self._put(pending.take_through(upto, number))
-                while not self.forced and pending.rows >= self.sizer.size:
+                while not self.forced:
+                    item = pending.take_next(self.sizer.size, number + 1)
+                    if item is None:
+                        break
                     number += 1
-                    self._put(pending.take(self.sizer.size, number))
+                    self._put(item)
             while pending is not None and self.forced:
                 number, upto = self.forced.pop(0)
                 self._put(pending.take_through(upto, number))
