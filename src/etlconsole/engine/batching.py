@@ -62,6 +62,7 @@ class LoadItem:
     bytes_read: int
     snapshots: dict = field(default_factory=dict)   # phase index -> [(batch, first, last)]
     outputs: list = field(default_factory=list)     # per target: (batch, data, rejects)
+    proof: tuple[int, str] | None = None            # the source's head holding these records
 
     @property
     def rows(self) -> int:
@@ -90,10 +91,12 @@ class Pending:
         self.rows = 0
         self.last_row = row_start - 1    # last record read
         self.bytes_read = 0
+        self.proof: tuple[int, str] | None = None
 
     def add(self, good: pa.RecordBatch, rejects: list[dict], snapshots: dict,
             last_row: int, bytes_read: int,
-            blamed: list[tuple[Rejects, str, str | None]] = ()) -> None:
+            blamed: list[tuple[Rejects, str, str | None]] = (),
+            proof: tuple[int, str] | None = None) -> None:
         """``rejects``: records (a rerun's carried ones); ``blamed``: rejected rows in
         Arrow, turned into records by the batch that takes them."""
         if good.num_rows:
@@ -104,7 +107,7 @@ class Pending:
         for index, snap in snapshots.items():
             self.snapshots.setdefault(index, []).append(snap)
             self.snapshot_schemas[index] = snap.schema
-        self.last_row, self.bytes_read = last_row, bytes_read
+        self.last_row, self.bytes_read, self.proof = last_row, bytes_read, proof
 
     @property
     def empty(self) -> bool:
@@ -177,7 +180,7 @@ class Pending:
         for index, parts in self.snapshots.items():
             snaps[index], self.snapshots[index] = _split_rows(parts, through)
         item = LoadItem(number, _one_batch(table.slice(0, n), self.schema), mine, self.row_start,
-                        through, self.bytes_read, self._framed(snaps, through))
+                        through, self.bytes_read, self._framed(snaps, through), proof=self.proof)
         self.parts = table.slice(n).to_batches()
         self.rows -= n
         self.row_start = through + 1

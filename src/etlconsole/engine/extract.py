@@ -207,6 +207,9 @@ class Chunk:
     last_row: int             # last record number this chunk covers (rejects included)
     bytes_read: int
     carried: list = field(default_factory=list)   # rejects of earlier phases (rerun)
+    # (n, "sha256:hex") of the file's first n bytes, read by the time this chunk was cut:
+    # they hold every record of the chunk and those before it (see HashingFile)
+    proof: tuple[int, str] | None = None
 
 
 class CsvStream:
@@ -262,9 +265,9 @@ class CsvStream:
         convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in d.names},
                                       check_utf8=False, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        self._file = pa.OSFile(str(self.path), "rb")
-        return pcsv.open_csv(self._file, read_options=read, parse_options=parse,
-                             convert_options=convert)
+        self._file = HashingFile(self.path)
+        return pcsv.open_csv(pa.PythonFile(self._file, mode="r"), read_options=read,
+                             parse_options=parse, convert_options=convert)
 
     def bytes_read(self) -> int:
         try:
@@ -362,7 +365,8 @@ class CsvStream:
             self._unnumbered = [] if final else self._unnumbered
             rejects.append(Rejects(rows, ["fields"] * len(texts), [None] * len(texts), reasons))
         self._next = max(end, self._next)
-        return Chunk(batch, rejects, first, end - 1, self.bytes_read())
+        return Chunk(batch, rejects, first, end - 1, self.bytes_read(),
+                     proof=self._file.proof() if self._file is not None else None)
 
 
 def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects | None]:
@@ -407,6 +411,62 @@ def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects |
                       [f"invalid UTF-8 at byte {where[i][1]} of column {where[i][0]!r}; "
                        "set source.encoding if the file is not UTF-8" for i in idx])
     return batch.filter(pc.invert(bad)), rejects
+
+
+class HashingFile(io.RawIOBase):
+    """The source file as the CSV reader reads it, hashed on the way (SHA-256 from byte 0).
+
+    Each chunk carries ``proof()``: the hash of the bytes read so far. A committed batch
+    keeps its last chunk's proof, and resume checks that the file still starts with those
+    bytes before skipping the records they hold (ADR 0014). The reader reads ahead, so a
+    proof covers a little more than its records (up to a few blocks): an edit there is
+    refused too. hashlib releases the GIL on these block-sized updates."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._raw = open(path, "rb", buffering=0)
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            with self._lock:
+                self._hash.update(memoryview(buffer)[:n])
+                self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def proof(self) -> tuple[int, str]:
+        with self._lock:
+            return self._pos, f"sha256:{self._hash.copy().hexdigest()}"
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def prefix_digest(path: Path, size: int) -> str | None:
+    """'sha256:hex' of the file's first ``size`` bytes, or None if it is shorter."""
+    h = hashlib.sha256()
+    left = size
+    with path.open("rb") as f:
+        while left > 0:
+            block = f.read(min(left, 4 << 20))
+            if not block:
+                return None
+            h.update(block)
+            left -= len(block)
+    return f"sha256:{h.hexdigest()}"
 
 
 def fingerprint(path: Path) -> dict:

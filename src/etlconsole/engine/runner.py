@@ -228,6 +228,9 @@ class Runner:
         except DiskFull as exc:      # each write one transaction, rolled back: nothing begun
             self._release_reserve()
             raise UserError(str(exc).replace("the job stopped and is resumable: ", "")) from None
+        except UserError:
+            self._release_reserve()
+            raise
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
         self.started = time.monotonic()
@@ -351,6 +354,7 @@ class Runner:
         record all of them hold; a batch some already hold is cut again at the same record
         (their ledger says where) and written only where it is missing."""
         ledgers = {t.label: t.read_ledger(self.job_id) for t in self.targets}
+        self._prove_source()
         done = min(len(t.held) for t in self.targets)
         everywhere = [e for e in ledgers[self.targets[0].label] if e["batch"] <= done]
         partial = {}
@@ -374,6 +378,25 @@ class Runner:
         self.store.add_event(self.job_id, "job.resumed", after_record=self.start_after,
                              batches_committed=done, rows_loaded=c.rows_loaded,
                              partly_committed=sorted(partial))
+
+    def _prove_source(self) -> None:
+        """Resume skips the records the destinations hold: the file must still begin with
+        the bytes they were read from. The batch furthest on that any destination holds
+        kept (n, hash) of the file's first n bytes when it was cut (ADR 0014); they are
+        hashed again here, before anything is written. (Size, mtime, head and tail were
+        compared already, and the whole-file digest when the job lived to record it.)"""
+        held = {n: e for t in self.targets for n, e in t.held.items()}
+        proof = self.store.source_proof(self.job_id, set(held))
+        if proof is None:       # nothing committed, or a job from before proofs were kept
+            return
+        size, recorded = proof["source_bytes"], proof["source_sha256"]
+        if extract.prefix_digest(self.plan.source, size) != recorded:
+            raise UserError(
+                f"{self.plan.source}: its first {size:,} bytes changed since job {self.job_id} "
+                f"loaded records 1 to {held[proof['batch']]['row_end']:,} from them (same size "
+                "and modification time, other content); resuming would mix two versions of "
+                f"the file. Restore it, or roll the job back ('etlconsole rollback "
+                f"{self.job_id}') and run the pipeline again")
 
     # -- main thread: read and transform --------------------------------------
     def _run_phases(self) -> None:
@@ -410,7 +433,7 @@ class Runner:
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
                 pending.add(good, list(chunk.carried), snapshots, chunk.last_row,
-                            chunk.bytes_read, blamed=work.rejects)
+                            chunk.bytes_read, blamed=work.rejects, proof=chunk.proof)
                 while self.forced and pending.last_row >= self.forced[0][1]:
                     number, upto = self.forced.pop(0)      # cut where a destination did
                     self._put(pending.take_through(upto, number))
@@ -550,7 +573,7 @@ class Runner:
             branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
             self.store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                    row_end=item.row_end, rejects=item.rejects + branch_rejects,
-                                   rows=item.rows,
+                                   rows=item.rows, proof=item.proof,
                                    keep_labels={t.label for t in self.targets if item.number in t.held})
         while True:
             self._check_helpers()

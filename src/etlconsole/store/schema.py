@@ -112,6 +112,11 @@ MIGRATIONS = [
     ALTER TABLE pipeline_rejects ADD COLUMN phase_label TEXT;
     CREATE INDEX pipeline_rejects_batch ON pipeline_rejects(job_id, batch_number);
     """,
+    # 3: the head of the source each batch was read from (resume proves it unchanged)
+    """
+    ALTER TABLE pipeline_batches ADD COLUMN source_bytes INTEGER;   -- the first n bytes ...
+    ALTER TABLE pipeline_batches ADD COLUMN source_sha256 TEXT;     -- ... and their hash
+    """,
 ]
 
 

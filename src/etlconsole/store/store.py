@@ -147,12 +147,15 @@ class StateStore:
     # -- batches, rejects, checkpoints ---------------------------------------
     def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
                     rejects: list[dict[str, Any]], rows: int | None = None,
-                    keep_labels: set[str] = frozenset()) -> None:
+                    keep_labels: set[str] = frozenset(),
+                    proof: tuple[int, str] | None = None) -> None:
         """Before the destination commits: the batch as PENDING, with its rejects.
 
         If the process dies before the destination commits, resume finds the batch PENDING
         and not in the destination's ledger, and drops it with its rejects; if it dies after,
         the ledger has it and resume marks it COMMITTED. Either way rejects are exact.
+        ``proof``: (n, hash) of the source's first n bytes, which hold the batch's records
+        (resume checks them before skipping the records; ADR 0014).
         ``keep_labels``: destinations that already hold this batch (a branched job resumed
         between two destinations' commits) — their refused rows stay.
         """
@@ -162,7 +165,8 @@ class StateStore:
             self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
                 "row_start": row_start, "row_end": row_end, "created_at": stamp,
-                **({"rows_loaded": rows} if rows is not None else {})})
+                **({"rows_loaded": rows} if rows is not None else {}),
+                **({"source_bytes": proof[0], "source_sha256": proof[1]} if proof else {})})
             self._insert_rejects(conn, job_id, batch_number, rejects)
             self._count_rejects(conn, job_id, batch_number)
 
@@ -230,6 +234,18 @@ class StateStore:
                     % ", ".join("?" * len(keep_labels)))
         conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}{keep}",
                      (job_id, value, *sorted(keep_labels)))
+
+    def source_proof(self, job_id: str, batches: set[int]) -> dict[str, Any] | None:
+        """The proof (batch, source_bytes, source_sha256) of the highest of ``batches`` that
+        has one; None when none has (a job from before proofs were kept)."""
+        if not batches:
+            return None
+        rows = list(self.db.query(
+            "SELECT batch_number AS batch, source_bytes, source_sha256 FROM pipeline_batches "
+            f"WHERE job_id = ? AND source_sha256 IS NOT NULL AND batch_number IN "
+            f"({', '.join('?' * len(batches))}) ORDER BY batch_number DESC LIMIT 1",
+            [job_id, *sorted(batches)]))
+        return rows[0] if rows else None
 
     def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
                   partial: dict[int, set[str]] | None = None, branched: bool = False
