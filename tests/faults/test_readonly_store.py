@@ -5,17 +5,29 @@ not marked)."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
+
+import pytest
 
 from ._mounts import remount_readonly, tmpfs
 from .faultkit import Lab, run_and_kill
 
 
-def test_jobs_and_show_read_a_store_on_read_only_media(small_csv, orders_csv, tmp_path):
+@pytest.mark.parametrize("files", ["closed", "with-wal"])
+def test_jobs_and_show_read_a_store_on_read_only_media(small_csv, orders_csv, tmp_path, files):
+    """``closed``: the store as its last writer left it (WAL checkpointed, no -wal/-shm);
+    ``with-wal``: as a killed writer left it."""
     lab = Lab(tmp_path / "lab", small_csv)
     done = lab.run()
     big = Lab(tmp_path / "lab", orders_csv, name="big.toml")
     killed = run_and_kill(big, batches=3)       # left 'running' in the store: its process is gone
-    expected = {j["id"]: j for j in lab.jobs()}
+    expected = {j["id"]: j for j in lab.store_jobs()}
+    assert expected[killed]["status"] == "running"     # as the kill left it: nobody looked yet
+    if files == "closed":
+        conn = sqlite3.connect(lab.state)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()                    # the last connection: -wal and -shm go
+        assert sorted(p.name for p in lab.state.parent.glob("state.db*")) == ["state.db"]
     with tmpfs(tmp_path / "ro", size="8m") as ro:
         for f in lab.state.parent.glob("state.db*"):
             shutil.copyfile(f, ro / f.name)
