@@ -24,10 +24,12 @@ class Context:
     def settings(self) -> config.Settings:
         return config.load_settings(state_db=self.state)
 
-    def store(self):
+    def store(self, *, readonly: bool = False):
+        """The state store; ``readonly`` for commands that only read (no write of any kind,
+        so a store on read-only media or without write permission can be read)."""
         from .store import StateStore
         path = self.settings().state_path
-        return StateStore(path)
+        return StateStore(path, readonly=readonly)
 
 
 class Group(click.Group):
@@ -112,6 +114,8 @@ def _print_summary(s: dict) -> None:
     click.echo(f"  rows read      {s['rows_read']:>12,}")
     where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
     click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
+    if s.get("rows_staged"):
+        click.echo(f"  rows staged    {s['rows_staged']:>12,}  (not published: resume to publish them)")
     click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
     if s.get("rows_warned"):
         click.echo(f"  rows warned    {s['rows_warned']:>12,}")
@@ -257,7 +261,7 @@ def cleanup(obj: Context, hours, dry_run, as_json):
 @click.pass_obj
 def jobs(obj: Context, as_json, limit):
     """List jobs, most recent first."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     rows = store.jobs(limit)
     if as_json:
@@ -285,7 +289,7 @@ def _job_public(r: dict) -> dict:
 @click.pass_obj
 def show(obj: Context, job, as_json):
     """Details of JOB (an id, an id prefix, or 'last')."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     j = store.job(job)
     checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
@@ -375,7 +379,7 @@ def _header(what: str, job_id: str, shown: int, total: int, columns: str) -> Non
 @click.pass_obj
 def checkpoints(obj: Context, job, as_json, limit):
     """Checkpoints of JOB."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     every = store.checkpoints(j["id"])
     rows = _last(every, limit)
@@ -443,7 +447,7 @@ def _segments_text(segments: list[dict]) -> str:
 @click.pass_obj
 def batches(obj: Context, job, as_json, limit):
     """Load batches of JOB: record range, rows, attempts, duration, status."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     every = store.batches(j["id"])
     rows = _last(every, limit)
@@ -470,7 +474,7 @@ def batches(obj: Context, job, as_json, limit):
 @click.pass_obj
 def rejects(obj: Context, job, as_json, csv_file, fix_file):
     """Rejected rows of JOB with their reasons."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
     if fix_file:
         _write_fix_file(store, j, fix_file, as_json)

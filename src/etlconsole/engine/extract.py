@@ -90,6 +90,10 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         text = head.decode(encoding, errors="replace")
     else:
         if b"\x00" in head:
+            utf16 = _utf16_signs(head)
+            if utf16:
+                raise _refuse(path, f"looks like UTF-16 text ({utf16}), not {encoding}; read it "
+                              f"with encoding = \"{_utf16_codec(head)}\" in [source]")
             raise _refuse(path, "looks like binary data (NUL bytes in the first "
                           f"{len(head) // 1024 or 1} KB), not a CSV text file")
         text = head.decode(encoding, errors="replace")
@@ -149,6 +153,30 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
                    names=names, bom=bom, notes=notes, skip_lines=skip_lines, empty=empty)
 
 
+def _utf16_signs(head: bytes) -> str | None:
+    """Why ``head`` looks like UTF-16: its byte order mark, or NUL bytes at every other
+    position (ASCII text in UTF-16: each character's high byte is 0). None otherwise."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "byte order mark FF FE, little-endian"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "byte order mark FE FF, big-endian"
+    sample = head[: 4096 - 4096 % 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    for nuls, other, order in ((odd, even, "little-endian"), (even, odd, "big-endian")):
+        if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) <= 0.1 * len(other):
+            return f"a NUL byte after every other character, {order} without a byte order mark"
+    return None
+
+
+def _utf16_codec(head: bytes) -> str:
+    """The codec name to read it: "utf-16" when a BOM tells the byte order, else the order."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+
+
 def _sniff_delimiter(text: str, quote: str) -> tuple[str, str]:
     """The candidate that splits the first lines into the same, largest number of fields."""
     lines = text.splitlines()[:50]
@@ -179,6 +207,9 @@ class Chunk:
     last_row: int             # last record number this chunk covers (rejects included)
     bytes_read: int
     carried: list = field(default_factory=list)   # rejects of earlier phases (rerun)
+    # (n, "sha256:hex") of the file's first n bytes, read by the time this chunk was cut:
+    # they hold every record of the chunk and those before it (see HashingFile)
+    proof: tuple[int, str] | None = None
 
 
 class CsvStream:
@@ -200,9 +231,22 @@ class CsvStream:
             self._unnumbered.append(row.text)
         else:
             record = row.number - self.dialect.skip_lines - (1 if self.dialect.header else 0)
-            self._ragged[record] = (f"{row.actual_columns} fields instead of "
-                                    f"{row.expected_columns}", row.text)
+            self._ragged[record] = (self._ragged_reason(record, row), row.text)
         return "skip"
+
+    def _ragged_reason(self, record: int, row) -> str:
+        """Why a record has the wrong number of fields. A quote opened and never closed
+        makes the parser read the rest of the file as one field: the record then holds an
+        odd number of quote characters (a doubled quote inside a field adds two) and ends
+        only with the file; said so, with the number of lines it swallowed."""
+        fields = f"{row.actual_columns} fields instead of {row.expected_columns}"
+        text, quote = row.text or "", self.dialect.quote
+        lines = len(re.findall(r"\r\n|\r|\n", text))
+        if not quote or not lines or text.count(quote) % 2 == 0:
+            return fields
+        return (f"a quote ({quote}) opened in record {record:,} was never closed: it swallowed "
+                f"the {lines:,} line(s) after it, to the end of the file, into this record "
+                f"({fields})")
 
     def _open(self):
         d = self.dialect
@@ -221,9 +265,9 @@ class CsvStream:
         convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in d.names},
                                       check_utf8=False, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        self._file = pa.OSFile(str(self.path), "rb")
-        return pcsv.open_csv(self._file, read_options=read, parse_options=parse,
-                             convert_options=convert)
+        self._file = HashingFile(self.path)
+        return pcsv.open_csv(pa.PythonFile(self._file, mode="r"), read_options=read,
+                             parse_options=parse, convert_options=convert)
 
     def bytes_read(self) -> int:
         try:
@@ -251,8 +295,9 @@ class CsvStream:
                     # the records to skip run to the end of the file (resume at the end)
                     # or the last record has an unterminated quote.
                     if not (fresh and self._next > 1):
-                        self._ragged[self._next] = ("unterminated quoted field at the end of "
-                                                    "the file", "")
+                        self._ragged[self._next] = (
+                            f"a quote opened in record {self._next:,} or after it was never "
+                            "closed: the rest of the file was read as one field", "")
                     break
                 if "straddl" in str(exc) and self.block_size < _MAX_BLOCK:
                     # A record larger than a block (a 10 MB field, say): reopen with
@@ -320,7 +365,8 @@ class CsvStream:
             self._unnumbered = [] if final else self._unnumbered
             rejects.append(Rejects(rows, ["fields"] * len(texts), [None] * len(texts), reasons))
         self._next = max(end, self._next)
-        return Chunk(batch, rejects, first, end - 1, self.bytes_read())
+        return Chunk(batch, rejects, first, end - 1, self.bytes_read(),
+                     proof=self._file.proof() if self._file is not None else None)
 
 
 def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects | None]:
@@ -365,6 +411,62 @@ def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects |
                       [f"invalid UTF-8 at byte {where[i][1]} of column {where[i][0]!r}; "
                        "set source.encoding if the file is not UTF-8" for i in idx])
     return batch.filter(pc.invert(bad)), rejects
+
+
+class HashingFile(io.RawIOBase):
+    """The source file as the CSV reader reads it, hashed on the way (SHA-256 from byte 0).
+
+    Each chunk carries ``proof()``: the hash of the bytes read so far. A committed batch
+    keeps its last chunk's proof, and resume checks that the file still starts with those
+    bytes before skipping the records they hold (ADR 0017). The reader reads ahead, so a
+    proof covers a little more than its records (up to a few blocks): an edit there is
+    refused too. hashlib releases the GIL on these block-sized updates."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._raw = open(path, "rb", buffering=0)
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            with self._lock:
+                self._hash.update(memoryview(buffer)[:n])
+                self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def proof(self) -> tuple[int, str]:
+        with self._lock:
+            return self._pos, f"sha256:{self._hash.copy().hexdigest()}"
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def prefix_digest(path: Path, size: int) -> str | None:
+    """'sha256:hex' of the file's first ``size`` bytes, or None if it is shorter."""
+    h = hashlib.sha256()
+    left = size
+    with path.open("rb") as f:
+        while left > 0:
+            block = f.read(min(left, 4 << 20))
+            if not block:
+                return None
+            h.update(block)
+            left -= len(block)
+    return f"sha256:{h.hexdigest()}"
 
 
 def fingerprint(path: Path) -> dict:

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from ..config import Settings
-from ..errors import JobFailed, UserError
+from ..errors import DiskFull, JobFailed, UserError, is_disk_full
 from ..interrupts import shielded
 from ..store import StateStore, new_job_id
 from ..store.store import now
@@ -57,6 +57,10 @@ DEFAULT_ROOM_MB = 200
 # 1M rows, 2 cores, 8 interleaved rounds each, the job took 7-10% less wall time at nice
 # 5-19 than at 0. The phases only wait when the loader's queue is full anyway.
 PHASE_NICE = 10
+# Room kept free on the state store's disk for the end of a job (its status, counters and
+# last event): a file of this size in the job's workspace, deleted before those writes.
+# When that disk fills up mid-job, they still find room (a few dozen 4 KB WAL frames).
+RESERVE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -183,12 +187,6 @@ class _Work:
     def of(cls, chunk: extract.Chunk) -> _Work:
         return cls(chunk, chunk.batch, [(r, "extract", None) for r in chunk.rejects])
 
-    def records(self) -> list[dict]:
-        """The rejects as the store's records. Made here, in the main thread, which has
-        time to spare, rather than in the phase threads, where JSON for every rejected
-        row would hold up the line."""
-        return list(self.chunk.carried) + records_of(self.rejects)
-
 
 @contextmanager
 def _collector_for_a_job():
@@ -270,6 +268,7 @@ class Runner:
         self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
                                 slow_s=settings.transaction_timeout_ms / 10_000)
         self._loader_error: BaseException | None = None
+        self._helper_error: BaseException | None = None     # the sampler's (e.g. a full disk)
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.chunk_rows = self.chunk_cap = settings.chunk_size
@@ -296,10 +295,18 @@ class Runner:
         for t in self.targets:
             t.destination.check(t.schema)
         self.workspace.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self._prepare_resume()
-        else:
-            self._create_job()
+        self._reserve_space()
+        try:
+            if self.resume:
+                self._prepare_resume()
+            else:
+                self._create_job()
+        except DiskFull as exc:      # each write one transaction, rolled back: nothing begun
+            self._release_reserve()
+            raise UserError(str(exc).replace("the job stopped and is resumable: ", "")) from None
+        except UserError:
+            self._release_reserve()
+            raise
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
         self.started = time.monotonic()
@@ -327,8 +334,9 @@ class Runner:
             status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a bug or a plugin crash: keep the job resumable
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self.store.add_event(self.job_id, "job.crashed", level="error",
-                                 traceback=traceback.format_exc())
+            with suppress(DiskFull):
+                self.store.add_event(self.job_id, "job.crashed", level="error",
+                                     traceback=traceback.format_exc())
         finally:
             # The job ends either way: a Ctrl-C now has nothing left to stop, and must not
             # leave it half closed or its end unrecorded (interrupts.py).
@@ -341,6 +349,7 @@ class Runner:
                     p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
                 for t in self.targets:
                     t.destination.close()
+                self._release_reserve()
                 try:
                     self._sample(self.store)   # the last figures of the segment, always
                 except Exception:              # the store refused: _finish says what it can
@@ -370,16 +379,46 @@ class Runner:
             self.sizer.high = max(self.sizer.low, int(self.sizer.high * share))
 
     def _digest_source(self) -> None:
-        """Hash the whole source in the background, for resume's changed-file check."""
-        store = self.store.clone()
+        """Hash the whole source in the background, for resume's changed-file check (an
+        extra: a job whose digest is not recorded is checked without it)."""
+        try:
+            store = self.store.clone()
+        except UserError:
+            return
         try:
             value = extract.digest(self.plan.source, stop=self._stop)
             if value:
                 store.update_job(self.job_id, source_digest=value)
-        except OSError:
+        except (OSError, JobFailed):
             pass
         finally:
             store.close()
+
+    def _reserve_space(self) -> None:
+        """Set RESERVE_BYTES aside on the state store's disk (see there); a disk already too
+        full for it is refused before the job is written."""
+        path = self.workspace / "reserve"
+        try:
+            with path.open("wb") as f:
+                f.write(bytes(RESERVE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise UserError(f"{self.workspace}: the state store's disk is full ({exc}); free "
+                                "space there, or use another --state") from None
+            raise
+
+    def _release_reserve(self) -> None:
+        with suppress(OSError):
+            (self.workspace / "reserve").unlink(missing_ok=True)
+
+    def _check_helpers(self) -> None:
+        """A helper thread's failure (the loader's, the sampler's) stops the job here."""
+        for error in (self._loader_error, self._helper_error):
+            if error is not None:
+                raise error
 
     def _create_job(self) -> None:
         plan = self.plan
@@ -407,6 +446,7 @@ class Runner:
         record all of them hold; a batch some already hold is cut again at the same record
         (their ledger says where) and written only where it is missing."""
         ledgers = {t.label: t.read_ledger() for t in self.targets}
+        self._prove_source()
         done = min(len(t.held) for t in self.targets)
         everywhere = [e for e in ledgers[self.targets[0].label] if e["batch"] <= done]
         partial = {}
@@ -447,6 +487,25 @@ class Runner:
     def _phase_table(self) -> list[dict]:
         return [st.to_json() for st in self.stats]
 
+    def _prove_source(self) -> None:
+        """Resume skips the records the destinations hold: the file must still begin with
+        the bytes they were read from. The batch furthest on that any destination holds
+        kept (n, hash) of the file's first n bytes when it was cut (ADR 0017); they are
+        hashed again here, before anything is written. (Size, mtime, head and tail were
+        compared already, and the whole-file digest when the job lived to record it.)"""
+        held = {n: e for t in self.targets for n, e in t.held.items()}
+        proof = self.store.source_proof(self.job_id, set(held))
+        if proof is None:       # nothing committed, or a job from before proofs were kept
+            return
+        size, recorded = proof["source_bytes"], proof["source_sha256"]
+        if extract.prefix_digest(self.plan.source, size) != recorded:
+            raise UserError(
+                f"{self.plan.source}: its first {size:,} bytes changed since job {self.job_id} "
+                f"loaded records 1 to {held[proof['batch']]['row_end']:,} from them (same size "
+                "and modification time, other content); resuming would mix two versions of "
+                f"the file. Restore it, or roll the job back ('etlconsole rollback "
+                f"{self.job_id}') and run the pipeline again")
+
     # -- main thread: read and transform --------------------------------------
     def _run_phases(self) -> None:
         plan = self.plan
@@ -469,26 +528,31 @@ class Runner:
         try:
             for work in line:
                 chunk = work.chunk
+                self._check_helpers()
                 if self.governor.over_budget:
                     raise JobFailed(
                         f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "
                         f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
                         "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
                 stream.chunk_rows = self.chunk_rows
-                good, rejects, snapshots = work.batch, work.records(), work.snapshots
+                good, snapshots = work.batch, work.snapshots
                 self._count_extract(work)
                 self.counters.rows_warned += work.warnings
                 if pending is None:
                     pending = Pending(chunk.first_row, good.schema)
                 self.counters.records_seen = chunk.last_row
                 self.counters.bytes_read = chunk.bytes_read
-                pending.add(good, rejects, snapshots, chunk.last_row, chunk.bytes_read)
+                pending.add(good, list(chunk.carried), snapshots, chunk.last_row,
+                            chunk.bytes_read, blamed=work.rejects, proof=chunk.proof)
                 while self.forced and pending.last_row >= self.forced[0][1]:
                     number, upto = self.forced.pop(0)      # cut where a destination did
                     self._put(pending.take_through(upto, number))
-                while not self.forced and pending.rows >= self.sizer.size:
+                while not self.forced:
+                    item = pending.take_next(self.sizer.size, number + 1)
+                    if item is None:
+                        break
                     number += 1
-                    self._put(pending.take(self.sizer.size, number))
+                    self._put(item)
             while pending is not None and self.forced:
                 number, upto = self.forced.pop(0)
                 self._put(pending.take_through(upto, number))
@@ -514,8 +578,7 @@ class Runner:
                     pass
             raise
         loader.join()
-        if self._loader_error is not None:
-            raise self._loader_error
+        self._check_helpers()
 
     def _count_extract(self, work: _Work) -> None:
         """The extract's line of the phase table: records read, and rows rejected on
@@ -583,6 +646,10 @@ class Runner:
         except _FATAL:
             raise
         except Exception as exc:
+            if is_disk_full(exc):     # no row's fault: the job stops, resumably
+                raise DiskFull(f"{self.workspace}: the disk of the job's workspace is full "
+                               f"({planned.label}: {exc}); the job stopped and is resumable: free "
+                               "space there, then resume it") from None
             if planned.phase.on_error == "fail" or batch.num_rows == 0:
                 raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
             if batch.num_rows == 1:
@@ -609,7 +676,14 @@ class Runner:
     def _put(self, item) -> None:
         if item is not _DONE:
             if item.snapshots:
-                write_snapshots(self.workspace, item)
+                try:
+                    write_snapshots(self.workspace, item)
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    raise DiskFull(f"{self.workspace}: the disk of the job's workspace is full "
+                                   f"({exc}); the job stopped and is resumable: free space there, "
+                                   "then resume it") from None
             # What each target receives, and the batch's PENDING record with its rejects,
             # are made here: the loader, the slowest part of a job, is left with writing.
             # (A thousand rejects inserted one by one hand the GIL back and forth a
@@ -619,11 +693,10 @@ class Runner:
             branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
             self.store.begin_batch(self.job_id, item.number, row_start=item.row_start,
                                    row_end=item.row_end, rejects=item.rejects + branch_rejects,
-                                   rows=item.rows,
+                                   rows=item.rows, proof=item.proof,
                                    keep_labels={t.label for t in self.targets if item.number in t.held})
         while True:
-            if self._loader_error is not None:
-                raise self._loader_error
+            self._check_helpers()
             try:
                 self.queue.put(item, timeout=0.2)
                 if item is not _DONE:
@@ -730,6 +803,10 @@ class Runner:
             raise JobFailed(f"{t.label}: record {rows[exc.row.index].as_py()} refused by "
                             f"the destination: {exc.row.message} (on_error = \"fail\"; the job "
                             "is resumable)") from None
+        except JobFailed as exc:
+            if isinstance(exc.__cause__, DiskFull):   # the store's, inside the destination's
+                raise exc.__cause__ from None          # transaction: say what is full
+            raise
         t.stats.refused += len(result.refused)
         t.stats.loaded += data.num_rows - len(result.refused)
         return len(result.refused), result.attempts
@@ -773,6 +850,15 @@ class Runner:
 
     # -- sampler thread: metrics, memory, progress ----------------------------
     def _sample_loop(self) -> None:
+        """Every failure of this thread stops the job (the main thread raises it): a full
+        disk under the state store is seen here first, and must not go on unseen."""
+        try:
+            self._sampling()
+        except BaseException as exc:
+            self._helper_error = exc if isinstance(exc, JobFailed) else JobFailed(
+                f"sampler: {type(exc).__name__}: {exc}")
+
+    def _sampling(self) -> None:
         store = self.store.clone()
         try:
             # A sample at once: a job shorter than the interval still has its figures
@@ -825,21 +911,35 @@ class Runner:
         return sample
 
     # -- the end --------------------------------------------------------------
+    def _unpublished(self, status: str) -> int:
+        """Rows written to staging that no target shows: an atomic or replace job that did
+        not succeed published nothing (its rows wait in staging for a resume). The summary
+        reports them as ``rows_staged``, apart from ``rows_loaded`` (what the targets hold)."""
+        if status == "succeeded" or any(t.load.mode == "append" for t in self.targets):
+            return 0
+        return self.counters.rows_loaded
+
     def _finish(self, status: str, error: str | None) -> dict:
         c = self.counters
         if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
-            self._checkpoint(self.store, c.bytes_read)
+            with suppress(DiskFull):
+                self._checkpoint(self.store, c.bytes_read)
         segment = time.monotonic() - self.started
-        # The job's duration is the sum of its segments; its rate is this segment's.
-        elapsed = self.store.end_segment(self.job_id, self.segment, elapsed_s=round(segment, 3),
-                                         rows_at_end=c.rows_read, status=status)
+        try:
+            # The job's duration is the sum of its segments; its rate is this segment's.
+            elapsed = self.store.end_segment(self.job_id, self.segment,
+                                             elapsed_s=round(segment, 3),
+                                             rows_at_end=c.rows_read, status=status)
+        except DiskFull:        # the store's disk is full: the summary still says what it can
+            elapsed = segment
         peak = round(Governor.peak_mb(), 1)
         # What the committed batches hold, whatever the segment had begun.
         committed_phase_stats(self.stats, c.rows_read, self.store.phase_reject_counts(self.job_id))
         done = c.rows_read - self.start_after
+        staged = self._unpublished(status)
         summary = {
             "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
-            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+            "rows_loaded": c.rows_loaded - staged, "rows_rejected": c.rows_rejected,
             "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
             "segment_elapsed_s": round(segment, 3), "segment": self.segment,
             "rows_per_s": round(done / segment, 1) if segment else None,
@@ -847,9 +947,23 @@ class Runner:
             "destination": self.targets[0].describe() if not self.plan.branches else None,
             "error": error,
         }
+        if staged:
+            summary["rows_staged"] = staged
         if self.plan.branches:   # rows_loaded counts rows reaching the branches
             summary["branches"] = [{"branch": t.name, "destination": t.describe(),
                                     **t.stats.__dict__} for t in self.targets]
+        try:
+            self._record_end(summary, status, error, peak)
+        except DiskFull:
+            # Not even the reserve was enough: the job stays 'running' in the store, and
+            # the next command that looks finds its process gone (interrupted, resumable).
+            pass
+        if self.progress:
+            self.progress(None)
+        return summary
+
+    def _record_end(self, summary: dict, status: str, error: str | None, peak: float) -> None:
+        c = self.counters
         branch_lines = [{"label": t.label, "branch": t.name, **t.stats.__dict__,
                          "seconds": round(clock.stats.seconds, 4)}
                         for t, clock in zip(self.targets, self.write_clocks) if t.name]
@@ -861,6 +975,3 @@ class Runner:
             phase_stats=self._phase_table() + branch_lines)
         self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
                              else "error", error=error)
-        if self.progress:
-            self.progress(None)
-        return summary

@@ -175,6 +175,11 @@ MIGRATIONS = [
     CREATE INDEX import_jobs_updated ON import_jobs(updated_at);
     CREATE INDEX pipeline_rejects_group ON pipeline_rejects(job_id, phase, rule, column_name, row);
     """,
+    # 6: the head of the source each batch was read from (resume proves it unchanged)
+    """
+    ALTER TABLE pipeline_batches ADD COLUMN source_bytes INTEGER;   -- the first n bytes ...
+    ALTER TABLE pipeline_batches ADD COLUMN source_sha256 TEXT;     -- ... and their hash
+    """,
 ]
 
 

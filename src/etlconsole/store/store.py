@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import psutil
 import sqlite_utils
 
-from ..errors import UserError
+from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
-from .schema import migrate
+from .schema import MIGRATIONS, migrate
 
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
 
@@ -34,8 +34,19 @@ def new_job_id() -> str:
 
 
 class StateStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        """``readonly``: for commands that only read (jobs, show, …). The file is opened
+        without a write of any kind (no WAL switch, no migration, no marking of dead jobs),
+        so a store on read-only media or without write permission can still be read. A
+        store that does not exist yet, or needs a migration, is opened as usual."""
         self.path = Path(path)
+        self.readonly = False
+        if readonly and self.path.is_file():
+            conn = _open_readonly(self.path)
+            if conn is not None:
+                self.readonly = True
+                self.db = sqlite_utils.Database(conn, execute_plugins=False)
+                return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (see _tx), never implicit.
@@ -57,13 +68,25 @@ class StateStore:
         transaction, and the job could not even be marked interrupted (interrupts.py)."""
         conn = self.db.conn
         with shielded():
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also when COMMIT itself failed (a full disk): SQLite then keeps the
+                    # transaction open, and with it the write lock every other connection
+                    # would wait out its busy timeout for.
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(f"{self.path}: the state store's disk is full ({exc}); the job "
+                                   "stopped and is resumable: free space there, then resume it"
+                                   ) from None
                 raise
-            conn.execute("COMMIT")
 
     def _insert(self, conn, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(f'"{c}"' for c in row)
@@ -79,7 +102,7 @@ class StateStore:
 
     def clone(self) -> "StateStore":
         """A second connection, for another thread."""
-        return StateStore(self.path)
+        return StateStore(self.path, readonly=self.readonly)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -110,21 +133,33 @@ class StateStore:
             raise UserError(f"no job {ref!r} in {self.path} (see 'etlconsole jobs')")
         if len(rows) > 1:
             raise UserError(f"job id {ref!r} is ambiguous; give more characters")
-        return _load(rows[0])
+        return self._seen(_load(rows[0]))
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [_load(r) for r in self.db.query(
+        return [self._seen(_load(r)) for r in self.db.query(
             "SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT ?", [limit])]
+
+    _dead: set[str] = frozenset()
+
+    def _seen(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A job as mark_dead_jobs would have left it, on a store it could not write."""
+        if job["id"] in self._dead and job["status"] in ("running", "pending"):
+            job.update(status="interrupted", error="the engine process stopped without "
+                       "finishing (killed or crashed); resume or roll back")
+        return job
 
     # -- batches, rejects, checkpoints ---------------------------------------
     def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
                     rejects: list[dict[str, Any]], rows: int | None = None,
-                    keep_labels: set[str] = frozenset()) -> None:
+                    keep_labels: set[str] = frozenset(),
+                    proof: tuple[int, str] | None = None) -> None:
         """Before the destination commits: the batch as PENDING, with its rejects.
 
         If the process dies before the destination commits, resume finds the batch PENDING
         and not in the destination's ledger, and drops it with its rejects; if it dies after,
         the ledger has it and resume marks it COMMITTED. Either way rejects are exact.
+        ``proof``: (n, hash) of the source's first n bytes, which hold the batch's records
+        (resume checks them before skipping the records; ADR 0017).
         ``keep_labels``: destinations that already hold this batch (a branched job resumed
         between two destinations' commits) — their refused rows stay.
         """
@@ -134,7 +169,8 @@ class StateStore:
             self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
                 "row_start": row_start, "row_end": row_end, "created_at": stamp,
-                **({"rows_loaded": rows} if rows is not None else {})})
+                **({"rows_loaded": rows} if rows is not None else {}),
+                **({"source_bytes": proof[0], "source_sha256": proof[1]} if proof else {})})
             self._insert_rejects(conn, job_id, batch_number, rejects)
             self._count_rejects(conn, job_id, batch_number)
 
@@ -203,6 +239,18 @@ class StateStore:
         conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}{keep}",
                      (job_id, value, *sorted(keep_labels)))
 
+    def source_proof(self, job_id: str, batches: set[int]) -> dict[str, Any] | None:
+        """The proof (batch, source_bytes, source_sha256) of the highest of ``batches`` that
+        has one; None when none has (a job from before proofs were kept)."""
+        if not batches:
+            return None
+        rows = list(self.db.query(
+            "SELECT batch_number AS batch, source_bytes, source_sha256 FROM pipeline_batches "
+            f"WHERE job_id = ? AND source_sha256 IS NOT NULL AND batch_number IN "
+            f"({', '.join('?' * len(batches))}) ORDER BY batch_number DESC LIMIT 1",
+            [job_id, *sorted(batches)]))
+        return rows[0] if rows else None
+
     def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
                   partial: dict[int, set[str]] | None = None, branched: bool = False,
                   keep_figures: bool = False) -> dict[str, int]:
@@ -268,12 +316,27 @@ class StateStore:
         return counters
 
     def mark_dead_jobs(self, stale_after_s: float = 600.0) -> list[str]:
-        """Jobs shown as running whose process is gone become 'interrupted'."""
+        """Jobs shown as running whose process is gone become 'interrupted' (a read-only
+        store is left as it is: its readers are shown them as interrupted, see _load)."""
         dead = []
         for job in self.db.query("SELECT id, pid, pid_started, heartbeat_at FROM import_jobs "
                                  "WHERE status IN ('running', 'pending')"):
             if not _alive(job["pid"], job["pid_started"]) or _age_s(job["heartbeat_at"]) > stale_after_s:
                 dead.append(job["id"])
+        if self.readonly and dead:
+            # Recorded if the store can be written (the write is not needed to read it).
+            try:
+                writer = StateStore(self.path)
+            except UserError:
+                self._dead = set(dead)
+                return dead
+            try:
+                return writer.mark_dead_jobs(stale_after_s)
+            except sqlite3.DatabaseError:     # read-only after all
+                self._dead = set(dead)
+                return dead
+            finally:
+                writer.close()
         for job_id in dead:
             self.update_job(job_id, status="interrupted",
                             error="the engine process stopped without finishing (killed or crashed); "
@@ -487,6 +550,30 @@ class StateStore:
         for r in rows:
             r["values"] = json.loads(r["values"]) if r["values"] else None
         return rows
+
+def _open_readonly(path: Path) -> sqlite3.Connection | None:
+    """A connection that never writes, or None when the store needs a migration first.
+
+    ``mode=ro`` reads a WAL store as any reader does (it sees a running job's commits);
+    on read-only media SQLite cannot open a WAL store that way (it cannot create the
+    shared-memory file), and ``immutable=1`` reads it as the file is: nothing can write
+    to it anyway."""
+    uri = path.resolve().as_uri()
+    error = None
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            error = exc
+            continue
+        if version != len(MIGRATIONS):
+            conn.close()
+            return None
+        return conn
+    raise UserError(f"{path}: cannot open the state store for reading: {error}")
+
 
 def _alive(pid: int | None, started: float | None) -> bool:
     """Is this pid still the process that ran the job (not a reused pid)?"""
