@@ -180,8 +180,8 @@ def test_kill_during_a_branched_replay(tmp_path):
     if not killed:
         pytest.skip("the replay ended before it could be killed inside a commit")
     recover_journal(db)                   # the interrupted commit is rolled back
-    half = ({e["batch"] for e in committed(folder / "etlconsole-demo" / "cancelled", job, "parquet")}
-            - {e["batch"] for e in committed(db, job, "sqlite")})
+    half = ({e.batch for e in committed(folder / "etlconsole-demo" / "cancelled", job, "parquet")}
+            - {e.batch for e in committed(db, job, "sqlite")})
     assert len(half) == 1, half           # one batch in one destination only
     res = cli(folder, "replay", job, "fixed.csv", "--set", "status=cancelled", "--where",
               "row % 2 == 0", "--json", env=SMALL)

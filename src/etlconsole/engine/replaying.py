@@ -30,13 +30,13 @@ from ..spec import spec_from_text
 from ..store import StateStore
 from ..store import replays as book
 from . import destinations
+from .destinations import RefusedRow
 from .expr import ExpressionError, compile_expression
 from .fixes import FixRow, dialect_of, read_fix_file, rows_for, source_json, split_raw
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan, decisions_from_events, make_plan
 from .runner import JobContext, records_of
 from .targets import targets_for
-from .destinations.sqlite import refused_column, refused_rule
 
 META = ("row", "phase", "rule", "column", "message")
 
@@ -75,7 +75,7 @@ def _settle(store: StateStore, job: dict, targets: list, settings: Settings) -> 
     two destinations' commits, or a rollback cut short between two destinations) is taken
     out of those that do (it is the last batch they hold: replays write one batch at a time,
     and each settles first); then the store follows the ledgers (``book.settle``)."""
-    ledgers = [{e["batch"] for e in t.read_ledger(job["id"])} for t in targets]
+    ledgers = [{e["batch"] for e in t.read_ledger()} for t in targets]
     everywhere = set.intersection(*ledgers)
     partial = (set().union(*ledgers) - everywhere) & book.batch_numbers(store, job["id"])
     for batch in sorted(partial, reverse=True):
@@ -179,7 +179,7 @@ def _process(planned, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list]:
     except (JobFailed, UserError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
-        if getattr(planned.phase, "on_error", "reject") == "fail" or batch.num_rows == 0:
+        if planned.phase.on_error == "fail" or batch.num_rows == 0:
             raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
         if batch.num_rows == 1:
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -231,14 +231,13 @@ def _attach(phases: list, job: dict, workspace: Path, settings: Settings, record
                             "gone (cleanup removes workspaces past PIPELINE_ROLLBACK_RETENTION_HOURS);"
                             f" {p.label}'s unique rule cannot be checked against the rows the job "
                             "loaded, so its rejects cannot be replayed")
-        if hasattr(p.phase, "attach"):
-            try:
-                p.phase.attach(ctx)
-            except JobFailed as exc:
-                raise UserError(f"job {job['id']}: {exc}") from None
-            index = getattr(p.phase, "_unique", None)
-            if index is not None and hasattr(index, "forget_records"):
-                index.forget_records(records)
+        try:
+            p.phase.attach(ctx)       # a hook every phase has (a no-op by default)
+        except JobFailed as exc:
+            raise UserError(f"job {job['id']}: {exc}") from None
+        index = getattr(p.phase, "_unique", None)     # validate's key index, when it has one
+        if index is not None:
+            index.forget_records(records)
 
 
 def _batch_of(job: dict, rows: list[FixRow]) -> tuple[pa.RecordBatch, list[dict]]:
@@ -263,11 +262,10 @@ def _batch_of(job: dict, rows: list[FixRow]) -> tuple[pa.RecordBatch, list[dict]
     return pa.RecordBatch.from_pydict(columns), bad
 
 
-def _refused_records(t, batch: pa.RecordBatch, refused: list[tuple[int, str]]) -> list[dict]:
-    index = pa.array([i for i, _ in refused], pa.int64())
-    messages = [m for _, m in refused]
-    return Rejects(batch.take(index), [refused_rule(m) for m in messages],
-                   [refused_column(m) for m in messages], messages).records("load", t.label)
+def _refused_records(t, batch: pa.RecordBatch, refused: list[RefusedRow]) -> list[dict]:
+    index = pa.array([r.index for r in refused], pa.int64())
+    return Rejects(batch.take(index), [r.rule for r in refused], [r.column for r in refused],
+                   [r.message for r in refused]).records("load", t.label)
 
 
 # -- replay ----------------------------------------------------------------------------
@@ -416,8 +414,7 @@ def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.Rec
     for t in targets:
         rows, rejects = _branch(t, part) if branched else (part, [])
         data = rows.drop_columns([c for c in rows.schema.names if c.startswith("_etl_")])
-        prepare = getattr(t.destination, "prepare", None)
-        outputs.append((rows, prepare(data) if prepare else data, rejects))
+        outputs.append((rows, t.destination.prepare(data), rejects))
     book.begin_batch(store, job["id"], number, batch_no, row_start=min(records),
                      row_end=max(records),
                      taking=[(known[r]["id"], source_json(job, by_record[r])) for r in records],
@@ -477,7 +474,7 @@ def rollback_replay(store: StateStore, ref: str, number: int, settings: Settings
     if r["batch_first"] is not None:
         summary["destinations"] = [destinations.rollback(
             Path(d["path"]), job["id"], d.get("kind"), after_batch=r["batch_first"] - 1,
-            dry_run=dry_run, timeout_ms=settings.transaction_timeout_ms) for d in dests]
+            dry_run=dry_run, timeout_ms=settings.transaction_timeout_ms).to_dict() for d in dests]
         summary["rows"] = sum(n for d in summary["destinations"] for n in d["rows"].values())
     if not dry_run:
         summary["reopened"] = book.undo(store, job["id"], number)
