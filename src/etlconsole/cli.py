@@ -21,6 +21,10 @@ class Context:
     def __init__(self, state: str | None, log_format: str):
         self.state, self.log_format = state, log_format
 
+    def progress_line(self) -> ProgressLine:
+        """The headless progress: a line on stderr, or JSON log events with --log-format json."""
+        return ProgressLine(log=logs.get() if self.log_format == "json" else None)
+
     def settings(self) -> config.Settings:
         return config.load_settings(state_db=self.state)
 
@@ -94,7 +98,7 @@ def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
     from .jobs import run_pipeline
     settings = obj.settings()
     summary = run_pipeline(pipeline, settings, source=source, dest=dest,
-                           progress=ProgressLine(), log=logs.get())
+                           progress=obj.progress_line(), log=logs.get())
     return _report(summary, as_json)
 
 
@@ -157,7 +161,7 @@ def resume(obj: Context, job, no_ui, as_json):
             click.echo(message)
             sys.exit(0)
         sys.exit(_open_console(obj, resume=found["id"]))
-    summary = resume_job(obj.store(), job, obj.settings(), progress=ProgressLine(), log=logs.get())
+    summary = resume_job(obj.store(), job, obj.settings(), progress=obj.progress_line(), log=logs.get())
     if summary.get("nothing_to_do"):
         if as_json:
             _echo_json(summary)
@@ -229,7 +233,7 @@ def rerun(obj: Context, job, from_phase, no_ui, as_json):
     """Re-run JOB's phases after a checkpointed phase with the pipeline file as it is now,
     without reading the source again; replaces the job's earlier load."""
     from .engine.recovery import rerun as rerun_job
-    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=ProgressLine(),
+    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=obj.progress_line(),
                         log=logs.get())
     sys.exit(_report(summary, as_json))
 
@@ -388,7 +392,7 @@ def checkpoints(obj: Context, job, as_json, limit):
             _echo_json(r)
         return
     _header("checkpoints", j["id"], len(rows), len(every),
-            "id, phase, batch, last row, rows loaded, created (UTC)")
+            "number, phase, batch, last row, rows loaded, created (UTC)")
     for r in rows:
         d = r["checkpoint_data"]
         click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  "

@@ -23,11 +23,14 @@ def _eta(sample: dict, bytes_left: int) -> float | None:
 
 
 class ProgressLine:
-    """Redraws one line on a terminal; elsewhere prints a line every `every` seconds."""
+    """Redraws one line on a terminal; elsewhere prints a line every `every` seconds.
+    With ``log`` (``--log-format json``) each line is a ``job.progress`` log event
+    instead, so stderr stays JSON Lines that a machine can read."""
 
-    def __init__(self, stream=None, every: float = 5.0):
+    def __init__(self, stream=None, every: float = 5.0, log=None):
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.log = log
+        self.tty = self.stream.isatty() and log is None
         self.every, self._last = every, 0.0
 
     def __call__(self, sample: dict | None) -> None:
@@ -43,6 +46,12 @@ class ProgressLine:
         total, done = sample.get("bytes_total") or 0, sample.get("bytes_read") or 0
         pct = done / total if total else 0.0
         eta = _eta(sample, total - done) if pct > 0.01 else None
+        if self.log is not None:
+            self.log.info("job.progress", rows_read=sample["rows_read"], pct=round(pct, 4),
+                          rows_per_s=sample["rows_per_s"], rss_mb=sample["rss_mb"],
+                          rows_rejected=sample["rows_rejected"],
+                          eta_s=None if eta is None else round(eta, 1))
+            return
         line = (f"rows {sample['rows_read']:,} · {pct:5.1%} · {sample['rows_per_s']:,.0f} rows/s"
                 f" · RSS {sample['rss_mb']:.0f} MB · rejected {sample['rows_rejected']:,}"
                 f" · ETA {fmt_duration(eta)}")

@@ -22,7 +22,7 @@ async def test_checkpoints_are_numbered_per_job_and_b_rolls_back_to_that_one(ws)
         assert numbers == [str(n) for n in range(1, len(numbers) + 1)] and len(numbers) >= 3
         await pilot.press("tab", "down")                 # checkpoint 2
         assert checkpoints.cursor_key == "2"
-        kept = int(cells(checkpoints)[1][2].replace(",", ""))
+        kept = int(cells(checkpoints)[1][1].replace(",", ""))   # its "last row"
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), what="confirm")
         assert "back to checkpoint 2" in str(pilot.app.screen.title_text)
