@@ -189,7 +189,8 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-speed", Static).update(Text(speed))
         budget = (job.get("settings") or {}).get("max_memory_mb")
         rss = m["rss_mb"] if (live and m) else None
-        peak = job["peak_rss_mb"]
+        # The job row's peak is of the segments that ended; a live sample can be above it.
+        peak = max(job["peak_rss_mb"] or 0, rss or 0) or None
         parts = []
         if rss is not None:
             parts.append(f"RSS {rss:,.0f} MB")
