@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
-from .base import PolledScreen
+from .base import UNCHANGED, PolledScreen
 
 CHART_SAMPLES = 120
 DEAD_CHECK_S = 5.0
@@ -86,9 +86,14 @@ class MonitorScreen(PolledScreen):
             starting = self._starting(store, launched)
             if starting:
                 return MonitorData(None, waiting=starting)
+        changed = self.store_changed()
         if time.monotonic() - self._dead_check > DEAD_CHECK_S:
             self._dead_check = time.monotonic()
             store.mark_dead_jobs()
+            changed = True      # (its own write does not move data_version: read anyway)
+        if not (changed or self.forced) and self.job_id is not None \
+                and job_id in (None, self.job_id):
+            return UNCHANGED    # nothing was written since the last poll: nothing to draw
         if job_id is None:
             running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
             jobs = running or store.jobs(1)
@@ -189,12 +194,13 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-speed", Static).update(Text(speed))
         budget = (job.get("settings") or {}).get("max_memory_mb")
         rss = m["rss_mb"] if (live and m) else None
-        # The job row's peak is of the segments that ended; a live sample can be above it.
-        peak = max(job["peak_rss_mb"] or 0, rss or 0) or None
+        peak = job["peak_rss_mb"]
         parts = []
         if rss is not None:
             parts.append(f"RSS {rss:,.0f} MB")
-        if peak:
+        # The job row's peak is of the segments that ended: a live sample above it is the
+        # peak now, and is shown once.
+        if peak and (rss is None or peak > rss):
             parts.append(f"peak {peak:,.0f} MB")
         line = Text("memory " + (" · ".join(parts) or "-"))
         if budget:
