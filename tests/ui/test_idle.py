@@ -11,6 +11,7 @@ import pytest
 
 from etlconsole.store import StateStore
 from etlconsole.ui.screens.jobs import JobsScreen
+from etlconsole.ui.screens.monitor import MonitorScreen
 from etlconsole.ui.screens.rejects import PAGE, RejectsScreen
 
 from .helpers import polled, wait_for
@@ -95,6 +96,27 @@ async def test_idle_jobs_screen_reads_one_pragma_per_poll(ws):
         statements = await idle_statements(pilot, screen)
         assert not [s for s in statements if "FROM pipeline_" in s or "FROM import_jobs" in s]
         assert len(statements) <= IDLE_POLLS, statements[:5]
+
+
+async def test_idle_monitor_reads_nothing_but_a_pragma_between_dead_engine_checks(ws):
+    job = ws.run()["job_id"]
+    async with ws.app(start="monitor", poll_interval=0.05).run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, MonitorScreen)
+        await polled(pilot, screen, 2)
+        assert screen.job_id == job
+        screen._dead_check = float("inf")       # the 5 s dead-engine check is not idle cost
+        statements = await idle_statements(pilot, screen)
+        assert not [s for s in statements if "FROM pipeline_" in s or "FROM import_jobs" in s]
+        assert len(statements) <= IDLE_POLLS, statements[:5]
+        # another connection's write is drawn at the next poll
+        trace = Statements(screen.store.db.conn)
+        writer = StateStore(ws.state)
+        writer.update_job(job, error="noted by a test")
+        writer.close()
+        await wait_for(pilot, lambda: any("FROM import_jobs" in s for s in trace.seen),
+                       what="the monitor to read the changed job")
+        trace.close()
 
 
 async def test_a_change_reads_only_the_changed_job_rows(ws):
