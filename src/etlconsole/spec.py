@@ -14,7 +14,7 @@ from typing import Any
 
 import tomlkit
 
-from .engine.conditions import check_when
+from .conditions import check_when
 from .errors import SpecError
 
 FORMAT = 1

@@ -160,7 +160,7 @@ class OptionsForm(ModalScreen[Edited | None]):
         return Edited(self.values(), when, checkpoint)
 
     def action_apply(self) -> None:
-        from ...engine.conditions import check_when
+        from ...conditions import check_when
         from ...engine.phases import check_options, resolve
         error = self.query_one("#form-error", Static)
         try:
