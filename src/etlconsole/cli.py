@@ -128,7 +128,8 @@ def _print_summary(s: dict) -> None:
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
-@click.option("--dest", type=click.Path(path_type=Path), help="Load into this file instead of the load phase's path.")
+@click.option("--dest", type=click.Path(path_type=Path),
+              help="Load into this file instead of the load phase's path.")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
@@ -185,7 +186,8 @@ def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_j
     store, settings = obj.store(), obj.settings()
     if replay_number is not None:
         if to_checkpoint is not None:
-            raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a checkpoint")
+            raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a "
+                            "checkpoint")
         from .engine.replaying import rollback_replay
 
         def rollback_job(store, job, settings, to_checkpoint=None, dry_run=False):  # noqa: F811
@@ -466,8 +468,10 @@ def batches(obj: Context, job, as_json, limit):
 
 @main.command()
 @click.argument("job")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON Lines: row, phase, rule, column, message, values.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rejects to a CSV file.")
 @click.option("--fix", "fix_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the open rejects as the source had them (its header and dialect, plus "
                    "_etl_row, _etl_reason, _etl_raw), to fix and 'replay'.")
@@ -527,7 +531,8 @@ def _write_fix_file(store, j: dict, path: Path, as_json: bool) -> None:
 @click.option("--where", metavar="CONDITION",
               help="Only the rejects where CONDITION holds (row, phase, rule, column, message "
                    "and the record's fields), e.g. \"rule == 'allowed' and column == 'status'\".")
-@click.option("--dry-run", is_flag=True, help="Show what would load and what would be rejected; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would load and what would be rejected; write nothing.")
 @click.option("--no-ui", is_flag=True, help="Headless (replay always is; for symmetry with run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_obj
@@ -552,7 +557,8 @@ def _print_replay(s: dict) -> None:
     click.echo(f"{name} of job {s['job_id']}: {s['rows_in']:,} rows ({s['origin']})")
     d = s["destination"]
     where = f" (table {d['table']})" if d.get("table") else ""
-    click.echo(f"  {'would load' if dry else 'loaded (resolved)':<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+    loaded = 'would load' if dry else 'loaded (resolved)'
+    click.echo(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
     click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
     for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
         click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"

@@ -22,7 +22,8 @@ class Settings:
     stream_high_water_mark: int = 256 << 10  # PIPELINE_STREAM_HIGH_WATER_MARK: reader block size, bytes
     batch_size_min: int = 1_000         # PIPELINE_BATCH_SIZE_MIN: smallest load batch (rows)
     batch_size_max: int = 50_000        # PIPELINE_BATCH_SIZE_MAX: largest load batch (rows)
-    batch_retry_attempts: int = 3       # PIPELINE_BATCH_RETRY_ATTEMPTS: tries after the first, transient errors only
+    # PIPELINE_BATCH_RETRY_ATTEMPTS: tries after the first, transient errors only
+    batch_retry_attempts: int = 3
     batch_retry_delay_ms: int = 200     # PIPELINE_BATCH_RETRY_DELAY_MS: first backoff delay, doubled each try
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints
     transaction_timeout_ms: int = 30_000  # PIPELINE_TRANSACTION_TIMEOUT_MS: max wait for a destination lock

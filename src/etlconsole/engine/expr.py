@@ -101,7 +101,7 @@ def _apply(op: str, impl: Callable, nodes: list[_Node], src: str) -> Callable:
         try:
             return impl(*vals)
         except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            parts = [(f"{v.type} {n.desc}", v.type) for n, v in zip(nodes, vals)]
+            parts = [(f"{v.type} {n.desc}", v.type) for n, v in zip(nodes, vals, strict=False)]
             bad = [p for p, t in parts if not (pa.types.is_integer(t) or pa.types.is_floating(t))]
             bad = bad if op in _ARITH and bad else [p for p, _ in parts]
             hint = "(cast it first)" if len(bad) == 1 else "(cast first)"

@@ -407,7 +407,7 @@ def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects |
     """Move rows holding invalid UTF-8 out of the batch (checked in C; rows found in Python
     only for the rare batch that has some)."""
     bad_columns = []
-    for name, col in zip(batch.schema.names, batch.columns):
+    for name, col in zip(batch.schema.names, batch.columns, strict=False):
         if name == ROW or text_bytes(col).isascii():   # ASCII is valid UTF-8; a 10x cheaper look
             continue
         try:

@@ -259,4 +259,4 @@ def source_json(job: dict, fix: FixRow) -> str:
     d = dialect_of(job)
     if fix.fields is None:
         return json.dumps({"raw": fix.raw}, ensure_ascii=False)
-    return json.dumps(dict(zip(d.names, fix.fields)), ensure_ascii=False)
+    return json.dumps(dict(zip(d.names, fix.fields, strict=False)), ensure_ascii=False)

@@ -115,7 +115,7 @@ class ConsoleApp(App[int]):
         back, export, run, save), read from its active bindings: whatever a screen binds
         is in the palette too, and an action its check_action disables is not."""
         seen = set()
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if (not active.enabled or not binding.show or not binding.description
                     or active.node is self or binding.action in seen):

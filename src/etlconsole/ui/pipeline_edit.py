@@ -87,7 +87,7 @@ def split_phases(text: str) -> tuple[str, list[str]] | None:
                 return None           # e.g. a [source] table after the phases
     if not starts:
         return text, []
-    pieces = ["".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)])]
+    pieces = ["".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)], strict=False)]
     return "".join(lines[:starts[0]]), pieces
 
 
@@ -158,7 +158,8 @@ def _update(table, phase: PhaseSpec) -> None:
         del table[key]
     for key, value in wanted.items():
         current = table.get(key)
-        if key in table and getattr(current, "unwrap", lambda: current)() == value:
+        plain = current.unwrap() if hasattr(current, "unwrap") else current
+        if key in table and plain == value:
             continue
         if key == "branches":
             table[key] = _phase_table({"branches": value})["branches"]
