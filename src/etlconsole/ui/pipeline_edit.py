@@ -21,7 +21,7 @@ from typing import Any
 import tomlkit
 
 from ..errors import SpecError, UserError
-from ..spec import (BRANCH, COMMON_PHASE_KEYS, PhaseSpec, PipelineSpec, SourceSpec,
+from ..spec import (BRANCH, COMMON_PHASE_KEYS, BranchSpec, PhaseSpec, PipelineSpec, SourceSpec,
                     _phase_from_dict, load_spec, spec_from_text)
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -212,6 +212,7 @@ class PipelineEditor:
 
     def _read_text(self, text: str) -> None:
         split = split_phases(text)
+        self._pieces: list[str | None]       # each phase's text as written; None: render it
         if split is None or len(split[1]) != len(self.phases):
             # Not one [[phases]] table per phase: keep the rest, write the phases anew.
             doc = tomlkit.parse(text)
@@ -284,8 +285,8 @@ class PipelineEditor:
         target = index + delta
         if not 0 <= index < len(self.phases) or not 0 <= target < len(self.phases):
             return index
-        for seq in (self.phases, self._pieces):
-            seq[index], seq[target] = seq[target], seq[index]
+        self.phases[index], self.phases[target] = self.phases[target], self.phases[index]
+        self._pieces[index], self._pieces[target] = self._pieces[target], self._pieces[index]
         self._changed()
         return target
 
@@ -304,7 +305,7 @@ class PipelineEditor:
     def add(self, index: int, phase_type: str) -> int:
         """Insert a new phase of ``phase_type`` (see ``insert_at``); returns its index."""
         at = self.insert_at(index, phase_type)
-        branches = [] if phase_type == BRANCH else None
+        branches: list[BranchSpec] | None = [] if phase_type == BRANCH else None
         self.phases.insert(at, PhaseSpec(type=phase_type, branches=branches))
         self._pieces.insert(at, None)
         self._changed()

@@ -69,7 +69,7 @@ class MonitorScreen(PolledScreen):
 
     # -- worker thread ------------------------------------------------------------
     def collect(self) -> MonitorData:
-        app = self.app
+        app = self.console_app
         store = self.store
         launched = app.watched_launch
         job_id = app.watch_job_id

@@ -95,7 +95,7 @@ class RejectsScreen(PolledScreen):
         if not (changed or self.forced):
             return UNCHANGED
         try:
-            job = store.job(self.app.selected_job_id or "last")
+            job = store.job(self.console_app.selected_job_id or "last")
         except Exception:
             return RejectsData(None)
         if self._groups_key is not None and job["id"] != self._groups_key[0]:
@@ -184,13 +184,14 @@ class RejectsScreen(PolledScreen):
         return True
 
     def action_export(self) -> None:
-        if self.check_action("export", ()):
-            self._export(self.data.job["id"], self.app.export_dir / f"rejects-{self.data.job['id']}.csv")
+        if self.check_action("export", ()) and self.data is not None and self.data.job:
+            job_id = self.data.job["id"]
+            self._export(job_id, self.console_app.export_dir / f"rejects-{job_id}.csv")
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, job_id: str, path: Path) -> None:
         try:
-            n = self.app.with_store(lambda s: write_rejects_csv(s, job_id, path))
+            n = self.console_app.with_store(lambda s: write_rejects_csv(s, job_id, path))
         except OSError as exc:
             self.app.call_from_thread(self.notify, f"{path}: {exc}", severity="error")
             return
