@@ -184,15 +184,17 @@ def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_j
     """Undo JOB's effect on every destination (entirely, or back to a checkpoint)."""
     from .engine.recovery import rollback as rollback_job
     store, settings = obj.store(), obj.settings()
-    if replay_number is not None:
-        if to_checkpoint is not None:
-            raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a "
-                            "checkpoint")
-        from .engine.replaying import rollback_replay
+    if replay_number is not None and to_checkpoint is not None:
+        raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a "
+                        "checkpoint")
 
-        def rollback_job(store, job, settings, to_checkpoint=None, dry_run=False):  # noqa: F811
+    def undo(dry_run: bool = False) -> dict:
+        """One replay (--replay), or the job (entirely, or back to --to)."""
+        if replay_number is not None:
+            from .engine.replaying import rollback_replay
             return rollback_replay(store, job, replay_number, settings, dry_run=dry_run)
-    preview = rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=True)
+        return rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=dry_run)
+    preview = undo(dry_run=True)
     if dry_run or not yes:
         _print_rollback(preview, as_json)
     if dry_run:
@@ -201,7 +203,7 @@ def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_j
         if not sys.stdin.isatty():
             raise UserError("rollback needs --yes when not run from a terminal (or use --dry-run)")
         click.confirm("Roll back?", abort=True)
-    _print_rollback(rollback_job(store, job, settings, to_checkpoint=to_checkpoint), as_json)
+    _print_rollback(undo(), as_json)
 
 
 def _print_rollback(r: dict, as_json: bool) -> None:
@@ -732,6 +734,7 @@ def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
     if value is None:
         return
     obj = ctx.find_object(Context)
+    assert obj is not None, "the main group made the Context before any command's options"
     if param.name == "state":
         obj.state = value
     else:
@@ -762,6 +765,7 @@ def entry() -> None:
     the reader a stopped job abandoned — which aborted the process now and then (SIGABRT
     "terminate called without an active exception", SIGSEGV) after a clean stop: about
     one Ctrl-C in a hundred and fifty under load turned exit 1 into a crash."""
+    code: str | int | None
     try:
         main()                  # click's standalone mode ends with SystemExit
         code = 0

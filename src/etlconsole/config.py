@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from .errors import UserError
 
@@ -75,7 +75,7 @@ def describe() -> list[tuple[str, object, str]]:
 def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Settings from the environment; raises UserError naming the first bad variable."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for var, (field, minimum) in _NUMERIC.items():
         raw = env.get(var)
         if raw is None or raw.strip() == "":

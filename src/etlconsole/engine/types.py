@@ -9,6 +9,7 @@ failures (a missing value is ``required``'s business).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -101,7 +102,7 @@ def parse(values: pa.Array, type_: str, formats: list[str] | None = None) -> tup
             typed = None    # some value is bad: find which, value by value
         if typed is not None and _direct_ok(values, type_):
             return typed, _no_failures(values)
-    parser = {"string": _as_string, "int64": _int64, "float64": _float64, "bool": _bool,
+    parser: Callable[..., Any] = {"string": _as_string, "int64": _int64, "float64": _float64, "bool": _bool,
               "date": _date, "timestamp": _timestamp}[type_]
     typed, ok = parser(values, formats) if type_ in ("date", "timestamp") else parser(values)
     ok = pc.fill_null(ok, True)
