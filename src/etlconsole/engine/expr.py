@@ -132,7 +132,7 @@ def _literal(node: ast.AST):
 class _Compiler:
     """Turns an allow-listed AST into _Nodes and records the column names it meets."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.columns: set[str] = set()
         self.handlers: dict[type[ast.AST], Callable[[Any], Any]] = {
             ast.Name: self._name, ast.Constant: self._constant,

@@ -35,7 +35,7 @@ class PolledScreen(Screen):
         """``app``, typed: these screens only run in the console."""
         return cast("ConsoleApp", self.app)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.polls = 0                  # completed polls (tests wait on this)
         self._busy = False

@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ...errors import UserError
-from ..pipeline_edit import PipelineEditor, option_schema, phase_options, registered, toml_value
+from ..pipeline_edit import PhaseType, PipelineEditor, option_schema, phase_options, registered, toml_value
 from ..widgets.table import LiveTable
 from .modals import AddPhaseModal
 from .options_form import Edited, OptionsForm
@@ -65,12 +65,12 @@ class BuilderScreen(Screen):
     # screen keys) and the first Tab lands on the path field; with a file, the phases.
     AUTO_FOCUS = ""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.editor: PipelineEditor | None = None
         self.problem: str | None = "not checked yet"
         self.checks = 0             # completed checks (tests wait on this)
-        self.types = []
+        self.types: list[PhaseType] = []
         self.source_line: Text = Text("")
 
     def compose(self) -> ComposeResult:

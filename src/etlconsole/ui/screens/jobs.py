@@ -58,7 +58,7 @@ class JobsScreen(PolledScreen):
         Binding("c", "cleanup", "Cleanup"),
     ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.data: JobsData | None = None
         self.busy = False          # a rollback/cleanup is in progress

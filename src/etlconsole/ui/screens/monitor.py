@@ -44,7 +44,7 @@ class MonitorScreen(PolledScreen):
                 text-overflow: ellipsis; }
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job_id: str | None = None
         self.last_metric_id = 0

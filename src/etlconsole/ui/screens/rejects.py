@@ -60,9 +60,9 @@ class RejectsScreen(PolledScreen):
                 Binding("left_square_bracket", "page(-1)", "Prev page")]
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.group = ALL
+        self.group = ALL                   # a row key of the groups table
         self.page = 0
         self.data: RejectsData | None = None
         self._groups_key: tuple | None = None    # (job id, updated_at) the groups were read at
@@ -157,8 +157,9 @@ class RejectsScreen(PolledScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "groups" and event.row_key is not None:
-            if event.row_key.value != self.group:
-                self.group, self.page = event.row_key.value, 0
+            key = event.row_key.value          # the groups' rows are keyed by text
+            if key is not None and key != self.group:
+                self.group, self.page = key, 0
                 self.poll_now()
         elif event.data_table.id == "reject-rows":
             self._render_values(self.query_one("#reject-rows", RejectRows).highlighted_reject())
@@ -216,7 +217,7 @@ class RejectRows(LiveTable):
 
     BINDINGS = [Binding("enter", "screen.open_reject", "Open reject")]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.rejects: dict[str, dict] = {}
 

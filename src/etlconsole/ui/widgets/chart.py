@@ -47,7 +47,7 @@ class Bars(Widget):
     DEFAULT_CSS = "Bars { height: 1fr; min-height: 2; }"
     AXIS = 6          # columns of the axis labels and their tick
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.values: list[float] = []
 
