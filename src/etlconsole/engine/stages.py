@@ -14,7 +14,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 _DONE = object()
@@ -98,7 +98,7 @@ class _Line:
 
 
 def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
-           name: str = "stage", nice: int = 0) -> Iterator:
+           name: str = "stage", nice: int = 0) -> Generator[Any, None, None]:
     """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
     in a thread of its own too. An exception in the source or a step is raised here, and
     closing the generator (the consumer failed) stops every thread and waits for it.
