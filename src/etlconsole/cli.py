@@ -132,7 +132,8 @@ def _print_summary(s: dict) -> None:
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
-@click.option("--dest", type=click.Path(path_type=Path), help="Load into this file instead of the load phase's path.")
+@click.option("--dest", type=click.Path(path_type=Path),
+              help="Load into this file instead of the load phase's path.")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
@@ -187,14 +188,17 @@ def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_j
     """Undo JOB's effect on every destination (entirely, or back to a checkpoint)."""
     from .engine.recovery import rollback as rollback_job
     store, settings = obj.store(), obj.settings()
-    if replay_number is not None:
-        if to_checkpoint is not None:
-            raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a checkpoint")
-        from .engine.replaying import rollback_replay
+    if replay_number is not None and to_checkpoint is not None:
+        raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a "
+                        "checkpoint")
 
-        def rollback_job(store, job, settings, to_checkpoint=None, dry_run=False):  # noqa: F811
+    def undo(dry_run: bool = False) -> dict:
+        """One replay (--replay), or the job (entirely, or back to --to)."""
+        if replay_number is not None:
+            from .engine.replaying import rollback_replay
             return rollback_replay(store, job, replay_number, settings, dry_run=dry_run)
-    preview = rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=True)
+        return rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=dry_run)
+    preview = undo(dry_run=True)
     if dry_run or not yes:
         _print_rollback(preview, as_json)
     if dry_run:
@@ -203,7 +207,7 @@ def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_j
         if not sys.stdin.isatty():
             raise UserError("rollback needs --yes when not run from a terminal (or use --dry-run)")
         click.confirm("Roll back?", abort=True)
-    _print_rollback(rollback_job(store, job, settings, to_checkpoint=to_checkpoint), as_json)
+    _print_rollback(undo(), as_json)
 
 
 def _print_rollback(r: dict, as_json: bool) -> None:
@@ -470,8 +474,10 @@ def batches(obj: Context, job, as_json, limit):
 
 @main.command()
 @click.argument("job")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON Lines: row, phase, rule, column, message, values.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rejects to a CSV file.")
 @click.option("--fix", "fix_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the open rejects as the source had them (its header and dialect, plus "
                    "_etl_row, _etl_reason, _etl_raw), to fix and 'replay'.")
@@ -531,7 +537,8 @@ def _write_fix_file(store, j: dict, path: Path, as_json: bool) -> None:
 @click.option("--where", metavar="CONDITION",
               help="Only the rejects where CONDITION holds (row, phase, rule, column, message "
                    "and the record's fields), e.g. \"rule == 'allowed' and column == 'status'\".")
-@click.option("--dry-run", is_flag=True, help="Show what would load and what would be rejected; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would load and what would be rejected; write nothing.")
 @click.option("--no-ui", is_flag=True, help="Headless (replay always is; for symmetry with run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_obj
@@ -556,7 +563,8 @@ def _print_replay(s: dict) -> None:
     click.echo(f"{name} of job {s['job_id']}: {s['rows_in']:,} rows ({s['origin']})")
     d = s["destination"]
     where = f" (table {d['table']})" if d.get("table") else ""
-    click.echo(f"  {'would load' if dry else 'loaded (resolved)':<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+    loaded = 'would load' if dry else 'loaded (resolved)'
+    click.echo(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
     click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
     for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
         click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"
@@ -730,6 +738,7 @@ def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
     if value is None:
         return
     obj = ctx.find_object(Context)
+    assert obj is not None, "the main group made the Context before any command's options"
     if param.name == "state":
         obj.state = value
     else:
@@ -760,6 +769,7 @@ def entry() -> None:
     the reader a stopped job abandoned — which aborted the process now and then (SIGABRT
     "terminate called without an active exception", SIGSEGV) after a clean stop: about
     one Ctrl-C in a hundred and fifty under load turned exit 1 into a crash."""
+    code: str | int | None
     try:
         main()                  # click's standalone mode ends with SystemExit
         code = 0

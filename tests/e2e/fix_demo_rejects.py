@@ -18,7 +18,7 @@ def fix(row: dict, header: list[str]) -> dict:
     if row["_etl_raw"]:                       # ragged: city and sku were missing
         fields = next(csv.reader([row["_etl_raw"]]))
         fields[11:11] = ["Lyon", "SKU-00001"]
-        row.update(zip(header[:14], fields))
+        row.update(zip(header[:14], fields, strict=False))
         row["_etl_raw"] = ""
     elif "/order_id:" in reason:              # missing or duplicate: the record's own id
         row["order_id"] = n

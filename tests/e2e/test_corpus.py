@@ -199,7 +199,7 @@ def test_csv_spectrum_matches_expected_json(corpus, rel):
     assert r["exit_code"] == 0, r
     assert r["summary"]["rows_rejected"] == 0
     columns, loaded = _loaded_rows(Path(r["dest"]))
-    assert [dict(zip(columns, row)) for row in loaded] == expected
+    assert [dict(zip(columns, row, strict=False)) for row in loaded] == expected
 
 
 # -- a few through the real CLI --------------------------------------------------------
@@ -373,7 +373,8 @@ def test_hostile_headers_load_resume_and_roll_back_exactly(tmp_path, header, val
     done = resumed.last_json()
     assert_summary(done)
     assert done["status"] == "succeeded" and done["rows_loaded"] == rows, done
-    assert _contents(folder / "dest.db") == expected, "resumed after a kill: not the rows of an uninterrupted run"
+    assert _contents(folder / "dest.db") == expected, \
+        "resumed after a kill: not the rows of an uninterrupted run"
 
     back = cli("rollback", job, "--yes", "--json", env=env)
     assert back.returncode == 0, str(back)

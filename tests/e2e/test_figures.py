@@ -81,7 +81,7 @@ def assert_phase_table_adds_up(job: dict) -> None:
     assert sum(p["rejected"] for p in stats) == job["rows_rejected"], stats
     for p in stats:
         assert p["rows_in"] == p["rows_out"] + p["rejected"], p
-    for a, b in zip(stats, stats[1:]):
+    for a, b in zip(stats, stats[1:], strict=False):
         assert b["rows_in"] == a["rows_out"], (a, b)
     assert stats[-1]["rows_out"] == job["rows_loaded"], stats
 

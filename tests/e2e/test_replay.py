@@ -104,8 +104,10 @@ def test_done_when(lab):
     res = cli("replay", job, "fixed.csv", "--dry-run", "--json")
     assert res.returncode == 0, str(res)
     dry = res.last_json()
-    assert (dry["rows_in"], dry["rows_loaded"], dry["rows_rejected"], dry["rows_refused"]) == (400, 380, 20, 0)
-    assert {(r["phase"], r["rule"], r["column"]) for r in dry["rejected"]} == {("validate", "min", "quantity")}
+    figures = (dry["rows_in"], dry["rows_loaded"], dry["rows_rejected"], dry["rows_refused"])
+    assert figures == (400, 380, 20, 0)
+    kinds = {(r["phase"], r["rule"], r["column"]) for r in dry["rejected"]}
+    assert kinds == {("validate", "min", "quantity")}
     assert data_digest(db) == before
     assert query(cli.state, "SELECT count(*), count(resolved_at) FROM pipeline_rejects") == store_before
     assert query(cli.state, "SELECT count(*) FROM pipeline_replays") == [(0,)]

@@ -78,7 +78,7 @@ def test_kill_during_replay_then_replay_again(tmp_path, where):
     db = folder / "etlconsole-demo" / "warehouse.db"
     for _ in range(3):
         proc = spawn(folder, "replay", job, "fixed.csv", "--json", env=SMALL)
-        wait_for(lambda: proc.poll() is not None or replay_batches_committed(folder) >= 3,
+        wait_for(lambda proc=proc: proc.poll() is not None or replay_batches_committed(folder) >= 3,
                  every=0.002)
         killed = kill_inside_commit(proc, db) if where == "inside_commit" else kill9(proc)
         if killed:

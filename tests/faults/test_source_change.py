@@ -7,7 +7,6 @@ import os
 import shutil
 import sqlite3
 
-import pytest
 
 from .faultkit import (Lab, assert_conservation, digest, file_sha, ledger, run_and_kill,
                        stage_tables)

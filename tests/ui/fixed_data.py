@@ -106,7 +106,7 @@ def short_job_store(path: Path) -> Path:
                      finished_at="2025-03-05T09:00:00.140+00:00", elapsed_s=0.14, rows_read=20,
                      rows_loaded=18, rows_rejected=2, bytes_read=2_431, peak_rss_mb=118.4,
                      phase_stats=phases, created_at="2025-03-05T09:00:00.000+00:00")
-    for i, (t, rows, rate, rss) in enumerate([(0.002, 0, 0.0, 96.2), (0.139, 20, 144.0, 118.1)]):
+    for t, rows, rate, rss in [(0.002, 0, 0.0, 96.2), (0.139, 20, 144.0, 118.1)]:
         store.add_metric(job_id, {
             "elapsed_s": t, "rows_read": rows, "rows_loaded": 18 if rows else 0,
             "rows_rejected": 2 if rows else 0, "rows_per_s": rate, "rss_mb": rss,

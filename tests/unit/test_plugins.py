@@ -5,7 +5,6 @@ SpecError naming it."""
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pyarrow as pa
 import pytest

@@ -7,6 +7,7 @@ last committed record", whatever the batch sizes were.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -95,7 +96,7 @@ class Pending:
 
     def add(self, good: pa.RecordBatch, rejects: list[dict], snapshots: dict,
             last_row: int, bytes_read: int,
-            blamed: list[tuple[Rejects, str, str | None]] = (),
+            blamed: Sequence[tuple[Rejects, str, str | None]] = (),
             proof: tuple[int, str] | None = None) -> None:
         """``rejects``: records (a rerun's carried ones); ``blamed``: rejected rows in
         Arrow, turned into records by the batch that takes them."""

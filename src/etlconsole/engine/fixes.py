@@ -24,6 +24,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -115,6 +116,7 @@ def rows_for(job: dict, rejects: list[dict]) -> tuple[list[tuple[dict, FixRow]],
     found, why = source_values(job, need)
     out = []
     for r in numbered:
+        got: tuple[str, Any]
         if r["source"]:
             got = ("raw", r["source"]["raw"]) if "raw" in r["source"] else \
                 ("fields", [r["source"].get(n, "") for n in d.names])
@@ -179,49 +181,60 @@ def read_fix_file(job: dict, path: Path) -> list[FixRow]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=d.delimiter, quotechar=d.quote,
                         strict=True)
     try:
-        header = next(reader, None)
-        if not header:
-            raise UserError(f"{path}: empty file (expected the fix file's header line)")
-        header = [h.strip() for h in header]
-        if ROW not in header:
-            raise UserError(f"{path}: no {ROW} column (write the file with 'etlconsole rejects "
-                            f"{job['id']} --fix FILE')")
-        missing = [n for n in d.names if n not in header]
-        if missing:
-            raise UserError(f"{path}: column {missing[0]!r} of job {job['id']}'s source is "
-                            "missing (the fix file keeps the source's header)")
-        unknown = [h for h in header if h not in d.names and h not in EXTRA]
-        if unknown:
-            raise UserError(f"{path}: column {unknown[0]!r} is not in job {job['id']}'s source "
-                            f"(its columns: {', '.join(d.names)})")
-        if len(set(header)) != len(header):
-            raise UserError(f"{path}: a column appears twice in the header")
-        at = {h: i for i, h in enumerate(header)}
-        out: list[FixRow] = []
-        seen: set[int] = set()
-        for values in reader:
-            line = reader.line_num
-            if not values or values == [""]:
-                continue
-            if len(values) != len(header):
-                raise UserError(f"{path}: line {line}: {len(values)} fields instead of "
-                                f"{len(header)}; put a record that does not split into {RAW}")
-            text_row = values[at[ROW]].strip()
-            try:
-                record = int(text_row)
-            except ValueError:
-                raise UserError(f"{path}: line {line}: {ROW} {text_row!r} is not a record "
-                                "number") from None
-            if record in seen:
-                raise UserError(f"{path}: line {line}: record {record} appears twice")
-            seen.add(record)
-            raw = values[at[RAW]] if RAW in at else ""
-            if raw:
-                out.append(FixRow(record, None, raw))
-            else:
-                out.append(FixRow(record, [values[at[n]] for n in d.names], None))
+        header = _fix_header(job, d, path, next(reader, None))
+        return _fix_rows(path, reader, header, d.names)
     except csv.Error as exc:
         raise UserError(f"{path}: line {reader.line_num}: {exc}") from None
+
+
+def _fix_header(job: dict, d: extract.Dialect, path: Path, header: list[str] | None) -> list[str]:
+    """The fix file's header, stripped: the source's columns, ``_etl_row``, optionally the
+    other extra columns, each once."""
+    if not header:
+        raise UserError(f"{path}: empty file (expected the fix file's header line)")
+    header = [h.strip() for h in header]
+    if ROW not in header:
+        raise UserError(f"{path}: no {ROW} column (write the file with 'etlconsole rejects "
+                        f"{job['id']} --fix FILE')")
+    missing = [n for n in d.names if n not in header]
+    if missing:
+        raise UserError(f"{path}: column {missing[0]!r} of job {job['id']}'s source is "
+                        "missing (the fix file keeps the source's header)")
+    unknown = [h for h in header if h not in d.names and h not in EXTRA]
+    if unknown:
+        raise UserError(f"{path}: column {unknown[0]!r} is not in job {job['id']}'s source "
+                        f"(its columns: {', '.join(d.names)})")
+    if len(set(header)) != len(header):
+        raise UserError(f"{path}: a column appears twice in the header")
+    return header
+
+
+def _fix_rows(path: Path, reader: Any, header: list[str], names: list[str]) -> list[FixRow]:
+    """The records after the header (``reader`` is a csv reader); blank lines are skipped."""
+    at = {h: i for i, h in enumerate(header)}
+    out: list[FixRow] = []
+    seen: set[int] = set()
+    for values in reader:
+        line = reader.line_num
+        if not values or values == [""]:
+            continue
+        if len(values) != len(header):
+            raise UserError(f"{path}: line {line}: {len(values)} fields instead of "
+                            f"{len(header)}; put a record that does not split into {RAW}")
+        text_row = values[at[ROW]].strip()
+        try:
+            record = int(text_row)
+        except ValueError:
+            raise UserError(f"{path}: line {line}: {ROW} {text_row!r} is not a record "
+                            "number") from None
+        if record in seen:
+            raise UserError(f"{path}: line {line}: record {record} appears twice")
+        seen.add(record)
+        raw = values[at[RAW]] if RAW in at else ""
+        if raw:
+            out.append(FixRow(record, None, raw))
+        else:
+            out.append(FixRow(record, [values[at[n]] for n in names], None))
     return out
 
 
@@ -246,4 +259,4 @@ def source_json(job: dict, fix: FixRow) -> str:
     d = dialect_of(job)
     if fix.fields is None:
         return json.dumps({"raw": fix.raw}, ensure_ascii=False)
-    return json.dumps(dict(zip(d.names, fix.fields)), ensure_ascii=False)
+    return json.dumps(dict(zip(d.names, fix.fields, strict=False)), ensure_ascii=False)

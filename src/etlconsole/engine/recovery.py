@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..errors import UserError
@@ -140,6 +141,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     if replays.running(store, job["id"]):
         raise UserError(f"job {job['id']}: a replay of its rejects is running; wait for it to end")
     after_batch = None
+    checkpoint_data: dict[str, Any] = {}     # of the checkpoint rolled back to
     if to_checkpoint is not None:
         if job["status"] == "rolled_back":
             raise UserError(f"job {job['id']} was rolled back entirely; it has no checkpoints")
@@ -148,7 +150,8 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
             raise UserError(f"job {job['id']} has no checkpoint {to_checkpoint} "
                             f"(see 'etlconsole checkpoints {job['id']}')")
         to_checkpoint = found["number"]      # an old store-wide id: reported by its number
-        after_batch = found["checkpoint_data"]["batch"]
+        checkpoint_data = found["checkpoint_data"]
+        after_batch = checkpoint_data["batch"]
     reports = [destinations.rollback(Path(d["path"]), job["id"], d.get("kind"),
                                      after_batch=after_batch, dry_run=dry_run,
                                      timeout_ms=settings.transaction_timeout_ms).to_dict()
@@ -174,8 +177,8 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         counters = store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
         _recount_phases(store, job, counters["rows_read"])
         # the bytes done are the checkpoint's too (the console's progress bar reads them)
-        done = {"bytes_read": found["checkpoint_data"]["bytes_read"]} \
-            if "bytes_read" in found["checkpoint_data"] else {}
+        done = {"bytes_read": checkpoint_data["bytes_read"]} \
+            if "bytes_read" in checkpoint_data else {}
         store.update_job(job["id"], status="interrupted",
                          error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue", **done)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],

@@ -19,7 +19,9 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,7 +81,7 @@ def _settle(store: StateStore, job: dict, targets: list, settings: Settings) -> 
     everywhere = set.intersection(*ledgers)
     partial = (set().union(*ledgers) - everywhere) & book.batch_numbers(store, job["id"])
     for batch in sorted(partial, reverse=True):
-        for t, held in zip(targets, ledgers):
+        for t, held in zip(targets, ledgers, strict=False):
             if batch in held:
                 destinations.rollback(t.path, job["id"], t.load.destination, after_batch=batch - 1,
                                       timeout_ms=settings.transaction_timeout_ms)
@@ -105,6 +107,20 @@ def _bulk(job: dict, open_rows: list[dict], sets: list[str], where: str | None,
     one Arrow batch: the reject's row, phase, rule, column and message, and the record's
     fields (as text; a source column of one of those names is reached as col("…"))."""
     names = job["dialect"]["names"]
+    assignments = _assignments(job, sets)
+    fixed = {r["row"]: r for r in open_rows}
+    rows = given if given is not None else [fix for _, fix in rows_for(job, open_rows)[0]]
+    mask = [True] * len(rows) if where is None else _where_mask(where, rows, fixed, names)
+    out = [_assigned(job, fix, assignments) for fix, hit in zip(rows, mask, strict=False) if hit]
+    if not out:
+        what = "the rows of the fix file" if given is not None else f"job {job['id']}'s open rejects"
+        raise UserError(f"--where {where!r} holds for none of {what}")
+    return out
+
+
+def _assignments(job: dict, sets: list[str]) -> list[tuple[int, str]]:
+    """``--set COLUMN=VALUE`` options as (column index in the source, value)."""
+    names = job["dialect"]["names"]
     assignments = []
     for s in sets:
         column, sep, value = s.partition("=")
@@ -115,59 +131,61 @@ def _bulk(job: dict, open_rows: list[dict], sets: list[str], where: str | None,
             raise UserError(f"--set {s!r}: no column {column!r} in job {job['id']}'s source "
                             f"(its columns: {', '.join(names)})")
         assignments.append((names.index(column), value))
-    fixed = {r["row"]: r for r in open_rows}
-    rows = given if given is not None else [fix for _, fix in rows_for(job, open_rows)[0]]
-    if where is None:
-        mask = [True] * len(rows)
-    else:
-        try:
-            expr = compile_expression(where)
-        except ExpressionError as exc:
-            raise UserError(f"--where: {exc}") from None
-        cols = {m: [] for m in META}
-        fields = {n: [] for n in names if n not in META}
-        for fix in rows:
-            r = fixed.get(fix.record, {})
-            cols["row"].append(fix.record)
-            for m in META[1:]:
-                cols[m].append(r.get(m))
-            for i, n in enumerate(names):
-                if n in fields:
-                    fields[n].append(None if fix.fields is None else fix.fields[i])
-        batch = pa.RecordBatch.from_pydict(
-            {**{m: pa.array(v, pa.int64() if m == "row" else pa.string()) for m, v in cols.items()},
-             **{n: pa.array(v, pa.string()) for n, v in fields.items()}})
-        try:
-            result = expr.evaluate(batch)
-        except ExpressionError as exc:
-            raise UserError(f"--where: {exc}") from None
-        except (KeyError, pa.ArrowException) as exc:
-            raise UserError(f"--where: {exc}") from None
-        if isinstance(result, pa.Scalar):
-            result = pa.repeat(result, len(rows))
-        if not pa.types.is_boolean(result.type):
-            raise UserError(f"--where {where!r} is not a condition (it gives {result.type})")
-        mask = pc.fill_null(result, False).to_pylist()
-    out = []
-    for fix, hit in zip(rows, mask):
-        if not hit:
-            continue
-        if assignments:
-            if fix.fields is None:
-                split, _ = split_raw(job, fix.raw)
-                if split is None:
-                    out.append(fix)      # a record that does not split: fields cannot be set
-                    continue
-                fix = FixRow(fix.record, split, None)
-            values = list(fix.fields)
-            for i, value in assignments:
-                values[i] = value
-            fix = FixRow(fix.record, values, None)
-        out.append(fix)
-    if not out:
-        what = "the rows of the fix file" if given is not None else f"job {job['id']}'s open rejects"
-        raise UserError(f"--where {where!r} holds for none of {what}")
-    return out
+    return assignments
+
+
+def _where_batch(rows: list[FixRow], fixed: dict[int, dict], names: list[str]) -> pa.RecordBatch:
+    """What ``--where`` sees: the reject's META columns and the record's fields, as text."""
+    cols: dict[str, list[Any]] = {m: [] for m in META}
+    fields: dict[str, list[str | None]] = {n: [] for n in names if n not in META}
+    for fix in rows:
+        r = fixed.get(fix.record, {})
+        cols["row"].append(fix.record)
+        for m in META[1:]:
+            cols[m].append(r.get(m))
+        for i, n in enumerate(names):
+            if n in fields:
+                fields[n].append(None if fix.fields is None else fix.fields[i])
+    return pa.RecordBatch.from_pydict(
+        {**{m: pa.array(v, pa.int64() if m == "row" else pa.string()) for m, v in cols.items()},
+         **{n: pa.array(v, pa.string()) for n, v in fields.items()}})
+
+
+def _where_mask(where: str, rows: list[FixRow], fixed: dict[int, dict], names: list[str]) -> list[bool]:
+    """Whether ``--where`` holds, per row (null counts as not)."""
+    try:
+        expr = compile_expression(where)
+    except ExpressionError as exc:
+        raise UserError(f"--where: {exc}") from None
+    batch = _where_batch(rows, fixed, names)
+    try:
+        result = expr.evaluate(batch)
+    except ExpressionError as exc:
+        raise UserError(f"--where: {exc}") from None
+    except (KeyError, pa.ArrowException) as exc:
+        raise UserError(f"--where: {exc}") from None
+    if isinstance(result, pa.Scalar):
+        result = pa.repeat(result, len(rows))
+    if not pa.types.is_boolean(result.type):
+        raise UserError(f"--where {where!r} is not a condition (it gives {result.type})")
+    mask: list[bool] = pc.fill_null(result, False).to_pylist()
+    return mask
+
+
+def _assigned(job: dict, fix: FixRow, assignments: list[tuple[int, str]]) -> FixRow:
+    """The row with the ``--set`` values; a raw record is split first (one that does not
+    split is returned as it is: its fields cannot be set)."""
+    if not assignments:
+        return fix
+    if fix.fields is None:
+        split, _ = split_raw(job, fix.raw or "")
+        if split is None:
+            return fix
+        fix = FixRow(fix.record, split, None)
+    values = list(fix.fields or [])
+    for i, value in assignments:
+        values[i] = value
+    return FixRow(fix.record, values, None)
 
 
 # -- the phases ------------------------------------------------------------------------
@@ -244,21 +262,21 @@ def _batch_of(job: dict, rows: list[FixRow]) -> tuple[pa.RecordBatch, list[dict]
     """The rows as the extract would give them (text columns and ``_etl_row``), and the
     extract's rejects (a raw record that still does not split)."""
     names = job["dialect"]["names"]
-    good: list[FixRow] = []
+    good: list[tuple[int, list[str]]] = []        # (record, fields)
     bad: list[dict] = []
     for fix in rows:
-        if fix.fields is None:
-            fields, why = split_raw(job, fix.raw)
+        fields = fix.fields
+        if fields is None:
+            fields, why = split_raw(job, fix.raw or "")
             if fields is None:
                 bad.append({"row": fix.record, "phase": "extract", "phase_label": None,
                             "rule": "fields", "column": None, "message": why,
                             "values": source_json(job, fix)})
                 continue
-            fix = FixRow(fix.record, fields, None)
-        good.append(fix)
-    good.sort(key=lambda f: f.record)
-    columns = {n: pa.array([f.fields[i] for f in good], pa.string()) for i, n in enumerate(names)}
-    columns[ROW] = pa.array([f.record for f in good], pa.int64())
+        good.append((fix.record, fields))
+    good.sort(key=lambda f: f[0])
+    columns = {n: pa.array([f[i] for _, f in good], pa.string()) for i, n in enumerate(names)}
+    columns[ROW] = pa.array([record for record, _ in good], pa.int64())
     return pa.RecordBatch.from_pydict(columns), bad
 
 
@@ -277,8 +295,6 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
         raise UserError("give a fix file (etlconsole rejects JOB --fix FILE.csv), or --set/--where")
     plan = _plan(store, job)
     targets = targets_for(plan, job["id"], settings)
-    t = targets[0]
-    branched = bool(plan.branches)
     if not dry_run:
         _settle(store, job, targets, settings)
         job = store.job(job["id"])
@@ -286,99 +302,28 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
     if busy:
         raise UserError(f"replay {busy[0]} of job {job['id']} is running; wait for it to end")
     known = book.numbered_rejects(store, job["id"])
-    given = _from_file(job, fix_file, known) if fix_file is not None else None
-    open_rows = [r for r in book.open_rejects(store, job["id"])
-                 if r["row"] is not None and known.get(r["row"], {}).get("id") == r["id"]
-                 and r["row"] in known and not known[r["row"]]["replay_batch"]]
-    if sets or where is not None:
-        rows = _bulk(job, open_rows, list(sets), where, given)
-    else:
-        rows = given
-    # Refused per row: records already loaded by a replay (or held by an unsettled one).
-    refusals, todo = [], []
-    for fix in rows:
-        r = known[fix.record]
-        if r["resolved_by"] is not None:
-            refusals.append({"row": fix.record, "reason": f"already loaded by replay {r['resolved_by']}"})
-        elif r["replay_batch"] is not None:
-            refusals.append({"row": fix.record, "reason": "held by an unfinished replay; run a "
-                             "replay without --dry-run to settle it"})
-        else:
-            todo.append(fix)
-    origin = str(fix_file) if fix_file is not None else " ".join(
-        [f"--set {s}" for s in sets] + ([f"--where {where}"] if where is not None else []))
-    summary = {"job_id": job["id"], "replay": None, "dry_run": dry_run, "status": "succeeded",
-               "origin": origin, "rows_in": len(rows), "rows_loaded": 0, "rows_rejected": 0,
-               "rows_refused": len(refusals), "refused": refusals[:20], "rejected": [],
-               "batches": [], "destination": t.describe(), "error": None}
-    if branched:
-        summary.update(destinations=[x.describe() for x in targets], branch_rejected=0)
+    rows = _chosen(store, job, known, fix_file, sets, where)
+    refusals, todo = _refusals(rows, known)
+    run = _Replay(store, job, plan, targets, settings, known, bool(plan.branches),
+                  _origin(fix_file, sets, where))
+    summary = run.new_summary(len(rows), refusals, dry_run)
     workspace, tmp = _workspace(store, job, dry_run)
-    number = None
     try:
-        batch, extract_rejects = _batch_of(job, todo)
-        _attach(plan.phases + [p for x in targets for p in x.phases], job, workspace, settings,
-                [f.record for f in todo])
-        blamed = []
-        for planned in plan.phases:
-            batch, phase_rejects = _process(planned, batch)
-            blamed += phase_rejects
-        failed = extract_rejects + records_of(blamed)
-        by_record = {f.record: f for f in todo}
-        summary["rows_rejected"] = len(failed)
-        summary["rejected"] = [{k: r[k] for k in ("row", "phase", "rule", "column", "message")}
-                               for r in failed[:50]]
-        if dry_run:
-            summary["rows_loaded"] = batch.num_rows
-            if branched:       # what the branches' own phases would reject
-                found = [r for x in targets for r in _branch(x, batch)[1]]
-                summary["branch_rejected"] = len(found)
-                summary["rejected"] += [{k: r[k] for k in ("row", "phase", "rule", "column",
-                                                           "message")} for r in found[:50]]
-            return summary
-        for x in targets:
-            x.destination.check(x.schema)    # a changed table: exit 2, nothing written
-        number = book.start(store, job["id"], origin, len(rows))
-        summary["replay"] = number
-        book.rejected_again(store, number, [(known[r["row"]]["id"], r,
-                                             source_json(job, by_record[r["row"]])) for r in failed])
-        try:
-            for x in targets:
-                x.destination.open(x.schema)
-            size = max(1, settings.batch_size_min)
-            first = book.next_batch_number(store, job["id"])
-            for k, start in enumerate(range(0, batch.num_rows, size)):
-                part = batch.slice(start, size)
-                loaded, refused = _load(store, job, number, targets, part, first + k, known,
-                                        by_record, branched)
-                summary["rows_loaded"] += loaded
-                if branched:     # the record reached the branches: resolved; a branch's own
-                    summary["branch_rejected"] += len(refused)        # reject is apart
-                else:
-                    summary["rows_rejected"] += len(refused)
-                summary["rejected"] += [{k2: r[k2] for k2 in ("row", "phase", "rule", "column", "message")}
-                                        for r in refused][:50]
-                summary["batches"].append(first + k)
-        finally:
-            for x in targets:
-                x.destination.close()
-        book.finish(store, job["id"], number, status="succeeded", rows_loaded=summary["rows_loaded"],
-                    rows_rejected=summary["rows_rejected"], rows_refused=summary["rows_refused"])
-        return summary
+        return run.rows(todo, len(rows), summary, workspace, dry_run)
     except JobFailed as exc:
         summary.update(status="failed", error=str(exc))
-        if number is not None:
+        if summary["replay"] is not None:
             _settle(store, job, targets, settings)
-            book.finish(store, job["id"], number, status="failed", error=str(exc))
+            book.finish(store, job["id"], summary["replay"], status="failed", error=str(exc))
         return summary
     except UserError as exc:
-        if number is not None:
-            book.finish(store, job["id"], number, status="failed", error=str(exc))
+        if summary["replay"] is not None:
+            book.finish(store, job["id"], summary["replay"], status="failed", error=str(exc))
         raise
     except KeyboardInterrupt:
         summary.update(status="interrupted", error="interrupted by the operator")
-        if number is not None:
-            book.finish(store, job["id"], number, status="failed", error=summary["error"])
+        if summary["replay"] is not None:
+            book.finish(store, job["id"], summary["replay"], status="failed", error=summary["error"])
         return summary
     finally:
         for p in plan.phases + [p for x in targets for p in x.phases]:
@@ -389,6 +334,130 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
             j = store.job(job["id"])
             summary["job"] = {k: j[k] for k in ("rows_read", "rows_loaded", "rows_rejected",
                                                 "rows_resolved")}
+
+
+def _chosen(store: StateStore, job: dict, known: dict[int, dict], fix_file: Path | None,
+            sets: tuple[str, ...], where: str | None) -> list[FixRow]:
+    """The rows to replay: the fix file's, or the open rejects', with --set/--where applied."""
+    given = _from_file(job, fix_file, known) if fix_file is not None else None
+    open_rows = [r for r in book.open_rejects(store, job["id"])
+                 if r["row"] is not None and known.get(r["row"], {}).get("id") == r["id"]
+                 and r["row"] in known and not known[r["row"]]["replay_batch"]]
+    if sets or where is not None:
+        return _bulk(job, open_rows, list(sets), where, given)
+    assert given is not None       # replay() refuses a call with neither
+    return given
+
+
+def _refusals(rows: list[FixRow], known: dict[int, dict]) -> tuple[list[dict], list[FixRow]]:
+    """(refused, to do): records already loaded by a replay (or held by an unsettled one)
+    are refused, per row."""
+    refusals, todo = [], []
+    for fix in rows:
+        r = known[fix.record]
+        if r["resolved_by"] is not None:
+            refusals.append({"row": fix.record, "reason": f"already loaded by replay {r['resolved_by']}"})
+        elif r["replay_batch"] is not None:
+            refusals.append({"row": fix.record, "reason": "held by an unfinished replay; run a "
+                             "replay without --dry-run to settle it"})
+        else:
+            todo.append(fix)
+    return refusals, todo
+
+
+def _origin(fix_file: Path | None, sets: tuple[str, ...], where: str | None) -> str:
+    """Where the replayed rows came from, as the store records it."""
+    if fix_file is not None:
+        return str(fix_file)
+    return " ".join([f"--set {s}" for s in sets] + ([f"--where {where}"] if where is not None else []))
+
+
+def _lines(rejects: list[dict]) -> list[dict]:
+    """Rejects as the summary shows them."""
+    return [{k: r[k] for k in META} for r in rejects]
+
+
+@dataclass
+class _Replay:
+    """What one replay works with, once chosen."""
+
+    store: StateStore
+    job: dict
+    plan: Plan
+    targets: list
+    settings: Settings
+    known: dict[int, dict]
+    branched: bool
+    origin: str
+
+    def new_summary(self, rows_in: int, refusals: list[dict], dry_run: bool) -> dict:
+        summary = {"job_id": self.job["id"], "replay": None, "dry_run": dry_run,
+                   "status": "succeeded", "origin": self.origin, "rows_in": rows_in,
+                   "rows_loaded": 0, "rows_rejected": 0, "rows_refused": len(refusals),
+                   "refused": refusals[:20], "rejected": [], "batches": [],
+                   "destination": self.targets[0].describe(), "error": None}
+        if self.branched:
+            summary.update(destinations=[x.describe() for x in self.targets], branch_rejected=0)
+        return summary
+
+    def rows(self, todo: list[FixRow], rows_in: int, summary: dict, workspace: Path,
+             dry_run: bool) -> dict:
+        """Run the rows through the job's phases, then (unless a dry run) load them in
+        batches; ``summary["replay"]`` is the replay's number once it is started."""
+        store, job, targets = self.store, self.job, self.targets
+        batch, extract_rejects = _batch_of(job, todo)
+        _attach(self.plan.phases + [p for x in targets for p in x.phases], job, workspace,
+                self.settings, [f.record for f in todo])
+        blamed = []
+        for planned in self.plan.phases:
+            batch, phase_rejects = _process(planned, batch)
+            blamed += phase_rejects
+        failed = extract_rejects + records_of(blamed)
+        by_record = {f.record: f for f in todo}
+        summary["rows_rejected"] = len(failed)
+        summary["rejected"] = _lines(failed[:50])
+        if dry_run:
+            summary["rows_loaded"] = batch.num_rows
+            if self.branched:       # what the branches' own phases would reject
+                found = [r for x in targets for r in _branch(x, batch)[1]]
+                summary["branch_rejected"] = len(found)
+                summary["rejected"] += _lines(found[:50])
+            return summary
+        for x in targets:
+            x.destination.check(x.schema)    # a changed table: exit 2, nothing written
+        number = book.start(store, job["id"], self.origin, rows_in)
+        summary["replay"] = number
+        book.rejected_again(store, number, [(self.known[r["row"]]["id"], r,
+                                             source_json(job, by_record[r["row"]])) for r in failed])
+        self.load_batches(number, batch, by_record, summary)
+        book.finish(store, job["id"], number, status="succeeded", rows_loaded=summary["rows_loaded"],
+                    rows_rejected=summary["rows_rejected"], rows_refused=summary["rows_refused"])
+        return summary
+
+    def load_batches(self, number: int, batch: pa.RecordBatch, by_record: dict[int, FixRow],
+                     summary: dict) -> None:
+        """The phases' output in batches of ``batch_size_min`` rows, each in every
+        destination (``_load``)."""
+        targets = self.targets
+        try:
+            for x in targets:
+                x.destination.open(x.schema)
+            size = max(1, self.settings.batch_size_min)
+            first = book.next_batch_number(self.store, self.job["id"])
+            for k, start in enumerate(range(0, batch.num_rows, size)):
+                part = batch.slice(start, size)
+                loaded, refused = _load(self.store, self.job, number, targets, part, first + k,
+                                        self.known, by_record, self.branched)
+                summary["rows_loaded"] += loaded
+                if self.branched:     # the record reached the branches: resolved; a branch's own
+                    summary["branch_rejected"] += len(refused)        # reject is apart
+                else:
+                    summary["rows_rejected"] += len(refused)
+                summary["rejected"] += _lines(refused)[:50]
+                summary["batches"].append(first + k)
+        finally:
+            for x in targets:
+                x.destination.close()
 
 
 def _branch(t, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict]]:
@@ -422,20 +491,21 @@ def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.Rec
     lost: list[dict] = [r for *_, rejects in outputs for r in rejects]
     attempts = 1
     t0 = time.perf_counter()
-    for t, (rows, data, _) in zip(targets, outputs):
-        def record(refused, t=t, rows=rows):
+    for t, (rows, data, _) in zip(targets, outputs, strict=False):
+        kept: list[dict] = []          # the refused rows of the attempt that committed
+
+        def record(refused, t=t, rows=rows, kept=kept):
             found = _refused_records(t, rows, refused) if refused else []
             if branched:     # a branch's refusal is a reject of the branch
                 store.set_load_rejects(job["id"], batch_no, t.label, found)
             else:            # the record stays an open reject, with the database's reason
                 book.refused(store, number, [(known[r["row"]]["id"], r) for r in found])
-            record.found = found
+            kept[:] = found
 
-        record.found = []
         result = t.destination.write(batch_no, data, min(records), max(records),
                                      before_commit=record)
         attempts = max(attempts, result.attempts)
-        lost += record.found
+        lost += kept
     loaded = book.commit_batch(store, job["id"], number, batch_no, attempts=attempts,
                                duration_ms=(time.perf_counter() - t0) * 1000)
     return loaded, lost

@@ -141,9 +141,11 @@ MIGRATIONS = [
     """,
     # 4: fixing and replaying rejects (issue 16, ADR 0016)
     """
-    ALTER TABLE pipeline_rejects ADD COLUMN source TEXT;         -- JSON: the record's fields as a replay last gave them
+    -- source: JSON, the record's fields as a replay last gave them
+    ALTER TABLE pipeline_rejects ADD COLUMN source TEXT;
     ALTER TABLE pipeline_rejects ADD COLUMN replay INTEGER;      -- the replay that gave the current reason
-    ALTER TABLE pipeline_rejects ADD COLUMN replay_batch INTEGER; -- a replay batch taking the row (until it commits)
+    -- replay_batch: a replay batch taking the row (until it commits)
+    ALTER TABLE pipeline_rejects ADD COLUMN replay_batch INTEGER;
     ALTER TABLE pipeline_rejects ADD COLUMN resolved_at TEXT;    -- loaded by a replay: when ...
     ALTER TABLE pipeline_rejects ADD COLUMN resolved_by INTEGER; -- ... and by which (pipeline_replays.number)
     ALTER TABLE import_jobs ADD COLUMN rows_resolved INTEGER NOT NULL DEFAULT 0;

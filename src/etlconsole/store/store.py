@@ -13,7 +13,7 @@ import sqlite3
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import AbstractSet, Any, Iterator
 
 import psutil
 import sqlite_utils
@@ -139,7 +139,7 @@ class StateStore:
         return [self._seen(_load(r)) for r in self.db.query(
             "SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT ?", [limit])]
 
-    _dead: set[str] = frozenset()
+    _dead: AbstractSet[str] = frozenset()
 
     def _seen(self, job: dict[str, Any]) -> dict[str, Any]:
         """A job as mark_dead_jobs would have left it, on a store it could not write."""
@@ -151,7 +151,7 @@ class StateStore:
     # -- batches, rejects, checkpoints ---------------------------------------
     def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
                     rejects: list[dict[str, Any]], rows: int | None = None,
-                    keep_labels: set[str] = frozenset(),
+                    keep_labels: AbstractSet[str] = frozenset(),
                     proof: tuple[int, str] | None = None) -> None:
         """Before the destination commits: the batch as PENDING, with its rejects.
 
@@ -222,14 +222,14 @@ class StateStore:
 
     @classmethod
     def _drop_batches(cls, conn, job_id: str, where: str, value: int,
-                      keep_labels: set[str] = frozenset()) -> None:
+                      keep_labels: AbstractSet[str] = frozenset()) -> None:
         cls._drop_rejects(conn, job_id, where, value, keep_labels)
         conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
                      (job_id, value))
 
     @staticmethod
     def _drop_rejects(conn, job_id: str, where: str, value: int,
-                      keep_labels: set[str] = frozenset()) -> None:
+                      keep_labels: AbstractSet[str] = frozenset()) -> None:
         """Rejects of the batches ``where`` matches, except the rows refused by the loads
         labelled ``keep_labels`` (destinations that hold the batch already)."""
         keep = ""
@@ -539,7 +539,8 @@ class StateStore:
                     limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
         """One page of rejected rows in record order (``limit`` rows after the first
         ``offset``); with ``grouped``, only those of one phase/rule/column."""
-        where, params = "job_id = ?", [job_id]
+        where = "job_id = ?"
+        params: list[Any] = [job_id]
         if grouped:
             where += " AND phase = ? AND rule = ? AND column_name IS ?"
             params += [phase, rule, column]

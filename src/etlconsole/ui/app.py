@@ -16,6 +16,7 @@ from textual.screen import Screen
 from ..config import Settings, load_settings
 from ..store import StateStore
 from .launcher import Launched, Launcher
+from .screens.base import PolledScreen
 from .screens.builder import BuilderScreen
 from .screens.jobs import JobsScreen
 from .screens.modals import QuitModal
@@ -57,7 +58,8 @@ class ConsoleApp(App[int]):
                  resume: str | None = None, watch: str | None = None,
                  settings: Settings | None = None, poll_interval: float = 0.5,
                  export_dir: Path | None = None, cwd: Path | None = None):
-        self.DEFAULT_MODE = "monitor" if (run or resume or watch) else start
+        # per instance on purpose: Textual reads it from self; the start screen is an argument
+        self.DEFAULT_MODE = "monitor" if (run or resume or watch) else start  # type: ignore[misc]
         super().__init__()
         self.state_path = Path(state_path)
         self.settings = settings or load_settings(state_db=str(state_path))
@@ -115,7 +117,7 @@ class ConsoleApp(App[int]):
         back, export, run, save), read from its active bindings: whatever a screen binds
         is in the palette too, and an action its check_action disables is not."""
         seen = set()
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if (not active.enabled or not binding.show or not binding.description
                     or active.node is self or binding.action in seen):
@@ -126,7 +128,8 @@ class ConsoleApp(App[int]):
                                 binding.tooltip or ACTION_HELP.get(name, binding.description),
                                 partial(self.run_action, binding.action, active.node))
 
-    def action_quit(self) -> None:
+    # sync where Textual's is async: the palette's Quit opens the dialog and returns
+    def action_quit(self) -> None:  # type: ignore[override]
         """Textual's quit (the palette's "Quit"): through the running-job dialog, as q."""
         self.action_quit_console()
 
@@ -145,7 +148,7 @@ class ConsoleApp(App[int]):
     def _show_monitor(self) -> None:
         if self.current_mode != "monitor":
             self.switch_mode("monitor")
-        else:
+        elif isinstance(self.screen, PolledScreen):
             self.screen.poll_now()
 
     # -- launching ----------------------------------------------------------------

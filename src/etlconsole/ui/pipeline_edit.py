@@ -21,7 +21,7 @@ from typing import Any
 import tomlkit
 
 from ..errors import SpecError, UserError
-from ..spec import (BRANCH, COMMON_PHASE_KEYS, PhaseSpec, PipelineSpec, SourceSpec,
+from ..spec import (BRANCH, COMMON_PHASE_KEYS, BranchSpec, PhaseSpec, PipelineSpec, SourceSpec,
                     _phase_from_dict, load_spec, spec_from_text)
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -87,7 +87,7 @@ def split_phases(text: str) -> tuple[str, list[str]] | None:
                 return None           # e.g. a [source] table after the phases
     if not starts:
         return text, []
-    pieces = ["".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)])]
+    pieces = ["".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)], strict=False)]
     return "".join(lines[:starts[0]]), pieces
 
 
@@ -158,7 +158,8 @@ def _update(table, phase: PhaseSpec) -> None:
         del table[key]
     for key, value in wanted.items():
         current = table.get(key)
-        if key in table and getattr(current, "unwrap", lambda: current)() == value:
+        plain = current.unwrap() if hasattr(current, "unwrap") else current
+        if key in table and plain == value:
             continue
         if key == "branches":
             table[key] = _phase_table({"branches": value})["branches"]
@@ -211,6 +212,7 @@ class PipelineEditor:
 
     def _read_text(self, text: str) -> None:
         split = split_phases(text)
+        self._pieces: list[str | None]       # each phase's text as written; None: render it
         if split is None or len(split[1]) != len(self.phases):
             # Not one [[phases]] table per phase: keep the rest, write the phases anew.
             doc = tomlkit.parse(text)
@@ -283,8 +285,8 @@ class PipelineEditor:
         target = index + delta
         if not 0 <= index < len(self.phases) or not 0 <= target < len(self.phases):
             return index
-        for seq in (self.phases, self._pieces):
-            seq[index], seq[target] = seq[target], seq[index]
+        self.phases[index], self.phases[target] = self.phases[target], self.phases[index]
+        self._pieces[index], self._pieces[target] = self._pieces[target], self._pieces[index]
         self._changed()
         return target
 
@@ -303,7 +305,7 @@ class PipelineEditor:
     def add(self, index: int, phase_type: str) -> int:
         """Insert a new phase of ``phase_type`` (see ``insert_at``); returns its index."""
         at = self.insert_at(index, phase_type)
-        branches = [] if phase_type == BRANCH else None
+        branches: list[BranchSpec] | None = [] if phase_type == BRANCH else None
         self.phases.insert(at, PhaseSpec(type=phase_type, branches=branches))
         self._pieces.insert(at, None)
         self._changed()

@@ -12,13 +12,16 @@ the base interval). A poll the operator caused (poll_now) is "forced" and reads 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
 from textual.screen import Screen
 from textual.timer import Timer
 
 from ...errors import UserError
+
+if TYPE_CHECKING:
+    from ..app import ConsoleApp
 
 UNCHANGED = object()       # collect(): nothing to render, poll again later
 
@@ -27,7 +30,12 @@ class PolledScreen(Screen):
     interval = 0.5
     idle_factor = 4             # unchanged polls slow down to interval × idle_factor
 
-    def __init__(self, *args, **kwargs):
+    @property
+    def console_app(self) -> ConsoleApp:
+        """``app``, typed: these screens only run in the console."""
+        return cast("ConsoleApp", self.app)
+
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.polls = 0                  # completed polls (tests wait on this)
         self._busy = False
@@ -43,7 +51,7 @@ class PolledScreen(Screen):
     def store(self):
         """This screen's own connection (used only by its poll worker, one at a time)."""
         if self._store is None:
-            self._store = self.app.open_store()
+            self._store = self.console_app.open_store()
         return self._store
 
     def store_changed(self) -> bool:       # worker thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual import work
@@ -12,11 +13,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ...errors import UserError
-from ..pipeline_edit import PipelineEditor, option_schema, phase_options, registered, toml_value
+from ..pipeline_edit import PhaseType, PipelineEditor, option_schema, phase_options, registered, toml_value
 from ..widgets.table import LiveTable
 from .modals import AddPhaseModal
 from .options_form import Edited, OptionsForm
 from .source_form import SourceForm
+
+if TYPE_CHECKING:
+    from ..app import ConsoleApp
 
 NO_FILE = ("no pipeline file: Tab to the path field, type a file to open or a new "
            "name.toml to create, Enter")
@@ -40,6 +44,11 @@ class BuilderScreen(Screen):
     #b-registered-caption { height: 1; color: $text-muted; }
     #b-registered { height: auto; max-height: 7; }
     """
+    @property
+    def console_app(self) -> ConsoleApp:
+        """``app``, typed: these screens only run in the console."""
+        return cast("ConsoleApp", self.app)
+
     BINDINGS = [
         Binding("space", "toggle", "On/off", key_display="␣"),
         Binding("shift+up", "move(-1)", "Move up", show=False),   # hint on screen
@@ -56,12 +65,12 @@ class BuilderScreen(Screen):
     # screen keys) and the first Tab lands on the path field; with a file, the phases.
     AUTO_FOCUS = ""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.editor: PipelineEditor | None = None
         self.problem: str | None = "not checked yet"
         self.checks = 0             # completed checks (tests wait on this)
-        self.types = []
+        self.types: list[PhaseType] = []
         self.source_line: Text = Text("")
 
     def compose(self) -> ComposeResult:
@@ -85,7 +94,7 @@ class BuilderScreen(Screen):
         self.types = registered()
         self.query_one("#b-registered", LiveTable).sync(
             [(t.name, (t.name, t.origin, t.description)) for t in self.types])
-        path = self.app.pipeline_path
+        path = self.console_app.pipeline_path
         if path is not None:
             self.load(path)
         else:
@@ -104,7 +113,7 @@ class BuilderScreen(Screen):
             self.problem = str(exc)
             self.redraw()
             return False
-        self.app.pipeline_path = Path(path)
+        self.console_app.pipeline_path = Path(path)
         self.redraw()
         self.query_one("#b-phases", LiveTable).focus()
         self.check()
@@ -191,20 +200,27 @@ class BuilderScreen(Screen):
                 return None if ed.dirty or self.has_problem else True
         return True
 
-    def action_toggle(self) -> None:
+    @property
+    def _ed(self) -> PipelineEditor:
+        """The open pipeline: actions run only when there is one (``check_action``)."""
+        assert self.editor is not None
+        return self.editor
+
+    # the screen's own "toggle" key (a phase on/off), not DOMNode's toggle of an attribute
+    def action_toggle(self) -> None:  # type: ignore[override]
         if self.check_action("toggle", ()):
-            self.editor.toggle(self.index)
+            self._ed.toggle(self.index)
             self.changed()
 
     def action_move(self, delta: int) -> None:
         if self.check_action("move", ()):
-            self.changed(self.editor.move(self.index, delta))
+            self.changed(self._ed.move(self.index, delta))
 
     def action_remove(self) -> None:
         if self.check_action("remove", ()):
             index = self.index
-            self.editor.remove(index)
-            self.changed(max(0, min(index, len(self.editor.phases) - 1)))
+            self._ed.remove(index)
+            self.changed(max(0, min(index, len(self._ed.phases) - 1)))
 
     def action_add(self) -> None:
         if not self.check_action("add", ()):
@@ -212,7 +228,7 @@ class BuilderScreen(Screen):
 
         def picked(name: str | None) -> None:
             if name:
-                at = self.editor.add(self.index, name)
+                at = self._ed.add(self.index, name)
                 self.changed(at)
                 self.notify(f"added a {name} phase: e edits its options")
         self.app.push_screen(AddPhaseModal(self.types), picked)
@@ -221,7 +237,7 @@ class BuilderScreen(Screen):
         if not self.check_action("edit", ()):
             return
         index = self.index
-        phase = self.editor.phases[index]
+        phase = self._ed.phases[index]
         try:
             schema = option_schema(phase.type)
         except UserError as exc:
@@ -234,7 +250,7 @@ class BuilderScreen(Screen):
                     options, phase.when, phase.checkpoint):
                 return
             try:
-                self.editor.set_options(index, result.options, when=result.when,
+                self._ed.set_options(index, result.options, when=result.when,
                                         checkpoint=result.checkpoint)
             except UserError as exc:
                 self.notify(str(exc), severity="error")
@@ -246,7 +262,7 @@ class BuilderScreen(Screen):
     def action_source(self) -> None:
         if not self.check_action("source", ()):
             return
-        ed = self.editor
+        ed = self._ed
 
         def picked(source) -> None:
             if source is None:
@@ -264,17 +280,17 @@ class BuilderScreen(Screen):
         if not self.check_action("save", ()):
             return
         try:
-            self.editor.save()
+            self._ed.save()
         except OSError as exc:
-            self.notify(f"{self.editor.path}: {exc}", severity="error")
+            self.notify(f"{self._ed.path}: {exc}", severity="error")
             return
-        self.notify(f"saved {self.editor.path}")
+        self.notify(f"saved {self._ed.path}")
         self.redraw()
         self.check()
 
     def action_run(self) -> None:
         if self.check_action("run", ()):
-            self.app.launch_run(self.editor.path)
+            self.console_app.launch_run(self._ed.path)
 
 
 def source_line(editor: PipelineEditor) -> Text:

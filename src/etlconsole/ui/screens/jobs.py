@@ -58,7 +58,7 @@ class JobsScreen(PolledScreen):
         Binding("c", "cleanup", "Cleanup"),
     ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.data: JobsData | None = None
         self.busy = False          # a rollback/cleanup is in progress
@@ -113,11 +113,10 @@ class JobsScreen(PolledScreen):
             changed = True                     # our own write: data_version does not see it
         if not (changed or self.forced or self._jobs is None):
             return UNCHANGED
-        if changed or self._jobs is None:
-            self._read_jobs(store)
-        jobs = sorted(self._jobs.values(), key=lambda j: j["created_at"], reverse=True)
+        known = self._read_jobs(store) if changed or self._jobs is None else self._jobs
+        jobs = sorted(known.values(), key=lambda j: j["created_at"], reverse=True)
         jobs = jobs[:JOBS_SHOWN]
-        wanted = self.app.selected_job_id
+        wanted = self.console_app.selected_job_id
         selected = next((j for j in jobs if j["id"] == wanted), jobs[0] if jobs else None)
         if selected is None:
             return JobsData(jobs)
@@ -128,7 +127,8 @@ class JobsScreen(PolledScreen):
             self._detail_key = key
         return JobsData(jobs, selected, *self._detail)
 
-    def _read_jobs(self, store) -> None:
+    def _read_jobs(self, store) -> dict[str, dict]:
+        """The jobs known so far, with those changed since the last read; returns them."""
         rows = store.jobs_changed_since(self._stamp, JOBS_SHOWN)
         if self._jobs is None:
             self._jobs = {}
@@ -137,12 +137,14 @@ class JobsScreen(PolledScreen):
         stamps = [j["updated_at"] for j in rows if j.get("updated_at")]
         if stamps:
             self._stamp = max([self._stamp or "", *stamps])
+        return self._jobs
 
     def _dead_check_due(self) -> bool:
         """Engine processes that died leave their job 'running': look for them on the
         first poll, then every few seconds while a job is shown as active."""
-        first = self._jobs is None
-        active = not first and any(j["status"] in ACTIVE for j in self._jobs.values())
+        known = self._jobs
+        first = known is None
+        active = known is not None and any(j["status"] in ACTIVE for j in known.values())
         if first or (active and time.monotonic() - self._dead_check > DEAD_CHECK_S):
             self._dead_check = time.monotonic()
             return True
@@ -155,8 +157,8 @@ class JobsScreen(PolledScreen):
                                fmt.num(j["rows_read"]), fmt.stamp(j["started_at"])[:16],
                                fmt.duration(j["elapsed_s"]) if j["status"] not in ACTIVE else "…"))
                     for j in data.jobs])
-        if self.app.selected_job_id is None and data.selected is not None:
-            self.app.selected_job_id = data.selected["id"]
+        if self.console_app.selected_job_id is None and data.selected is not None:
+            self.console_app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
             (str(c["number"]), (c["number"], fmt.num(c["checkpoint_data"]["last_row"]),
@@ -186,7 +188,7 @@ class JobsScreen(PolledScreen):
         info = self.query_one("#jobs-info", Static)
         if not self.data or not self.data.jobs:
             info.update(Text(f"no jobs yet: p opens the pipeline builder · store "
-                             f"{self.app.state_path}"))
+                             f"{self.console_app.state_path}"))
             return
         if job is None:
             info.update("")
@@ -201,8 +203,8 @@ class JobsScreen(PolledScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "jobs" and event.row_key is not None:
-            if self.app.selected_job_id != event.row_key.value:
-                self.app.selected_job_id = event.row_key.value
+            if self.console_app.selected_job_id != event.row_key.value:
+                self.console_app.selected_job_id = event.row_key.value
                 self.poll_now()
             self._render_info()
         self.refresh_bindings()
@@ -240,13 +242,13 @@ class JobsScreen(PolledScreen):
 
         def done(result: str | None) -> None:
             if result == "monitor":
-                self.app.follow_job(job["id"])
+                self.console_app.follow_job(job["id"])
         self.app.push_screen(DetailsModal(f"job {job['id']}", job_details(job)), done)
 
     def action_resume(self) -> None:
         job = self.selected
         if job is not None and self.check_action("resume", ()):
-            self.app.launch_resume(job["id"])
+            self.console_app.launch_resume(job["id"])
 
     def action_rollback(self) -> None:
         job = self.selected
@@ -274,8 +276,8 @@ class JobsScreen(PolledScreen):
         from ...engine.recovery import rollback
         self.app.call_from_thread(self._begin, f"job {job_id}: finding what a rollback removes …")
         try:
-            report = self.app.with_store(lambda s: rollback(
-                s, job_id, self.app.settings, to_checkpoint=to_checkpoint, dry_run=True))
+            report = self.console_app.with_store(lambda s: rollback(
+                s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -298,8 +300,8 @@ class JobsScreen(PolledScreen):
     def _rollback(self, job_id: str, to_checkpoint: int | None) -> None:
         from ...engine.recovery import rollback
         try:
-            report = self.app.with_store(lambda s: rollback(
-                s, job_id, self.app.settings, to_checkpoint=to_checkpoint))
+            report = self.console_app.with_store(lambda s: rollback(
+                s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -311,7 +313,8 @@ class JobsScreen(PolledScreen):
         from ...engine.recovery import cleanup
         self.app.call_from_thread(self._begin, "finding what cleanup would remove …")
         try:
-            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings, dry_run=True))
+            app = self.console_app
+            actions = app.with_store(lambda s: cleanup(s, app.settings, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -334,7 +337,7 @@ class JobsScreen(PolledScreen):
     def _cleanup(self) -> None:
         from ...engine.recovery import cleanup
         try:
-            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings))
+            actions = self.console_app.with_store(lambda s: cleanup(s, self.console_app.settings))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return

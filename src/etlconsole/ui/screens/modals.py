@@ -82,6 +82,8 @@ class QuitModal(ModalScreen[str]):
             self.set_interval(self.RECHECK_S, self.recheck)
 
     def recheck(self) -> None:
+        if self.still_running is None:      # not scheduled without it (on_mount)
+            return
         now = self.still_running()
         if now != self.jobs:
             self.jobs = now

@@ -44,7 +44,7 @@ class MonitorScreen(PolledScreen):
                 text-overflow: ellipsis; }
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job_id: str | None = None
         self.last_metric_id = 0
@@ -69,7 +69,7 @@ class MonitorScreen(PolledScreen):
 
     # -- worker thread ------------------------------------------------------------
     def collect(self) -> MonitorData:
-        app = self.app
+        app = self.console_app
         store = self.store
         launched = app.watched_launch
         job_id = app.watch_job_id

@@ -4,7 +4,7 @@ every phase has (``checkpoint``, ``when``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -139,7 +139,7 @@ class OptionsForm(ModalScreen[Edited | None]):
                 if name in self.options or value != default:
                     out[name] = value
                 continue
-            raw = widget.text if isinstance(widget, TextArea) else widget.value
+            raw = widget.text if isinstance(widget, TextArea) else cast(Input, widget).value
             try:
                 value = parse_option(opt.kind, raw)
             except ValueError as exc:
@@ -160,7 +160,7 @@ class OptionsForm(ModalScreen[Edited | None]):
         return Edited(self.values(), when, checkpoint)
 
     def action_apply(self) -> None:
-        from ...engine.conditions import check_when
+        from ...conditions import check_when
         from ...engine.phases import check_options, resolve
         error = self.query_one("#form-error", Static)
         try:

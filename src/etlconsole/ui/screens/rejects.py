@@ -60,9 +60,9 @@ class RejectsScreen(PolledScreen):
                 Binding("left_square_bracket", "page(-1)", "Prev page")]
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.group = ALL
+        self.group = ALL                   # a row key of the groups table
         self.page = 0
         self.data: RejectsData | None = None
         self._groups_key: tuple | None = None    # (job id, updated_at) the groups were read at
@@ -95,7 +95,7 @@ class RejectsScreen(PolledScreen):
         if not (changed or self.forced):
             return UNCHANGED
         try:
-            job = store.job(self.app.selected_job_id or "last")
+            job = store.job(self.console_app.selected_job_id or "last")
         except Exception:
             return RejectsData(None)
         if self._groups_key is not None and job["id"] != self._groups_key[0]:
@@ -157,8 +157,9 @@ class RejectsScreen(PolledScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "groups" and event.row_key is not None:
-            if event.row_key.value != self.group:
-                self.group, self.page = event.row_key.value, 0
+            key = event.row_key.value          # the groups' rows are keyed by text
+            if key is not None and key != self.group:
+                self.group, self.page = key, 0
                 self.poll_now()
         elif event.data_table.id == "reject-rows":
             self._render_values(self.query_one("#reject-rows", RejectRows).highlighted_reject())
@@ -184,13 +185,14 @@ class RejectsScreen(PolledScreen):
         return True
 
     def action_export(self) -> None:
-        if self.check_action("export", ()):
-            self._export(self.data.job["id"], self.app.export_dir / f"rejects-{self.data.job['id']}.csv")
+        if self.check_action("export", ()) and self.data is not None and self.data.job:
+            job_id = self.data.job["id"]
+            self._export(job_id, self.console_app.export_dir / f"rejects-{job_id}.csv")
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, job_id: str, path: Path) -> None:
         try:
-            n = self.app.with_store(lambda s: write_rejects_csv(s, job_id, path))
+            n = self.console_app.with_store(lambda s: write_rejects_csv(s, job_id, path))
         except OSError as exc:
             self.app.call_from_thread(self.notify, f"{path}: {exc}", severity="error")
             return
@@ -215,7 +217,7 @@ class RejectRows(LiveTable):
 
     BINDINGS = [Binding("enter", "screen.open_reject", "Open reject")]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.rejects: dict[str, dict] = {}
 

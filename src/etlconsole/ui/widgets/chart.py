@@ -25,7 +25,7 @@ def bar_rows(values: list[float], height: int, top: float) -> list[str]:
         return []
     eighths = [0 if top <= 0 else round(max(0.0, v) / top * height * 8) for v in values]
     # a value above zero shows at least a sliver: "nothing" and "little" must differ
-    eighths = [max(e, 1) if v > 0 else 0 for e, v in zip(eighths, values)]
+    eighths = [max(e, 1) if v > 0 else 0 for e, v in zip(eighths, values, strict=False)]
     rows = []
     for level in range(height - 1, -1, -1):
         rows.append("".join(BLOCKS[min(8, max(0, e - level * 8))] for e in eighths))
@@ -47,7 +47,7 @@ class Bars(Widget):
     DEFAULT_CSS = "Bars { height: 1fr; min-height: 2; }"
     AXIS = 6          # columns of the axis labels and their tick
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.values: list[float] = []
 
