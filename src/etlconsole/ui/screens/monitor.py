@@ -68,7 +68,7 @@ class MonitorScreen(PolledScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     # -- worker thread ------------------------------------------------------------
-    def collect(self) -> MonitorData:
+    def collect(self) -> MonitorData | object:
         app = self.console_app
         store = self.store
         launched = app.watched_launch
