@@ -33,7 +33,13 @@ class Context:
         so a store on read-only media or without write permission can be read)."""
         from .store import StateStore
         path = self.settings().state_path
-        return StateStore(path, readonly=readonly)
+        store = StateStore(path, readonly=readonly)
+        store.on_event = self.event_log()
+        return store
+
+    def event_log(self):
+        """With --log-format json every event a job records is a log line too (ADR 0019)."""
+        return logs.job_event if self.log_format == "json" else None
 
 
 class Group(click.Group):
@@ -98,7 +104,8 @@ def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
     from .jobs import run_pipeline
     settings = obj.settings()
     summary = run_pipeline(pipeline, settings, source=source, dest=dest,
-                           progress=obj.progress_line(), log=logs.get())
+                           progress=obj.progress_line(), log=logs.get(),
+                           on_event=obj.event_log())
     return _report(summary, as_json)
 
 

@@ -62,6 +62,25 @@ def test_global_options_before_or_after_the_command(tmp_path, demo):
     assert res.returncode == 0 and job not in res.stdout and other.exists()
 
 
+def test_json_logs_carry_every_event_the_job_records(tmp_path, demo):
+    """--log-format json: stderr is the job's event stream (what the store's events table
+    holds, in the same order), plus progress events — JSON Lines a machine can follow."""
+    state, _ = demo
+    run = etl(tmp_path, "run", "etlconsole-demo/pipeline.toml", "--no-ui", "--json",
+              "--log-format", "json", "--state", state)
+    assert run.returncode == 0, run.stderr
+    job = json.loads(run.stdout.splitlines()[-1])["job_id"]
+    logged = [json.loads(line) for line in run.stderr.splitlines() if line.strip()]
+    recorded = json.loads(etl(tmp_path, "show", job, "--json", "--state", state).stdout)["events"]
+    recorded = sorted(recorded, key=lambda e: e["id"])
+    # every recorded event, in order (the runner also logs job.started, which the store
+    # keeps as the job's status, not as an event)
+    of_job = [e["event"] for e in logged if e.get("job") == job and e["event"] != "job.started"]
+    assert of_job == [e["event"] for e in recorded], (of_job, recorded)
+    assert {"sniff", "job.succeeded"} <= set(of_job) and len(recorded) >= 3
+    assert all(e["level"] in ("info", "warning", "error") for e in logged)
+
+
 def test_a_missing_value_is_a_usage_error_in_one_place(tmp_path):
     res = etl(tmp_path, "jobs", "--state")
     assert res.returncode == 2 and "--state" in res.stderr and "Traceback" not in res.stderr

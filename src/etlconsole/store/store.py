@@ -13,6 +13,7 @@ import sqlite3
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import AbstractSet, Any, Iterator
 
 import psutil
@@ -41,6 +42,9 @@ class StateStore:
         store that does not exist yet, or needs a migration, is opened as usual."""
         self.path = Path(path)
         self.readonly = False
+        # Called with every event recorded (job_id, event, level, details): the CLI logs
+        # them (structlog; JSON lines with --log-format json). The console sets none.
+        self.on_event: Callable[[str | None, str, str, dict[str, Any]], None] | None = None
         if readonly and self.path.is_file():
             conn = _open_readonly(self.path)
             if conn is not None:
@@ -102,7 +106,9 @@ class StateStore:
 
     def clone(self) -> "StateStore":
         """A second connection, for another thread."""
-        return StateStore(self.path, readonly=self.readonly)
+        other = StateStore(self.path, readonly=self.readonly)
+        other.on_event = self.on_event
+        return other
 
     def close(self) -> None:
         self.db.conn.close()
@@ -425,6 +431,8 @@ class StateStore:
             self._insert(conn, "pipeline_events", {
                 "job_id": job_id, "at": now(), "level": level, "event": event,
                 "details": json.dumps(details, default=str)})
+        if self.on_event is not None:
+            self.on_event(job_id, event, level, details)
 
     # -- reads --------------------------------------------------------------
     def rejects(self, job_id: str) -> Iterator[dict[str, Any]]:
