@@ -169,9 +169,21 @@ class RejectsScreen(PolledScreen):
         rows = self.query_one("#reject-rows", RejectRows)
         rows.rejects = {str(r["id"]): r for r in data.rows}
         rows.sync([(str(r["id"]), (fmt.num(r["row"]), self._state(r), r["column"] or "",
-                                   _short(_rejected_value(r)), r["rule"], r["message"]))
+                                   self._value(r), r["rule"], r["message"]))
                    for r in data.rows])
         self._render_values(rows.highlighted_reject())
+
+    def _value(self, r: dict) -> str:
+        """The rejected value; for an edited reject, the value the edit gives it."""
+        edit = self.edits.get(r["row"])
+        if edit is None:
+            return _short(_rejected_value(r))
+        names = (self.data.job.get("dialect") or {}).get("names") or []
+        if edit.fix.fields is None:
+            return "→ " + _short(edit.fix.raw, 22)
+        if r["column"] in names:
+            return "→ " + _short(edit.fix.fields[names.index(r["column"])], 22)
+        return _short(_rejected_value(r))
 
     def _state(self, r: dict) -> Text:
         """resolved (by which replay), edited here (not replayed yet), or open."""
@@ -258,7 +270,7 @@ class RejectsScreen(PolledScreen):
                 return
             self.edits[reject["row"]] = Edit(reject, result)
             self.notify(f"row {reject['row']:,} edited ({len(self.edits)} edited): r replays "
-                        "after a dry run")
+                        "after a dry run", timeout=3)
             if self.data is not None:
                 self._render_rows()
             self.refresh_bindings()
@@ -352,7 +364,7 @@ class RejectsScreen(PolledScreen):
                 self.replaying = False
         if not summary["rows_loaded"]:
             what = what.rstrip("?") + ": nothing would load. Replay anyway?"
-        self.app.push_screen(ConfirmModal(what, replay_text(summary, what)), answer)
+        self.app.push_screen(ConfirmModal(what, replay_text(summary)), answer)
 
     @work(thread=True, group="replay", exit_on_error=False)
     def _replay(self, job: dict, fix_file: Path | None, sets: tuple[str, ...], where: str | None,
@@ -432,15 +444,15 @@ class RejectRows(LiveTable):
 
 
 def _caption(data: RejectsData, edited: int = 0) -> str:
-    which = "all groups" if data.group_key == ALL else "the selected group"
+    which = "all groups" if data.group_key == ALL else "this group"
     n = data.shown_total
-    replay = f"r: replay {edited} edited" if edited else (
-        "r: fix the group" if data.group_key != ALL else "Enter, e: edit")
+    replay = f"   r: replay {edited} edited" if edited else (
+        "   r: fix the group" if data.group_key != ALL else "")
     if n <= PAGE:
-        return f"rows of {which}   Enter: open one   {replay}   e: export all to CSV"
+        return f"rows of {which}   Enter: open (e: edit){replay}   e: export"
     first = data.page * PAGE + 1
     last = min(n, first + PAGE - 1)
-    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open   {replay}"
+    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open{replay}"
 
 
 def _rejected_value(r: dict) -> object:

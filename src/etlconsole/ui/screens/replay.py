@@ -66,12 +66,11 @@ def group_where(group: dict) -> str:
     return f"phase == {group['phase']!r} and rule == {group['rule']!r} and {column}"
 
 
-def replay_text(s: dict, what: str) -> Text:
+def replay_text(s: dict) -> Text:
     """What a replay would do, from its dry run (``replay --dry-run --json``)."""
     d = s.get("destination") or {}
     where = f" (table {d['table']})" if d.get("table") else ""
     out = Text()
-    out.append(f"{what}\n", style="bold")
     out.append(f"dry run of {s['rows_in']:,} rows: nothing written yet\n\n")
     out.append(f"would load {s['rows_loaded']:,}", style="bold green" if s["rows_loaded"] else "bold")
     out.append(f"  -> {d.get('path', '?')}{where}\n")
