@@ -192,3 +192,32 @@ async def test_palette_offers_replay(ws):
         await polled(pilot, screen)
         titles = [c.title for c in pilot.app.screen_action_commands(screen)]
         assert "Replay (r)" in titles
+
+
+async def test_a_ragged_record_is_repaired_as_text_and_an_edit_can_be_dropped(ws):
+    job = ws.run()
+    async with ws.app(start="rejects").run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        await select_group(pilot, screen, "fields", "")
+        record = screen.query_one("#reject-rows").highlighted_reject()["row"]
+        await pilot.press("tab", "enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RejectModal))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, EditRejectModal))
+        raw = pilot.app.screen.query_one("#raw")
+        text = raw.value
+        assert pilot.app.screen.focused is raw and text.count(",") == 11     # 12 fields
+        await pilot.press(",", ",", "enter")          # appended: nothing was selected
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert screen.edits[record].fix.raw == text + ",,"
+        # opened again: the edit; ctrl+r puts the source's text back, Enter drops the edit
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RejectModal))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, EditRejectModal))
+        assert pilot.app.screen.query_one("#raw").value == text + ",,"
+        await pilot.press("ctrl+r", "enter")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert screen.edits == {}
+    assert job_row(ws, job["job_id"])["rows_resolved"] == 0

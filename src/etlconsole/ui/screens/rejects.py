@@ -250,7 +250,7 @@ class RejectsScreen(PolledScreen):
             return
         edit = self.edits.get(reject["row"])
         if edit is not None:
-            self._show_edit(reject, job, edit.fix)
+            self._show_edit(reject, job, edit.fix, edit.original)
         else:
             self._load_edit(reject, job)
 
@@ -264,17 +264,23 @@ class RejectsScreen(PolledScreen):
             return
         self.app.call_from_thread(self._show_edit, reject, job, fix)
 
-    def _show_edit(self, reject: dict, job: dict, fix) -> None:
+    def _show_edit(self, reject: dict, job: dict, fix, original=None) -> None:
+        original = original or fix
+
         def kept(result) -> None:
             if result is None:
                 return
-            self.edits[reject["row"]] = Edit(reject, result)
-            self.notify(f"row {reject['row']:,} edited ({len(self.edits)} edited): r replays "
-                        "after a dry run", timeout=3)
+            if result == original:          # nothing changed (or put back): no edit
+                if self.edits.pop(reject["row"], None) is not None:
+                    self.notify(f"row {reject['row']:,}: edit dropped", timeout=3)
+            else:
+                self.edits[reject["row"]] = Edit(reject, result, original)
+                self.notify(f"row {reject['row']:,} edited ({len(self.edits)} edited): r "
+                            "replays after a dry run", timeout=3)
             if self.data is not None:
                 self._render_rows()
             self.refresh_bindings()
-        self.app.push_screen(EditRejectModal(reject, job, fix), kept)
+        self.app.push_screen(EditRejectModal(reject, job, fix, original), kept)
 
     def action_replay(self) -> None:
         """Replay the edited rejects; without edits, set a column over the selected group's
@@ -446,13 +452,14 @@ class RejectRows(LiveTable):
 def _caption(data: RejectsData, edited: int = 0) -> str:
     which = "all groups" if data.group_key == ALL else "this group"
     n = data.shown_total
+    group = data.group()
     replay = f"   r: replay {edited} edited" if edited else (
-        "   r: fix the group" if data.group_key != ALL else "")
+        "" if group is None else "   r: fix the group" if group.get("open") else "   all resolved")
     if n <= PAGE:
         return f"rows of {which}   Enter: open (e: edit){replay}   e: export"
     first = data.page * PAGE + 1
     last = min(n, first + PAGE - 1)
-    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open{replay}"
+    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open (e: edit){replay}"
 
 
 def _rejected_value(r: dict) -> object:

@@ -30,6 +30,7 @@ class Edit:
 
     reject: dict
     fix: FixRow
+    original: FixRow          # the record before the edit (as the source had it)
 
 
 def source_row(job: dict, reject: dict) -> FixRow:
@@ -38,7 +39,10 @@ def source_row(job: dict, reject: dict) -> FixRow:
     Reads the source file: call it from a worker thread."""
     from ...engine.fixes import rows_for
     rows, _ = rows_for(job, [reject])
-    return rows[0][1]
+    fix = rows[0][1]
+    if fix.fields is not None:       # text, as the form holds it (an empty field is "")
+        fix = FixRow(fix.record, ["" if v is None else str(v) for v in fix.fields], None)
+    return fix
 
 
 def write_fix_rows(job: dict, edits: list[Edit], path: Path) -> Path:
@@ -71,7 +75,8 @@ def replay_text(s: dict) -> Text:
     d = s.get("destination") or {}
     where = f" (table {d['table']})" if d.get("table") else ""
     out = Text()
-    out.append(f"dry run of {s['rows_in']:,} rows: nothing written yet\n\n")
+    n = s["rows_in"]
+    out.append(f"dry run of {n:,} row{'' if n == 1 else 's'}: nothing written yet\n\n")
     out.append(f"would load {s['rows_loaded']:,}", style="bold green" if s["rows_loaded"] else "bold")
     out.append(f"  -> {d.get('path', '?')}{where}\n")
     out.append(f"would reject {s['rows_rejected']:,}", style="bold red" if s["rows_rejected"] else "bold")
@@ -107,16 +112,19 @@ FORM_CSS = MODAL_CSS + """
 class EditRejectModal(ModalScreen[FixRow | None]):
     """A form of the source's fields, pre-filled with the reject's record as the source had
     it (the rejected column focused, its text selected: type to replace). Enter keeps the
-    edit (replay it with r), Esc drops it. A record that did not split into fields is one
-    line of raw text, split again by the replay."""
+    edit (replay it with r), Esc cancels, ctrl+r puts the source's values back (kept
+    unchanged, the edit is dropped). A record that did not split into fields is one line
+    of raw text (the cursor at its end, nothing selected), split again by the replay."""
 
     DEFAULT_CSS = FORM_CSS.format(name="EditRejectModal")
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
-                Binding("ctrl+s", "save", "Keep edit")]
+                Binding("ctrl+s", "save", "Keep edit"),
+                Binding("ctrl+r", "reset", "Source values")]
 
-    def __init__(self, reject: dict, job: dict, fix: FixRow):
+    def __init__(self, reject: dict, job: dict, fix: FixRow, original: FixRow | None = None):
         super().__init__()
         self.reject, self.job, self.fix = reject, job, fix
+        self.original = original or fix
         self.names: list[str] = list(job["dialect"]["names"])
 
     def compose(self) -> ComposeResult:
@@ -129,7 +137,8 @@ class EditRejectModal(ModalScreen[FixRow | None]):
                 if self.fix.fields is None:
                     with Horizontal(classes="field"):
                         yield Label("raw record", classes="bad", markup=False)
-                        yield Input(self.fix.raw or "", id="raw", compact=True)
+                        yield Input(self.fix.raw or "", id="raw", compact=True,
+                                    select_on_focus=False)
                 else:
                     for i, (name, value) in enumerate(zip(self.names, self.fix.fields)):
                         with Horizontal(classes="field"):
@@ -137,9 +146,11 @@ class EditRejectModal(ModalScreen[FixRow | None]):
                                         classes="bad" if name == r["column"] else "")
                             yield Input("" if value is None else str(value), id=f"field-{i}",
                                         compact=True)
-            yield Static(Text("Tab / ↑↓: next field   Enter: keep the edit   Esc: cancel\n"
-                              "values are source text (before the clean phase)", style="dim"),
-                         markup=False, classes="hint")
+            hint = ("the record as read: repair it (split again with the source's dialect, "
+                    f"{len(self.names)} fields)" if self.fix.fields is None else
+                    "Tab / ↑↓: next field   values are source text (before the clean phase)")
+            yield Static(Text(f"{hint}\nEnter: keep the edit   ctrl+r: source values   "
+                              "Esc: cancel", style="dim"), markup=False, classes="hint")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -163,6 +174,13 @@ class EditRejectModal(ModalScreen[FixRow | None]):
             return FixRow(self.fix.record, None, self.query_one("#raw", Input).value)
         return FixRow(self.fix.record, [self.query_one(f"#field-{i}", Input).value
                                         for i in range(len(self.names))], None)
+
+    def action_reset(self) -> None:
+        if self.original.fields is None:
+            self.query_one("#raw", Input).value = self.original.raw or ""
+            return
+        for i, value in enumerate(self.original.fields):
+            self.query_one(f"#field-{i}", Input).value = "" if value is None else str(value)
 
     def action_save(self) -> None:
         self.dismiss(self.values())
