@@ -154,7 +154,7 @@ class RejectsScreen(PolledScreen):
         total, resolved = data.total, data.resolved
         title.update(Text.assemble(("rejects of job ", "bold"), (data.job["id"], "bold"), "  ",
                                    fmt.status(data.job["status"]),
-                                   f"  {data.job['pipeline_name']}  {total:,} rejected rows: "
+                                   f"  {data.job['pipeline_name']}  {total:,} rejects: "
                                    f"{total - resolved:,} open, {resolved:,} resolved"))
         self.query_one("#groups", LiveTable).sync(
             [(ALL, ("(all)", "", "", fmt.num(total), fmt.num(total - resolved), fmt.num(resolved)))] +
