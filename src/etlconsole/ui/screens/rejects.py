@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
@@ -165,6 +166,8 @@ class RejectsScreen(PolledScreen):
 
     def _render_rows(self) -> None:
         data = self.data
+        if data is None:
+            return
         self.query_one("#rejects-caption", Static).update(_caption(data, len(self.edits)))
         rows = self.query_one("#reject-rows", RejectRows)
         rows.rejects = {str(r["id"]): r for r in data.rows}
@@ -178,12 +181,17 @@ class RejectsScreen(PolledScreen):
         edit = self.edits.get(r["row"])
         if edit is None:
             return _short(_rejected_value(r))
-        names = (self.data.job.get("dialect") or {}).get("names") or []
+        names = self._names()
         if edit.fix.fields is None:
             return "→ " + _short(edit.fix.raw, 22)
         if r["column"] in names:
             return "→ " + _short(edit.fix.fields[names.index(r["column"])], 22)
         return _short(_rejected_value(r))
+
+    def _names(self) -> list[str]:
+        """The source's column names (of the job shown)."""
+        job = self.data.job if self.data is not None else None
+        return list(((job or {}).get("dialect") or {}).get("names") or [])
 
     def _state(self, r: dict) -> Text:
         """resolved (by which replay), edited here (not replayed yet), or open."""
@@ -207,9 +215,9 @@ class RejectsScreen(PolledScreen):
         edit = self.edits.get(reject["row"])
         if edit is not None:
             out.append("edited (r replays it): ", style="yellow")
-            names = (self.data.job["dialect"] or {}).get("names") or []
+            names = self._names()
             values = ({"raw": edit.fix.raw} if edit.fix.fields is None
-                      else dict(zip(names, edit.fix.fields)))
+                      else dict(zip(names, edit.fix.fields, strict=False)))
             reject = {**reject, "values": values}
         for i, (col, value) in enumerate((reject["values"] or {}).items()):
             style = "bold red" if col == reject["column"] else ""
@@ -290,7 +298,10 @@ class RejectsScreen(PolledScreen):
         if self.replaying:
             self.notify("a replay is running; wait for it to end", severity="warning")
             return
-        job = self.data.job
+        data = self.data
+        if data is None or data.job is None:
+            return
+        job: dict = data.job
         if job["status"] != "succeeded":
             self.notify(f"job {job['id']} is {job['status']}: only a succeeded job's rejects "
                         "are replayed", severity="error")
@@ -301,7 +312,7 @@ class RejectsScreen(PolledScreen):
             self.replaying = True
             self._preview(job, what, edits=list(self.edits.values()))
             return
-        group = self.data.group()
+        group = data.group()
         if group is None:
             self.notify("nothing edited: open a reject (Enter) and edit it (e), or select a "
                         "group and press r to set a column over it", severity="warning")
@@ -353,7 +364,10 @@ class RejectsScreen(PolledScreen):
         None and the command's error line."""
         launched = self.app.launcher.replay(job_id, fix_file, sets=sets, where=where,
                                             dry_run=dry_run)
-        launched.proc.wait()
+        worker = get_current_worker()
+        while launched.wait(0.25) is None:
+            if worker.is_cancelled:     # the console is closing: the replay, in its own
+                return None, "cancelled"        # session, finishes without it
         summary = launched.output_json()
         if summary is None or (summary.get("status") != "succeeded"):
             error = launched.error_line() or (summary or {}).get("error") or \

@@ -140,7 +140,7 @@ class EditRejectModal(ModalScreen[FixRow | None]):
                         yield Input(self.fix.raw or "", id="raw", compact=True,
                                     select_on_focus=False)
                 else:
-                    for i, (name, value) in enumerate(zip(self.names, self.fix.fields)):
+                    for i, (name, value) in enumerate(zip(self.names, self.fix.fields, strict=True)):
                         with Horizontal(classes="field"):
                             yield Label(name[:17], markup=False,
                                         classes="bad" if name == r["column"] else "")
