@@ -379,6 +379,7 @@ class RejectsScreen(PolledScreen):
                  sets: tuple[str, ...], where: str | None, records: list[int]) -> None:
         def answer(yes: bool | None) -> None:
             if yes:
+                self.notify(f"replaying into job {job['id']} …", timeout=3)
                 self._replay(job, fix_file, sets, where, records)
             else:
                 self.replaying = False
