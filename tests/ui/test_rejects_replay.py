@@ -221,3 +221,24 @@ async def test_a_ragged_record_is_repaired_as_text_and_an_edit_can_be_dropped(ws
         await wait_for(pilot, lambda: pilot.app.screen is screen)
         assert screen.edits == {}
     assert job_row(ws, job["job_id"])["rows_resolved"] == 0
+
+
+async def test_a_refused_dry_run_is_said_and_nothing_is_asked(ws):
+    """The replay command refuses (exit 2, one line): the console says that line and asks
+    nothing; the screen is free for the next try."""
+    job = ws.run()
+    (ws.state.parent / "jobs" / job["job_id"] / "unique.db").unlink()   # as cleanup would
+    async with ws.app(start="rejects").run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        await select_group(pilot, screen, "allowed", "status")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SetModal))
+        await pilot.press(*"paid", "enter")
+        await wait_for(pilot, lambda: not screen.replaying, REPLAY_S, what="the dry run's end")
+        await pilot.pause()
+        assert pilot.app.screen is screen
+        said = [str(n.message) for n in pilot.app._notifications]
+        assert any("unique-key index" in m and m.startswith("error:") for m in said), said
+    j = job_row(ws, job["job_id"])
+    assert (j["rows_rejected"], j["rows_resolved"]) == (job["rows_rejected"], 0)
