@@ -111,6 +111,8 @@ async def test_edit_one_reject_and_replay_it(ws, size):
         assert in_warehouse(ws, order_id) == [(order_id, "EUR", job["job_id"])]
         assert screen.edits == {}
         assert "✓ #1" in column(rows, 1)
+        resolved = next(c for c in cells(rows) if c[0] == f"{record:,}")
+        assert resolved[1] == "✓ #1" and resolved[3] == "→ EUR"      # as the replay loaded it
         groups = screen.query_one("#groups")
         currency = next(r for r in cells(groups) if r[1] == "allowed" and r[2] == "currency")
         assert currency[4:] == [f"{int(currency[3]) - 1}", "1"]          # open, resolved

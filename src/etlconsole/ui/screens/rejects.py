@@ -179,6 +179,9 @@ class RejectsScreen(PolledScreen):
     def _value(self, r: dict) -> str:
         """The rejected value; for an edited reject, the value the edit gives it."""
         edit = self.edits.get(r["row"])
+        fixed = r.get("source") if r.get("resolved_at") else None
+        if edit is None and fixed and r["column"] in fixed:       # as the replay loaded it
+            return "→ " + _short(fixed[r["column"]], 22)
         if edit is None:
             return _short(_rejected_value(r))
         names = self._names()
@@ -212,6 +215,8 @@ class RejectsScreen(PolledScreen):
         out = Text(f"row {reject['row']:,}: ", style="bold")
         if reject.get("resolved_at"):
             out.append(f"resolved by replay {reject['resolved_by']} · ", style="green")
+            if reject.get("source"):            # the record as the replay's fix gave it
+                reject = {**reject, "values": reject["source"]}
         edit = self.edits.get(reject["row"])
         if edit is not None:
             out.append("edited (r replays it): ", style="yellow")
