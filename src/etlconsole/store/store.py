@@ -536,9 +536,12 @@ class StateStore:
         return rows
 
     def reject_groups(self, job_id: str) -> list[dict[str, Any]]:
-        """Rejected rows counted by phase, rule and column, largest group first."""
+        """Rejected rows counted by phase, rule and column, largest group first; ``open``
+        and ``resolved`` (loaded by a replay) split ``count``."""
         return list(self.db.query(
-            'SELECT phase, rule, column_name AS "column", count(*) AS count FROM pipeline_rejects '
+            'SELECT phase, rule, column_name AS "column", count(*) AS count, '
+            "count(*) - count(resolved_at) AS open, count(resolved_at) AS resolved "
+            "FROM pipeline_rejects "
             "WHERE job_id = ? GROUP BY phase, rule, column_name ORDER BY count DESC, phase, rule, "
             "column_name", [job_id]))
 
@@ -553,11 +556,13 @@ class StateStore:
             where += " AND phase = ? AND rule = ? AND column_name IS ?"
             params += [phase, rule, column]
         rows = list(self.db.query(
-            f'SELECT id, row, phase, rule, column_name AS "column", message, "values" '
+            f'SELECT id, row, phase, phase_label, rule, column_name AS "column", message, '
+            f'"values", source, replay, replay_batch, resolved_at, resolved_by '
             f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ? OFFSET ?",
             [*params, limit, offset]))
         for r in rows:
             r["values"] = json.loads(r["values"]) if r["values"] else None
+            r["source"] = json.loads(r["source"]) if r["source"] else None
         return rows
 
 def _open_readonly(path: Path) -> sqlite3.Connection | None:

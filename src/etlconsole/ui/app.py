@@ -38,6 +38,9 @@ ACTION_HELP = {
     "export": "Write every reject of this job to a CSV file",
     "open_reject": "The highlighted reject in full: every value and the record",
     "page": "Another page of rejected rows",
+    "replay": "Replay the edited rejects (or set a column over the selected group) into the "
+              "job's destination, after a dry run",
+    "edit": "Edit this reject's values as the source had them (then r replays it)",
     "run": "Run the pipeline as a new job",
     "save": "Save the pipeline file",
 }

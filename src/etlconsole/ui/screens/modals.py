@@ -169,14 +169,16 @@ class AddPhaseModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class RejectModal(ModalScreen[None]):
-    """One rejected row in full: why, every value (none cut), and the record as CSV text."""
+class RejectModal(ModalScreen[str | None]):
+    """One rejected row in full: why, every value (none cut), and the record as CSV text.
+    ``e`` edits its values (dismisses with "edit"), unless a replay resolved it."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="RejectModal") + """
     RejectModal > Vertical { width: 110; }
     RejectModal VerticalScroll { max-height: 75vh; }
     """
-    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+    BINDINGS = [Binding("escape,enter,q", "close", "Close"),
+                Binding("e", "edit", "Edit values")]
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).focus()      # arrows and PgDn scroll a long record
@@ -197,13 +199,28 @@ class RejectModal(ModalScreen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "edit":
+            return self.reject.get("resolved_at") is None and self.reject.get("row") is not None
+        return True
+
+    def action_edit(self) -> None:
+        if self.check_action("edit", ()):
+            self.dismiss("edit")
+
 
 def reject_text(r: dict, job: dict) -> Text:
     """Rule, column and message, each value on a line of its own, then the raw record."""
     out = Text()
     where = f"{r['phase']}" + (f" ({r['phase_label']})" if r.get("phase_label") else "")
     out.append(f"phase    {where}\nrule     {r['rule']}\ncolumn   {r['column'] or '-'}\n")
-    out.append(f"message  {r['message']}\n\n", style="red")
+    out.append(f"message  {r['message']}\n", style="red")
+    if r.get("resolved_at"):
+        out.append(f"resolved by replay {r['resolved_by']} at {r['resolved_at'][:19]} "
+                   "(loaded; the reason is the one it had)\n", style="green")
+    elif r.get("replay"):
+        out.append(f"rejected again by replay {r['replay']}\n", style="yellow")
+    out.append("\n")
     values = r["values"] or {}
     if set(values) == {"raw"}:          # the extract could not split it into fields
         out.append("raw record (as read from the source)\n", style="bold")

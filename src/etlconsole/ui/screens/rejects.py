@@ -1,14 +1,21 @@
-"""Rejects: the selected job's rejected rows grouped by rule/column, the rows, CSV export."""
+"""Rejects: the selected job's rejected rows grouped by rule/column (open and resolved),
+the rows, CSV export; fixing them (issue 16): Enter opens one, e in it edits its values,
+r replays the edited rejects (or sets a column over the selected group) after a
+confirmation that shows the dry run. Replays run as ``etlconsole replay`` subprocesses
+from a thread worker, never in the console's process."""
 
 from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
@@ -16,7 +23,9 @@ from textual.widgets import DataTable, Footer, Static
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
-from .modals import RejectModal
+from .modals import ConfirmModal, RejectModal
+from .replay import (Edit, EditRejectModal, SetModal, group_where, replay_text, source_row,
+                     write_fix_rows)
 
 PAGE = 100          # reject rows read per poll: one page, never the whole table
 ALL = "*"
@@ -33,6 +42,13 @@ class RejectsData:
     @property
     def total(self) -> int:
         return sum(g["count"] for g in self.groups)
+
+    @property
+    def resolved(self) -> int:
+        return sum(g.get("resolved") or 0 for g in self.groups)
+
+    def group(self) -> dict | None:
+        return next((g for g in self.groups if group_key(g) == self.group_key), None)
 
     @property
     def shown_total(self) -> int:
@@ -56,6 +72,7 @@ class RejectsScreen(PolledScreen):
     #reject-values { height: auto; max-height: 4; background: $boost; }
     """
     BINDINGS = [Binding("e", "export", "Export CSV"),
+                Binding("r", "replay", "Replay"),
                 Binding("right_square_bracket", "page(1)", "Next page"),
                 Binding("left_square_bracket", "page(-1)", "Prev page")]
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
@@ -69,6 +86,9 @@ class RejectsScreen(PolledScreen):
         self._groups: list[dict] = []
         self._page_key: tuple | None = None      # what the shown page was read for
         self._rows: list[dict] = []
+        self.edits: dict[int, Edit] = {}         # record -> edited values, not replayed yet
+        self.edits_job: str | None = None
+        self.replaying = False                   # a dry run or replay subprocess is running
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -78,9 +98,11 @@ class RejectsScreen(PolledScreen):
     def compose(self) -> ComposeResult:
         yield Static("rejects", id="rejects-title", markup=False)
         yield LiveTable([("phase", "phase"), ("rule", "rule"), ("column", "column"),
-                         ("rows", "count")], id="groups")
+                         ("rows", "count"), ("open", "open"), ("resolved", "resolved")],
+                        id="groups")
         yield Static("", id="rejects-caption", markup=False)
-        yield RejectRows([("row", "row"), ("column", "column"), ("value", "value"),
+        yield RejectRows([("row", "row"), ("state", "state"), ("column", "column"),
+                          ("value", "value"),
                           ("rule", "rule"), ("message", "message")], id="reject-rows",
                          cursor_type="row")
         yield Static("", id="reject-values", markup=False)
@@ -100,9 +122,12 @@ class RejectsScreen(PolledScreen):
             return RejectsData(None)
         if self._groups_key is not None and job["id"] != self._groups_key[0]:
             self.page = 0                   # another job: from its first page
-        if (job["id"], job.get("updated_at")) != self._groups_key:
+        # a replay moves rows_rejected/rows_resolved without touching updated_at
+        groups_key = (job["id"], job.get("updated_at"), job.get("rows_rejected"),
+                      job.get("rows_resolved"))
+        if groups_key != self._groups_key:
             self._groups = store.reject_groups(job["id"])
-            self._groups_key = (job["id"], job.get("updated_at"))
+            self._groups_key = groups_key
         key, page = self.group, self.page
         page_key = (self._groups_key, key, page)
         if page_key != self._page_key:
@@ -125,21 +150,61 @@ class RejectsScreen(PolledScreen):
         if data.job is None:
             title.update(Text("rejects: no jobs yet"))
             return
-        total = data.total
+        if data.job["id"] != self.edits_job:          # edits belong to one job
+            self.edits, self.edits_job = {}, data.job["id"]
+        total, resolved = data.total, data.resolved
         title.update(Text.assemble(("rejects of job ", "bold"), (data.job["id"], "bold"), "  ",
                                    fmt.status(data.job["status"]),
-                                   f"  {data.job['pipeline_name']}  {total:,} rejected rows"))
+                                   f"  {data.job['pipeline_name']}  {total:,} rejects: "
+                                   f"{total - resolved:,} open, {resolved:,} resolved"))
         self.query_one("#groups", LiveTable).sync(
-            [(ALL, ("(all)", "", "", fmt.num(total)))] +
-            [(group_key(g), (g["phase"], g["rule"], g["column"] or "", fmt.num(g["count"])))
+            [(ALL, ("(all)", "", "", fmt.num(total), fmt.num(total - resolved), fmt.num(resolved)))] +
+            [(group_key(g), (g["phase"], g["rule"], g["column"] or "", fmt.num(g["count"]),
+                             fmt.num(g["open"]), fmt.num(g["resolved"])))
              for g in data.groups])
-        self.query_one("#rejects-caption", Static).update(_caption(data))
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        data = self.data
+        if data is None:
+            return
+        self.query_one("#rejects-caption", Static).update(_caption(data, len(self.edits)))
         rows = self.query_one("#reject-rows", RejectRows)
         rows.rejects = {str(r["id"]): r for r in data.rows}
-        rows.sync([(str(r["id"]), (fmt.num(r["row"]), r["column"] or "",
-                                   _short(_rejected_value(r)), r["rule"], r["message"]))
+        rows.sync([(str(r["id"]), (fmt.num(r["row"]), self._state(r), r["column"] or "",
+                                   self._value(r), r["rule"], r["message"]))
                    for r in data.rows])
         self._render_values(rows.highlighted_reject())
+
+    def _value(self, r: dict) -> str:
+        """The rejected value; for an edited reject, the value the edit gives it."""
+        edit = self.edits.get(r["row"])
+        fixed = r.get("source") if r.get("resolved_at") else None
+        if edit is None and fixed and r["column"] in fixed:       # as the replay loaded it
+            return "→ " + _short(fixed[r["column"]], 22)
+        if edit is None:
+            return _short(_rejected_value(r))
+        names = self._names()
+        if edit.fix.fields is None:
+            return "→ " + _short(edit.fix.raw, 22)
+        if r["column"] in names:
+            return "→ " + _short(edit.fix.fields[names.index(r["column"])], 22)
+        return _short(_rejected_value(r))
+
+    def _names(self) -> list[str]:
+        """The source's column names (of the job shown)."""
+        job = self.data.job if self.data is not None else None
+        return list(((job or {}).get("dialect") or {}).get("names") or [])
+
+    def _state(self, r: dict) -> Text:
+        """resolved (by which replay), edited here (not replayed yet), or open."""
+        if r.get("resolved_at"):
+            return Text(f"✓ #{r['resolved_by']}", style="green")
+        if r["row"] in self.edits:
+            return Text("✎ edited", style="yellow")
+        if r.get("replay"):
+            return Text(f"again #{r['replay']}", style="red")
+        return Text("open", style="dim")
 
     def _render_values(self, reject: dict | None) -> None:
         """The highlighted reject's values, all of them, wrapped under the table."""
@@ -148,6 +213,17 @@ class RejectsScreen(PolledScreen):
             pane.update("")
             return
         out = Text(f"row {reject['row']:,}: ", style="bold")
+        if reject.get("resolved_at"):
+            out.append(f"resolved by replay {reject['resolved_by']} · ", style="green")
+            if reject.get("source"):            # the record as the replay's fix gave it
+                reject = {**reject, "values": reject["source"]}
+        edit = self.edits.get(reject["row"])
+        if edit is not None:
+            out.append("edited (r replays it): ", style="yellow")
+            names = self._names()
+            values = ({"raw": edit.fix.raw} if edit.fix.fields is None
+                      else dict(zip(names, edit.fix.fields, strict=False)))
+            reject = {**reject, "values": values}
         for i, (col, value) in enumerate((reject["values"] or {}).items()):
             style = "bold red" if col == reject["column"] else ""
             out.append(" · " if i else "")
@@ -172,9 +248,179 @@ class RejectsScreen(PolledScreen):
     def action_open_reject(self) -> None:
         reject = self.query_one("#reject-rows", RejectRows).highlighted_reject()
         if reject is not None and self.data and self.data.job:
-            self.app.push_screen(RejectModal(reject, self.data.job))
+            job = self.data.job
+
+            def then(choice: str | None) -> None:
+                if choice == "edit":
+                    self.edit_reject(reject, job)
+            self.app.push_screen(RejectModal(reject, job), then)
+
+    # -- fixing and replaying (issue 16) -------------------------------------------------
+    def edit_reject(self, reject: dict, job: dict) -> None:
+        """The edit form, pre-filled with the pending edit or the record as the source had it."""
+        if reject.get("resolved_at") or reject["row"] is None:
+            self.notify("a resolved reject (or one without a record number) is not edited",
+                        severity="warning")
+            return
+        edit = self.edits.get(reject["row"])
+        if edit is not None:
+            self._show_edit(reject, job, edit.fix, edit.original)
+        else:
+            self._load_edit(reject, job)
+
+    @work(thread=True, group="edit", exit_on_error=False)
+    def _load_edit(self, reject: dict, job: dict) -> None:
+        try:
+            fix = source_row(job, reject)
+        except Exception as exc:         # the source unreadable: say so, stay on the screen
+            self.app.call_from_thread(self.notify, f"cannot read row {reject['row']}: {exc}",
+                                      severity="error")
+            return
+        self.app.call_from_thread(self._show_edit, reject, job, fix)
+
+    def _show_edit(self, reject: dict, job: dict, fix, original=None) -> None:
+        original = original or fix
+
+        def kept(result) -> None:
+            if result is None:
+                return
+            if result == original:          # nothing changed (or put back): no edit
+                if self.edits.pop(reject["row"], None) is not None:
+                    self.notify(f"row {reject['row']:,}: edit dropped", timeout=3)
+            else:
+                self.edits[reject["row"]] = Edit(reject, result, original)
+                self.notify(f"row {reject['row']:,} edited ({len(self.edits)} edited): r "
+                            "replays after a dry run", timeout=3)
+            if self.data is not None:
+                self._render_rows()
+            self.refresh_bindings()
+        self.app.push_screen(EditRejectModal(reject, job, fix, original), kept)
+
+    def action_replay(self) -> None:
+        """Replay the edited rejects; without edits, set a column over the selected group's
+        open rejects. A dry run first, shown in a confirmation."""
+        if not self.check_action("replay", ()):
+            return
+        if self.replaying:
+            self.notify("a replay is running; wait for it to end", severity="warning")
+            return
+        data = self.data
+        if data is None or data.job is None:
+            return
+        job: dict = data.job
+        if job["status"] != "succeeded":
+            self.notify(f"job {job['id']} is {job['status']}: only a succeeded job's rejects "
+                        "are replayed", severity="error")
+            return
+        if self.edits:
+            n = len(self.edits)
+            what = f"Replay {n} edited reject{'s' if n != 1 else ''} of job {job['id']}?"
+            self.replaying = True
+            self._preview(job, what, edits=list(self.edits.values()))
+            return
+        group = data.group()
+        if group is None:
+            self.notify("nothing edited: open a reject (Enter) and edit it (e), or select a "
+                        "group and press r to set a column over it", severity="warning")
+            return
+        if not group["open"]:
+            self.notify("every reject of this group is resolved", severity="warning")
+            return
+
+        def chosen(assignment: str | None) -> None:
+            if assignment:
+                where = group_where(group)
+                what = (f"Replay {group['open']:,} open rejects of {group['rule']}/"
+                        f"{group['column'] or '-'} with {assignment}?")
+                self.replaying = True
+                self._preview(job, what, sets=(assignment,), where=where)
+        self.app.push_screen(SetModal(group, job), chosen)
+
+    def _fix_path(self, job: dict) -> Path:
+        """Fix files of the console go to the job's workspace (a temp dir without one)."""
+        workspace = self.app.state_path.parent / "jobs" / job["id"]
+        folder = workspace / "fixes" if workspace.is_dir() else Path(tempfile.mkdtemp(prefix="etlfix-"))
+        return folder / f"console-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.csv"
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _preview(self, job: dict, what: str, *, edits: list[Edit] | None = None,
+                 sets: tuple[str, ...] = (), where: str | None = None) -> None:
+        """(worker) write the fix file, run the dry run, then ask (``self.replaying`` is
+        set by the caller, on the UI thread)."""
+        try:
+            fix_file = None
+            if edits:
+                fix_file = write_fix_rows(job, edits, self._fix_path(job))
+            self.app.call_from_thread(self.notify, "dry run …", timeout=2)
+            summary, error = self._call(job["id"], fix_file, sets, where, dry_run=True)
+        except OSError as exc:
+            summary, error = None, f"cannot write the fix file: {exc}"
+        except Exception as exc:          # whatever happened, the screen must not stay busy
+            summary, error = None, f"{type(exc).__name__}: {exc}"
+        if summary is None:
+            self.replaying = False
+            self.app.call_from_thread(self.notify, error, severity="error", timeout=10)
+            return
+        records = [e.fix.record for e in edits or []]
+        self.app.call_from_thread(self._confirm, job, what, summary, fix_file, sets, where, records)
+
+    def _call(self, job_id: str, fix_file: Path | None, sets: tuple[str, ...], where: str | None,
+              *, dry_run: bool) -> tuple[dict | None, str | None]:
+        """``etlconsole replay … --json`` in a subprocess (worker thread): its summary, or
+        None and the command's error line."""
+        launched = self.app.launcher.replay(job_id, fix_file, sets=sets, where=where,
+                                            dry_run=dry_run)
+        worker = get_current_worker()
+        while launched.wait(0.25) is None:
+            if worker.is_cancelled:     # the console is closing: the replay, in its own
+                return None, "cancelled"        # session, finishes without it
+        summary = launched.output_json()
+        if summary is None or (summary.get("status") != "succeeded"):
+            error = launched.error_line() or (summary or {}).get("error") or \
+                f"replay exited with {launched.returncode} (log: {launched.log_path})"
+            return (summary if summary and not dry_run else None), error
+        return summary, None
+
+    def _confirm(self, job: dict, what: str, summary: dict, fix_file: Path | None,
+                 sets: tuple[str, ...], where: str | None, records: list[int]) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"replaying into job {job['id']} …", timeout=3)
+                self._replay(job, fix_file, sets, where, records)
+            else:
+                self.replaying = False
+        if not summary["rows_loaded"]:
+            what = what.rstrip("?") + ": nothing would load. Replay anyway?"
+        self.app.push_screen(ConfirmModal(what, replay_text(summary)), answer)
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _replay(self, job: dict, fix_file: Path | None, sets: tuple[str, ...], where: str | None,
+                records: list[int]) -> None:
+        try:
+            summary, error = self._call(job["id"], fix_file, sets, where, dry_run=False)
+        finally:
+            self.replaying = False
+        self.app.call_from_thread(self._replayed, summary, error, records)
+
+    def _replayed(self, summary: dict | None, error: str | None, records: list[int]) -> None:
+        if summary is not None and summary.get("replay") is not None:
+            for record in records:          # loaded, or rejected again with the edit kept
+                self.edits.pop(record, None)     # in the store (the next edit starts there)
+            j = summary.get("job") or {}
+            self.notify(f"replay {summary['replay']} of job {summary['job_id']}: loaded "
+                        f"{summary['rows_loaded']:,}, rejected again {summary['rows_rejected']:,}"
+                        f", refused {summary['rows_refused']:,}"
+                        + (f"; job: read {j['rows_read']:,} = loaded {j['rows_loaded']:,} + open "
+                           f"{j['rows_rejected']:,}" if j else ""),
+                        severity="information" if error is None else "error", timeout=10)
+        if error is not None and (summary is None or summary.get("replay") is None):
+            self.notify(error, severity="error", timeout=10)
+        self.refresh_bindings()
+        self.poll_now()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "replay":
+            return True if self.data and self.data.job and self.data.groups else None
         if action == "export":
             return True if self.data and self.data.job and self.data.groups else None
         if action == "page":
@@ -225,14 +471,17 @@ class RejectRows(LiveTable):
         return self.rejects.get(self.cursor_key) if self.cursor_key else None
 
 
-def _caption(data: RejectsData) -> str:
-    which = "all groups" if data.group_key == ALL else "the selected group"
+def _caption(data: RejectsData, edited: int = 0) -> str:
+    which = "all groups" if data.group_key == ALL else "this group"
     n = data.shown_total
+    group = data.group()
+    replay = f"   r: replay {edited} edited" if edited else (
+        "" if group is None else "   r: fix the group" if group.get("open") else "   all resolved")
     if n <= PAGE:
-        return f"rows of {which}   Enter: open one   e: export all to CSV"
+        return f"rows of {which}   Enter: open (e: edit){replay}   e: export"
     first = data.page * PAGE + 1
     last = min(n, first + PAGE - 1)
-    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open one   e: export"
+    return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open (e: edit){replay}"
 
 
 def _rejected_value(r: dict) -> object:
