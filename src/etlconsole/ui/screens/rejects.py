@@ -338,7 +338,7 @@ class RejectsScreen(PolledScreen):
 
     def _fix_path(self, job: dict) -> Path:
         """Fix files of the console go to the job's workspace (a temp dir without one)."""
-        workspace = self.app.state_path.parent / "jobs" / job["id"]
+        workspace = self.console_app.state_path.parent / "jobs" / job["id"]
         folder = workspace / "fixes" if workspace.is_dir() else Path(tempfile.mkdtemp(prefix="etlfix-"))
         return folder / f"console-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.csv"
 
@@ -368,7 +368,7 @@ class RejectsScreen(PolledScreen):
               *, dry_run: bool) -> tuple[dict | None, str | None]:
         """``etlconsole replay … --json`` in a subprocess (worker thread): its summary, or
         None and the command's error line."""
-        launched = self.app.launcher.replay(job_id, fix_file, sets=sets, where=where,
+        launched = self.console_app.launcher.replay(job_id, fix_file, sets=sets, where=where,
                                             dry_run=dry_run)
         worker = get_current_worker()
         while launched.wait(0.25) is None:
