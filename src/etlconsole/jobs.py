@@ -21,6 +21,6 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
     plan = plan_pipeline(pipeline, source=source, dest=dest)
     store = StateStore(settings.state_path)
     try:
-        return Runner(plan, store, settings, progress=progress, log=log).run()
+        return Runner.new(plan, store, settings, progress=progress, log=log).run()
     finally:
         store.close()

@@ -14,7 +14,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 
 _DONE = object()
 
@@ -37,14 +37,14 @@ def lower_priority(nice: int) -> None:
 
 
 def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
-           name: str = "stage", nice: int = 0) -> Iterator:
+           name: str = "stage", nice: int = 0) -> Generator:
     """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
     in a thread of its own too. An exception in the source or a step is raised here, and
     closing the generator (the consumer failed) stops every thread and waits for it.
     ``nice``: the line's threads yield the CPU to the consumer's side (``lower_priority``)."""
     stop = threading.Event()
     tokens = threading.Semaphore(in_flight)
-    lanes = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
+    lanes: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
 
     def put(lane: queue.Queue, item) -> bool:
         while not stop.is_set():
