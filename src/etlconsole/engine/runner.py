@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -104,7 +105,7 @@ class Runner:
         return self.job.job_id
 
     @property
-    def workspace(self):
+    def workspace(self) -> Path:
         return self.job.workspace
 
     def run(self) -> dict:
