@@ -23,6 +23,6 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
     store = StateStore(settings.state_path)
     store.on_event = on_event
     try:
-        return Runner(plan, store, settings, progress=progress, log=log).run()
+        return Runner.new(plan, store, settings, progress=progress, log=log).run()
     finally:
         store.close()

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from etlconsole.engine import runner
-from etlconsole.engine.runner import BusyClock, PhaseStats, committed_phase_stats
+from etlconsole.engine import figures
+from etlconsole.engine.figures import BusyClock, PhaseStats, committed_phase_stats
 from etlconsole.store import StateStore
 from etlconsole.store.schema import MIGRATIONS, _statements
 
@@ -23,7 +23,7 @@ class FakeClock:
 
 def test_busy_clock_counts_overlapping_work_once(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(runner.time, "perf_counter", clock)
+    monkeypatch.setattr(figures.time, "perf_counter", clock)
     st = PhaseStats("phase 2 (validate)")
     busy = BusyClock(st)
     busy.__enter__()            # t=0: one half of the phase starts on chunk i

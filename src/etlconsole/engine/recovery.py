@@ -21,7 +21,9 @@ from . import extract
 from . import destinations
 from .plan import decisions_from_events, make_plan
 from .replay import CheckpointStream
-from .runner import PhaseStats, Runner, committed_phase_stats, snapshot_dir
+from .cutter import snapshot_dir
+from .figures import PhaseStats, committed_phase_stats
+from .runner import Runner
 
 
 def _job(store: StateStore, ref: str) -> dict:
@@ -81,7 +83,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=source, dest=dest,
                      decisions=decisions_from_events(store.events(job["id"])))
-    return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
+    return Runner.resume(plan, store, settings, job, progress=progress, log=log).run()
 
 
 def _has_tables(report: dict) -> bool:
@@ -224,8 +226,8 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
                      input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
                      decisions=decisions_from_events(store.events(job["id"])))
-    runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
-                    fingerprint=job["source_fingerprint"], parent=job["id"])
+    runner = Runner.rerun(plan, store, settings, stream=stream, fingerprint=job["source_fingerprint"],
+                          parent=job["id"], progress=progress, log=log)
     # The checkpoint moves to the new job before the old job's load (and workspace) goes.
     replay = runner.workspace / f"replay-of-{job['id']}-phase-{n}"
     replay.parent.mkdir(parents=True, exist_ok=True)

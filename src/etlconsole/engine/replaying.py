@@ -37,7 +37,8 @@ from .expr import ExpressionError, compile_expression
 from .fixes import FixRow, dialect_of, read_fix_file, rows_for, source_json, split_raw
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan, decisions_from_events, make_plan
-from .runner import JobContext, records_of
+from .job import JobContext
+from .line import records_of
 from .targets import targets_for
 
 META = ("row", "phase", "rule", "column", "message")

@@ -121,7 +121,7 @@ class Phase:
 
     def attach(self, job: Any) -> None:  # noqa: B027 - optional hook
         """Called once when the job starts (or resumes), before the first batch, with the
-        job's context (``runner.JobContext``: job id, workspace folder, settings, the
+        job's context (``job.JobContext``: job id, workspace folder, settings, the
         records already done on a resume). A phase keeping state on disk (validate's
         unique index) opens it here, in the job's workspace."""
 
