@@ -185,6 +185,11 @@ def test_a_resumed_jobs_rates_are_those_of_its_segment(resumed):
     # the first sample of the resume counts none of the rows the first run did
     assert samples[0]["rows_per_s"] == 0 and samples[0]["segment_rows"] == 0
     assert samples[0]["rows_read"] == after
+    # ... and starts from the bytes the first run had done, not from 0 (the monitor's
+    # progress bar read "0.0 / 35 MiB" at the start of a resume)
+    first_run = [m for m in metrics(cli.state, job_id) if m["segment"] == 1]
+    assert samples[0]["bytes_read"] > 0 and samples[0]["segment_bytes"] == 0
+    assert samples[0]["bytes_read"] >= min(m["bytes_read"] for m in first_run[-1:]) // 2
     assert samples[-1]["segment_rows"] == done
     assert samples[-1]["elapsed_s"] > samples[-1]["segment_elapsed_s"]
 

@@ -122,7 +122,8 @@ class Runner:
         self.loader = loader = Loader(job, start.committed, SizeSignals())
         self.cutter = Cutter(job, self.sizer, loader.signals, next_batch=start.next_batch,
                              forced=start.forced, loader_queue=loader.queue, check=self._check_helpers,
-                             progress=Progress(records_seen=start.committed.rows_read))
+                             progress=Progress(records_seen=start.committed.rows_read,
+                                               bytes_read=job.bytes_before))   # a resume starts there
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
         job.started = time.monotonic()
