@@ -253,3 +253,35 @@ def test_many_processes_opening_a_new_store_at_once(tmp_path):
         assert all(rc == 0 for rc, _ in results), results
         from etlconsole.store.schema import MIGRATIONS
         assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_store_opened_while_another_process_locks_it_is_retried(tmp_path, monkeypatch):
+    """SQLite says "database is locked" at once (no busy wait) when two processes opening a
+    new store both want the lock the switch to WAL needs; the open tries again."""
+    from etlconsole.store import schema
+    from etlconsole.store import store as store_module
+    real, calls = schema.migrate, []
+
+    def locked_twice(conn):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        real(conn)
+
+    monkeypatch.setattr(store_module, "migrate", locked_twice)
+    s = StateStore(tmp_path / "state.db")
+    s.create_job("a", pipeline_name="p")
+    assert s.job("a")["id"] == "a" and len(calls) == 3
+    s.close()
+
+
+def test_a_store_that_stays_locked_is_one_clear_error(tmp_path, monkeypatch):
+    from etlconsole.store import store as store_module
+
+    def locked(conn):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store_module, "migrate", locked)
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+    with pytest.raises(UserError, match="cannot open the state store: database is locked"):
+        StateStore(tmp_path / "state.db")

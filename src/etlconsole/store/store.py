@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import sqlite3
+import time
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +36,29 @@ def new_job_id() -> str:
     return secrets.token_hex(4)
 
 
+def _open_writable(path: Path, attempts: int = 8) -> sqlite3.Connection:
+    """Open (and create, or migrate) the store for writing. Two processes opening a new
+    store at the same moment can both hold a shared lock while each wants the exclusive
+    one that the switch to WAL needs: SQLite then answers "database is locked" at once,
+    without its busy handler (it would deadlock). Seen with two jobs started together on
+    a loaded machine; the open is retried after a short, growing pause."""
+    for attempt in range(attempts):
+        # isolation_level=None: transactions are explicit (see _tx), never implicit.
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate(conn)
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * 2 ** attempt + random.random() * 0.02)
+    raise AssertionError("unreachable")
+
+
 class StateStore:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         """``readonly``: for commands that only read (jobs, show, …). The file is opened
@@ -53,12 +78,7 @@ class StateStore:
                 return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: transactions are explicit (see _tx), never implicit.
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            migrate(conn)
+            conn = _open_writable(self.path)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise UserError(f"{self.path}: cannot open the state store: {exc}") from None
         # The store is etlconsole's own: sqlite-utils' plugins (SQL functions for its CLI's
