@@ -124,7 +124,8 @@ def _print_summary(s: dict) -> None:
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
-@click.option("--dest", type=click.Path(path_type=Path), help="Load into this file instead of the load phase's path.")
+@click.option("--dest", type=str, help="Load into this file instead of the load phase's path "
+              "(postgres: this URL instead of its url).")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""

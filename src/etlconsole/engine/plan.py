@@ -271,7 +271,7 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
                 planner.conditions)
     if last.type == "load":
         load = planned[-1].phase
-        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, schema)
         plan.load, plan.destination_path = load, dest_path
     else:
@@ -312,7 +312,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
         phases = [(i, p, f"{label} > {p.label(i)}") for i, p in enumerate(b.phases)]
         planned, bschema, _ = planner.line(phases, schema, context=label)
         load = planned[-1].phase
-        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, bschema)
         key = (str(dest_path), load.table if destinations.get(load.destination).has_tables else None)
         if key in seen:
