@@ -1,9 +1,13 @@
 """The PostgreSQL suite's fixtures: one server for the session (see pg.py), one fresh
-database per test."""
+database per test, and the shared source files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from faults.faultkit import write_orders
 
 from .pg import PgServer, start_or_skip
 
@@ -24,3 +28,12 @@ def pg(pg_server: PgServer) -> PgServer:
 def pgdb(pg_server: PgServer) -> str:
     """A new, empty database for the test."""
     return pg_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def orders_pg_csv(tmp_path_factory) -> Path:
+    """40k generated orders (the fault suite's generator), with rows its pipeline rejects."""
+    path = tmp_path_factory.mktemp("pg-source") / "orders.csv"
+    write_orders(path, 40_000)
+    path.chmod(0o444)
+    return path
