@@ -1,0 +1,150 @@
+"""Faults against the real server, through the CLI: kill -9 of the engine, a backend
+terminated, a server restart, rollback back to a checkpoint, two jobs in one table."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from faults.faultkit import TIMEOUT, kill9, wait_for
+
+from .pg import PgServer
+from .pgkit import PgLab, pg_digest, user_tables
+
+
+def _reference(tmp_path, pg: PgServer, source, mode: str = "append"):
+    db = pg.new_database()
+    lab = PgLab(tmp_path / f"ref-{mode}", source, pg, db, mode=mode)
+    summary = lab.run()
+    return summary, pg_digest(pg, db), lab.rejects(summary["job_id"])
+
+
+def _kill_after(lab: PgLab, batches: int) -> str:
+    known = lab.job_ids()
+    proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json")
+    wait_for(lambda: proc.poll() is not None or lab.committed_in_store(known) >= batches,
+             timeout=TIMEOUT, every=0.003)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    assert kill9(proc)
+    new = list(lab.job_ids() - known)
+    assert len(new) == 1
+    return new[0]
+
+
+def test_kill9_then_resume_equals_an_uninterrupted_run(tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    for mode in ("append", "atomic"):
+        db = pg.new_database()
+        lab = PgLab(tmp_path / mode, orders_pg_csv, pg, db, mode=mode)
+        job = _kill_after(lab, 4)
+        assert lab.job(job)["status"] == "interrupted"
+        if mode == "atomic":
+            assert "orders" not in user_tables(pg, db)       # nothing published yet
+        summary = lab.resume(job)
+        assert summary["status"] == "succeeded"
+        assert pg_digest(pg, db) == ref_digest, mode
+        assert lab.rejects(job) == ref_rejects
+        assert not [t for t in user_tables(pg, db) if t.startswith("_etl_stage_")]
+        batches = lab.q(f"SELECT count(*), count(DISTINCT batch) FROM _etl_loads WHERE job_id = '{job}'")
+        assert batches[0][0] == batches[0][1]
+
+
+def test_rollback_to_a_checkpoint_then_resume_and_whole(tmp_path, pg: PgServer, pgdb: str,
+                                                       orders_pg_csv):
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    summary = lab.run()
+    job = summary["job_id"]
+    full = pg_digest(pg, pgdb)
+    cps = lab.checkpoints(job)
+    assert len(cps) >= 3
+    cp = cps[1]
+    keep = cp["checkpoint_data"]["batch"] if "checkpoint_data" in cp else cp["batch"]
+    lab.rollback(job, "--to", str(cp["id"]))
+    assert lab.q(f"SELECT max(_etl_batch) FROM orders") == [(keep,)]
+    assert lab.q(f"SELECT max(batch) FROM _etl_loads WHERE job_id = '{job}'") == [(keep,)]
+    assert lab.resume(job)["status"] == "succeeded"
+    assert pg_digest(pg, pgdb) == full
+    lab.rollback(job)
+    assert "orders" not in user_tables(pg, pgdb)          # created by the job, nothing else in it
+    assert lab.q("SELECT count(*) FROM _etl_loads") == [(0,)]
+
+
+def test_two_jobs_in_one_table_roll_back_independently(tmp_path, pg: PgServer, pgdb: str,
+                                                       orders_pg_csv):
+    from faults.faultkit import write_orders
+    other = tmp_path / "b.csv"
+    write_orders(other, 20_000, seed=99)
+    a = PgLab(tmp_path / "a", orders_pg_csv, pg, pgdb, table="shared")
+    b = PgLab(tmp_path / "b", other, pg, pgdb, table="shared")
+    # both at once: their rows (and any identity values) interleave
+    results = {}
+    threads = [threading.Thread(target=lambda lab=lab, k=k: results.__setitem__(k, lab.run()))
+               for k, lab in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ja, jb = results["a"]["job_id"], results["b"]["job_id"]
+    only_b = pg_digest(pg, pgdb, "shared", f"WHERE _etl_job_id = '{jb}'")
+    a.rollback(ja)
+    assert "shared" in user_tables(pg, pgdb)                # b's rows keep it
+    assert pg_digest(pg, pgdb, "shared") == only_b
+    assert only_b[0] == results["b"]["rows_loaded"]
+    b.rollback(jb)
+    assert "shared" not in user_tables(pg, pgdb)
+
+
+class _Blocked:
+    """A second job appending to a table that a test session holds locked: its first COPY
+    waits on the lock, so the fault lands mid-job whatever the machine's speed."""
+
+    def __init__(self, tmp_path, pg: PgServer, source, env=None):
+        self.pg, self.db = pg, pg.new_database()
+        first = PgLab(tmp_path / "first", source, pg, self.db)
+        self.first = first.run()                     # makes the table (lineage, index)
+        self.lab = PgLab(tmp_path / "lab", source, pg, self.db)
+        self.locker = pg.connect(self.db, autocommit=False)
+        self.locker.cursor().execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        self.known = self.lab.job_ids()
+        self.proc = self.lab.spawn("run", self.lab.pipeline, "--no-ui", "--json", env=env)
+        wait_for(lambda: self.proc.poll() is not None or self.pg.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+            f"datname = '{self.db}'")[0][0], timeout=TIMEOUT, every=0.01)
+        assert self.proc.poll() is None, self.proc.err_path.read_text()
+
+    def release(self) -> None:
+        try:
+            self.locker.rollback()
+            self.locker.close()
+        except Exception:
+            pass                                     # a restart took it already
+
+    def finish(self, ref_digest, ref_rejects) -> str:
+        assert self.proc.wait(timeout=TIMEOUT) in (0, 1), self.proc.err_path.read_text()
+        job = list(self.lab.job_ids() - self.known)[0]
+        if self.lab.job(job)["status"] != "succeeded":   # retries exhausted: resumable
+            assert self.lab.resume(job)["status"] == "succeeded"
+        assert pg_digest(self.pg, self.db, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
+        assert self.lab.rejects(job) == ref_rejects
+        return job
+
+
+def test_backend_terminated_mid_job_is_retried_and_exact(tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    blocked = _Blocked(tmp_path, pg, orders_pg_csv)
+    killed = pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                        f"wait_event_type = 'Lock' AND datname = '{blocked.db}'")[0][0]
+    assert killed == 1
+    blocked.release()
+    job = blocked.finish(ref_digest, ref_rejects)
+    summary = blocked.lab.cli("show", job, "--json").last_json()
+    assert summary["status"] == "succeeded"
+    assert summary["retries"] >= 1                      # reconnected and retried, not resumed
+
+
+def test_server_restart_mid_job_then_resume_is_exact(tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    blocked = _Blocked(tmp_path, pg, orders_pg_csv)
+    pg.restart()                                   # pg_ctl restart -m fast: every session cut
+    blocked.release()
+    blocked.finish(ref_digest, ref_rejects)
