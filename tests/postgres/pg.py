@@ -46,8 +46,9 @@ def free_port() -> int:
 
 
 class PgServer:
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, *, durable: bool = False):
         self.bindir = bindir
+        self.durable = durable          # fsync on (benchmarks); tests run without it
         self.root = Path(tempfile.mkdtemp(prefix="etl-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -79,7 +80,9 @@ class PgServer:
 
     def ctl_start(self) -> None:
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
+                "-c max_connections=60")
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         res = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                         "-o", opts, "-w", "-t", "60", "start", check=False)
         if res.returncode != 0:

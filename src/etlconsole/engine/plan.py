@@ -56,7 +56,7 @@ class PlannedBranch:
 
     def destination(self) -> dict:
         return {"branch": self.name, "kind": self.load.destination,
-                "path": str(self.destination_path), "table": self.load.table,
+                "path": destinations.get(self.load.destination).where(self.destination_path), "table": self.load.table,
                 "mode": self.load.mode}
 
 
@@ -86,7 +86,8 @@ class Plan:
     def destinations(self) -> list[dict]:
         if self.branches:
             return [b.destination() for b in self.branches]
-        return [{"kind": self.load.destination, "path": str(self.destination_path),
+        return [{"kind": self.load.destination,
+                 "path": destinations.get(self.load.destination).where(self.destination_path),
                  "table": self.load.table, "mode": self.load.mode}]
 
     @staticmethod

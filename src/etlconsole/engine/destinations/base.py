@@ -234,6 +234,11 @@ class Destination(ABC):
         """
         return Path(dest).resolve() if dest else resolve(load.path)
 
+    @classmethod
+    def where(cls, path: Path) -> str:
+        """How plans and messages name the location ``locate`` returned."""
+        return str(path)
+
     def describe(self) -> dict[str, Any]:
         """What the job record keeps (kind, path, table, mode): enough for the recovery
         half to find the job's effect again."""

@@ -464,6 +464,10 @@ class PostgresDestination(Destination):
                                 password_env=load.password_env)
         return Path(str(loc))
 
+    @classmethod
+    def where(cls, path: Path) -> str:
+        return str(parse_location(path))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.loc), "table": self.table, "mode": self.mode}
 
