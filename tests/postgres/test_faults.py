@@ -148,3 +148,54 @@ def test_server_restart_mid_job_then_resume_is_exact(tmp_path, pg: PgServer, ord
     pg.restart()                                   # pg_ctl restart -m fast: every session cut
     blocked.release()
     blocked.finish(ref_digest, ref_rejects)
+
+
+def test_cleanup_drops_a_killed_jobs_stage_and_an_expired_backup(tmp_path, pg: PgServer, pgdb: str,
+                                                                orders_pg_csv):
+    pg.execute("CREATE TABLE orders (id bigint, note text)", db=pgdb)
+    replace = PgLab(tmp_path / "replace", orders_pg_csv, pg, pgdb, mode="replace")
+    replace.run()
+    atomic = PgLab(tmp_path / "atomic", orders_pg_csv, pg, pgdb, mode="atomic", table="other")
+    atomic.state = replace.state                          # one store: cleanup sees both jobs
+    job = _kill_after(atomic, 3)
+    stages = [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
+    assert stages == [f"_etl_stage_{job}_other"]
+    dry = atomic.cli("cleanup", "--older-than", "0", "--dry-run")
+    assert dry.returncode == 0, str(dry)
+    assert stages == [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
+    res = atomic.cli("cleanup", "--older-than", "0")
+    assert res.returncode == 0, str(res)
+    left = user_tables(pg, pgdb)
+    assert not [t for t in left if t.startswith(("_etl_stage_", "_etl_replaced_"))], left
+    assert "other" not in left and "orders" in left
+    assert atomic.job(job)["status"] == "rolled_back"
+
+
+def test_kill9_mid_publish_then_resume_publishes_once(tmp_path, pg: PgServer, pgdb: str,
+                                                     orders_pg_csv):
+    """The atomic job's publish (INSERT … SELECT from its stage) waits on a lock the test
+    holds; the engine is killed there. The server rolls the publish back when it finds the
+    client gone; resume publishes exactly once."""
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    first = PgLab(tmp_path / "first", orders_pg_csv, pg, pgdb)
+    first.run()                                   # the target exists, with lineage and index
+    lab = PgLab(tmp_path / "lab", orders_pg_csv, pg, pgdb, mode="atomic")
+    locker = pg.connect(pgdb, autocommit=False)
+    locker.cursor().execute("LOCK TABLE orders IN SHARE MODE")   # blocks INSERT, not reads
+    known = lab.job_ids()
+    proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json")
+    wait_for(lambda: proc.poll() is not None or pg.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+        f"datname = '{pgdb}' AND query LIKE 'INSERT INTO%'")[0][0], timeout=TIMEOUT, every=0.01)
+    assert kill9(proc)
+    locker.rollback()
+    locker.close()
+    job = list(lab.job_ids() - known)[0]
+    wait_for(lambda: not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                    f"datname = '{pgdb}' AND state <> 'idle' AND pid <> pg_backend_pid()")[0][0],
+             timeout=TIMEOUT, every=0.05)
+    assert lab.q(f"SELECT count(*) FROM orders WHERE _etl_job_id = '{job}'") == [(0,)]
+    assert lab.resume(job)["status"] == "succeeded"
+    assert pg_digest(pg, pgdb, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
+    assert lab.rejects(job) == ref_rejects
+    assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
