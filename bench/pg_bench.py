@@ -137,9 +137,11 @@ def main() -> None:
                 source.read_bytes()                     # a warm page cache for both
                 if tool == "psql":
                     subprocess.run(psql(url, f"CREATE TABLE orders ({cols})"), check=True, env=env)
-                    wall, rss, _ = timed(psql(url, f"\\copy orders FROM '{floor_file}' WITH (FORMAT csv, HEADER true)"),
+                    copy = f"\\copy orders FROM '{floor_file}' WITH (FORMAT csv, HEADER true)"
+                    wall, rss, _ = timed(psql(url, copy),
                                          env, work)
-                    rows = int(subprocess.run(["psql", "-X", "-Atc", "SELECT count(*) FROM orders", "-d", url],
+                    count = ["psql", "-X", "-Atc", "SELECT count(*) FROM orders", "-d", url]
+                    rows = int(subprocess.run(count,
                                               check=True, env=env, capture_output=True, text=True).stdout)
                     results["psql"].append({"wall_s": wall, "rss_mb": rss, "rows": rows})
                 else:

@@ -30,8 +30,11 @@ REQUIRE_VAR = "ETLCONSOLE_REQUIRE_POSTGRES"
 def find_bindir() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin with initdb and pg_ctl (or PG_BINDIR)."""
     env = os.environ.get("PG_BINDIR")
-    candidates = [env] if env else sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                                          key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0,
+    def version(p: str) -> int:
+        v = p.split("/")[-2]
+        return int(v) if v.isdigit() else 0
+
+    candidates = [env] if env else sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version,
                                           reverse=True)
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():

@@ -67,7 +67,8 @@ def sqlite_digest(db: Path, table: str = TABLE) -> tuple[int, str]:
     conn = sqlite3.connect(str(db))
     try:
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if not r[1].startswith("_etl_")]
-        rows = conn.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {table}").fetchall()
+        names = ", ".join(chr(34) + c + chr(34) for c in cols)
+        rows = conn.execute(f"SELECT {names} FROM {table}").fetchall()
     finally:
         conn.close()
     return _digest_rows(rows)

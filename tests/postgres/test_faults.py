@@ -4,7 +4,6 @@ terminated, a server restart, rollback back to a checkpoint, two jobs in one tab
 from __future__ import annotations
 
 import threading
-import time
 
 from faults.faultkit import TIMEOUT, kill9, wait_for
 
@@ -60,7 +59,7 @@ def test_rollback_to_a_checkpoint_then_resume_and_whole(tmp_path, pg: PgServer, 
     cp = cps[1]
     keep = cp["checkpoint_data"]["batch"] if "checkpoint_data" in cp else cp["batch"]
     lab.rollback(job, "--to", str(cp["id"]))
-    assert lab.q(f"SELECT max(_etl_batch) FROM orders") == [(keep,)]
+    assert lab.q("SELECT max(_etl_batch) FROM orders") == [(keep,)]
     assert lab.q(f"SELECT max(batch) FROM _etl_loads WHERE job_id = '{job}'") == [(keep,)]
     assert lab.resume(job)["status"] == "succeeded"
     assert pg_digest(pg, pgdb) == full
@@ -192,7 +191,8 @@ def test_kill9_mid_publish_then_resume_publishes_once(tmp_path, pg: PgServer, pg
     locker.close()
     job = list(lab.job_ids() - known)[0]
     wait_for(lambda: not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE "
-                                    f"datname = '{pgdb}' AND state <> 'idle' AND pid <> pg_backend_pid()")[0][0],
+                                    f"datname = '{pgdb}' AND state <> 'idle' "
+                                    "AND pid <> pg_backend_pid()")[0][0],
              timeout=TIMEOUT, every=0.05)
     assert lab.q(f"SELECT count(*) FROM orders WHERE _etl_job_id = '{job}'") == [(0,)]
     assert lab.resume(job)["status"] == "succeeded"

@@ -94,7 +94,8 @@ def test_wrong_password_is_a_clear_error(tmp_path, pg: PgServer, pgdb: str, orde
 
 EXISTING = """CREATE TABLE orders (
     id integer PRIMARY KEY, customer_id integer, email varchar(200), customer_name text,
-    status text, quantity smallint CONSTRAINT qty_rule CHECK (quantity < 50 OR id % 10 <> 7), unit_price real, total double precision,
+    status text, quantity smallint CONSTRAINT qty_rule CHECK (quantity < 50 OR id % 10 <> 7),
+    unit_price real, total double precision,
     currency character(3), ordered_on date, shipped_at timestamptz, country text)"""
 
 

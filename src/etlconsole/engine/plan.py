@@ -56,7 +56,8 @@ class PlannedBranch:
 
     def destination(self) -> dict:
         return {"branch": self.name, "kind": self.load.destination,
-                "path": destinations.get(self.load.destination).where(self.destination_path), "table": self.load.table,
+                "path": destinations.get(self.load.destination).where(self.destination_path),
+                "table": self.load.table,
                 "mode": self.load.mode}
 
 

@@ -38,7 +38,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, quote as urlquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -157,7 +157,7 @@ def masked(url: str) -> str:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
     query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
 
 
 def make_location(url: str | None = None, *, service: str | None = None, schema: str | None = None,
@@ -255,7 +255,7 @@ def cast_batch(batch: pa.RecordBatch, columns: dict[str, str]) -> tuple[pa.Recor
     of an ``integer`` column's range) come back with PostgreSQL's words for it."""
     bad: dict[int, str] = {}
     arrays, fields = [], []
-    for field, col in zip(batch.schema, batch.columns):
+    for field, col in zip(batch.schema, batch.columns, strict=True):
         pg = columns.get(field.name)
         target = _PG_TO_ARROW.get(_base_type(pg)) if pg else None
         if target is None or col.type == target:
@@ -421,7 +421,8 @@ def _ensure_lineage_index(cur, schema: str, table: str, job_id: str = "") -> Non
     if _lineage_index(cur, schema, table) is None:
         name = ident(INDEX_PREFIX + table)
         if _rows(cur, "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
-                      f"n.oid = c.relnamespace WHERE n.nspname = {lit(schema)} AND c.relname = {lit(name)}")[0][0]:
+                      f"n.oid = c.relnamespace WHERE n.nspname = {lit(schema)} "
+                      f"AND c.relname = {lit(name)}")[0][0]:
             name = ident(f"{INDEX_PREFIX}{job_id}_{table}")   # a replaced table keeps the name
         cur.execute(f"CREATE INDEX {quote(name)} ON {_q(schema, table)} "
                     f"({', '.join(quote(n) for n, _ in LINEAGE)})")
@@ -494,7 +495,8 @@ class PostgresDestination(Destination):
                                       "file or password_env); nothing was written") from None
         try:
             cur = conn.cursor()
-            if not _rows(cur, f"SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = {lit(self.schema)}")[0][0]:
+            if not _rows(cur, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = "
+                         f"{lit(self.schema)}")[0][0]:
                 raise DestinationUnusable(f"{self.loc.display}: schema {self.schema!r} does not "
                                           "exist; nothing was written")
             if self.mode == "replace":
@@ -631,7 +633,8 @@ class PostgresDestination(Destination):
         if rows.num_rows:
             cur.adbc_ingest(self.write_table, rows, mode="append", db_schema_name=self.schema)
 
-    def _ingest(self, conn, cur, batch: pa.RecordBatch, refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
+    def _ingest(self, conn, cur, batch: pa.RecordBatch,
+                refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
         """COPY the batch without the refused rows; each row the server refuses is added to
         them and the COPY runs again (a failed COPY aborts the transaction, so the attempt
         is always the transaction's first statement)."""
