@@ -438,14 +438,22 @@ def _print_phase(p: dict, indent: str) -> None:
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--source", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def check(pipeline, source, as_json):
+@click.pass_obj
+def check(obj: Context, pipeline, source, as_json):
     """Validate PIPELINE against its source and explain the plan; nothing is written.
 
     Shows the phases in order with their origin (built-in or plugin), which `when`
     conditions hold for this source and which phases they skip, and for a branched
-    pipeline each branch with its filter and destination."""
+    pipeline each branch with its filter and destination. Each destination is checked as
+    a job would check it before writing (reachable, writable, its table compatible)."""
+    from .engine import destinations
     from .jobs import plan_pipeline
     plan = plan_pipeline(pipeline, source=source)
+    settings = obj.settings()
+    targets = ([(b.load, b.destination_path, b.output_schema) for b in plan.branches]
+               or [(plan.load, plan.destination_path, plan.output_schema)])
+    for load, path, schema in targets:
+        destinations.open_destination(load, path, "check", settings).check(schema)
     info = plan.describe()
     if as_json:
         _echo_json(info)

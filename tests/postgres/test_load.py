@@ -184,3 +184,16 @@ def test_atomic_and_replace_publish_and_roll_back(tmp_path, pg: PgServer, pgdb: 
     assert pg.execute("SELECT count(*) FROM fresh", db=pgdb) == [(summary["rows_loaded"],)]
     atomic.rollback(summary["job_id"])
     assert "fresh" not in user_tables(pg, pgdb)
+
+
+def test_check_command_connects_and_checks_the_table_without_writing(tmp_path, pg: PgServer,
+                                                                      pgdb: str, orders_pg_csv):
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    ok = lab.cli("check", lab.pipeline)
+    assert ok.returncode == 0, str(ok)
+    assert f"-> postgres postgresql://postgres@127.0.0.1:{pg.port}/{pgdb}?schema=public" in ok.stdout
+    assert user_tables(pg, pgdb) == []                     # nothing written, not even a ledger
+    assert lab.cli("check", lab.pipeline, env={"PGPASSWORD": "nope"}).returncode == 2
+    pg.execute(f"CREATE TABLE orders ({COLUMNS.replace('email text', 'email integer')})", db=pgdb)
+    res = lab.cli("check", lab.pipeline)
+    assert res.returncode == 2 and "column 'email' is integer" in res.stderr, str(res)
