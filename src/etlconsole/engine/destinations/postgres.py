@@ -256,13 +256,12 @@ def cast_batch(batch: pa.RecordBatch, columns: dict[str, str]) -> tuple[pa.Recor
     bad: dict[int, str] = {}
     arrays, fields = [], []
     for field, col in zip(batch.schema, batch.columns, strict=True):
-        pg = columns.get(field.name)
-        target = _PG_TO_ARROW.get(_base_type(pg)) if pg else None
+        base = _base_type(columns.get(field.name) or "")
+        target = _PG_TO_ARROW.get(base)
         if target is None or col.type == target:
             arrays.append(col)
             fields.append(pa.field(field.name, col.type))
             continue
-        base = _base_type(pg)
         if base in _INT_RANGE and pa.types.is_integer(col.type):
             lo, hi = _INT_RANGE[base]
             out = pc.or_(pc.less(col, lo), pc.greater(col, hi))
