@@ -202,3 +202,59 @@ def test_kill9_mid_publish_then_resume_publishes_once(tmp_path, pg: PgServer, pg
     assert pg_digest(pg, pgdb, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
     assert lab.rejects(job) == ref_rejects
     assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
+
+
+def test_branches_into_two_postgres_tables_and_a_sqlite_file_resume_and_roll_back(
+        tmp_path, pg: PgServer, pgdb: str, orders_pg_csv):
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    text = lab.pipeline.read_text()
+    head, sep, load = text.rpartition("[[phases]]\ntype = \"load\"")
+    assert sep
+    url = pg.url(pgdb)
+    lab.pipeline.write_text(head + f'''[[phases]]
+type = "branch"
+
+[[phases.branches]]
+name = "paid"
+filter = "status == 'paid'"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "postgres"
+url = "{url}"
+table = "paid"
+
+[[phases.branches]]
+name = "all"
+
+[[phases.branches.phases]]
+type = "load"
+destination = "postgres"
+url = "{url}"
+table = "orders"
+
+[[phases.branches]]
+name = "copy"
+
+[[phases.branches.phases]]
+type = "load"
+path = "copy.db"
+table = "orders"
+''')
+    job = _kill_after(lab, 3)
+    summary = lab.resume(job)
+    assert summary["status"] == "succeeded"
+    # (the resumed run's branch counters cover what it loaded itself)
+    paid = lab.q("SELECT count(*) FROM paid")[0][0]
+    assert paid > 0 and lab.q("SELECT count(*) FROM orders WHERE status = 'paid'") == [(paid,)]
+    assert lab.q("SELECT count(*), count(DISTINCT id) FROM paid")[0] == (paid, paid)
+    total = lab.q("SELECT count(*) FROM orders")[0][0]
+    assert lab.q("SELECT count(DISTINCT id) FROM orders") == [(total,)]
+    assert lab.q("SELECT table_name, sum(rows)::bigint FROM _etl_loads GROUP BY 1 ORDER BY 1") == \
+        [("orders", total), ("paid", paid)]
+    from .pgkit import sqlite_digest
+    assert pg_digest(pg, pgdb) == sqlite_digest(tmp_path / "copy.db")
+    ref, ref_digest, _ = _reference(tmp_path, pg, orders_pg_csv)     # unbranched, uninterrupted
+    assert pg_digest(pg, pgdb) == ref_digest
+    lab.rollback(job)
+    assert user_tables(pg, pgdb) == ["_etl_loads", "_etl_tables"]
