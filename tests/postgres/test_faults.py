@@ -258,3 +258,29 @@ table = "orders"
     assert pg_digest(pg, pgdb) == ref_digest
     lab.rollback(job)
     assert user_tables(pg, pgdb) == ["_etl_loads", "_etl_tables"]
+
+
+def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(tmp_path, pg: PgServer,
+                                                                    orders_pg_csv):
+    """PIPELINE_TRANSACTION_TIMEOUT_MS is the session's lock_timeout: a table locked by
+    someone else gives 55P03, retried, then the job fails resumably; resume is exact."""
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    db = pg.new_database()
+    PgLab(tmp_path / "first", orders_pg_csv, pg, db).run()
+    lab = PgLab(tmp_path / "lab", orders_pg_csv, pg, db)
+    locker = pg.connect(db, autocommit=False)
+    locker.cursor().execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    try:
+        summary = lab.run(expect=1, env={"PIPELINE_TRANSACTION_TIMEOUT_MS": "300",
+                                         "PIPELINE_BATCH_RETRY_ATTEMPTS": "2",
+                                         "PIPELINE_BATCH_RETRY_DELAY_MS": "20"})
+    finally:
+        locker.rollback()
+        locker.close()
+    assert summary["status"] == "failed"
+    assert "lock timeout" in summary["error"] and "55P03" in summary["error"], summary["error"]
+    assert summary["retries"] == 2
+    job = summary["job_id"]
+    assert lab.resume(job)["status"] == "succeeded"
+    assert pg_digest(pg, db, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
+    assert lab.rejects(job) == ref_rejects

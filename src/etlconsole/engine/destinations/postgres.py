@@ -57,6 +57,9 @@ REPLACED_PREFIX = "_etl_replaced_"
 MAX_IDENT = 63                  # NAMEDATALEN - 1: longer names are cut by the server
 LOCK_KEY = 0x6574_6C63          # advisory lock serializing etlconsole's DDL in a database
 PG_MAX_COLUMNS = 1600
+# PIPELINE_TRANSACTION_TIMEOUT_MS bounds lock waits and a batch's statements; a publish, an
+# index build or a rollback of millions of rows may take longer and keep lock_timeout only.
+UNBOUNDED = "SET LOCAL statement_timeout = 0"
 OWN_PARAMS = ("schema", "password_env")
 SECRET_PARAMS = ("password", "passfile")   # passfile is allowed below; password never
 _TRANSIENT_STATES = {"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53300", "53400"}
@@ -708,6 +711,7 @@ class PostgresDestination(Destination):
         conn = self._ensure()
         cur = conn.cursor()
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")   # the sort in memory
+        cur.execute(UNBOUNDED)
         _lock(cur)
         _ensure_lineage_index(cur, self.schema, self.table, self.job_id)
         conn.commit()
@@ -715,6 +719,7 @@ class PostgresDestination(Destination):
     def _publish_once(self, schema: pa.Schema) -> None:
         conn = self._ensure()
         cur = conn.cursor()
+        cur.execute(UNBOUNDED)
         _lock(cur)
         s = self.schema
         if not _exists(cur, s, self.write_table):
@@ -792,6 +797,7 @@ class PostgresDestination(Destination):
             raise error(f"{loc.display}: rollback of job {job_id} failed: {first_line(exc)}") from None
         try:
             cur = conn.cursor()
+            cur.execute(UNBOUNDED)
             _lock(cur)
             _rollback(cur, loc.schema, job_id, after_batch, dry_run, report)
             if dry_run:
