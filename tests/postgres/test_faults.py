@@ -284,3 +284,17 @@ def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(tmp_path, p
     assert lab.resume(job)["status"] == "succeeded"
     assert pg_digest(pg, db, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
     assert lab.rejects(job) == ref_rejects
+
+
+def test_kill9_mid_copy_then_resume_is_exact(tmp_path, pg: PgServer, orders_pg_csv):
+    """The engine killed while its COPY is in flight (waiting on a lock the test holds): the
+    server rolls the batch back when it finds the client gone; resume is exact."""
+    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    blocked = _Blocked(tmp_path, pg, orders_pg_csv)
+    assert kill9(blocked.proc)
+    blocked.release()
+    job = list(blocked.lab.job_ids() - blocked.known)[0]
+    assert blocked.lab.job(job)["status"] == "interrupted"
+    assert blocked.lab.resume(job)["status"] == "succeeded"
+    assert pg_digest(pg, blocked.db, where=f"WHERE _etl_job_id = '{job}'") == ref_digest
+    assert blocked.lab.rejects(job) == ref_rejects
