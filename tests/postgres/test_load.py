@@ -19,7 +19,10 @@ def test_sample_pipeline_equals_sqlite_and_keeps_no_secret(tmp_path, pg: PgServe
     ref = Lab(tmp_path / "sqlite", orders_pg_csv)
     ref_summary = ref.run()
     lab = PgLab(tmp_path / "pg", orders_pg_csv, pg, pgdb)
-    summary = lab.run()
+    run = lab.cli("run", lab.pipeline, "--no-ui", "--json")
+    assert run.returncode == 0, str(run)
+    assert PASSWORD not in run.stdout + run.stderr            # logs go to stderr
+    summary = run.last_json()
     assert summary["status"] == "succeeded"
     for key in ("rows_read", "rows_loaded", "rows_rejected"):
         assert summary[key] == ref_summary[key], key
