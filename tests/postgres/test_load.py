@@ -200,3 +200,25 @@ def test_check_command_connects_and_checks_the_table_without_writing(tmp_path, p
     pg.execute(f"CREATE TABLE orders ({COLUMNS.replace('email text', 'email integer')})", db=pgdb)
     res = lab.cli("check", lab.pipeline)
     assert res.returncode == 2 and "column 'email' is integer" in res.stderr, str(res)
+
+
+def test_many_refused_rows_in_every_batch_are_found_exactly(tmp_path, pg: PgServer, orders_pg_csv):
+    """A re-import: 1 row in 50 is already in the table (unique). Each batch refuses its
+    dozens of rows exactly, and loads the rest."""
+    ref_db, db = pg.new_database(), pg.new_database()
+    ref = PgLab(tmp_path / "ref", orders_pg_csv, pg, ref_db).run()
+    pg.execute(f"CREATE TABLE orders ({COLUMNS.replace('id bigint,', 'id bigint PRIMARY KEY,', 1)})",
+               db=db)
+    ids = [i for (i,) in pg.execute("SELECT id FROM orders WHERE id % 50 = 3", db=ref_db)]
+    assert len(ids) > 300
+    pg.execute(f"INSERT INTO orders (id) SELECT unnest(ARRAY{ids}::bigint[])", db=db)
+    lab = PgLab(tmp_path / "lab", orders_pg_csv, pg, db)
+    summary = lab.run()
+    assert summary["rows_loaded"] == ref["rows_loaded"] - len(ids)
+    refused = [r for r in lab.cli("rejects", summary["job_id"], "--json").json_lines()
+               if r["phase"] == "load"]
+    assert len(refused) == len(ids)
+    assert {r["rule"] for r in refused} == {"unique"}
+    assert sorted(r["values"]["id"] for r in refused) == sorted(ids)
+    assert pg_digest(pg, db, where=f"WHERE _etl_job_id = '{summary['job_id']}'") == \
+        pg_digest(pg, ref_db, where="WHERE id % 50 <> 3")

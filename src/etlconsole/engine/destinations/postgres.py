@@ -637,12 +637,18 @@ class PostgresDestination(Destination):
 
     def _ingest(self, conn, cur, batch: pa.RecordBatch,
                 refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
-        """COPY the batch without the refused rows; each row the server refuses is added to
-        them and the COPY runs again (a failed COPY aborts the transaction, so the attempt
-        is always the transaction's first statement)."""
+        """COPY the batch without the refused rows, finding the rows the server refuses.
+
+        A failed COPY aborts the transaction (and ADBC cannot roll back to a savepoint
+        after it), so the COPY that is kept is always the transaction's first statement.
+        The first failure names its COPY line: that row is refused, and the rows after it
+        are scanned in test transactions (rolled back), each COPY running from the row after
+        the last refused one to the next: a batch with k refused rows costs about one extra
+        pass plus k short COPYs, not k passes. Then the batch is copied for good; a row it
+        still refuses (one that conflicts with an earlier row of the batch) starts again."""
         while True:
-            keep = [i for i in range(batch.num_rows) if i not in refused] if refused else None
-            rows = batch.take(pa.array(keep, pa.int64())) if keep is not None else batch
+            keep = [i for i in range(batch.num_rows) if i not in refused]
+            rows = batch.take(pa.array(keep, pa.int64())) if refused else batch
             try:
                 self._copy(cur, rows)
                 return refused
@@ -651,54 +657,57 @@ class PostgresDestination(Destination):
                 if failure is None:
                     raise
                 conn.rollback()
-                if failure.line is not None and 1 <= failure.line <= rows.num_rows:
-                    bad = keep[failure.line - 1] if keep is not None else failure.line - 1
-                    if not self.isolate:
-                        raise RowRefused(failure.refused(bad)) from None
-                    refused[bad] = failure.refused(bad)
-                    continue
+                line = failure.line if failure.line is not None and 1 <= failure.line <= len(keep) else None
                 if not self.isolate:
-                    raise RowRefused(failure.refused(keep[0] if keep else 0)) from None
-                positions = keep if keep is not None else list(range(batch.num_rows))
-                for index, f in self._bisect(conn, cur, batch, positions):
+                    raise RowRefused(failure.refused(keep[line - 1] if line else keep[0])) from None
+                if line is not None:
+                    refused[keep[line - 1]] = failure.refused(keep[line - 1])
+                found = self._scan(conn, cur, batch, keep[line:] if line else keep)
+                for index, f in found:
                     refused[index] = f.refused(index)
-                if not self._bisect_found:
+                if line is None and not found:
                     raise
 
-    _bisect_found = False
+    def _attempt(self, conn, cur, batch: pa.RecordBatch, pos: list[int]) -> RowFailure | None:
+        """COPY these rows in a transaction that is rolled back; the failure, if any."""
+        try:
+            self._copy(cur, batch.take(pa.array(pos, pa.int64())))
+            return None
+        except Exception as exc:
+            f = row_failure(exc)
+            if f is None:
+                raise
+            return f
+        finally:
+            conn.rollback()
+
+    def _scan(self, conn, cur, batch, positions: list[int]) -> list[tuple[int, RowFailure]]:
+        found: list[tuple[int, RowFailure]] = []
+        start = 0
+        while start < len(positions):
+            seg = positions[start:]
+            f = self._attempt(conn, cur, batch, seg)
+            if f is None:
+                break
+            if f.line is not None and 1 <= f.line <= len(seg):
+                found.append((seg[f.line - 1], f))
+                start += f.line
+            else:
+                found += self._bisect(conn, cur, batch, seg)
+                break
+        return found
 
     def _bisect(self, conn, cur, batch, positions: list[int]) -> list[tuple[int, RowFailure]]:
         """Rows refused without a line number: halves tried alone, each in a transaction
         rolled back after it."""
-        found: list[tuple[int, RowFailure]] = []
-        self._bisect_found = False
-
-        def attempt(pos: list[int]) -> RowFailure | None:
-            try:
-                self._copy(cur, batch.take(pa.array(pos, pa.int64())))
-                return None
-            except Exception as exc:
-                f = row_failure(exc)
-                if f is None:
-                    raise
-                return f
-            finally:
-                conn.rollback()
-
-        def go(pos: list[int]) -> None:
-            f = attempt(pos)
-            if f is None:
-                return
-            if len(pos) == 1:
-                found.append((pos[0], f))
-                return
-            mid = len(pos) // 2
-            go(pos[:mid])
-            go(pos[mid:])
-
-        go(positions)
-        self._bisect_found = bool(found)
-        return found
+        f = self._attempt(conn, cur, batch, positions)
+        if f is None:
+            return []
+        if len(positions) == 1:
+            return [(positions[0], f)]
+        mid = len(positions) // 2
+        return self._bisect(conn, cur, batch, positions[:mid]) + \
+            self._bisect(conn, cur, batch, positions[mid:])
 
     # -- the end of an atomic or replace job ----------------------------------------------
     def publish(self, schema: pa.Schema) -> None:
