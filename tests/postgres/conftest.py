@@ -37,3 +37,13 @@ def orders_pg_csv(tmp_path_factory) -> Path:
     write_orders(path, 40_000)
     path.chmod(0o444)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_reference(pg_server: PgServer, orders_pg_csv, tmp_path_factory):
+    """An uninterrupted append run of the shared file: (summary, digest, rejects)."""
+    from .pgkit import PgLab, pg_digest
+    db = pg_server.new_database()
+    lab = PgLab(tmp_path_factory.mktemp("pg-ref"), orders_pg_csv, pg_server, db)
+    summary = lab.run()
+    return summary, pg_digest(pg_server, db), lab.rejects(summary["job_id"])

@@ -11,13 +11,6 @@ from .pg import PgServer
 from .pgkit import PgLab, pg_digest, user_tables
 
 
-def _reference(tmp_path, pg: PgServer, source, mode: str = "append"):
-    db = pg.new_database()
-    lab = PgLab(tmp_path / f"ref-{mode}", source, pg, db, mode=mode)
-    summary = lab.run()
-    return summary, pg_digest(pg, db), lab.rejects(summary["job_id"])
-
-
 def _kill_after(lab: PgLab, batches: int) -> str:
     known = lab.job_ids()
     proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json")
@@ -30,8 +23,8 @@ def _kill_after(lab: PgLab, batches: int) -> str:
     return new[0]
 
 
-def test_kill9_then_resume_equals_an_uninterrupted_run(tmp_path, pg: PgServer, orders_pg_csv):
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+def test_kill9_then_resume_equals_an_uninterrupted_run(pg_reference, tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = pg_reference
     for mode in ("append", "atomic"):
         db = pg.new_database()
         lab = PgLab(tmp_path / mode, orders_pg_csv, pg, db, mode=mode)
@@ -131,8 +124,8 @@ class _Blocked:
         return job
 
 
-def test_backend_terminated_mid_job_is_retried_and_exact(tmp_path, pg: PgServer, orders_pg_csv):
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+def test_backend_terminated_mid_job_is_retried_and_exact(pg_reference, tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = pg_reference
     blocked = _Blocked(tmp_path, pg, orders_pg_csv)
     killed = pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
                         f"wait_event_type = 'Lock' AND datname = '{blocked.db}'")[0][0]
@@ -144,8 +137,8 @@ def test_backend_terminated_mid_job_is_retried_and_exact(tmp_path, pg: PgServer,
     assert summary["retries"] >= 1                      # reconnected and retried, not resumed
 
 
-def test_server_restart_mid_job_then_resume_is_exact(tmp_path, pg: PgServer, orders_pg_csv):
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+def test_server_restart_mid_job_then_resume_is_exact(pg_reference, tmp_path, pg: PgServer, orders_pg_csv):
+    ref, ref_digest, ref_rejects = pg_reference
     blocked = _Blocked(tmp_path, pg, orders_pg_csv)
     pg.restart()                                   # pg_ctl restart -m fast: every session cut
     blocked.release()
@@ -173,12 +166,12 @@ def test_cleanup_drops_a_killed_jobs_stage_and_an_expired_backup(tmp_path, pg: P
     assert atomic.job(job)["status"] == "rolled_back"
 
 
-def test_kill9_mid_publish_then_resume_publishes_once(tmp_path, pg: PgServer, pgdb: str,
+def test_kill9_mid_publish_then_resume_publishes_once(pg_reference, tmp_path, pg: PgServer, pgdb: str,
                                                      orders_pg_csv):
     """The atomic job's publish (INSERT … SELECT from its stage) waits on a lock the test
     holds; the engine is killed there. The server rolls the publish back when it finds the
     client gone; resume publishes exactly once."""
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    ref, ref_digest, ref_rejects = pg_reference
     first = PgLab(tmp_path / "first", orders_pg_csv, pg, pgdb)
     first.run()                                   # the target exists, with lineage and index
     lab = PgLab(tmp_path / "lab", orders_pg_csv, pg, pgdb, mode="atomic")
@@ -204,7 +197,7 @@ def test_kill9_mid_publish_then_resume_publishes_once(tmp_path, pg: PgServer, pg
     assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
 
 
-def test_branches_into_two_postgres_tables_and_a_sqlite_file_resume_and_roll_back(
+def test_branches_into_two_postgres_tables_and_a_sqlite_file_resume_and_roll_back(pg_reference,
         tmp_path, pg: PgServer, pgdb: str, orders_pg_csv):
     lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
     text = lab.pipeline.read_text()
@@ -254,17 +247,17 @@ table = "orders"
         [("orders", total), ("paid", paid)]
     from .pgkit import sqlite_digest
     assert pg_digest(pg, pgdb) == sqlite_digest(tmp_path / "copy.db")
-    ref, ref_digest, _ = _reference(tmp_path, pg, orders_pg_csv)     # unbranched, uninterrupted
+    ref, ref_digest, _ = pg_reference     # unbranched, uninterrupted
     assert pg_digest(pg, pgdb) == ref_digest
     lab.rollback(job)
     assert user_tables(pg, pgdb) == ["_etl_loads", "_etl_tables"]
 
 
-def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(tmp_path, pg: PgServer,
+def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(pg_reference, tmp_path, pg: PgServer,
                                                                     orders_pg_csv):
     """PIPELINE_TRANSACTION_TIMEOUT_MS is the session's lock_timeout: a table locked by
     someone else gives 55P03, retried, then the job fails resumably; resume is exact."""
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    ref, ref_digest, ref_rejects = pg_reference
     db = pg.new_database()
     PgLab(tmp_path / "first", orders_pg_csv, pg, db).run()
     lab = PgLab(tmp_path / "lab", orders_pg_csv, pg, db)
@@ -286,10 +279,10 @@ def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(tmp_path, p
     assert lab.rejects(job) == ref_rejects
 
 
-def test_kill9_mid_copy_then_resume_is_exact(tmp_path, pg: PgServer, orders_pg_csv):
+def test_kill9_mid_copy_then_resume_is_exact(pg_reference, tmp_path, pg: PgServer, orders_pg_csv):
     """The engine killed while its COPY is in flight (waiting on a lock the test holds): the
     server rolls the batch back when it finds the client gone; resume is exact."""
-    ref, ref_digest, ref_rejects = _reference(tmp_path, pg, orders_pg_csv)
+    ref, ref_digest, ref_rejects = pg_reference
     blocked = _Blocked(tmp_path, pg, orders_pg_csv)
     assert kill9(blocked.proc)
     blocked.release()
