@@ -222,3 +222,19 @@ def test_many_refused_rows_in_every_batch_are_found_exactly(tmp_path, pg: PgServ
     assert sorted(r["values"]["id"] for r in refused) == sorted(ids)
     assert pg_digest(pg, db, where=f"WHERE _etl_job_id = '{summary['job_id']}'") == \
         pg_digest(pg, ref_db, where="WHERE id % 50 <> 3")
+
+
+def test_rerun_from_a_checkpoint_replaces_the_jobs_rows(tmp_path, pg: PgServer, pgdb: str,
+                                                        orders_pg_csv):
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    text = lab.pipeline.read_text()
+    assert text.count('type = "validate"') == 1
+    lab.pipeline.write_text(text.replace('type = "validate"', 'type = "validate"\ncheckpoint = true'))
+    first = lab.run()
+    before = pg_digest(pg, pgdb)
+    res = lab.cli("rerun", first["job_id"], "--from", "validate", "--no-ui", "--json")
+    assert res.returncode == 0, str(res)
+    second = res.last_json()
+    assert second["status"] == "succeeded" and second["job_id"] != first["job_id"]
+    assert pg_digest(pg, pgdb) == before
+    assert lab.q("SELECT DISTINCT _etl_job_id FROM orders") == [(second["job_id"],)]
