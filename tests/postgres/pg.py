@@ -52,7 +52,9 @@ class PgServer:
     def __init__(self, bindir: Path, *, durable: bool = False):
         self.bindir = bindir
         self.durable = durable          # fsync on (benchmarks); tests run without it
-        self.root = Path(tempfile.mkdtemp(prefix="etl-pg-"))
+        # as root the server runs as postgres, who must reach the folder: not under a
+        # TMPDIR in root's home
+        self.root = Path(tempfile.mkdtemp(prefix="etl-pg-", dir="/tmp" if os.geteuid() == 0 else None))
         self.data = self.root / "data"
         self.port = free_port()
         self.as_postgres = os.geteuid() == 0
