@@ -156,6 +156,8 @@ COLUMNS = ("id bigint, customer_id bigint, email text, customer_name text, statu
     (f"CREATE TABLE orders ({COLUMNS.replace('ordered_on date', 'ordered_on boolean')})",
      "column 'ordered_on' is boolean"),
     ("CREATE TABLE orders (id bigint)", "has no column 'customer_id'"),
+    (f"CREATE TABLE orders ({COLUMNS}, region text NOT NULL)",
+     "column 'region' is NOT NULL without a default"),
     (f"CREATE TABLE orders ({COLUMNS.replace('id bigint', 'id numeric')})", "column 'id' is numeric"),
 ])
 def test_check_refuses_an_incompatible_table_before_writing(tmp_path, pg: PgServer, pgdb: str,

@@ -506,6 +506,7 @@ class PostgresDestination(Destination):
             existing = _columns(cur, self.schema, self.table)
             if existing:
                 self._check_columns(schema, existing)
+                self._check_required(cur, schema)
         finally:
             conn.rollback()
             conn.close()
@@ -522,6 +523,22 @@ class PostgresDestination(Destination):
                     f"{self._where()}: column {f.name!r} is {existing[f.name]} in the table, "
                     f"and the job's {f.type} values cannot be written into it; cast it in a "
                     "transform phase or load into a new table; nothing was written")
+
+    def _check_required(self, cur, schema: pa.Schema) -> None:
+        """A NOT NULL column without a default that the job does not load would refuse
+        every row: refused here instead."""
+        rows = _rows(cur, "SELECT a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c "
+                          "ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = "
+                          f"c.relnamespace WHERE n.nspname = {lit(self.schema)} AND c.relname = "
+                          f"{lit(self.table)} AND a.attnum > 0 AND NOT a.attisdropped AND "
+                          "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND "
+                          "a.attgenerated = '' ORDER BY a.attnum")
+        missing = [n for (n,) in rows if n not in schema.names]
+        if missing:
+            raise DestinationUnusable(
+                f"{self._where()}: column {missing[0]!r} is NOT NULL without a default and the "
+                "job does not load it; map a column to it or give it a default; nothing was "
+                "written")
 
     def open(self, schema: pa.Schema) -> None:
         self.retrying(self._create, schema)
