@@ -492,9 +492,11 @@ class PostgresDestination(Destination):
         except DestinationUnusable:
             raise
         except Exception as exc:
-            raise DestinationUnusable(f"{self.loc.display}: cannot connect: {first_line(exc)} "
-                                      "(a password comes from PGPASSWORD, ~/.pgpass, a service "
-                                      "file or password_env); nothing was written") from None
+            reason = first_line(exc).removeprefix("Failed to connect: ")
+            hint = (" (a password comes from PGPASSWORD, ~/.pgpass, a service file or "
+                    "password_env)") if "password" in reason else ""
+            raise DestinationUnusable(f"{self.loc.display}: cannot connect: {reason}{hint}; "
+                                      "nothing was written") from None
         try:
             cur = conn.cursor()
             if not _rows(cur, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = "
