@@ -21,13 +21,25 @@ class Context:
     def __init__(self, state: str | None, log_format: str):
         self.state, self.log_format = state, log_format
 
+    def progress_line(self) -> ProgressLine:
+        """The headless progress: a line on stderr, or JSON log events with --log-format json."""
+        return ProgressLine(log=logs.get() if self.log_format == "json" else None)
+
     def settings(self) -> config.Settings:
         return config.load_settings(state_db=self.state)
 
-    def store(self):
+    def store(self, *, readonly: bool = False):
+        """The state store; ``readonly`` for commands that only read (no write of any kind,
+        so a store on read-only media or without write permission can be read)."""
         from .store import StateStore
         path = self.settings().state_path
-        return StateStore(path)
+        store = StateStore(path, readonly=readonly)
+        store.on_event = self.event_log()
+        return store
+
+    def event_log(self):
+        """With --log-format json every event a job records is a log line too (ADR 0019)."""
+        return logs.job_event if self.log_format == "json" else None
 
 
 class Group(click.Group):
@@ -92,7 +104,8 @@ def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
     from .jobs import run_pipeline
     settings = obj.settings()
     summary = run_pipeline(pipeline, settings, source=source, dest=dest,
-                           progress=ProgressLine(), log=logs.get())
+                           progress=obj.progress_line(), log=logs.get(),
+                           on_event=obj.event_log())
     return _report(summary, as_json)
 
 
@@ -112,6 +125,8 @@ def _print_summary(s: dict) -> None:
     click.echo(f"  rows read      {s['rows_read']:>12,}")
     where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
     click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
+    if s.get("rows_staged"):
+        click.echo(f"  rows staged    {s['rows_staged']:>12,}  (not published: resume to publish them)")
     click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
     if s.get("rows_warned"):
         click.echo(f"  rows warned    {s['rows_warned']:>12,}")
@@ -154,7 +169,7 @@ def resume(obj: Context, job, no_ui, as_json):
             click.echo(message)
             sys.exit(0)
         sys.exit(_open_console(obj, resume=found["id"]))
-    summary = resume_job(obj.store(), job, obj.settings(), progress=ProgressLine(), log=logs.get())
+    summary = resume_job(obj.store(), job, obj.settings(), progress=obj.progress_line(), log=logs.get())
     if summary.get("nothing_to_do"):
         if as_json:
             _echo_json(summary)
@@ -167,16 +182,30 @@ def resume(obj: Context, job, no_ui, as_json):
 @main.command()
 @click.argument("job")
 @click.option("--to", "to_checkpoint", type=int, metavar="CHECKPOINT",
-              help="Keep what the job had loaded at this checkpoint (see 'checkpoints JOB').")
+              help="Keep what the job had loaded at this checkpoint: its number in the job "
+                   "(1, 2, 3 ..., see 'checkpoints JOB'; an older store-wide id is accepted "
+                   "when it is not also one of the job's numbers).")
+@click.option("--replay", "replay_number", type=int, metavar="N",
+              help="Undo only replay N of the job (see 'show JOB'): its rows go, its rejects are open again.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def rollback(obj: Context, job, to_checkpoint, yes, dry_run, as_json):
+def rollback(obj: Context, job, to_checkpoint, replay_number, yes, dry_run, as_json):
     """Undo JOB's effect on every destination (entirely, or back to a checkpoint)."""
     from .engine.recovery import rollback as rollback_job
     store, settings = obj.store(), obj.settings()
-    preview = rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=True)
+    if replay_number is not None and to_checkpoint is not None:
+        raise UserError("--replay and --to are exclusive: undo one replay, or the job back to a "
+                        "checkpoint")
+
+    def undo(dry_run: bool = False) -> dict:
+        """One replay (--replay), or the job (entirely, or back to --to)."""
+        if replay_number is not None:
+            from .engine.replaying import rollback_replay
+            return rollback_replay(store, job, replay_number, settings, dry_run=dry_run)
+        return rollback_job(store, job, settings, to_checkpoint=to_checkpoint, dry_run=dry_run)
+    preview = undo(dry_run=True)
     if dry_run or not yes:
         _print_rollback(preview, as_json)
     if dry_run:
@@ -185,7 +214,7 @@ def rollback(obj: Context, job, to_checkpoint, yes, dry_run, as_json):
         if not sys.stdin.isatty():
             raise UserError("rollback needs --yes when not run from a terminal (or use --dry-run)")
         click.confirm("Roll back?", abort=True)
-    _print_rollback(rollback_job(store, job, settings, to_checkpoint=to_checkpoint), as_json)
+    _print_rollback(undo(), as_json)
 
 
 def _print_rollback(r: dict, as_json: bool) -> None:
@@ -195,6 +224,8 @@ def _print_rollback(r: dict, as_json: bool) -> None:
         return
     verb = "would remove" if r["dry_run"] else "removed"
     target = f" back to checkpoint {r['to_checkpoint']}" if r["to_checkpoint"] else ""
+    if r.get("replay"):
+        target = f", replay {r['replay']}"
     click.echo(f"rollback of job {r['job_id']}{target}: {verb} {r['rows']:,} rows")
     for line in rollback_lines(r):
         click.echo(f"  {line}")
@@ -213,7 +244,7 @@ def rerun(obj: Context, job, from_phase, no_ui, as_json):
     """Re-run JOB's phases after a checkpointed phase with the pipeline file as it is now,
     without reading the source again; replaces the job's earlier load."""
     from .engine.recovery import rerun as rerun_job
-    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=ProgressLine(),
+    summary = rerun_job(obj.store(), job, from_phase, obj.settings(), progress=obj.progress_line(),
                         log=logs.get())
     sys.exit(_report(summary, as_json))
 
@@ -245,7 +276,7 @@ def cleanup(obj: Context, hours, dry_run, as_json):
 @click.pass_obj
 def jobs(obj: Context, as_json, limit):
     """List jobs, most recent first."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     rows = store.jobs(limit)
     if as_json:
@@ -273,7 +304,7 @@ def _job_public(r: dict) -> dict:
 @click.pass_obj
 def show(obj: Context, job, as_json):
     """Details of JOB (an id, an id prefix, or 'last')."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     store.mark_dead_jobs()
     j = store.job(job)
     checkpoints, events = store.checkpoints(j["id"]), store.events(j["id"])
@@ -281,9 +312,13 @@ def show(obj: Context, job, as_json):
     skipped = [e["details"].get("reason") for e in events if e["event"] == "phase.skipped"]
     from .engine.plan import decisions_from_events
     conditions = list(decisions_from_events(events).values())
+    from .store.replays import replays as job_replays
+    replays = job_replays(store, j["id"])
     if as_json:
         _echo_json({**_job_public(j), "skipped": skipped, "conditions": conditions,
+                    "replays": replays,
                     "checkpoints": checkpoints, "events": events,
+                    "segments": store.segments(j["id"]),
                     "batches": len(store.batches(j["id"])),
                     "metrics": {"samples": len(metrics),
                                 "max_rss_mb": max((m["rss_mb"] for m in metrics), default=None),
@@ -294,16 +329,33 @@ def show(obj: Context, job, as_json):
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
-    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  ({fmt_duration(j['elapsed_s'])})")
+    segments = store.segments(j["id"])
+    click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
+               f"({_time_text(j, segments)})")
+    if len(segments) > 1:
+        click.echo(f"  ran        {_segments_text(segments)}")
     click.echo(f"  rows       read {j['rows_read']:,}  loaded {j['rows_loaded']:,}  "
-               f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}")
-    click.echo(f"  memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {j['settings']['max_memory_mb']} MB)"
+               f"rejected {j['rows_rejected']:,}  warned {j['rows_warned']:,}"
+               + (f"  resolved {j['rows_resolved']:,} (loaded by replays; counted as loaded)"
+                  if j.get("rows_resolved") else ""))
+    for r in replays:
+        click.echo(f"  replay {r['number']:<3} {r['status']:<11} loaded {r['rows_loaded']:,}  "
+                   f"rejected again {r['rows_rejected']:,}  refused {r['rows_refused']:,}  "
+                   f"{(r['created_at'] or '')[:19]}  {r['origin'] or ''}")
+    click.echo(f"  memory     {_memory_text(j, metrics)} "
+               f"(budget {j['settings']['max_memory_mb']} MB)"
                f"  retries {j['retries']}")
     if j["error"]:
         click.echo(f"  error      {j['error']}")
     if j["phase_stats"]:
-        click.echo("  phases")
+        click.echo("  phases (busy: time at work; phases overlap, so these add up to more "
+                   "than the job's)")
         for p in j["phase_stats"]:
+            if p.get("branch"):      # a branch: its filter, phases and destination
+                click.echo(f"    branch {p['branch']:<17} in {p['rows_in']:>10,}  filtered "
+                           f"{p['filtered']:>10,}  rejected {p['rejected'] + p['refused']:>8,}  "
+                           f"loaded {p['loaded']:>10,}  {p.get('seconds', 0):.2f}s")
+                continue
             click.echo(f"    {p['label']:<24} in {p['rows_in']:>10,}  out {p['rows_out']:>10,}  "
                        f"rejected {p['rejected']:>8,}  {p['seconds']:.2f}s")
     for c in conditions:
@@ -312,40 +364,112 @@ def show(obj: Context, job, as_json):
     for why in skipped:
         click.echo(f"  skipped    {why}")
     click.echo(f"  checkpoints {len(checkpoints)}  (etlconsole checkpoints {j['id']})")
+    if j["status"] == "rolled_back":
+        click.echo("  rolled back: the figures above are what the job did before it was undone")
     click.echo("  events")
     for e in events[-15:]:
         detail = ", ".join(f"{k}={v}" for k, v in e["details"].items() if v is not None and k != "traceback")
         click.echo(f"    {e['at'][11:19]} {e['level']:<5} {e['event']} {detail}")
 
 
+def _limit_option(what: str):
+    return click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                        help=f"Only the last N {what} (the most recent).")
+
+
+def _last(rows: list, limit: int | None) -> list:
+    return rows[-limit:] if limit else rows
+
+
+def _header(what: str, job_id: str, shown: int, total: int, columns: str) -> None:
+    """The line above a listing: what it is, how much of it is shown, the columns."""
+    part = f"the last {shown:,} of {total:,}" if shown < total else f"{total:,}"
+    click.echo(f"{what} of job {job_id}: {part} — {columns}")
+
+
 @main.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True)
+@_limit_option("checkpoints")
 @click.pass_obj
-def checkpoints(obj: Context, job, as_json):
+def checkpoints(obj: Context, job, as_json, limit):
     """Checkpoints of JOB."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
-    rows = store.checkpoints(j["id"])
+    every = store.checkpoints(j["id"])
+    rows = _last(every, limit)
     if as_json:
         for r in rows:
             _echo_json(r)
         return
+    _header("checkpoints", j["id"], len(rows), len(every),
+            "number, phase, batch, last row, rows loaded, created (UTC)")
     for r in rows:
         d = r["checkpoint_data"]
-        click.echo(f"{r['id']:>6}  {r['phase']:<6} batch {d['batch']:>5}  last row {d['last_row']:>11,}  "
+        click.echo(f"{_checkpoint_number(r):>6}  {r['phase']:<6} batch {d['batch']:>5}  "
+                   f"last row {d['last_row']:>11,}  "
                    f"loaded {d['rows_loaded']:>11,}  {r['created_at']}")
+
+
+def _checkpoint_number(r: dict) -> int:
+    """The checkpoint's number in its job (what rollback --to takes)."""
+    return r["number"] if r.get("number") is not None else r["id"]
+
+
+def _secs(seconds: float | None) -> str:
+    """A short run to the hundredth ('0.14s', not '0s')."""
+    if seconds is not None and seconds < 60:
+        return f"{seconds:.2f}s"
+    return fmt_duration(seconds)
+
+
+def _memory_text(j: dict, metrics: list[dict]) -> str:
+    """The peak RSS the engine measured at its end; before that (running, or killed), what
+    the samples saw, never a made-up 0."""
+    if j["peak_rss_mb"]:
+        return f"peak RSS {j['peak_rss_mb']:.0f} MB"
+    sampled = [m["rss_mb"] for m in metrics if m["rss_mb"]]
+    if not sampled:
+        return "RSS not sampled"
+    return f"RSS {sampled[-1]:.0f} MB last sampled, {max(sampled):.0f} MB at most"
+
+
+def _time_text(j: dict, segments: list[dict]) -> str:
+    """'ran 12.30s'; for a job still running, its time so far (earlier segments plus the
+    one under way)."""
+    if j["status"] in ("running", "pending") and segments and segments[-1]["elapsed_s"] is None:
+        from datetime import datetime, timezone
+        started = datetime.fromisoformat(segments[-1]["started_at"])
+        now = (datetime.now(timezone.utc) - started).total_seconds()
+        return f"running for {_secs(sum(g['elapsed_s'] or 0 for g in segments) + now)}"
+    return f"ran {_secs(j['elapsed_s'])}"
+
+
+def _segments_text(segments: list[dict]) -> str:
+    """'3 segments: run 1m 2s (0-41,000), resume 30s (41,000-100,000), ...'"""
+    parts = []
+    for g in segments:
+        end = f"{g['rows_at_end']:,}" if g["rows_at_end"] is not None else "?"
+        parts.append(f"{g['kind']} {_secs(g['elapsed_s'])} "
+                     f"(records {g['rows_at_start']:,}-{end})")
+    return f"{len(segments)} segments: " + ", ".join(parts)
 
 
 @main.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one batch per line.")
+@_limit_option("batches")
 @click.pass_obj
-def batches(obj: Context, job, as_json):
+def batches(obj: Context, job, as_json, limit):
     """Load batches of JOB: record range, rows, attempts, duration, status."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
-    for b in store.batches(j["id"]):
+    every = store.batches(j["id"])
+    rows = _last(every, limit)
+    if not as_json:
+        _header("batches", j["id"], len(rows), len(every),
+                "number, status, records, rows loaded, rejected, attempts, duration")
+    for b in rows:
         if as_json:
             _echo_json(b)
         else:
@@ -357,13 +481,21 @@ def batches(obj: Context, job, as_json):
 
 @main.command()
 @click.argument("job")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines: row, phase, rule, column, message, values.")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the rejects to a CSV file.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON Lines: row, phase, rule, column, message, values.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rejects to a CSV file.")
+@click.option("--fix", "fix_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the open rejects as the source had them (its header and dialect, plus "
+                   "_etl_row, _etl_reason, _etl_raw), to fix and 'replay'.")
 @click.pass_obj
-def rejects(obj: Context, job, as_json, csv_file):
+def rejects(obj: Context, job, as_json, csv_file, fix_file):
     """Rejected rows of JOB with their reasons."""
-    store = obj.store()
+    store = obj.store(readonly=True)
     j = store.job(job)
+    if fix_file:
+        _write_fix_file(store, j, fix_file, as_json)
+        return
     rows = store.rejects(j["id"])
     if csv_file:
         with csv_file.open("w", newline="", encoding="utf-8") as f:
@@ -376,12 +508,86 @@ def rejects(obj: Context, job, as_json, csv_file):
                 n += 1
         click.echo(f"wrote {n:,} rejected rows to {csv_file}")
         return
+    from .store.replays import resolutions
+    resolved = resolutions(store, j["id"])      # rows a replay loaded since (issue 16)
     for r in rows:
+        by, at = resolved.get(r["row"], (None, None))
         if as_json:
-            _echo_json(r)
+            _echo_json({**r, "resolved_by": by, "resolved_at": at})
         else:
             click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
-                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+                       f"{'/' + r['column'] if r['column'] else ''}: {r['message']}"
+                       + (f"  [resolved by replay {by}]" if by else ""))
+
+
+def _write_fix_file(store, j: dict, path: Path, as_json: bool) -> None:
+    from .engine.fixes import write_fix_file
+    from .store.replays import open_rejects
+    done = write_fix_file(j, open_rejects(store, j["id"]), path)
+    if as_json:
+        _echo_json({"job_id": j["id"], "file": str(path), **done})
+        return
+    raw = f" ({done['raw']:,} as raw text in _etl_raw)" if done["raw"] else ""
+    click.echo(f"wrote {done['rows']:,} open rejects of job {j['id']} to {path}{raw}")
+    if done["unnumbered"]:
+        click.echo(f"  {done['unnumbered']:,} rejects without a record number are left out")
+    if done["note"]:
+        click.echo(f"  note: {done['note']}")
+    click.echo(f"  fix them, then: etlconsole replay {j['id']} {path} --dry-run")
+
+
+@main.command()
+@click.argument("job")
+@click.argument("fix_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="COLUMN=VALUE",
+              help="Give COLUMN this value (source text) in the rows replayed; repeatable.")
+@click.option("--where", metavar="CONDITION",
+              help="Only the rejects where CONDITION holds (row, phase, rule, column, message "
+                   "and the record's fields), e.g. \"rule == 'allowed' and column == 'status'\".")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would load and what would be rejected; write nothing.")
+@click.option("--no-ui", is_flag=True, help="Headless (replay always is; for symmetry with run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+@click.pass_obj
+def replay(obj: Context, job, fix_file, sets, where, dry_run, no_ui, as_json):
+    """Replay JOB's fixed rejects (a fix file, or --set/--where over its open rejects)
+    through its recorded pipeline into its destination, as part of the same job."""
+    from .engine.replaying import replay as replay_job
+    s = replay_job(obj.store(), job, obj.settings(), fix_file=fix_file, sets=sets, where=where,
+                   dry_run=dry_run)
+    if as_json:
+        _echo_json(s)
+    else:
+        _print_replay(s)
+    if s["status"] != "succeeded":
+        click.echo(f"error: replay of job {s['job_id']} {s['status']}: {s['error']}", err=True)
+        sys.exit(1)
+
+
+def _print_replay(s: dict) -> None:
+    dry = s["dry_run"]
+    name = "dry run" if dry else f"replay {s['replay']}"
+    click.echo(f"{name} of job {s['job_id']}: {s['rows_in']:,} rows ({s['origin']})")
+    d = s["destination"]
+    where = f" (table {d['table']})" if d.get("table") else ""
+    loaded = 'would load' if dry else 'loaded (resolved)'
+    click.echo(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+    click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
+    for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
+        click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"
+                   + (f" (table {extra['table']})" if extra.get("table") else ""))
+    if "branch_rejected" in s:
+        click.echo(f"  {'rejected in branches':<18} {s['branch_rejected']:>9,}  (rejects of the branches)")
+    click.echo(f"  {'refused':<18} {s['rows_refused']:>9,}  (already loaded or resolved)")
+    for r in s["rejected"][:10]:
+        click.echo(f"    row {r['row']}: {r['phase']}/{r['rule']}"
+                   f"{'/' + r['column'] if r['column'] else ''}: {r['message']}")
+    for r in s["refused"][:5]:
+        click.echo(f"    row {r['row']}: refused, {r['reason']}")
+    if s.get("job"):
+        j = s["job"]
+        click.echo(f"  job: read {j['rows_read']:,} = loaded {j['rows_loaded']:,} + open rejects "
+                   f"{j['rows_rejected']:,}  (resolved {j['rows_resolved']:,})")
 
 
 # -- pipelines ----------------------------------------------------------------------
@@ -419,11 +625,18 @@ def phases(as_json):
         if opts is None:
             click.echo("    (declares no options; keys are passed as keyword arguments)")
         for k, o in (opts or {}).items():
-            req = " (required)" if o["required"] else ""
-            choices = f" one of: {', '.join(o['choices'])}" if o.get("choices") else ""
-            click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{req}{choices}")
+            req = " (required)" if o["required"] else f" (default: {_default_text(o)})"
+            choices = f"; one of: {', '.join(o['choices'])}" if o.get("choices") else ""
+            click.echo(f"    {k:<12} {o['kind']:<9} {o['help']}{choices}{req}")
     if broken:
         raise UserError(f"{len(broken)} phase plugin(s) cannot be loaded: {'; '.join(broken)}")
+
+
+def _default_text(option: dict) -> str:
+    """An option's default as it would be written in the pipeline file (TOML-ish)."""
+    if "default" not in option:
+        return "none"
+    return json.dumps(option["default"], ensure_ascii=False, default=str)
 
 
 def _print_phase(p: dict, indent: str) -> None:
@@ -450,8 +663,10 @@ def check(obj: Context, pipeline, source, as_json):
     from .jobs import plan_pipeline
     plan = plan_pipeline(pipeline, source=source)
     settings = obj.settings()
-    targets = ([(b.load, b.destination_path, b.output_schema) for b in plan.branches]
-               or [(plan.load, plan.destination_path, plan.output_schema)])
+    targets = [(b.load, b.destination_path, b.output_schema) for b in plan.branches]
+    if not targets:
+        assert plan.load is not None and plan.destination_path is not None
+        targets = [(plan.load, plan.destination_path, plan.output_schema)]
     for load, path, schema in targets:
         destinations.open_destination(load, path, "check", settings).check(schema)
     info = plan.describe()
@@ -516,16 +731,51 @@ def demo(obj: Context, no_ui, rows, as_json):
 
 @main.command()
 @click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--watch", "watch", metavar="JOB", help="Open on the monitor, following JOB "
+              "(e.g. one left running when the console was quit).")
 @click.pass_obj
-def ui(obj: Context, pipeline):
+def ui(obj: Context, pipeline, watch):
     """Open the operator console (with PIPELINE: on the pipeline builder)."""
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise UserError("the console needs a terminal (stdin and stdout); "
                         "every command also works headless")
-    if pipeline is not None:
+    if pipeline is not None and pipeline.exists():  # a new path: the builder creates it
         from .spec import load_spec
         load_spec(pipeline)                        # a bad file: one line, exit 2
-    sys.exit(_open_console(obj, pipeline=pipeline, start="builder" if pipeline else "jobs"))
+    if watch is not None:
+        watch = obj.store().job(watch)["id"]       # an unknown job: one line, exit 2
+    sys.exit(_open_console(obj, pipeline=pipeline, watch=watch,
+                           start="builder" if pipeline else "jobs"))
+
+
+# -- global options after the command ------------------------------------------------
+def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
+    """``--state``/``--log-format`` given after the command: they win over the ones
+    before it (the group has already run, so the log format is configured again)."""
+    if value is None:
+        return
+    obj = ctx.find_object(Context)
+    assert obj is not None, "the main group made the Context before any command's options"
+    if param.name == "state":
+        obj.state = value
+    else:
+        obj.log_format = value
+        logs.configure(value)
+
+
+def _global_options() -> list[click.Option]:
+    return [
+        click.Option(["--state"], metavar="PATH", expose_value=False, callback=_set_global,
+                     help="State store (also accepted before the command)."),
+        click.Option(["--log-format"], type=click.Choice(["text", "json"]), expose_value=False,
+                     callback=_set_global, help="Log lines on stderr (also before the command)."),
+    ]
+
+
+# Every command takes the global options after its name as well ('etlconsole jobs --state X'),
+# as the README promises: added here, once, so commands added later get them too.
+for _command in main.commands.values():
+    _command.params.extend(_global_options())
 
 
 def entry() -> None:
@@ -536,6 +786,7 @@ def entry() -> None:
     the reader a stopped job abandoned — which aborted the process now and then (SIGABRT
     "terminate called without an active exception", SIGSEGV) after a clean stop: about
     one Ctrl-C in a hundred and fifty under load turned exit 1 into a crash."""
+    code: str | int | None
     try:
         main()                  # click's standalone mode ends with SystemExit
         code = 0

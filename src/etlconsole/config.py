@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from .errors import UserError
 
@@ -22,7 +22,8 @@ class Settings:
     stream_high_water_mark: int = 256 << 10  # PIPELINE_STREAM_HIGH_WATER_MARK: reader block size, bytes
     batch_size_min: int = 1_000         # PIPELINE_BATCH_SIZE_MIN: smallest load batch (rows)
     batch_size_max: int = 50_000        # PIPELINE_BATCH_SIZE_MAX: largest load batch (rows)
-    batch_retry_attempts: int = 3       # PIPELINE_BATCH_RETRY_ATTEMPTS: tries after the first, transient errors only
+    # PIPELINE_BATCH_RETRY_ATTEMPTS: tries after the first, transient errors only
+    batch_retry_attempts: int = 3
     batch_retry_delay_ms: int = 200     # PIPELINE_BATCH_RETRY_DELAY_MS: first backoff delay, doubled each try
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints
     transaction_timeout_ms: int = 30_000  # PIPELINE_TRANSACTION_TIMEOUT_MS: max wait for a destination lock
@@ -74,7 +75,7 @@ def describe() -> list[tuple[str, object, str]]:
 def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Settings from the environment; raises UserError naming the first bad variable."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for var, (field, minimum) in _NUMERIC.items():
         raw = env.get(var)
         if raw is None or raw.strip() == "":

@@ -34,3 +34,20 @@ class JobFailed(Exception):
     """The job stopped after it started writing; its state is kept and it is resumable."""
 
     exit_code = 1
+
+
+class DiskFull(JobFailed):
+    """A disk etlconsole writes its own files to (the state store, a job's workspace) is
+    full. The job stops at once, resumably: what its destinations committed stays, and
+    the state store is reconciled with their ledgers on resume."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a disk (or a quota) is full: SQLite's SQLITE_FULL, or ENOSPC /
+    EDQUOT from the operating system."""
+    import errno
+    import sqlite3
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(exc))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -16,11 +16,13 @@ def plan_pipeline(pipeline: str | Path, *, source=None, dest=None) -> Plan:
 
 
 def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=None,
-                 progress=None, log=None) -> dict:
-    """Plan (every user error surfaces here, before writing), then run; returns the summary."""
+                 progress=None, log=None, on_event=None) -> dict:
+    """Plan (every user error surfaces here, before writing), then run; returns the summary.
+    ``on_event``: called with every event the job records (see ``StateStore.on_event``)."""
     plan = plan_pipeline(pipeline, source=source, dest=dest)
     store = StateStore(settings.state_path)
+    store.on_event = on_event
     try:
-        return Runner(plan, store, settings, progress=progress, log=log).run()
+        return Runner.new(plan, store, settings, progress=progress, log=log).run()
     finally:
         store.close()

@@ -1,4 +1,10 @@
-"""structlog setup: human-readable on a terminal, JSON lines when asked."""
+"""structlog setup: human-readable on a terminal, JSON lines when asked.
+
+With ``--log-format json`` every event a job records in the state store (the sniff's
+notes, ``when`` decisions, start, resume, retries, the end, rollback, cleanup, replays)
+is also a JSON line on stderr (``job_event``, installed by the CLI as the store's
+``on_event``), with the headless progress as ``job.progress``: a machine follows a job
+from its stderr without reading the store (ADR 0019)."""
 
 from __future__ import annotations
 
@@ -23,3 +29,13 @@ def configure(fmt: str = "text", level: str = "info") -> None:
 
 def get():
     return structlog.get_logger("etlconsole")
+
+
+def job_event(job_id: str | None, event: str, level: str, details: dict) -> None:
+    """Log one recorded job event (the state store's ``on_event``)."""
+    log = get()
+    emit = getattr(log, level if level in ("debug", "info", "warning", "error") else "info")
+    # keys structlog itself uses are kept under another name
+    fields = {(f"{k}_" if k in ("event", "level", "timestamp") else k): v
+              for k, v in details.items()}
+    emit(event, job=job_id, **fields)

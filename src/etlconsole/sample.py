@@ -89,7 +89,7 @@ destination = "sqlite"
 path = "warehouse.db"
 table = "orders"
 mode = "append"
-"""
+"""  # noqa: E501 (a TOML inline table is one line)
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def _plan(rng: random.Random, rows: int, dirty_rate: float) -> tuple[dict[int, s
     positions = rng.sample(range(1, rows), n) if n else []
     kinds = [DEFECT_KINDS[i % len(DEFECT_KINDS)] for i in range(n)]
     rng.shuffle(kinds)
-    plan = dict(zip(positions, kinds))
+    plan = dict(zip(positions, kinds, strict=False))
 
     dup_of: dict[int, int] = {}
     used: set[int] = set()
@@ -319,7 +319,7 @@ def write_orders_csv(path, rows: int, seed: int = 7, dirty_rate: float = 0.02) -
                     range(start + 1, start + k + 1), choices(customer, k=k),
                     choices(status, k=k), choices(qty_price, k=k), choices(currency, k=k),
                     choices(day, k=k), choices(ship, k=k), choices(unshipped, k=k),
-                    choices(geo_sku, k=k), choices(notes, k=k))
+                    choices(geo_sku, k=k), choices(notes, k=k), strict=False)
             ]
             end = start + k
             while d < len(defect_at) and defect_at[d] < end:

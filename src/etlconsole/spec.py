@@ -14,7 +14,7 @@ from typing import Any
 
 import tomlkit
 
-from .engine.conditions import check_when
+from .conditions import check_when
 from .errors import SpecError
 
 FORMAT = 1
@@ -102,7 +102,7 @@ class PipelineSpec:
         return (self.base_dir / Path(path).expanduser()).resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        source = {"path": self.source.path}
+        source: dict[str, Any] = {"path": self.source.path}
         for key in ("delimiter", "quote", "encoding"):
             if getattr(self.source, key) is not None:
                 source[key] = getattr(self.source, key)

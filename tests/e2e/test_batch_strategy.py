@@ -134,7 +134,8 @@ def test_on_error_fail_stops_the_job_resumably_at_the_first_refused_row(tmp_path
     # took are forgotten when the job stops; only the batch the loader failed on stays.
     batches = cli("batches", "last", "--json").json_lines()
     pending = [b for b in batches if b["status"] != "COMMITTED"]
-    assert len(pending) == 1 and pending[0]["batch_number"] == max(b["batch_number"] for b in batches), batches
+    last = max(b["batch_number"] for b in batches)
+    assert len(pending) == 1 and pending[0]["batch_number"] == last, batches
     last = pending[0]["row_end"]
     assert all(r["row"] <= last for r in cli("rejects", "last", "--json").json_lines())
 
@@ -262,5 +263,5 @@ def test_batch_sizes_adapt_between_min_and_max(tmp_path, orders, reference):
     assert sum(sizes) == reference["summary"]["rows_loaded"]
     ranges = [(b["row_start"], b["row_end"]) for b in batches]
     assert ranges[0][0] == 1 and ranges[-1][1] == ROWS
-    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))   # no gap, no overlap
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))   # no gap, no overlap
     assert _rows(tmp_path / "warehouse.db") == reference["rows"]

@@ -126,7 +126,6 @@ def test_rejects_grouped_by_reason_match_the_manifest(job):
 
 def test_each_rejected_record_really_is_defective(job):
     """Look every reject up in the file by its record number (csv module parse)."""
-    seen_ids: dict[str, int] = {}
     first_row_of_id = {}
     for n, rec in enumerate(job.records, 1):
         if len(rec) == len(COLUMNS):
@@ -142,7 +141,7 @@ def test_each_rejected_record_really_is_defective(job):
             checked[kind] += 1
             continue
         assert len(rec) == len(COLUMNS), where
-        row = dict(zip(COLUMNS, rec))
+        row = dict(zip(COLUMNS, rec, strict=False))
         # the rejected values are the (cleaned) values of that very record
         assert r["values"]["order_id"] == _value(row["order_id"]), where
         assert r["values"]["sku"] == _value(row["sku"]), where
@@ -219,7 +218,7 @@ def test_loaded_values_match_the_source_records(job):
     rejected = {r["row"] for r in job.rejects}
     for n, rec in enumerate(job.records, 1):
         if n not in rejected:
-            by_id[int(rec[0])] = dict(zip(COLUMNS, rec))
+            by_id[int(rec[0])] = dict(zip(COLUMNS, rec, strict=False))
     rows = query(job.db, "SELECT id, email, customer_name, status, quantity, unit_price, total, "
                          "currency, ordered_on, shipped_at, country FROM orders")
     assert len(rows) == len(by_id)
@@ -286,12 +285,14 @@ def test_show_json(job, ref):
     # conservation in every phase
     stats = j["phase_stats"]
     assert [p["label"].split("(")[-1].rstrip(")") for p in stats] == [
-        "clean", "validate", "transform", "map", "load"]
+        "extract", "clean", "validate", "transform", "map", "load"]
     extract_rejects = sum(1 for r in job.rejects if r["phase"] == "extract")
-    assert stats[0]["rows_in"] == ROWS - extract_rejects
+    assert stats[0]["rows_in"] == ROWS and stats[0]["rejected"] == extract_rejects
+    assert stats[1]["rows_in"] == ROWS - extract_rejects
+    assert sum(p["rejected"] for p in stats) == j["rows_rejected"]
     for p in stats:
         assert p["rows_in"] == p["rows_out"] + p["rejected"], p
-    for a, b in zip(stats, stats[1:]):
+    for a, b in zip(stats, stats[1:], strict=False):
         assert b["rows_in"] == a["rows_out"], (a, b)
     assert stats[-1]["rows_out"] == job.manifest.expected_loaded
 

@@ -495,8 +495,13 @@ def run_and_kill(lab: Lab, pipeline: Path | None = None, *, batches: int = 5,
     wait_for(lambda: proc.poll() is not None or lab.committed_in_store(known) >= batches,
              timeout=TIMEOUT, every=0.003)
     assert proc.poll() is None, f"the job ended before {batches} batches committed"
-    time.sleep(extra_delay)
-    assert kill9(proc)
+    # The extra delay moves the kill off the commit boundary, but it must not outlive the
+    # job: a short job can commit its last batches within a few tenths of a second (seen:
+    # 12 batches in under 0.18 s), so the kill lands no later than the next commit.
+    end = time.monotonic() + extra_delay
+    wait_for(lambda: time.monotonic() >= end or lab.committed_in_store(known) > batches,
+             timeout=TIMEOUT, every=0.003)
+    assert kill9(proc), "the job ended before the kill"
     if recover and hot_journal(lab.dest):
         recover_journal(lab.dest)
     if check_status:     # the CLI must see the dead engine's job as interrupted

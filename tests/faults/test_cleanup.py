@@ -3,7 +3,6 @@ workspaces) and never touches the rows of a succeeded job (invariant 4)."""
 
 from __future__ import annotations
 
-import pytest
 
 from .faultkit import (TABLE, Lab, digest, exact_state, ledger, run_and_kill, stage_tables,
                        user_tables)

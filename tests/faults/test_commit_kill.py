@@ -22,8 +22,8 @@ def killed_inside_commit(lab: Lab, *, min_batches: int = 4, tries: int = 3) -> s
     for _ in range(tries):
         known = lab.job_ids()
         proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json")
-        wait_for(lambda: proc.poll() is not None or lab.committed_in_store(known) >= min_batches,
-                 every=0.002)
+        wait_for(lambda proc=proc, known=known: proc.poll() is not None
+                 or lab.committed_in_store(known) >= min_batches, every=0.002)
         if kill_inside_commit(proc, lab.dest):
             jobs = lab.jobs()
             assert jobs[0]["status"] == "interrupted", jobs[0]

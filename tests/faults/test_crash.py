@@ -58,7 +58,7 @@ def committed_batches(db, job_id: str) -> int:
     entries = ledger(db, job_id)
     numbers = [e[1] for e in entries]
     assert numbers == list(range(1, len(numbers) + 1)), f"ledger batches not contiguous: {numbers}"
-    for prev, nxt in zip(entries, entries[1:]):
+    for prev, nxt in zip(entries, entries[1:], strict=False):
         assert nxt[2] == prev[3] + 1, f"ledger row ranges have a gap or overlap: {prev} -> {nxt}"
     return len(numbers)
 

@@ -1,8 +1,9 @@
 """Ctrl-C (SIGINT) and SIGTERM at random moments of a real job, and of its resumes.
 
 Unlike kill -9, these signals let the engine finish its bookkeeping (every second stop is
-two signals, the second while it winds down): each stopped process must exit 1 with the job marked 'interrupted' (never left 'running', never an internal
-error), and resuming must reach exactly the uninterrupted run's rows and rejects.
+two signals, the second while it winds down): each stopped process must exit 1 with the job
+marked 'interrupted' (never left 'running', never an internal error), and resuming must
+reach exactly the uninterrupted run's rows and rejects.
 
 Batches of 200 rows keep the engine's main thread inside state-store writes much of the
 time: that is where a signal used to leave a transaction open (test_interrupts.py shows
@@ -46,7 +47,7 @@ def test_signals_at_random_moments_then_resume_equals_the_uninterrupted_run(
         args = ("run", lab.pipeline, "--no-ui", "--json") if job_id is None else (
             "resume", job_id, "--json")
         proc = lab.spawn(*args, preexec_fn=ctrl_c_not_ignored)
-        wait_for(lambda: proc.poll() is not None or running(), timeout=TIMEOUT, every=0.005)
+        wait_for(lambda proc=proc: proc.poll() is not None or running(), timeout=TIMEOUT, every=0.005)
         job_id = job_id or lab.store_query("SELECT id FROM import_jobs")[0][0]
         time.sleep(rng.uniform(0.0, 0.8))
         twice = False

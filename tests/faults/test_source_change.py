@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 
-import pytest
 
-from .faultkit import Lab, assert_conservation, digest, file_sha, run_and_kill, stage_tables
+from .faultkit import (Lab, assert_conservation, digest, file_sha, ledger, run_and_kill,
+                       stage_tables)
 
 
 def _append_line(data: bytes) -> bytes:
@@ -86,3 +87,49 @@ def test_same_size_middle_edit_with_mtime_kept_is_refused(orders_csv, tmp_path):
     res = lab.cli("resume", job, "--json")
     assert res.returncode == 2, str(res)
     assert file_sha(lab.dest) == dest_before
+
+
+def test_same_size_edit_of_the_committed_part_before_the_whole_file_digest_is_refused(
+        reference, orders_csv, tmp_path):
+    """Issue 17: killed before the background whole-file digest was recorded, then a digit
+    edited (same size, mtime kept) in records the job had committed, outside the hashed
+    head and tail: resume must notice it from the proof its batches kept, and refuse."""
+    src = _copy_source(orders_csv, tmp_path / "src")
+    lab = Lab(tmp_path / "lab", src)
+    job = run_and_kill(lab, batches=14, check_status=True)
+    # the kill came before the digest thread's write (it is raced on a small file)
+    with sqlite3.connect(lab.state) as conn:
+        conn.execute("UPDATE import_jobs SET source_digest = NULL WHERE id = ?", (job,))
+    conn.close()
+    done = max(e[3] for e in ledger(lab.dest, job))      # last committed record
+    original, st = src.read_bytes(), os.stat(src)
+    at = (1 << 20) + 300_000                             # past the 1 MB head that is hashed
+    while not original[at:at + 1].isdigit():
+        at += 1
+    record = original[:at].count(b"\n")                  # the header is line 0
+    assert record < done, (record, done)
+    assert at < len(original) - (1 << 20)                # before the hashed tail
+    digit = b"7" if original[at:at + 1] != b"7" else b"3"
+    src.write_bytes(original[:at] + digit + original[at + 1:])
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    dest_before, job_before = file_sha(lab.dest), lab.store_job(job)
+
+    res = lab.cli("resume", job, "--json")
+    assert res.returncode == 2, str(res)
+    assert "Traceback" not in res.stderr + res.stdout
+    assert len(res.stderr_lines) == 1 and res.stderr_lines[0].startswith("error:"), str(res)
+    line = res.stderr_lines[0]
+    assert str(src) in line and "changed" in line and job in line, line
+    assert file_sha(lab.dest) == dest_before, "the destination was touched"
+    now = lab.store_job(job)
+    for key in ("status", "rows_read", "rows_loaded", "rows_rejected", "resumes"):
+        assert now[key] == job_before[key], (key, now[key], job_before[key])
+
+    src.write_bytes(original)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    summary = lab.resume(job)
+    assert summary["status"] == "succeeded"
+    for key in ("rows_read", "rows_loaded", "rows_rejected"):
+        assert summary[key] == reference.summary[key]
+    assert digest(lab.dest) == reference.digest
+    assert lab.store_rejects(job) == reference.rejects

@@ -18,7 +18,6 @@ import glob
 import os
 import signal
 
-import pytest
 
 from .faultkit import Lab, digest, index_is_torn, wait_for
 

@@ -83,3 +83,38 @@ def fixed_store(path: Path) -> Path:
            batch=7, error="database is locked [/x]")
     store.close()
     return path
+
+
+def short_job_store(path: Path) -> Path:
+    """One finished 20-row job (the size of a quick try), with the samples the engine takes
+    at the start and at the end of its run, and the extract on its phase table."""
+    store = StateStore(path)
+    job_id = "5407f00d"
+    store.create_job(job_id, pipeline_name="orders", pipeline_file="/data/orders.toml",
+                     source_path="/data/orders.csv", bytes_total=2_431, settings=SETTINGS,
+                     destinations=[{"kind": "sqlite", "path": "/data/warehouse.db",
+                                    "table": "orders", "mode": "append"}])
+    phases = [{"label": "extract", "rows_in": 20, "rows_out": 19, "rejected": 1, "warned": 0,
+               "seconds": 0.004}]
+    n = 19
+    for i, name in enumerate(PHASES):
+        rej = 1 if name == "validate" else 0
+        phases.append({"label": f"phase {i + 1} ({name})", "rows_in": n, "rows_out": n - rej,
+                       "rejected": rej, "warned": 0, "seconds": round(0.001 + i * 0.002, 4)})
+        n -= rej
+    store.update_job(job_id, status="succeeded", started_at="2025-03-05T09:00:00.000+00:00",
+                     finished_at="2025-03-05T09:00:00.140+00:00", elapsed_s=0.14, rows_read=20,
+                     rows_loaded=18, rows_rejected=2, bytes_read=2_431, peak_rss_mb=118.4,
+                     phase_stats=phases, created_at="2025-03-05T09:00:00.000+00:00")
+    for t, rows, rate, rss in [(0.002, 0, 0.0, 96.2), (0.139, 20, 144.0, 118.1)]:
+        store.add_metric(job_id, {
+            "elapsed_s": t, "rows_read": rows, "rows_loaded": 18 if rows else 0,
+            "rows_rejected": 2 if rows else 0, "rows_per_s": rate, "rss_mb": rss,
+            "batch_size": 20, "queue_depth": 0, "retries": 0, "bytes_read": 2_431 if rows else 0,
+            "segment": 1, "segment_elapsed_s": t, "segment_rows": rows,
+            "segment_bytes": 2_431 if rows else 0})
+    for i, (event, details) in enumerate([("sniff", {"note": "delimiter ',' (sniffed)"}),
+                                          ("job.succeeded", {})]):
+        _event(store, job_id, f"2025-03-05T09:00:00.{i}00+00:00", event, **details)
+    store.close()
+    return path

@@ -116,12 +116,13 @@ async def test_open_a_pipeline_file_from_the_builder(ws):
     async with ws.app(start="builder").run_test(size=(80, 24)) as pilot:
         screen = pilot.app.screen
         assert screen.editor is None and screen.check_action("save", ()) is None
+        assert "Tab to the path field" in static_text(pilot.app, "#b-problems")
         field = screen.query_one("#b-open", Input)
-        await pilot.press("shift+tab")
-        assert screen.focused is field
-        field.value = str(ws.root / "missing.toml")
+        await pilot.press("tab")                       # the first Tab: the path field
+        assert screen.focused is field and field.display
+        field.value = str(ws.root)                     # a folder is not a pipeline
         await pilot.press("enter")
-        assert "pipeline file not found" in static_text(pilot.app, "#b-problems")
+        assert "is a directory" in static_text(pilot.app, "#b-problems")
         field.value = str(ws.pipeline)
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.checks >= 1)

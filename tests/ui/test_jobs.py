@@ -101,7 +101,7 @@ async def test_rollback_to_checkpoint_then_resume(ws):
         assert screen.focused is checkpoints
         assert checkpoints.row_count >= 2
         cp_id = int(checkpoints.cursor_key)          # the first checkpoint
-        kept = int(cells(checkpoints)[0][3].replace(",", ""))
+        kept = int(cells(checkpoints)[0][2].replace(",", ""))
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
         assert f"back to checkpoint {cp_id}" in str(pilot.app.screen.title_text)

@@ -42,7 +42,7 @@ async def test_monitor_shows_the_last_job_finished(ws):
         assert f"loaded {job['rows_loaded']:,}" in static_text(pilot.app, "#m-rows")
         assert "peak" in static_text(pilot.app, "#m-memory")
         phases = screen.query_one("#m-phases")
-        assert column(phases, 0)[:2] == ["phase 1 (clean)", "phase 2 (validate)"]
+        assert column(phases, 0)[:3] == ["extract", "phase 1 (clean)", "phase 2 (validate)"]
         assert "job.succeeded" in static_text(pilot.app, "#m-events")
 
 
@@ -96,16 +96,18 @@ async def test_rejects_grouped_filtered_escaped_and_exported(ws):
         await polled(pilot, screen)
         groups = screen.query_one("#groups")
         rows = screen.query_one("#reject-rows")
-        assert cells(groups)[0] == ["(all)", "", "", f"{job['rows_rejected']:,}"]
+        n = f"{job['rows_rejected']:,}"
+        assert cells(groups)[0] == ["(all)", "", "", n, n, "0"]      # rows, open, resolved
         counts = [int(c.replace(",", "")) for c in column(groups, 3)[1:]]
         assert sum(counts) == job["rows_rejected"] and counts == sorted(counts, reverse=True)
         assert rows.row_count == job["rows_rejected"]
-        assert any("[/x]" in r[4] for r in cells(rows))
+        assert any("[/x]" in r[3] for r in cells(rows))      # the rejected value
+        assert set(column(rows, 1)) == {"open"}               # none resolved yet
         # selecting a group shows only its rows
         await pilot.press("down")
         await polled(pilot, screen, 2)
         assert rows.row_count == counts[0]
-        assert set(column(rows, 1)) == {cells(groups)[1][1]}
+        assert set(column(rows, 4)) == {cells(groups)[1][1]}
         # e exports every reject to CSV
         await pilot.press("e")
         out = ws.root / f"rejects-{job['job_id']}.csv"

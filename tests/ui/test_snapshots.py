@@ -15,7 +15,7 @@ from etlconsole.ui.screens.jobs import rollback_text
 from etlconsole.ui.screens.modals import ConfirmModal, QuitModal
 
 from .conftest import ROOT
-from .fixed_data import fixed_store
+from .fixed_data import fixed_store, short_job_store
 from .helpers import settled, wait_for
 
 SIZES = [(80, 24), (140, 45)]
@@ -74,6 +74,16 @@ def test_monitor_running(snap_compare, fixed, size):
 
 def test_monitor_finished(snap_compare, fixed):
     assert snap_compare(fixed(watch="a1b2c3d4"), terminal_size=(80, 24), run_before=polled)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_finished_20_row_job(snap_compare, tmp_path, monkeypatch, size):
+    """A job shorter than the sampling interval still shows its figures and charts."""
+    monkeypatch.chdir(tmp_path)
+    state = short_job_store(tmp_path / "state" / "state.db")
+    app = ConsoleApp(state, settings=Settings(state_db=str(state)), export_dir=tmp_path,
+                     cwd=tmp_path, watch="5407f00d", poll_interval=60)
+    assert snap_compare(app, terminal_size=size, run_before=polled)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -98,3 +98,44 @@ def test_take_through_cuts_at_a_record_even_between_good_rows():
     assert rest.batch.column(ROW).to_pylist() == [6, 7, 8, 9, 10]
     assert (rest.row_start, rest.row_end) == (6, 10)
     assert pending.rows == 0 and pending.empty
+
+
+def _blamed(rows):
+    """Rejected rows still in Arrow, as the phase line hands them over."""
+    from etlconsole.engine.phases.base import Rejects
+    batch = pa.record_batch({"v": [f"v{r}" for r in rows], ROW: pa.array(rows, pa.int64())})
+    return [(Rejects(batch, ["unique"] * len(rows), ["v"] * len(rows),
+                     [f"duplicate {r}" for r in rows]), "validate", "phase 1 (validate)")]
+
+
+def _cuts(chunks, size):
+    """(row_start, row_end, good rows, rejects) of every batch take_next cuts."""
+    pending, out = None, []
+    for first, last, bad in chunks:
+        chunk = _chunk(first, last, skip=bad)
+        pending = pending or Pending(first, chunk.schema)
+        pending.add(chunk, [], {}, last, 0, blamed=_blamed(sorted(bad)))
+        while (item := pending.take_next(size, len(out) + 1)) is not None:
+            out.append((item.row_start, item.row_end, item.rows, [r["row"] for r in item.rejects]))
+    return out
+
+
+def test_a_batch_is_full_at_size_good_rows_or_size_over_8_rejects_whatever_the_chunking():
+    """A stretch where every row is rejected is cut every size // 8 rejects (reject records
+    must not pile up waiting for good rows), at the same records however it was chunked."""
+    bad = set(range(101, 301))                # records 101..300 all rejected
+    whole = _cuts([(1, 400, bad)], size=80)
+    pieces = _cuts([(1, 150, {r for r in bad if r <= 150}), (151, 233, {r for r in bad if 151 <= r <= 233}),
+                    (234, 400, {r for r in bad if r >= 234})], size=80)
+    assert whole == pieces
+    assert whole[0] == (1, 80, 80, [])                         # 80 good rows
+    assert whole[1] == (81, 110, 20, list(range(101, 111)))    # 10 rejects (80 // 8)
+    assert all(len(rejects) <= 10 for *_, rejects in whole)
+    covered = [r for s, e, *_ in whole for r in range(s, e + 1)]
+    assert covered == list(range(1, len(covered) + 1))        # contiguous, none lost
+    assert sum(len(r) for *_, r in whole) == len([r for r in bad if r <= covered[-1]])
+    # the rejects turned into records carry their phase and message
+    item = Pending(1, _chunk(1, 1, set()).schema)
+    item.add(_chunk(1, 3, {2}), [], {}, 3, 0, blamed=_blamed([2]))
+    [record] = item.flush(1).rejects
+    assert record["row"] == 2 and record["message"] == "duplicate 2" and record["phase"] == "validate"

@@ -131,5 +131,6 @@ def test_ascii_shortcuts_give_what_the_unicode_kernels_give(seed):
     got = phase.process(batch)
     for name, fold in (("a", pc.utf8_lower), ("b", pc.utf8_upper), ("c", lambda x: x)):
         expected = pc.utf8_trim_whitespace(batch.column(name))
-        expected = pc.if_else(pc.is_in(expected, pa.array(["", "NULL"])), pa.scalar(None, pa.string()), expected)
+        expected = pc.if_else(pc.is_in(expected, pa.array(["", "NULL"])), pa.scalar(None, pa.string()),
+                              expected)
         assert got.column(name).to_pylist() == fold(expected).to_pylist()

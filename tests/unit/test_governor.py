@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from etlconsole.config import load_settings
 from etlconsole.engine.batching import BatchSizer
 from etlconsole.engine.governor import Governor
-from etlconsole.engine.runner import DEFAULT_ROOM_MB, Runner
+from etlconsole.engine.sampler import DEFAULT_ROOM_MB, fit_to_budget
 
 
 def test_soft_mark_is_measured_from_the_start_rss():
@@ -19,20 +19,18 @@ def test_soft_mark_is_measured_from_the_start_rss():
     assert tight.pressure and tight.over_budget
 
 
-def _runner(budget: int, rss: float) -> SimpleNamespace:
+def _fitted(budget: int, rss: float) -> SimpleNamespace:
     settings = load_settings({"PIPELINE_MAX_MEMORY_MB": str(budget)})
-    return SimpleNamespace(settings=settings, governor=SimpleNamespace(rss_mb=rss),
-                           chunk_rows=settings.chunk_size, chunk_cap=settings.chunk_size,
-                           sizer=BatchSizer(settings.batch_size_min, settings.batch_size_max, slow_s=3))
+    sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max, slow_s=3)
+    chunk_rows = fit_to_budget(settings, rss, sizer)
+    return SimpleNamespace(settings=settings, sizer=sizer, chunk_rows=chunk_rows)
 
 
 def test_a_tight_budget_starts_with_pieces_sized_to_its_room():
-    r = _runner(200, 120.0)                   # 80 MB of room
-    Runner._fit_to_budget(r)
+    r = _fitted(200, 120.0)                   # 80 MB of room
     share = 80 / DEFAULT_ROOM_MB
-    assert r.chunk_rows == r.chunk_cap == int(r.settings.chunk_size * share)
+    assert r.chunk_rows == int(r.settings.chunk_size * share)
     assert r.sizer.high == int(r.settings.batch_size_max * share)
-    roomy = _runner(512, 120.0)
-    Runner._fit_to_budget(roomy)
+    roomy = _fitted(512, 120.0)
     assert roomy.chunk_rows == roomy.settings.chunk_size
     assert roomy.sizer.high == roomy.settings.batch_size_max

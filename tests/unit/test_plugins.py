@@ -5,7 +5,6 @@ SpecError naming it."""
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pyarrow as pa
 import pytest
@@ -114,11 +113,9 @@ def test_hooks_are_called_when_present(workdir):
 
 def _runner_process(planned, batch):
     """The runner's phase step (it isolates raising rows for plugins and built-ins alike)."""
-    from types import SimpleNamespace
-    from etlconsole.engine.runner import Counters, Runner, records_of
-    ns = SimpleNamespace(counters=Counters())
-    ns._process = lambda pl, b: Runner._process(ns, pl, b)
-    out, blamed, warnings = ns._process(planned, batch)
+    from pathlib import Path
+    from etlconsole.engine.line import process, records_of
+    out, blamed, warnings = process(planned, batch, Path("."))
     return out, records_of(blamed), warnings
 
 

@@ -34,7 +34,7 @@ def _records(path: Path) -> list[list[str]]:
 
 def _clean(rec: list[str]) -> dict[str, str | None]:
     row: dict[str, str | None] = {}
-    for col, raw in zip(COLUMNS, rec):
+    for col, raw in zip(COLUMNS, rec, strict=False):
         v = raw.strip()
         if v in NULLS:
             row[col] = None

@@ -53,7 +53,8 @@ def test_reject_groups_and_rows(store):
         reject(3), reject(1), reject(2, rule="pattern", column="email"),
         reject(5, rule="ragged", column=None, phase="extract")])
     groups = store.reject_groups("aaaa0001")
-    assert groups[0] == {"phase": "validate", "rule": "type", "column": "c", "count": 2}
+    assert groups[0] == {"phase": "validate", "rule": "type", "column": "c", "count": 2,
+                         "open": 2, "resolved": 0}
     assert {(g["rule"], g["column"], g["count"]) for g in groups[1:]} == {
         ("pattern", "email", 1), ("ragged", None, 1)}
     rows = store.reject_rows("aaaa0001")
@@ -64,3 +65,10 @@ def test_reject_groups_and_rows(store):
     ragged = store.reject_rows("aaaa0001", phase="extract", rule="ragged", column=None, grouped=True)
     assert [r["row"] for r in ragged] == [5]
     assert len(store.reject_rows("aaaa0001", limit=2)) == 2
+    # a replay resolved one (issue 16): the group splits open/resolved, the row says by which
+    store.db.conn.execute("UPDATE pipeline_rejects SET resolved_at = '2025-01-01T00:00:00', "
+                          "resolved_by = 1 WHERE row = 3")
+    assert {k: store.reject_groups("aaaa0001")[0][k] for k in ("count", "open", "resolved")} == {
+        "count": 2, "open": 1, "resolved": 1}
+    typed = store.reject_rows("aaaa0001", phase="validate", rule="type", column="c", grouped=True)
+    assert [(r["row"], r["resolved_by"]) for r in typed] == [(1, None), (3, 1)]

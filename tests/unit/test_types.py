@@ -75,7 +75,8 @@ def test_float64_valid(text, expected):
     assert value == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["abc", "1e", "e5", ".", "1.2.3", "", "1,5", "inf", "nan", "NaN", "-Infinity", "--1"])
+@pytest.mark.parametrize("text", ["abc", "1e", "e5", ".", "1.2.3", "", "1,5", "inf", "nan", "NaN",
+                                  "-Infinity", "--1"])
 def test_float64_failures(text):
     assert one(text, "float64") == (None, True)
 
@@ -276,9 +277,9 @@ def test_every_calendar_day_is_judged_like_python(together):
     """Alone, a value is decided by the shape and a cast of that one value; together with
     good ones, an impossible day must fail only itself (the all-or-nothing cast refuses)."""
     texts = _calendar_texts()
-    days = parse(texts, "date") if together else tuple(zip(*(one(t, "date") for t in texts)))
+    days = parse(texts, "date") if together else tuple(zip(*(one(t, "date") for t in texts), strict=False))
     stamps = parse([t + "T06:30:00" for t in texts], "timestamp") if together else \
-        tuple(zip(*(one(t + " 06:30", "timestamp") for t in texts)))
+        tuple(zip(*(one(t + " 06:30", "timestamp") for t in texts), strict=False))
     for i, text in enumerate(texts):
         truth = _real_date(text)
         assert days[0][i] == truth and days[1][i] == (truth is None), text
@@ -291,6 +292,7 @@ def test_keep_nulls_the_refused_text_of_a_slice_without_copying(offset):
     values = pa.array(["a", None, "ccc", "", "e", None, "ggg", "h"] * 3, pa.string()).slice(offset)
     ok = pa.array([i % 3 != 0 if i % 5 else None for i in range(len(values))], pa.bool_())
     kept = types._keep(values, ok)
-    assert kept.to_pylist() == [v if o else None for v, o in zip(values.to_pylist(), ok.to_pylist())]
+    assert kept.to_pylist() == [v if o else None
+                                for v, o in zip(values.to_pylist(), ok.to_pylist(), strict=False)]
     assert kept.buffers()[2].address == values.buffers()[2].address     # same string data
     kept.validate(full=True)

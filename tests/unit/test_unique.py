@@ -101,7 +101,7 @@ def _tagged_reference(ops):
             continue
         _, keys, rows = op
         answer = []
-        for k, r in zip(keys, rows):
+        for k, r in zip(keys, rows, strict=False):
             answer.append(k is not None and k in seen)
             if k is not None and k not in seen:
                 seen[k] = r

@@ -38,7 +38,8 @@ def rejected(result: PhaseResult) -> dict[int, tuple[str, str, str]]:
     r = result.rejects
     rows = r.rows.column(ROW).to_pylist()
     assert len(rows) == len(r.rule) == len(r.column) == len(r.message)
-    return {row: (rule, col, msg) for row, rule, col, msg in zip(rows, r.rule, r.column, r.message)}
+    return {row: (rule, col, msg)
+            for row, rule, col, msg in zip(rows, r.rule, r.column, r.message, strict=False)}
 
 
 def rules_of(result):
@@ -224,7 +225,8 @@ def test_rejected_rows_keep_their_values_and_record_numbers():
     b = batch(id=["1", "x", "3"], name=["ann", "bob", "cy"], rows=[101, 205, 307])
     _, r = validate([{"column": "id", "type": "int64"}], b)
     records = r.rejects.records("validate", "phase 2 (validate)")
-    assert records == [{"row": 205, "phase": "validate", "phase_label": "phase 2 (validate)", "rule": "type", "column": "id",
+    assert records == [{"row": 205, "phase": "validate", "phase_label": "phase 2 (validate)",
+                        "rule": "type", "column": "id",
                         "message": "'x' is not a valid int64",
                         "values": json.dumps({"id": "x", "name": "bob"})}]
     assert kept(r, ROW) == [101, 307]
@@ -317,7 +319,8 @@ def test_bound_without_type_rejects_non_numbers():
     import pyarrow as pa
     from etlconsole.engine.phases.validate import Validate
     v = Validate(rules=[{"column": "q", "min": 1}])
-    b = pa.record_batch({"q": pa.array(["5", "x", "0", None]), "_etl_row": pa.array([1, 2, 3, 4], pa.int64())})
+    b = pa.record_batch({"q": pa.array(["5", "x", "0", None]),
+                         "_etl_row": pa.array([1, 2, 3, 4], pa.int64())})
     v.setup(b.schema)
     r = v.process(b)
     assert r.batch.column("_etl_row").to_pylist() == [1, 4]

@@ -19,7 +19,8 @@ Forms (see the README, "Conditional phases"):
 changed by the phases before it that run). Row counts are an estimate: see
 :func:`estimate_rows`.
 
-This module imports nothing heavy at import time: ``spec`` uses it to check shapes.
+The shape check (:func:`check_when`) lives in :mod:`etlconsole.conditions`, so that ``spec``
+imports nothing from the engine; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -29,73 +30,17 @@ import csv
 import importlib
 import io
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..conditions import KEYS, check_when
 from ..errors import SpecError
 
-KEYS = ("column_exists", "env", "min_rows", "max_rows", "predicate", "not", "any")
-_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+__all__ = ["KEYS", "ConditionContext", "check_when", "estimate_rows", "evaluate", "explain"]
+
 ESTIMATE_SAMPLE_BYTES = 1 << 20
-
-
-# -- shape (at load time) ----------------------------------------------------------------
-def _names(value, key: str, pattern: re.Pattern | None, fail: Callable[[str, str], SpecError]):
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
-        raise fail(key, "must be a name or a non-empty list of names")
-    if pattern is not None:
-        bad = [x for x in items if not pattern.match(x)]
-        if bad:
-            raise fail(key, f"{bad[0]!r} is not a valid environment variable name")
-
-
-def check_when(value: Any, *, file: str | None = None, phase: str | None = None,
-               key: str = "when") -> None:
-    """Raise SpecError (naming file, phase and the key, e.g. ``when.min_rows``) for a
-    condition that is not well formed. Nothing is evaluated here."""
-
-    def fail(k: str, message: str) -> SpecError:
-        return SpecError(message, file=file, phase=phase, key=k)
-
-    if isinstance(value, str):
-        if not _REF.match(value):
-            raise fail(key, f"a predicate must be 'package.module:function', got {value!r} "
-                            "(or use a table such as { env = \"VAR\" })")
-        return
-    if not isinstance(value, dict):
-        raise fail(key, "must be a table such as { column_exists = \"email\" } or a predicate "
-                        f"'package.module:function', got {value!r}")
-    if not value:
-        raise fail(key, f"is empty; use one or more of {', '.join(KEYS)}")
-    for k, v in value.items():
-        where = f"{key}.{k}"
-        if k not in KEYS:
-            raise fail(where, f"unknown condition (expected one of {', '.join(KEYS)})")
-        if k == "column_exists":
-            _names(v, where, None, fail)
-        elif k == "env":
-            _names(v, where, _ENV, fail)
-        elif k in ("min_rows", "max_rows"):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise fail(where, f"must be a whole number >= 0, got {v!r}")
-        elif k == "predicate":
-            if not isinstance(v, str) or not _REF.match(v):
-                raise fail(where, f"must be 'package.module:function', got {v!r}")
-        elif k == "not":
-            check_when(v, file=file, phase=phase, key=where)
-        elif k == "any":
-            if not isinstance(v, list) or not v:
-                raise fail(where, "must be a non-empty list of conditions")
-            for i, item in enumerate(v):
-                check_when(item, file=file, phase=phase, key=f"{where}[{i}]")
-    lo, hi = value.get("min_rows"), value.get("max_rows")
-    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-        raise fail(f"{key}.min_rows", f"min_rows {lo} is above max_rows {hi}: never holds")
 
 
 # -- row estimate -----------------------------------------------------------------------

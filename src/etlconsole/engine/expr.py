@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 from functools import reduce
-from typing import Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -101,7 +101,7 @@ def _apply(op: str, impl: Callable, nodes: list[_Node], src: str) -> Callable:
         try:
             return impl(*vals)
         except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            parts = [(f"{v.type} {n.desc}", v.type) for n, v in zip(nodes, vals)]
+            parts = [(f"{v.type} {n.desc}", v.type) for n, v in zip(nodes, vals, strict=False)]
             bad = [p for p, t in parts if not (pa.types.is_integer(t) or pa.types.is_floating(t))]
             bad = bad if op in _ARITH and bad else [p for p, _ in parts]
             hint = "(cast it first)" if len(bad) == 1 else "(cast first)"
@@ -132,13 +132,14 @@ def _literal(node: ast.AST):
 class _Compiler:
     """Turns an allow-listed AST into _Nodes and records the column names it meets."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.columns: set[str] = set()
-        self.handlers = {ast.Name: self._name, ast.Constant: self._constant,
-                         ast.UnaryOp: lambda n: self._operator(n, [n.operand]),
-                         ast.BinOp: lambda n: self._operator(n, [n.left, n.right]),
-                         ast.BoolOp: lambda n: self._operator(n, n.values),
-                         ast.IfExp: self._if, ast.Compare: self._compare, ast.Call: self._call}
+        self.handlers: dict[type[ast.AST], Callable[[Any], Any]] = {
+            ast.Name: self._name, ast.Constant: self._constant,
+            ast.UnaryOp: lambda n: self._operator(n, [n.operand]),
+            ast.BinOp: lambda n: self._operator(n, [n.left, n.right]),
+            ast.BoolOp: lambda n: self._operator(n, n.values),
+            ast.IfExp: self._if, ast.Compare: self._compare, ast.Call: self._call}
 
     def compile(self, node: ast.AST) -> _Node:
         handler = self.handlers.get(type(node))
@@ -149,7 +150,8 @@ class _Compiler:
         if isinstance(built, _Node):
             return built
         src = ast.unparse(node)
-        return _Node(_apply(*built, src), f"expression '{src}'")
+        op, impl, operands = built
+        return _Node(_apply(op, impl, operands, src), f"expression '{src}'")
 
     def _column(self, name: str) -> _Node:
         self.columns.add(name)

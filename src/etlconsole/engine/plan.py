@@ -78,6 +78,7 @@ class Plan:
     @property
     def output_schema(self) -> pa.Schema:
         schema = self.phases[-1].output if self.phases else self.branch_schema
+        assert schema is not None, "a plan without main-line phases branches at once"
         return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
 
     @property
@@ -87,13 +88,15 @@ class Plan:
     def destinations(self) -> list[dict]:
         if self.branches:
             return [b.destination() for b in self.branches]
+        assert self.load is not None and self.destination_path is not None, \
+            "an unbranched plan ends with a load"
         return [{"kind": self.load.destination,
                  "path": destinations.get(self.load.destination).where(self.destination_path),
                  "table": self.load.table, "mode": self.load.mode}]
 
     @staticmethod
     def _phase_json(p: PlannedPhase, decided: dict[str, dict]) -> dict:
-        out = {"label": p.label, "type": p.type, "source": p.source, "ref": p.ref,
+        out: dict[str, Any] = {"label": p.label, "type": p.type, "source": p.source, "ref": p.ref,
                "columns": [f"{f.name}: {f.type}" for f in p.output if f.name != ROW]}
         if p.label in decided:
             out["when"] = decided[p.label]["when"]
@@ -102,7 +105,7 @@ class Plan:
 
     def describe(self) -> dict:
         decided = {c["phase"]: c for c in self.conditions}
-        info = {
+        info: dict[str, Any] = {
             "pipeline": self.spec.name,
             "source": str(self.source),
             "dialect": self.dialect.to_json(),
@@ -196,7 +199,7 @@ class _Planner:
                             source, ref)
 
     def line(self, phases: list[tuple[int, PhaseSpec, str]], schema: pa.Schema, *,
-             context: str) -> tuple[list[PlannedPhase], pa.Schema, PhaseSpec | None]:
+             context: str) -> tuple[list[PlannedPhase], pa.Schema, PhaseSpec]:
         """Plan a sequence of phases; returns the planned ones, the schema at their end and
         the final load/branch spec. ``context``: where the sequence is, for errors."""
         enabled = [(i, p, label) for i, p, label in phases if p.enabled]
@@ -229,6 +232,13 @@ class _Planner:
             schema = p.output
             planned.append(p)
         return planned, schema, enabled[-1][1]
+
+
+def _end_load(planned: list[PlannedPhase]) -> Load:
+    """The load phase that ends a planned line (``_Planner.line`` checked it is one)."""
+    load = planned[-1].phase
+    assert isinstance(load, Load), "a line ends with the built-in load phase"
+    return load
 
 
 def _check_destination(file: str, label: str, load: Load, path: Path, source: Path,
@@ -272,7 +282,7 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
     plan = Plan(spec, source_path, dialect, planned, None, None, planner.skipped,
                 planner.conditions)
     if last.type == "load":
-        load = planned[-1].phase
+        load = _end_load(planned)
         dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, schema)
         plan.load, plan.destination_path = load, dest_path
@@ -289,13 +299,14 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
     file = spec.file
     index = spec.phases.index(bspec)
     parent = bspec.label(index)
-    if dest is not None and len(bspec.branches) > 1:
+    branches = bspec.branches or []          # a branch phase has them (spec)
+    if dest is not None and len(branches) > 1:
         raise UserError(f"{file}: --dest names one destination, but {parent} loads into "
-                        f"{len(bspec.branches)}; set each branch's load path in the file")
+                        f"{len(branches)}; set each branch's load path in the file")
     empty = pa.RecordBatch.from_pylist([], schema=schema)
     out: list[PlannedBranch] = []
     seen: dict[tuple, str] = {}
-    for b in bspec.branches:
+    for b in branches:
         label = b.label(parent)
         compiled = None
         if b.filter is not None:
@@ -313,14 +324,14 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
                                 f"it gives {result.type}", **where)
         phases = [(i, p, f"{label} > {p.label(i)}") for i, p in enumerate(b.phases)]
         planned, bschema, _ = planner.line(phases, schema, context=label)
-        load = planned[-1].phase
+        load = _end_load(planned)
         dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, bschema)
         key = (str(dest_path), load.table if destinations.get(load.destination).has_tables else None)
         if key in seen:
             raise SpecError(f"branch {b.name!r} loads into the same destination as branch "
                             f"{seen[key]!r} ({dest_path}"
-                            f"{', table ' + load.table if key[1] else ''}); each branch needs "
+                            f"{', table ' + key[1] if key[1] else ''}); each branch needs "
                             "its own", file=file, phase=planned[-1].label, key="path")
         seen[key] = b.name
         out.append(PlannedBranch(b.name, label, compiled, b.filter, planned, load, dest_path))

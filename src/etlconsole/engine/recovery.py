@@ -9,17 +9,21 @@ from __future__ import annotations
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..errors import UserError
 from ..spec import load_spec, spec_from_text
 from ..store import StateStore
+from ..store import replays
 from ..store.store import now
 from . import extract
 from . import destinations
 from .plan import decisions_from_events, make_plan
 from .replay import CheckpointStream
-from .runner import Runner, snapshot_dir
+from .cutter import snapshot_dir
+from .figures import PhaseStats, committed_phase_stats
+from .runner import Runner
 
 
 def _job(store: StateStore, ref: str) -> dict:
@@ -79,7 +83,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=source, dest=dest,
                      decisions=decisions_from_events(store.events(job["id"])))
-    return Runner(plan, store, settings, progress=progress, log=log, resume=job).run()
+    return Runner.resume(plan, store, settings, job, progress=progress, log=log).run()
 
 
 def _has_tables(report: dict) -> bool:
@@ -106,18 +110,50 @@ def rollback_lines(r: dict) -> list[str]:
     return lines
 
 
+ROLLED_BACK_TO = "rolled back to checkpoint"
+
+
+def _error_after_rollback(job: dict) -> str | None:
+    """What the status line of an entirely rolled-back job keeps of its error: the
+    failure it had, not the note of an earlier rollback to a checkpoint (no longer true)."""
+    error = job["error"]
+    if job["status"] == "succeeded" or not error or error.startswith(ROLLED_BACK_TO):
+        return None
+    return error
+
+
+def _recount_phases(store: StateStore, job: dict, rows_read: int) -> None:
+    """After a rollback to a checkpoint, the phase table says what the kept batches hold
+    (busy times stay: the work was done)."""
+    kept = [p for p in job.get("phase_stats") or [] if isinstance(p, dict)]
+    line = [PhaseStats(p["label"], warned=p.get("warned", 0), seconds=p.get("seconds", 0.0))
+            for p in kept if not p.get("branch")]
+    if not line:
+        return
+    committed_phase_stats(line, rows_read, store.phase_reject_counts(job["id"]))
+    branches = [p for p in kept if p.get("branch")]
+    store.update_job(job["id"], phase_stats=[st.to_json() for st in line] + branches)
+
+
 def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: int | None = None,
              dry_run: bool = False) -> dict:
     """Undo the job's effect on every destination, entirely or back to a checkpoint."""
     job = _job(store, ref)
     _refuse_running(job, "roll it back")
+    if replays.running(store, job["id"]):
+        raise UserError(f"job {job['id']}: a replay of its rejects is running; wait for it to end")
     after_batch = None
+    checkpoint_data: dict[str, Any] = {}     # of the checkpoint rolled back to
     if to_checkpoint is not None:
-        cps = {c["id"]: c for c in store.checkpoints(job["id"])}
-        if to_checkpoint not in cps:
+        if job["status"] == "rolled_back":
+            raise UserError(f"job {job['id']} was rolled back entirely; it has no checkpoints")
+        found = store.checkpoint(job["id"], to_checkpoint)
+        if found is None:
             raise UserError(f"job {job['id']} has no checkpoint {to_checkpoint} "
                             f"(see 'etlconsole checkpoints {job['id']}')")
-        after_batch = cps[to_checkpoint]["checkpoint_data"]["batch"]
+        to_checkpoint = found["number"]      # an old store-wide id: reported by its number
+        checkpoint_data = found["checkpoint_data"]
+        after_batch = checkpoint_data["batch"]
     reports = [destinations.rollback(Path(d["path"]), job["id"], d.get("kind"),
                                      after_batch=after_batch, dry_run=dry_run,
                                      timeout_ms=settings.transaction_timeout_ms).to_dict()
@@ -127,17 +163,26 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
                "rows": sum(n for r in reports for n in r["rows"].values())}
     if dry_run:
         return summary
+    # Every replay's rows went with the job's later batches: their rejects are open again
+    # (before the reconcile, which counts them; ADR 0016).
+    replays.after_job_rollback(store, job["id"])
     if after_batch is None:
-        store.reconcile(job["id"], [], rolled_back_after=0)
+        # The job's figures stay (what it read, loaded and rejected): its status says
+        # that it was undone; the rollback's event says how many rows went.
+        store.reconcile(job["id"], [], rolled_back_after=0, keep_figures=True)
         store.update_job(job["id"], status="rolled_back", finished_at=now(),
-                         error=None if job["status"] == "succeeded" else job["error"])
+                         error=_error_after_rollback(job))
         shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
     else:
         ledger = [e.to_dict() for d in _destinations(job)
                   for e in destinations.committed(Path(d["path"]), job["id"], d.get("kind"))]
-        store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
+        counters = store.reconcile(job["id"], ledger, rolled_back_after=after_batch)
+        _recount_phases(store, job, counters["rows_read"])
+        # the bytes done are the checkpoint's too (the console's progress bar reads them)
+        done = {"bytes_read": checkpoint_data["bytes_read"]} \
+            if "bytes_read" in checkpoint_data else {}
         store.update_job(job["id"], status="interrupted",
-                         error=f"rolled back to checkpoint {to_checkpoint}; resume to continue")
+                         error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue", **done)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
     summary["status"] = store.job(job["id"])["status"]
@@ -163,8 +208,9 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     n = chosen[0]
     first = _destinations(job)[0]       # every destination holds the same batches
     dest = Path(first["path"]) if len(_destinations(job)) == 1 else None
+    replayed = replays.batch_numbers(store, job["id"])    # fixed rejects: no checkpoint
     batches = [e.batch for e in destinations.committed(Path(first["path"]), job["id"],
-                                                        first.get("kind"))]
+                                                        first.get("kind")) if e.batch not in replayed]
     folder = snapshot_dir(store.path.parent / "jobs" / job["id"], n)
     missing = [b for b in batches if not (folder / f"{b:08d}.arrows").exists()]
     if not batches or missing:
@@ -180,8 +226,8 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
                      input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
                      decisions=decisions_from_events(store.events(job["id"])))
-    runner = Runner(plan, store, settings, progress=progress, log=log, stream=stream,
-                    fingerprint=job["source_fingerprint"], parent=job["id"])
+    runner = Runner.rerun(plan, store, settings, stream=stream, fingerprint=job["source_fingerprint"],
+                          parent=job["id"], progress=progress, log=log)
     # The checkpoint moves to the new job before the old job's load (and workspace) goes.
     replay = runner.workspace / f"replay-of-{job['id']}-phase-{n}"
     replay.parent.mkdir(parents=True, exist_ok=True)

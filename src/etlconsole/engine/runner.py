@@ -1,131 +1,50 @@
 """Run a planned job: stream -> phases -> bounded queue -> loader thread -> destination.
 
 The work is spread over threads, so two cores share it: a reader parses the CSV, each
-phase runs in a thread of its own (``stages.staged``: chunk i is validated while chunk
-i+1 is cleaned), the main thread cuts load batches, and the loader thread commits them
-(Arrow, ADBC and SQLite release the GIL while they work). A sampler thread writes
-metrics to the state store about every half second and watches memory.
-Load batches are whole chunks, so a committed batch covers a contiguous range of source
-records with its rejects: the resume position is simply the last committed record.
+phase runs in a thread of its own (``line.PhaseLine``: chunk i is validated while chunk
+i+1 is cleaned), the main thread cuts load batches (``cutter.Cutter``), and the loader
+thread commits them (``loader.Loader``; Arrow, ADBC and SQLite release the GIL while they
+work). A sampler thread (``sampler.Sampler``) writes metrics to the state store about every
+half second and watches memory. The job's record, segments and end are ``job.Job``'s.
+Each thread owns the state it writes (ADR 0020).
+
+Load batches cover contiguous ranges of source records with their rejects: the resume
+position is simply the last committed record. This module is the facade: it wires the
+parts together and decides how the job ends.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import queue
 import threading
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable
-
-import psutil
-import pyarrow as pa
-import pyarrow.ipc  # noqa: F401 - pa.ipc
+from typing import Any
 
 from ..config import Settings
-from ..errors import JobFailed, UserError
+from ..errors import DiskFull, JobFailed
 from ..interrupts import shielded
-from ..store import StateStore, new_job_id
-from ..store.store import now
+from ..store import StateStore
 from . import extract
-from .batching import BatchSizer, LoadItem, Pending
-from .destinations import RefusedRow, RowRefused
+from .batching import BatchSizer
+from .cutter import Cutter, Progress, SizeSignals, snapshot_dir
+from .figures import BusyClock, PhaseStats, committed_phase_stats
 from .governor import Governor, use_lean_allocator
-from .phases.base import ROW, PhaseResult, Rejects
+from .job import Job, JobContext
+from .line import PhaseLine, records_of
+from .loader import Loader
 from .plan import Plan
-from .stages import staged
-from .targets import Target, targets_for
+from .sampler import DEFAULT_ROOM_MB, Sampler
 
-_DONE = object()
-# The least room above the RSS at start the governor can work in (chunks and batches
-# shrunk to their minimum). Measured: 2M rows under a 200 MB budget from a 122 MB start
-# (shared libraries fully resident) peak at 189 MB. The RSS at start varies by 20-30 MB
-# with how much of pyarrow's libraries the kernel maps (page cache), so it is measured.
-STARTUP_HEADROOM_MB = 64
-# Room above the start RSS the default chunk and batch sizes are fitted to: with less room,
-# the job starts with proportionally smaller pieces. They use ~130 MB (bench/, chunks of a
-# full 32K rows), but thread caches and Arrow's pool do not shrink with the pieces, so
-# the room is set above that: measured, 2M rows under a 200 MB budget peak at 176-181 MB
-# without the governor ever halving (at 160: 197-202 MB, halving all the way, twice as slow).
-DEFAULT_ROOM_MB = 200
-# The phase threads run at this nice value, so the loader (a single thread, the pace of
-# the whole job once batches are full) gets a core whenever it has work: measured on
-# 1M rows, 2 cores, 8 interleaved rounds each, the job took 7-10% less wall time at nice
-# 5-19 than at 0. The phases only wait when the loader's queue is full anyway.
-PHASE_NICE = 10
-
-
-@dataclass
-class JobContext:
-    job_id: str
-    workspace: Path
-    settings: Settings
-    resume_after: int = 0       # source records already done when the job resumed
-
-
-@dataclass
-class PhaseStats:
-    label: str
-    rows_in: int = 0
-    rows_out: int = 0
-    rejected: int = 0
-    warned: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class Counters:
-    rows_read: int = 0          # records fully processed (committed or rejected)
-    rows_loaded: int = 0
-    rows_rejected: int = 0
-    rows_warned: int = 0
-    records_seen: int = 0       # records parsed so far (ahead of commits)
-    bytes_read: int = 0
-    batch_size: int = 0         # rows in the batch last handed to the loader
-    batches: int = 0
-    last_checkpoint_row: int = 0
-
-
-# Rejected rows with the phase (type, label) that rejected them.
-Blamed = tuple[Rejects, str, "str | None"]
-# Errors a phase does not get to isolate rows for: they stop the job (or the process).
-_FATAL = (JobFailed, UserError, KeyboardInterrupt, MemoryError)
-
-
-def records_of(blamed: list[Blamed]) -> list[dict]:
-    """Rejected rows as the state store's records (only here do they become Python objects)."""
-    return [r for rejects, phase, label in blamed for r in rejects.records(phase, label)]
-
-
-@dataclass
-class _Work:
-    """A chunk on its way through the phases: the rows still going, and what was rejected
-    (records for the store) or snapshotted (checkpointed phases) on the way."""
-
-    chunk: extract.Chunk
-    batch: pa.RecordBatch
-    rejects: list[Blamed]
-    snapshots: dict = field(default_factory=dict)
-    warnings: int = 0
-    checked: object = None          # a two-part phase's first half's result, for its second
-
-    @classmethod
-    def of(cls, chunk: extract.Chunk) -> _Work:
-        return cls(chunk, chunk.batch, [(r, "extract", None) for r in chunk.rejects])
-
-    def records(self) -> list[dict]:
-        """The rejects as the store's records. Made here, in the main thread, which has
-        time to spare, rather than in the phase threads, where JSON for every rejected
-        row would hold up the line."""
-        return list(self.chunk.carried) + records_of(self.rejects)
+__all__ = ["Runner", "JobContext", "records_of", "PhaseStats", "BusyClock",
+           "committed_phase_stats", "snapshot_dir", "DEFAULT_ROOM_MB"]
 
 
 @contextmanager
-def _collector_for_a_job():
+def _collector_for_a_job() -> Iterator[None]:
     """Python's cyclic garbage collector, tuned for the length of a job: the objects alive
     when it starts (modules, the plan) are frozen out of its scans, and young objects are
     looked at every 20,000 allocations instead of 700. A job makes many short-lived objects
@@ -142,106 +61,88 @@ def _collector_for_a_job():
         gc.unfreeze()
 
 
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=schema)
-
-
-def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
-    batches = [b for b in batches if b.num_rows]
-    if not batches:
-        return _empty(schema)
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-
-
-def snapshot_dir(workspace: Path, phase_index: int) -> Path:
-    return workspace / f"phase-{phase_index}"
-
-
-def write_snapshots(workspace: Path, item: LoadItem) -> None:
-    """A checkpointed phase's output for one load batch, as an Arrow IPC stream file.
-
-    Written before the batch commits; a file whose batch never committed is simply
-    overwritten when the batch is produced again (resume reuses the number)."""
-    for index, parts in item.snapshots.items():
-        folder = snapshot_dir(workspace, index)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{item.number:08d}.arrows.tmp"
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, parts[0][0].schema) as w:
-            for batch, first, last in parts:
-                w.write_batch(batch, custom_metadata={"first_row": str(first), "last_row": str(last)})
-        tmp.replace(folder / f"{item.number:08d}.arrows")
+def _governor(settings: Settings) -> Governor:
+    """The governor, measuring the RSS at start before any destination is opened."""
+    use_lean_allocator()
+    return Governor(settings.max_memory_mb)
 
 
 class Runner:
-    """One job. ``resume`` (a job record) continues that job after its last committed batch."""
+    """One run segment of a job: ``Runner.new``, ``Runner.resume`` or ``Runner.rerun``,
+    then ``run()``, which returns the summary. Main thread; it owns the job's status."""
 
-    def __init__(self, plan: Plan, store: StateStore, settings: Settings, *,
-                 progress: Callable[[dict], None] | None = None, log=None,
-                 resume: dict | None = None, stream=None, fingerprint: dict | None = None,
-                 parent: str | None = None):
-        self.plan, self.store, self.settings = plan, store, settings
-        self.progress, self.log = progress, log
-        self.resume = resume
-        self.job_id = resume["id"] if resume else new_job_id()
-        self.workspace = store.path.parent / "jobs" / self.job_id
-        self.counters = Counters()
-        use_lean_allocator()
-        self.governor = Governor(settings.max_memory_mb)
-        self.stats = [PhaseStats(p.label) for p in plan.phases]
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.targets: list[Target] = targets_for(plan, self.job_id, settings)
-        self.forced: list[tuple[int, int]] = []   # (batch, last record) to cut again on resume
-        self.sizer = BatchSizer(settings.batch_size_min, settings.batch_size_max,
-                                slow_s=settings.transaction_timeout_ms / 10_000)
-        self._loader_error: BaseException | None = None
-        self._stop = threading.Event()
-        self._abort = threading.Event()
-        self.chunk_rows = self.chunk_cap = settings.chunk_size
-        self._shrunk_at = 0.0
-        self.stream, self.parent = stream, parent    # a rerun reads a phase checkpoint
-        self.fingerprint = fingerprint or extract.fingerprint(plan.source)
-        self.start_after = 0          # last source record already done (resume)
-        self.next_batch = 1
-        self._taken = 0               # last batch the loader took
+    def __init__(self, job: Job, governor: Governor, *,
+                 progress: Callable[[dict | None], None] | None = None, log: Any = None):
+        self.job, self.log = job, log
+        self.sampler = Sampler(job, governor, progress)
+        self.sizer = BatchSizer(job.settings.batch_size_min, job.settings.batch_size_max,
+                                slow_s=job.settings.transaction_timeout_ms / 10_000)
 
-    # -- public ---------------------------------------------------------------
+    @classmethod
+    def new(cls, plan: Plan, store: StateStore, settings: Settings, *,
+            progress: Callable[[dict | None], None] | None = None, log: Any = None) -> Runner:
+        governor = _governor(settings)
+        return cls(Job.new(plan, store, settings), governor, progress=progress, log=log)
+
+    @classmethod
+    def resume(cls, plan: Plan, store: StateStore, settings: Settings, record: dict, *,
+               progress: Callable[[dict | None], None] | None = None, log: Any = None) -> Runner:
+        """Continue the job of ``record`` after its last committed batch."""
+        governor = _governor(settings)
+        return cls(Job.resumed(plan, store, settings, record), governor, progress=progress, log=log)
+
+    @classmethod
+    def rerun(cls, plan: Plan, store: StateStore, settings: Settings, *, stream: Any, parent: str,
+              fingerprint: dict, progress: Callable[[dict | None], None] | None = None,
+              log: Any = None) -> Runner:
+        """A new job over ``stream``, a phase checkpoint of job ``parent``."""
+        governor = _governor(settings)
+        job = Job.rerun(plan, store, settings, stream=stream, parent=parent, fingerprint=fingerprint)
+        return cls(job, governor, progress=progress, log=log)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def workspace(self) -> Path:
+        return self.job.workspace
+
     def run(self) -> dict:
         with _collector_for_a_job():
             return self._run()
 
     def _run(self) -> dict:
-        plan = self.plan
-        need = self.governor.rss_mb + STARTUP_HEADROOM_MB
-        if self.settings.max_memory_mb < need:
-            raise UserError(f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb} is below what the "
-                            f"engine needs: it uses {self.governor.rss_mb:.0f} MB before reading a "
-                            f"row; give it at least {need:.0f}")
-        self._fit_to_budget()
-        for t in self.targets:
+        job, sampler = self.job, self.sampler
+        sampler.refuse_impossible_budget()
+        sampler.fit(self.sizer)
+        for t in job.targets:
             t.destination.check(t.schema)
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self._prepare_resume()
-        else:
-            self._create_job()
+        start = job.open()
+        self.loader = loader = Loader(job, start.committed, SizeSignals())
+        self.cutter = Cutter(job, self.sizer, loader.signals, next_batch=start.next_batch,
+                             forced=start.forced, loader_queue=loader.queue, check=self._check_helpers,
+                             progress=Progress(records_seen=start.committed.rows_read,
+                                               bytes_read=job.bytes_before))   # a resume starts there
         # From the job's record on, a Ctrl-C ends it as 'interrupted' (a kill before the
         # try is seen by mark_dead_jobs: its process is gone).
-        self.started = time.monotonic()
-        status, error = "failed", "the engine stopped unexpectedly"
-        helpers = [threading.Thread(target=self._sample_loop, name="sampler", daemon=True)]
-        if not self.resume and self.stream is None:
-            helpers.append(threading.Thread(target=self._digest_source, name="digest", daemon=True))
+        job.started = time.monotonic()
+        sampler.attach(self.cutter, loader)
+        status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
+        digest = (threading.Thread(target=job.digest_source, args=(sampler.stop,), name="digest",
+                                   daemon=True) if job.kind == "run" else None)
         try:
-            self.store.update_job(self.job_id, status="running", started_at=now())
+            job.begin_segment()
             if self.log:
-                self.log.info("job.resumed" if self.resume else "job.started", job=self.job_id,
-                              source=str(plan.source), after_record=self.start_after,
-                              dialect="; ".join(plan.dialect.notes))
-            for t in helpers:
-                t.start()
-            self._run_phases()
-            self._check_reject_rate(final=True)    # before an atomic job publishes anything
-            for t in self.targets:
+                self.log.info("job.resumed" if job.kind == "resume" else "job.started",
+                              job=job.job_id, source=str(job.plan.source),
+                              after_record=job.start_after, dialect="; ".join(job.plan.dialect.notes))
+            sampler.start()
+            if digest is not None:
+                digest.start()
+            self._run_line()
+            loader.check_reject_rate(final=True)    # before an atomic job publishes anything
+            for t in job.targets:
                 t.destination.publish(t.schema)
             status, error = "succeeded", None
         except JobFailed as exc:
@@ -250,464 +151,81 @@ class Runner:
             status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a bug or a plugin crash: keep the job resumable
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self.store.add_event(self.job_id, "job.crashed", level="error",
-                                 traceback=traceback.format_exc())
+            with suppress(DiskFull):
+                job.store.add_event(job.job_id, "job.crashed", level="error",
+                                    traceback=traceback.format_exc())
         finally:
             # The job ends either way: a Ctrl-C now has nothing left to stop, and must not
             # leave it half closed or its end unrecorded (interrupts.py).
             with shielded(drop=True):
-                self._stop.set()
-                for t in helpers:     # both look at _stop; the digest stops within a block
-                    if t.ident is not None:
-                        t.join()
-                for p in plan.phases + [p for t in self.targets for p in t.phases]:
-                    p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
-                for t in self.targets:
-                    t.destination.close()
-                summary = self._finish(status, error)
+                summary = self._end(status, error, digest)
         return summary
 
-    def _fit_to_budget(self) -> None:
-        """A tight budget starts with smaller chunks and batches instead of waiting for the
-        governor to see the pressure (by then a burst may already be over the budget)."""
-        room = self.settings.max_memory_mb - self.governor.rss_mb
-        share = min(1.0, room / DEFAULT_ROOM_MB)
-        if share < 1.0:
-            self.chunk_cap = max(1_000, int(self.settings.chunk_size * share))
-            self.chunk_rows = self.chunk_cap
-            self.sizer.high = max(self.sizer.low, int(self.sizer.high * share))
-
-    def _digest_source(self) -> None:
-        """Hash the whole source in the background, for resume's changed-file check."""
-        store = self.store.clone()
+    def _end(self, status: str, error: str | None, digest: threading.Thread | None) -> dict:
+        job, loader = self.job, self.loader
+        self.sampler.join()         # both look at the stop event; the digest within a block
+        if digest is not None and digest.ident is not None:
+            digest.join()
+        for p in job.plan.phases + [p for t in job.targets for p in t.phases]:
+            p.phase.teardown()      # plugins without the hook are wrapped (PluginPhase)
+        for t in job.targets:
+            t.destination.close()
+        job.release_reserve()
         try:
-            value = extract.digest(self.plan.source, stop=self._stop)
-            if value:
-                store.update_job(self.job_id, source_digest=value)
-        except OSError:
+            self.sampler.sample(job.store)   # the last figures of the segment, always
+        except Exception:                    # the store refused: finish says what it can
             pass
-        finally:
-            store.close()
+        c, progress = loader.committed, self.cutter.progress
+        if status == "succeeded" and c.rows_read - loader.last_checkpoint_row > 0:
+            with suppress(DiskFull):
+                loader.checkpoint(job.store, progress.bytes_read)
+        summary = job.finish(status, error, loader.committed, rows_warned=progress.rows_warned)
+        if self.sampler.progress:
+            self.sampler.progress(None)
+        return summary
 
-    def _create_job(self) -> None:
-        plan = self.plan
-        self.store.create_job(
-            self.job_id, pipeline_name=plan.spec.name,
-            pipeline_file=str(plan.spec.base_dir / Path(plan.spec.file).name),
-            pipeline_toml=plan.spec.to_toml(), source_path=str(plan.source),
-            source_fingerprint=self.fingerprint, dialect=plan.dialect.to_json(),
-            destinations=[t.describe() for t in self.targets],
-            bytes_total=self.fingerprint["size"], settings=self.settings.__dict__)
-        for note in plan.dialect.notes:
-            self.store.add_event(self.job_id, "sniff", note=note)
-        for why in plan.skipped:
-            self.store.add_event(self.job_id, "phase.skipped", reason=why)
-        if plan.conditions:     # resume and rerun reuse these decisions (engine.plan)
-            self.store.add_event(self.job_id, "plan.conditions", decisions=plan.conditions)
-        if self.parent:
-            self.store.add_event(self.job_id, "job.rerun", parent=self.parent,
-                                 from_phase=self.plan.phases[0].index - 1)
+    def _check_helpers(self) -> None:
+        """A helper thread's failure (the loader's, the sampler's) stops the job here."""
+        for error in (self.loader.error, self.sampler.error):
+            if error is not None:
+                raise error
 
-    def _prepare_resume(self) -> None:
-        """The destinations' ledgers say what is done; the store is made to agree.
-
-        Every destination holds batches 1..k of its own. The job continues after the last
-        record all of them hold; a batch some already hold is cut again at the same record
-        (their ledger says where) and written only where it is missing."""
-        ledgers = {t.label: t.read_ledger() for t in self.targets}
-        done = min(len(t.held) for t in self.targets)
-        everywhere = [e for e in ledgers[self.targets[0].label] if e["batch"] <= done]
-        partial = {}
-        for t in self.targets:
-            for number in t.held:
-                if number > done:
-                    partial.setdefault(number, set()).add(t.label)
-        ahead = max(self.targets, key=lambda t: len(t.held))
-        self.forced = [(n, ahead.held[n]["row_end"]) for n in sorted(partial)]
-        truth = self.store.reconcile(self.job_id, everywhere, partial=partial,
-                                     branched=bool(self.plan.branches))
-        c = self.counters
-        c.rows_read, c.rows_loaded, c.rows_rejected = (truth["rows_read"], truth["rows_loaded"],
-                                                       truth["rows_rejected"])
-        c.records_seen = c.last_checkpoint_row = c.rows_read
-        self.start_after = c.rows_read
-        self.next_batch = done + 1
-        c.batches = done
-        self.store.update_job(self.job_id, pid=os.getpid(), pid_started=psutil.Process().create_time(),
-                              error=None, finished_at=None, resumes=(self.resume.get("resumes") or 0) + 1)
-        self.store.add_event(self.job_id, "job.resumed", after_record=self.start_after,
-                             batches_committed=done, rows_loaded=c.rows_loaded,
-                             partly_committed=sorted(partial))
-
-    # -- main thread: read and transform --------------------------------------
-    def _run_phases(self) -> None:
-        plan = self.plan
-        ctx = JobContext(self.job_id, self.workspace, self.settings, self.start_after)
-        for p in plan.phases + [p for t in self.targets for p in t.phases]:
+    def _run_line(self) -> None:
+        job, loader, cutter, sampler = self.job, self.loader, self.cutter, self.sampler
+        ctx = job.context()
+        for p in job.plan.phases + [p for t in job.targets for p in t.phases]:
             p.phase.attach(ctx)             # a no-op unless the phase keeps job state
-        for t in self.targets:
+        for t in job.targets:
             t.destination.open(t.schema)
-        loader = threading.Thread(target=self._load_loop, name="loader", daemon=True)
         loader.start()
-        stream = self.stream or extract.CsvStream(
-            plan.source, plan.dialect, block_size=self.settings.stream_high_water_mark,
-            chunk_rows=self.chunk_rows, start_after=self.start_after)
-        pending: Pending | None = None
-        number = self.next_batch - 1
-        steps = [s for p, st in zip(plan.phases, self.stats) for s in self._phase_steps(p, st)]
-        line = staged(map(_Work.of, stream), steps, in_flight=3, name="phase", nice=PHASE_NICE)
+        stream = job.stream or extract.CsvStream(
+            job.plan.source, job.plan.dialect, block_size=job.settings.stream_high_water_mark,
+            chunk_rows=sampler.chunk_rows, start_after=job.start_after)
+        line = PhaseLine(job.plan.phases, job.stats, job.clocks, job.workspace).run(stream)
         try:
             for work in line:
-                chunk = work.chunk
-                if self.governor.over_budget:
-                    raise JobFailed(
-                        f"memory budget exceeded: RSS {self.governor.rss_mb:.0f} MB > "
-                        f"PIPELINE_MAX_MEMORY_MB={self.settings.max_memory_mb}; the job is "
-                        "resumable — raise the budget or lower PIPELINE_CHUNK_SIZE")
-                stream.chunk_rows = self.chunk_rows
-                good, rejects, snapshots = work.batch, work.records(), work.snapshots
-                self.counters.rows_warned += work.warnings
-                if pending is None:
-                    pending = Pending(chunk.first_row, good.schema)
-                self.counters.records_seen = chunk.last_row
-                self.counters.bytes_read = chunk.bytes_read
-                pending.add(good, rejects, snapshots, chunk.last_row, chunk.bytes_read)
-                while self.forced and pending.last_row >= self.forced[0][1]:
-                    number, upto = self.forced.pop(0)      # cut where a destination did
-                    self._put(pending.take_through(upto, number))
-                while not self.forced and pending.rows >= self.sizer.size:
-                    number += 1
-                    self._put(pending.take(self.sizer.size, number))
-            while pending is not None and self.forced:
-                number, upto = self.forced.pop(0)
-                self._put(pending.take_through(upto, number))
-            if pending is not None and not pending.empty:
-                number += 1
-                self._put(pending.flush(number))
-            self._put(_DONE)
+                self._check_helpers()
+                sampler.check_budget()
+                stream.chunk_rows = sampler.chunk_rows
+                cutter.add(work)
+            cutter.finish()
         except BaseException:
             # Every thread stops, and is waited for, before phases and destinations are
             # closed; a second Ctrl-C waits too (one still inside Arrow as the
             # interpreter exits can crash the process).
             with shielded():
-                self._abort.set()     # the loader drops what is queued: none of it committed
+                loader.abort.set()    # the loader drops what is queued: none of it committed
                 line.close()
                 loader.join()
                 # Batches begun but never taken by the loader are in no destination: they
                 # go, with their rejects, as resume would drop them (a batch the loader
                 # took may be held by some destinations, and resume decides about it).
                 try:
-                    self.store.drop_pending(self.job_id, after=max(
-                        self._taken, *(max(t.held, default=0) for t in self.targets)))
+                    job.store.drop_pending(job.job_id, after=max(
+                        loader.taken, *(max(t.held, default=0) for t in job.targets)))
                 except Exception:     # e.g. the store locked: they stay PENDING, as after a kill
                     pass
             raise
         loader.join()
-        if self._loader_error is not None:
-            raise self._loader_error
+        self._check_helpers()
 
-    def _phase_steps(self, planned, stats: PhaseStats) -> list[Callable[[_Work], _Work]]:
-        """One phase as steps of the line (``stages.staged``), each in a thread of its own;
-        only they touch the phase and its stats. A phase whose work comes in two halves
-        (``parts()``: validate's rule masks, then its unique check and split) gets a step
-        for each, so the two halves of consecutive chunks overlap."""
-        parts = planned.phase.parts()
-        if parts is None:
-            return [self._phase_step(planned, stats)]
-        check, finish = parts
-
-        def first(work: _Work) -> _Work:
-            t0 = time.perf_counter()
-            try:
-                work.checked = check(work.batch)
-            except _FATAL:
-                raise
-            except Exception:
-                work.checked = None      # the second step runs the whole phase, which copes
-            stats.seconds += time.perf_counter() - t0
-            return work
-
-        def attempt(work: _Work):
-            checked, work.checked = work.checked, None
-            return None if checked is None else lambda: finish(checked)
-
-        return [first, self._phase_step(planned, stats, attempt)]
-
-    def _phase_step(self, planned, stats: PhaseStats, attempt=None) -> Callable[[_Work], _Work]:
-        def step(work: _Work) -> _Work:
-            t0 = time.perf_counter()
-            rows_in = work.batch.num_rows
-            out, phase_rejects, warnings = self._process(planned, work.batch,
-                                                         attempt(work) if attempt else None)
-            stats.rows_in += rows_in        # counted with rows_out, so a reader sees them agree
-            if phase_rejects:
-                stats.rejected += sum(len(r) for r, _, _ in phase_rejects)
-                work.rejects += phase_rejects
-            stats.warned += warnings
-            work.warnings += warnings
-            stats.rows_out += out.num_rows
-            stats.seconds += time.perf_counter() - t0
-            work.batch = out
-            if planned.checkpoint:
-                work.snapshots[planned.index] = out
-            return work
-        return step
-
-    def _process(self, planned, batch: pa.RecordBatch, attempt: Callable | None = None
-                 ) -> tuple[pa.RecordBatch, list[Blamed], int]:
-        """One phase over one batch. A phase that raises is given halves of the batch until
-        the rows it raises on are found; those are rejected with the exception's message
-        and the rest goes on (``on_error = "fail"`` on the phase stops the job instead)."""
-        try:
-            out = attempt() if attempt else planned.phase.process(batch)
-        except _FATAL:
-            raise
-        except Exception as exc:
-            if planned.phase.on_error == "fail" or batch.num_rows == 0:
-                raise JobFailed(f"{planned.label}: {type(exc).__name__}: {exc}") from exc
-            if batch.num_rows == 1:
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-                rejected = Rejects(batch, ["exception"], [None], [message])
-                return _empty(planned.output), [(rejected, planned.type, planned.label)], 0
-            mid = batch.num_rows // 2
-            left = self._process(planned, batch.slice(0, mid))
-            right = self._process(planned, batch.slice(mid))
-            return _concat([left[0], right[0]], planned.output), left[1] + right[1], left[2] + right[2]
-        rejects, warnings = [], 0
-        if isinstance(out, PhaseResult):
-            if out.rejects is not None and len(out.rejects):
-                rejects = [(out.rejects, planned.type, planned.label)]
-            warnings = out.warnings
-            out = out.batch
-        if not isinstance(out, pa.RecordBatch):
-            raise JobFailed(f"{planned.label} returned {type(out).__name__}, expected a "
-                            "pyarrow.RecordBatch or a PhaseResult")
-        if ROW not in out.schema.names:
-            raise JobFailed(f"{planned.label} dropped the {ROW} column")
-        return out, rejects, warnings
-
-    def _put(self, item) -> None:
-        if item is not _DONE:
-            if item.snapshots:
-                write_snapshots(self.workspace, item)
-            # What each target receives, and the batch's PENDING record with its rejects,
-            # are made here: the loader, the slowest part of a job, is left with writing.
-            # (A thousand rejects inserted one by one hand the GIL back and forth a
-            # thousand times; in the loader that cost a third of a second per 1M rows.)
-            item.outputs = [self._output(t, item) for t in self.targets]
-            branch_rejects = [r for *_, rejects in item.outputs for r in rejects]
-            self.store.begin_batch(self.job_id, item.number, row_start=item.row_start,
-                                   row_end=item.row_end, rejects=item.rejects + branch_rejects,
-                                   rows=item.rows,
-                                   keep_labels={t.label for t in self.targets if item.number in t.held})
-        while True:
-            if self._loader_error is not None:
-                raise self._loader_error
-            try:
-                self.queue.put(item, timeout=0.2)
-                if item is not _DONE:
-                    self.counters.batch_size = item.rows
-                return
-            except queue.Full:
-                continue
-
-    # -- loader thread: one transaction per batch -----------------------------
-    def _load_loop(self) -> None:
-        store = self.store.clone()
-        c, s = self.counters, self.settings
-        try:
-            while not self._abort.is_set():
-                try:
-                    item = self.queue.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if item is _DONE:
-                    break
-                t0 = time.perf_counter()
-                self._taken = item.number
-                refused, attempts = 0, 1
-                for t, (batch, data, _) in zip(self.targets, item.outputs):
-                    if item.number in t.held:       # committed there before a kill
-                        continue
-                    n, tries = self._write(store, t, item, batch, data)
-                    refused += n
-                    attempts = max(attempts, tries)
-                seconds = time.perf_counter() - t0
-                if self.plan.branches:     # rows reaching the branches; branch rejects apart
-                    loaded, rejected = item.rows, len(item.rejects)
-                else:
-                    loaded, rejected = item.rows - refused, len(item.rejects) + refused
-                c.rows_loaded += loaded
-                c.rows_rejected += rejected
-                c.rows_read = item.row_end
-                c.batches = item.number
-                store.commit_batch(
-                    self.job_id, item.number, rows_loaded=loaded, attempts=attempts,
-                    duration_ms=seconds * 1000,
-                    counters={"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-                              "rows_rejected": c.rows_rejected, "bytes_read": item.bytes_read,
-                              "retries": self.retries,
-                              # per-phase counts so far, for the console's monitor
-                              "phase_stats": [dict(vars(st)) for st in self.stats]})
-                self.sizer.committed(seconds, retried=attempts > 1, refused_rows=refused)
-                if c.rows_read - c.last_checkpoint_row >= s.checkpoint_interval:
-                    self._checkpoint(store, item.bytes_read)
-                self._check_reject_rate(final=False)
-        except BaseException as exc:   # handed to the main thread, which fails the job
-            self._loader_error = exc if isinstance(exc, JobFailed) else JobFailed(
-                f"loader: {type(exc).__name__}: {exc}")
-        finally:
-            store.close()
-
-    def _output(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, pa.RecordBatch, list[dict]]:
-        """(rows for ``t`` with their record numbers, the data to write, rejects on the way)."""
-        batch, rejects = self._branch(t, item)
-        data = batch.drop_columns([c for c in batch.schema.names if c.startswith("_etl_")])
-        return batch, t.destination.prepare(data), rejects   # e.g. SQLite's ISO text
-
-    def _branch(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, list[dict]]:
-        """The batch as target ``t`` receives it: its filter, then its own phases."""
-        batch = t.keep(item.batch)
-        t.stats.rows_in += item.rows
-        t.stats.filtered += item.rows - batch.num_rows
-        rejects: list[dict] = []
-        for planned in t.phases:
-            batch, phase_rejects, _ = self._process(planned, batch)
-            rejects += records_of(phase_rejects)
-        t.stats.rejected += len(rejects)
-        return batch, rejects
-
-    def _write(self, store: StateStore, t: Target, item: LoadItem, batch: pa.RecordBatch,
-               data: pa.RecordBatch) -> tuple[int, int]:
-        """Write one batch to one destination; returns (rows refused, attempts). Rows the
-        database refuses become rejects of the load, recorded in the store inside the
-        destination's transaction (exact after a kill)."""
-        rows = batch.column(ROW)
-
-        def record(refused):
-            store.set_load_rejects(self.job_id, item.number, t.label,
-                                   self._refused_records(t, batch, refused))
-
-        try:
-            result = t.destination.write(item.number, data, item.row_start, item.row_end,
-                                         before_commit=record)
-        except RowRefused as exc:
-            raise JobFailed(f"{t.label}: record {rows[exc.row.index].as_py()} refused by "
-                            f"the destination: {exc.row.message} (on_error = \"fail\"; the job "
-                            "is resumable)") from None
-        t.stats.refused += len(result.refused)
-        t.stats.loaded += data.num_rows - len(result.refused)
-        return len(result.refused), result.attempts
-
-    @property
-    def retries(self) -> int:
-        return sum(t.destination.retries for t in self.targets)
-
-    def _refused_records(self, t: Target, batch: pa.RecordBatch,
-                         refused: list[RefusedRow]) -> list[dict]:
-        if not refused:
-            return []
-        index = pa.array([r.index for r in refused], pa.int64())
-        rejected = Rejects(batch.take(index), [r.rule for r in refused],
-                           [r.column for r in refused], [r.message for r in refused])
-        return rejected.records("load", t.label)
-
-    def _check_reject_rate(self, *, final: bool) -> None:
-        """``max_reject_rate``: judged once a batch's worth of rows is read (so the first
-        few rows cannot fail a job alone), and at the end."""
-        limit, c = self.plan.spec.max_reject_rate, self.counters
-        if limit is None or c.rows_read == 0:
-            return
-        if not final and c.rows_read < self.settings.batch_size_min:
-            return
-        rate = c.rows_rejected / c.rows_read
-        if rate > limit:
-            raise JobFailed(f"reject rate {rate:.1%} ({c.rows_rejected} of {c.rows_read} rows "
-                            f"read) exceeds max_reject_rate {limit:.1%}; see `etlconsole rejects "
-                            f"{self.job_id}`, then roll back or fix the data and resume")
-
-    def _checkpoint(self, store: StateStore, bytes_read: int) -> None:
-        """A checkpoint at the last committed batch."""
-        c = self.counters
-        store.add_checkpoint(self.job_id, "load", {
-            "batch": c.batches, "last_row": c.rows_read, "bytes_read": bytes_read,
-            "rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-            "rows_rejected": c.rows_rejected, "fingerprint": self.fingerprint,
-        }, row_count=c.rows_read)
-        c.last_checkpoint_row = c.rows_read
-
-    # -- sampler thread: metrics, memory, progress ----------------------------
-    def _sample_loop(self) -> None:
-        store = self.store.clone()
-        last_rows, last_t = 0, time.monotonic()
-        try:
-            ticks = 0
-            # Memory is looked at every 0.1 s (a burst between looks must stay small);
-            # metrics are written every 0.5 s.
-            while not self._stop.wait(0.1):
-                ticks += 1
-                self._watch_memory()
-                if ticks % 5 == 0:
-                    self._sample(store, last_rows, last_t)
-                    last_rows, last_t = self.counters.records_seen, time.monotonic()
-        finally:
-            store.close()
-
-    def _watch_memory(self) -> None:
-        self.governor.check()
-        now = time.monotonic()
-        if self.governor.pressure and now - self._shrunk_at >= 0.5:   # halve, then let it act
-            self._shrunk_at = now
-            self.chunk_rows = max(1_000, self.chunk_rows // 2)
-            self.sizer.shrink()
-        elif not self.governor.pressure and self.chunk_rows < self.chunk_cap:
-            self.chunk_rows = min(self.chunk_cap, self.chunk_rows + self.chunk_cap // 40)
-
-    def _sample(self, store: StateStore, last_rows: int, last_t: float) -> dict:
-        c = self.counters
-        t = time.monotonic()
-        sample = {
-            "elapsed_s": round(t - self.started, 3), "rows_read": c.records_seen,
-            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
-            "rows_per_s": round((c.records_seen - last_rows) / max(t - last_t, 1e-6), 1),
-            "rss_mb": round(self.governor.rss_mb, 1), "batch_size": c.batch_size or self.sizer.size,
-            "queue_depth": self.queue.qsize(), "retries": self.retries,
-            "bytes_read": c.bytes_read,
-        }
-        store.add_metric(self.job_id, sample)
-        if self.progress:
-            self.progress(sample | {"bytes_total": self.fingerprint["size"]})
-        return sample
-
-    # -- the end --------------------------------------------------------------
-    def _finish(self, status: str, error: str | None) -> dict:
-        c = self.counters
-        if status == "succeeded" and c.rows_read - c.last_checkpoint_row > 0:
-            self._checkpoint(self.store, c.bytes_read)
-        elapsed = time.monotonic() - self.started
-        peak = round(Governor.peak_mb(), 1)
-        summary = {
-            "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
-            "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
-            "rows_warned": c.rows_warned, "elapsed_s": round(elapsed, 3),
-            "rows_per_s": round(c.rows_read / elapsed, 1) if elapsed else None,
-            "peak_rss_mb": peak, "retries": self.retries, "batches": c.batches,
-            "destination": self.targets[0].describe() if not self.plan.branches else None,
-            "error": error,
-        }
-        if self.plan.branches:   # rows_loaded counts rows reaching the branches
-            summary["branches"] = [{"branch": t.name, "destination": t.describe(),
-                                    **t.stats.__dict__} for t in self.targets]
-        self.store.update_job(
-            self.job_id, status=status, finished_at=now(), elapsed_s=summary["elapsed_s"],
-            peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
-            rows_rejected=c.rows_rejected, rows_warned=c.rows_warned, error=error,
-            retries=self.retries,
-            phase_stats=[s.__dict__ for s in self.stats] + [
-                {"label": t.label, "branch": t.name, **t.stats.__dict__}
-                for t in self.targets if t.name])
-        self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
-                             else "error", error=error)
-        if self.progress:
-            self.progress(None)
-        return summary

@@ -14,7 +14,8 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any
 
 _DONE = object()
 
@@ -36,18 +37,18 @@ def lower_priority(nice: int) -> None:
             pass
 
 
-def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
-           name: str = "stage", nice: int = 0) -> Iterator:
-    """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
-    in a thread of its own too. An exception in the source or a step is raised here, and
-    closing the generator (the consumer failed) stops every thread and waits for it.
-    ``nice``: the line's threads yield the CPU to the consumer's side (``lower_priority``)."""
-    stop = threading.Event()
-    tokens = threading.Semaphore(in_flight)
-    lanes = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
+class _Line:
+    """The shared state of one ``staged`` line: a stop flag, the in-flight tokens, and a
+    queue of one item between each pair of neighbours (source, steps, consumer)."""
 
-    def put(lane: queue.Queue, item) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterable, steps: Sequence[Callable], in_flight: int, nice: int):
+        self.items, self.steps, self.nice = items, steps, nice
+        self.stop = threading.Event()
+        self.tokens = threading.Semaphore(in_flight)
+        self.lanes: list[queue.Queue[Any]] = [queue.Queue(maxsize=1) for _ in range(len(steps) + 1)]
+
+    def put(self, lane: queue.Queue[Any], item: Any) -> bool:
+        while not self.stop.is_set():
             try:
                 lane.put(item, timeout=0.2)
                 return True
@@ -55,55 +56,68 @@ def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
                 continue
         return False
 
-    def get(lane: queue.Queue):
-        while not stop.is_set():
+    def get(self, lane: queue.Queue[Any]) -> Any:
+        while not self.stop.is_set():
             try:
                 return lane.get(timeout=0.2)
             except queue.Empty:
                 continue
         return _DONE
 
-    def source() -> None:
-        lower_priority(nice)
+    def source(self) -> None:
+        lower_priority(self.nice)
         try:
-            for item in items:
-                while not tokens.acquire(timeout=0.2):
-                    if stop.is_set():
+            for item in self.items:
+                while not self.tokens.acquire(timeout=0.2):
+                    if self.stop.is_set():
                         return
-                if not put(lanes[0], item):
+                if not self.put(self.lanes[0], item):
                     return
-            put(lanes[0], _DONE)
+            self.put(self.lanes[0], _DONE)
         except BaseException as exc:
-            put(lanes[0], _Failed(exc))
+            self.put(self.lanes[0], _Failed(exc))
 
-    def run(step: Callable, inbox: queue.Queue, outbox: queue.Queue) -> None:
-        lower_priority(nice)
+    def run(self, step: Callable, inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
+        lower_priority(self.nice)
         while True:
-            item = get(inbox)
+            item = self.get(inbox)
             if item is not _DONE and not isinstance(item, _Failed):
                 try:
                     item = step(item)
                 except BaseException as exc:
                     item = _Failed(exc)
-            if not put(outbox, item) or item is _DONE or isinstance(item, _Failed):
+            if not self.put(outbox, item) or item is _DONE or isinstance(item, _Failed):
                 return
 
-    threads = [threading.Thread(target=source, name=f"{name}-source", daemon=True)]
-    threads += [threading.Thread(target=run, args=(step, lanes[i], lanes[i + 1]),
-                                 name=f"{name}-{i + 1}", daemon=True) for i, step in enumerate(steps)]
+    def threads(self, name: str) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self.source, name=f"{name}-source", daemon=True)]
+        threads += [threading.Thread(target=self.run, args=(step, self.lanes[i], self.lanes[i + 1]),
+                                     name=f"{name}-{i + 1}", daemon=True)
+                    for i, step in enumerate(self.steps)]
+        return threads
+
+
+def staged(items: Iterable, steps: Sequence[Callable], *, in_flight: int,
+           name: str = "stage", nice: int = 0) -> Generator[Any, None, None]:
+    """Yield ``steps[-1](…steps[0](item))`` for each item, in order. The source is iterated
+    in a thread of its own too. An exception in the source or a step is raised here, and
+    closing the generator (the consumer failed) stops every thread and waits for it.
+    ``nice``: the line's threads yield the CPU to the consumer's side (``lower_priority``)."""
+    line = _Line(items, steps, in_flight, nice)
+    threads = line.threads(name)
     for t in threads:
         t.start()
     try:
         while True:
-            item = lanes[-1].get()
+            item = line.lanes[-1].get()
             if item is _DONE:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
-            tokens.release()
+            line.tokens.release()
             yield item
     finally:
-        stop.set()
+        line.stop.set()
         # Joined, not left to die as daemons: a thread still inside Arrow when the
         # interpreter exits can crash the process (SIGSEGV seen after Ctrl-C).
         for t in threads:

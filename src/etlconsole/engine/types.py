@@ -8,7 +8,9 @@ failures (a missing value is ``required``'s business).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,9 +64,11 @@ def type_name(dtype: pa.DataType) -> str:
 # A small memo of parsed columns: ``validate`` parses a column to check its type, and
 # ``transform`` casts the same (filtered) column moments later; the memo lets the second
 # parse cost nothing. It holds the text arrays themselves, so buffer addresses in the
-# keys cannot be reused while an entry lives.
-_MEMO: OrderedDict = OrderedDict()
+# keys cannot be reused while an entry lives. The phase line runs phases in threads of
+# their own (engine.stages), so every look-up and change holds the lock.
+_MEMO: OrderedDict[tuple, tuple[pa.Array, pa.Array]] = OrderedDict()
 _MEMO_SIZE = 16
+_MEMO_LOCK = threading.Lock()
 
 
 def _memo_key(values: pa.Array, type_: str, formats) -> tuple:
@@ -74,14 +78,18 @@ def _memo_key(values: pa.Array, type_: str, formats) -> tuple:
 
 def remember(values: pa.Array, type_: str, formats, typed: pa.Array) -> None:
     """Record that `values` parse cleanly to `typed` (every non-null value parsed)."""
-    _MEMO[_memo_key(values, type_, formats)] = (values, typed)
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
+    key = _memo_key(values, type_, formats)
+    with _MEMO_LOCK:
+        _MEMO[key] = (values, typed)
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
 
 
 def parse(values: pa.Array, type_: str, formats: list[str] | None = None) -> tuple[pa.Array, pa.Array]:
     """(typed values, mask of non-null values that failed to parse)."""
-    hit = _MEMO.get(_memo_key(values, type_, formats))
+    key = _memo_key(values, type_, formats)
+    with _MEMO_LOCK:
+        hit = _MEMO.get(key)
     if hit is not None:
         return hit[1], _no_failures(values)
     if type_ not in TYPES:
@@ -101,7 +109,7 @@ def parse(values: pa.Array, type_: str, formats: list[str] | None = None) -> tup
             typed = None    # some value is bad: find which, value by value
         if typed is not None and _direct_ok(values, type_):
             return typed, _no_failures(values)
-    parser = {"string": _as_string, "int64": _int64, "float64": _float64, "bool": _bool,
+    parser: Callable[..., Any] = {"string": _as_string, "int64": _int64, "float64": _float64, "bool": _bool,
               "date": _date, "timestamp": _timestamp}[type_]
     typed, ok = parser(values, formats) if type_ in ("date", "timestamp") else parser(values)
     ok = pc.fill_null(ok, True)

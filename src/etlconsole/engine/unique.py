@@ -130,6 +130,33 @@ class UniqueIndex:
                                  (record, record))
         self._db.commit()
 
+    def forget_records(self, records: list[int]) -> None:
+        """Forget the keys tagged with these records (a replay's records: their rows are not
+        in the destination, whatever an earlier attempt recorded). Runs that hold one are
+        cut around it."""
+        if not records:
+            return
+        names = [t for (t,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+            "(name LIKE 'seen%' OR name LIKE 'runs%')")]
+        with self._db:
+            for table in names:
+                if table.startswith("seen"):
+                    self._db.executemany(f"DELETE FROM {table} WHERE tag = ?", [(r,) for r in records])
+                    continue
+                for r in records:
+                    hit = self._db.execute(f"SELECT lo, hi, tag FROM {table} WHERE tag <= ? AND "
+                                           "tag + (hi - lo) >= ?", (r, r)).fetchone()
+                    if hit is None:
+                        continue
+                    lo, hi, tag = hit
+                    key = lo + (r - tag)
+                    self._db.execute(f"DELETE FROM {table} WHERE lo = ?", (lo,))
+                    if key > lo:
+                        self._db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (lo, key - 1, tag))
+                    if key < hi:
+                        self._db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (key + 1, hi, r + 1))
+
     def close(self) -> None:
         self._db.close()
 

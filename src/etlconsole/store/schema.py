@@ -112,6 +112,76 @@ MIGRATIONS = [
     ALTER TABLE pipeline_rejects ADD COLUMN phase_label TEXT;
     CREATE INDEX pipeline_rejects_batch ON pipeline_rejects(job_id, batch_number);
     """,
+    # 3: honest figures. A job runs in segments (the run, then each resume): each is kept,
+    # so a job's duration is the sum of its segments and its rates are per segment.
+    # Checkpoints get a number of their own per job (1, 2, 3 ...), filled in for old ones.
+    """
+    CREATE TABLE pipeline_segments (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        number INTEGER NOT NULL,          -- 1 = the run, 2 = the first resume, ...
+        kind TEXT NOT NULL,               -- run | resume | rerun | before (pre-v3 history)
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        elapsed_s REAL,
+        rows_at_start INTEGER NOT NULL DEFAULT 0,
+        rows_at_end INTEGER,
+        status TEXT,
+        UNIQUE (job_id, number)
+    );
+    ALTER TABLE pipeline_metrics ADD COLUMN segment INTEGER;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_elapsed_s REAL;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_rows INTEGER;
+    ALTER TABLE pipeline_metrics ADD COLUMN segment_bytes INTEGER;
+    ALTER TABLE pipeline_checkpoints ADD COLUMN number INTEGER;
+    UPDATE pipeline_checkpoints SET number = (
+        SELECT count(*) FROM pipeline_checkpoints c WHERE c.job_id = pipeline_checkpoints.job_id
+        AND c.id <= pipeline_checkpoints.id);
+    """,
+    # 4: fixing and replaying rejects (issue 16, ADR 0016)
+    """
+    -- source: JSON, the record's fields as a replay last gave them
+    ALTER TABLE pipeline_rejects ADD COLUMN source TEXT;
+    ALTER TABLE pipeline_rejects ADD COLUMN replay INTEGER;      -- the replay that gave the current reason
+    -- replay_batch: a replay batch taking the row (until it commits)
+    ALTER TABLE pipeline_rejects ADD COLUMN replay_batch INTEGER;
+    ALTER TABLE pipeline_rejects ADD COLUMN resolved_at TEXT;    -- loaded by a replay: when ...
+    ALTER TABLE pipeline_rejects ADD COLUMN resolved_by INTEGER; -- ... and by which (pipeline_replays.number)
+    ALTER TABLE import_jobs ADD COLUMN rows_resolved INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pipeline_replays (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES import_jobs(id),
+        number INTEGER NOT NULL,          -- 1, 2, ... per job
+        status TEXT NOT NULL CHECK (status IN ('running','succeeded','failed','rolled_back')),
+        origin TEXT,                      -- the fix file, or the --set/--where given
+        pid INTEGER,
+        pid_started REAL,
+        rows_in INTEGER NOT NULL DEFAULT 0,
+        rows_loaded INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        rows_refused INTEGER NOT NULL DEFAULT 0,
+        batch_first INTEGER,
+        batch_last INTEGER,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT,
+        UNIQUE (job_id, number)
+    );
+    """,
+    # 5: the console reads only what changed: job rows by updated_at (set by every write
+    # of StateStore to a job row), rejects by page in record order
+    """
+    ALTER TABLE import_jobs ADD COLUMN updated_at TEXT;
+    UPDATE import_jobs SET updated_at = coalesce(heartbeat_at, finished_at, started_at, created_at);
+    CREATE INDEX import_jobs_updated ON import_jobs(updated_at);
+    CREATE INDEX pipeline_rejects_group ON pipeline_rejects(job_id, phase, rule, column_name, row);
+    """,
+    # 6: the head of the source each batch was read from (resume proves it unchanged)
+    """
+    ALTER TABLE pipeline_batches ADD COLUMN source_bytes INTEGER;   -- the first n bytes ...
+    ALTER TABLE pipeline_batches ADD COLUMN source_sha256 TEXT;     -- ... and their hash
+    """,
 ]
 
 

@@ -10,17 +10,18 @@ import json
 import os
 import secrets
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Callable
+from typing import AbstractSet, Any, Iterator
 
 import psutil
 import sqlite_utils
 
-from ..errors import UserError
+from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
-from .schema import migrate
+from .schema import MIGRATIONS, migrate
 
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
 
@@ -34,8 +35,22 @@ def new_job_id() -> str:
 
 
 class StateStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        """``readonly``: for commands that only read (jobs, show, …). The file is opened
+        without a write of any kind (no WAL switch, no migration, no marking of dead jobs),
+        so a store on read-only media or without write permission can still be read. A
+        store that does not exist yet, or needs a migration, is opened as usual."""
         self.path = Path(path)
+        self.readonly = False
+        # Called with every event recorded (job_id, event, level, details): the CLI logs
+        # them (structlog; JSON lines with --log-format json). The console sets none.
+        self.on_event: Callable[[str | None, str, str, dict[str, Any]], None] | None = None
+        if readonly and self.path.is_file():
+            conn = _open_readonly(self.path)
+            if conn is not None:
+                self.readonly = True
+                self.db = sqlite_utils.Database(conn, execute_plugins=False)
+                return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (see _tx), never implicit.
@@ -57,13 +72,25 @@ class StateStore:
         transaction, and the job could not even be marked interrupted (interrupts.py)."""
         conn = self.db.conn
         with shielded():
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also when COMMIT itself failed (a full disk): SQLite then keeps the
+                    # transaction open, and with it the write lock every other connection
+                    # would wait out its busy timeout for.
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(f"{self.path}: the state store's disk is full ({exc}); the job "
+                                   "stopped and is resumable: free space there, then resume it"
+                                   ) from None
                 raise
-            conn.execute("COMMIT")
 
     def _insert(self, conn, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(f'"{c}"' for c in row)
@@ -72,19 +99,25 @@ class StateStore:
 
     def _update(self, conn, job_id: str, fields: dict[str, Any]) -> None:
         if fields:
+            # updated_at: the console re-reads only job rows changed since its last poll
+            fields = {**fields, "updated_at": now()}
             sets = ", ".join(f'"{c}" = ?' for c in fields)
             conn.execute(f"UPDATE import_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
 
     def clone(self) -> "StateStore":
         """A second connection, for another thread."""
-        return StateStore(self.path)
+        other = StateStore(self.path, readonly=self.readonly)
+        other.on_event = self.on_event
+        return other
 
     def close(self) -> None:
         self.db.conn.close()
 
     # -- jobs ---------------------------------------------------------------
     def create_job(self, job_id: str, **fields: Any) -> str:
-        row = {"id": job_id, "status": "pending", "created_at": now(), "pid": os.getpid(),
+        stamp = now()
+        row = {"id": job_id, "status": "pending", "created_at": stamp, "updated_at": stamp,
+               "pid": os.getpid(),
                "pid_started": psutil.Process().create_time()}
         row.update(_dump(fields))
         with self._tx() as conn:
@@ -106,21 +139,33 @@ class StateStore:
             raise UserError(f"no job {ref!r} in {self.path} (see 'etlconsole jobs')")
         if len(rows) > 1:
             raise UserError(f"job id {ref!r} is ambiguous; give more characters")
-        return _load(rows[0])
+        return self._seen(_load(rows[0]))
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [_load(r) for r in self.db.query(
+        return [self._seen(_load(r)) for r in self.db.query(
             "SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT ?", [limit])]
+
+    _dead: AbstractSet[str] = frozenset()
+
+    def _seen(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A job as mark_dead_jobs would have left it, on a store it could not write."""
+        if job["id"] in self._dead and job["status"] in ("running", "pending"):
+            job.update(status="interrupted", error="the engine process stopped without "
+                       "finishing (killed or crashed); resume or roll back")
+        return job
 
     # -- batches, rejects, checkpoints ---------------------------------------
     def begin_batch(self, job_id: str, batch_number: int, *, row_start: int, row_end: int,
                     rejects: list[dict[str, Any]], rows: int | None = None,
-                    keep_labels: set[str] = frozenset()) -> None:
+                    keep_labels: AbstractSet[str] = frozenset(),
+                    proof: tuple[int, str] | None = None) -> None:
         """Before the destination commits: the batch as PENDING, with its rejects.
 
         If the process dies before the destination commits, resume finds the batch PENDING
         and not in the destination's ledger, and drops it with its rejects; if it dies after,
         the ledger has it and resume marks it COMMITTED. Either way rejects are exact.
+        ``proof``: (n, hash) of the source's first n bytes, which hold the batch's records
+        (resume checks them before skipping the records; ADR 0017).
         ``keep_labels``: destinations that already hold this batch (a branched job resumed
         between two destinations' commits) — their refused rows stay.
         """
@@ -130,7 +175,8 @@ class StateStore:
             self._insert(conn, "pipeline_batches", {
                 "job_id": job_id, "batch_number": batch_number, "status": "PENDING",
                 "row_start": row_start, "row_end": row_end, "created_at": stamp,
-                **({"rows_loaded": rows} if rows is not None else {})})
+                **({"rows_loaded": rows} if rows is not None else {}),
+                **({"source_bytes": proof[0], "source_sha256": proof[1]} if proof else {})})
             self._insert_rejects(conn, job_id, batch_number, rejects)
             self._count_rejects(conn, job_id, batch_number)
 
@@ -182,14 +228,14 @@ class StateStore:
 
     @classmethod
     def _drop_batches(cls, conn, job_id: str, where: str, value: int,
-                      keep_labels: set[str] = frozenset()) -> None:
+                      keep_labels: AbstractSet[str] = frozenset()) -> None:
         cls._drop_rejects(conn, job_id, where, value, keep_labels)
         conn.execute(f"DELETE FROM pipeline_batches WHERE job_id = ? AND batch_number {where}",
                      (job_id, value))
 
     @staticmethod
     def _drop_rejects(conn, job_id: str, where: str, value: int,
-                      keep_labels: set[str] = frozenset()) -> None:
+                      keep_labels: AbstractSet[str] = frozenset()) -> None:
         """Rejects of the batches ``where`` matches, except the rows refused by the loads
         labelled ``keep_labels`` (destinations that hold the batch already)."""
         keep = ""
@@ -199,9 +245,21 @@ class StateStore:
         conn.execute(f"DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number {where}{keep}",
                      (job_id, value, *sorted(keep_labels)))
 
+    def source_proof(self, job_id: str, batches: set[int]) -> dict[str, Any] | None:
+        """The proof (batch, source_bytes, source_sha256) of the highest of ``batches`` that
+        has one; None when none has (a job from before proofs were kept)."""
+        if not batches:
+            return None
+        rows = list(self.db.query(
+            "SELECT batch_number AS batch, source_bytes, source_sha256 FROM pipeline_batches "
+            f"WHERE job_id = ? AND source_sha256 IS NOT NULL AND batch_number IN "
+            f"({', '.join('?' * len(batches))}) ORDER BY batch_number DESC LIMIT 1",
+            [job_id, *sorted(batches)]))
+        return rows[0] if rows else None
+
     def reconcile(self, job_id: str, ledger: list[dict[str, Any]], *, rolled_back_after: int | None = None,
-                  partial: dict[int, set[str]] | None = None, branched: bool = False
-                  ) -> dict[str, int]:
+                  partial: dict[int, set[str]] | None = None, branched: bool = False,
+                  keep_figures: bool = False) -> dict[str, int]:
         """Make the store agree with the destinations' ledgers; returns the true counters.
 
         ``ledger``: the batches every destination holds. Batches none holds are dropped
@@ -211,6 +269,8 @@ class StateStore:
         PENDING with only those destinations' refused rows, and is written again where it
         is missing. In a branched job rows_loaded counts rows that reached the branches and
         rows_rejected the rows rejected before them (branch rejects are per branch).
+        ``keep_figures`` (a full rollback): the job's counters and rejects stay as the
+        history of what it did; its batches become ROLLED_BACK.
         """
         held = {e["batch"]: e for e in ledger}
         partial = partial or {}
@@ -229,8 +289,9 @@ class StateStore:
                 elif rolled_back_after is not None and status == "COMMITTED":
                     conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' "
                                  "WHERE job_id = ? AND batch_number = ?", (job_id, number))
-                    conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND batch_number = ?",
-                                 (job_id, number))
+                    if not keep_figures:
+                        conn.execute("DELETE FROM pipeline_rejects WHERE job_id = ? AND "
+                                     "batch_number = ?", (job_id, number))
                 else:
                     self._drop_batches(conn, job_id, "= ?", number)
             known = {r[0] for r in conn.execute(
@@ -254,29 +315,111 @@ class StateStore:
                 "AND status = 'COMMITTED'", (job_id,)).fetchone()[0]
             counters = {"rows_read": max((e["row_end"] for e in ledger), default=0),
                         "rows_loaded": loaded, "rows_rejected": rejected}
-            self._update(conn, job_id, counters)
             conn.execute("DELETE FROM pipeline_checkpoints WHERE job_id = ? AND row_count > ?",
                          (job_id, counters["rows_read"]))
+            if not keep_figures:
+                self._update(conn, job_id, counters)
         return counters
 
     def mark_dead_jobs(self, stale_after_s: float = 600.0) -> list[str]:
-        """Jobs shown as running whose process is gone become 'interrupted'."""
+        """Jobs shown as running whose process is gone become 'interrupted' (a read-only
+        store is left as it is: its readers are shown them as interrupted, see _load)."""
         dead = []
         for job in self.db.query("SELECT id, pid, pid_started, heartbeat_at FROM import_jobs "
                                  "WHERE status IN ('running', 'pending')"):
             if not _alive(job["pid"], job["pid_started"]) or _age_s(job["heartbeat_at"]) > stale_after_s:
                 dead.append(job["id"])
+        if self.readonly and dead:
+            # Recorded if the store can be written (the write is not needed to read it).
+            try:
+                writer = StateStore(self.path)
+            except UserError:
+                self._dead = set(dead)
+                return dead
+            try:
+                return writer.mark_dead_jobs(stale_after_s)
+            except sqlite3.DatabaseError:     # read-only after all
+                self._dead = set(dead)
+                return dead
+            finally:
+                writer.close()
         for job_id in dead:
             self.update_job(job_id, status="interrupted",
                             error="the engine process stopped without finishing (killed or crashed); "
                                   "resume or roll back")
         return dead
 
-    def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> None:
+    def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> int:
+        """Returns the checkpoint's number in its job (1, 2, 3 ...; after a rollback to
+        checkpoint k, the next one is k + 1 again)."""
         with self._tx() as conn:
+            number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM pipeline_checkpoints "
+                                  "WHERE job_id = ?", (job_id,)).fetchone()[0]
             self._insert(conn, "pipeline_checkpoints", {
-                "job_id": job_id, "phase": phase, "checkpoint_data": json.dumps(data),
-                "row_count": row_count, "created_at": now()})
+                "job_id": job_id, "number": number, "phase": phase,
+                "checkpoint_data": json.dumps(data), "row_count": row_count, "created_at": now()})
+        return number
+
+    def checkpoint(self, job_id: str, ref: int) -> dict[str, Any] | None:
+        """The job's checkpoint ``ref``: its number in the job (what `checkpoints` shows),
+        or else the store-wide id older versions showed, when that id is not also one of
+        the job's numbers (the number wins)."""
+        rows = self.checkpoints(job_id)
+        return (next((c for c in rows if c["number"] == ref), None)
+                or next((c for c in rows if c["id"] == ref), None))
+
+    # -- run segments: the run, then each resume ---------------------------------
+    def begin_segment(self, job_id: str, kind: str, rows_at_start: int) -> int:
+        """Record the start of a run segment; returns its number. A job from before
+        segments were kept gets its earlier run as segment 1 (kind 'before'), from its
+        record, so its duration still adds up."""
+        stamp = now()
+        with self._tx() as conn:
+            # A segment that never ended (its process was killed) lasted until the job's
+            # last heartbeat.
+            conn.execute("UPDATE pipeline_segments SET status = 'killed', elapsed_s = max(0, "
+                         "(julianday((SELECT heartbeat_at FROM import_jobs WHERE id = ?)) - "
+                         "julianday(started_at)) * 86400.0) WHERE job_id = ? AND elapsed_s IS NULL",
+                         (job_id, job_id))
+            count = conn.execute("SELECT count(*) FROM pipeline_segments WHERE job_id = ?",
+                                 (job_id,)).fetchone()[0]
+            job = conn.execute("SELECT started_at, finished_at, elapsed_s, rows_read FROM "
+                               "import_jobs WHERE id = ?", (job_id,)).fetchone()
+            if count == 0 and kind == "resume" and job and job[2] is not None:
+                self._insert(conn, "pipeline_segments", {
+                    "job_id": job_id, "number": 1, "kind": "before", "started_at": job[0] or stamp,
+                    "finished_at": job[1], "elapsed_s": job[2], "rows_at_end": job[3]})
+                count = 1
+            self._insert(conn, "pipeline_segments", {
+                "job_id": job_id, "number": count + 1, "kind": kind, "pid": os.getpid(),
+                "started_at": stamp, "rows_at_start": rows_at_start})
+        return count + 1
+
+    def end_segment(self, job_id: str, number: int, *, elapsed_s: float, rows_at_end: int,
+                    status: str) -> float:
+        """Record the end of a run segment; returns the job's duration (all its segments)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE pipeline_segments SET finished_at = ?, elapsed_s = ?, "
+                         "rows_at_end = ?, status = ? WHERE job_id = ? AND number = ?",
+                         (now(), elapsed_s, rows_at_end, status, job_id, number))
+        return self.duration(job_id)
+
+    def duration(self, job_id: str) -> float:
+        """Seconds the job ran: the sum of its finished segments."""
+        return self.db.execute("SELECT coalesce(sum(elapsed_s), 0) FROM pipeline_segments "
+                               "WHERE job_id = ?", [job_id]).fetchone()[0]
+
+    def segments(self, job_id: str) -> list[dict[str, Any]]:
+        return self._rows("pipeline_segments", job_id, "number")
+
+    def phase_reject_counts(self, job_id: str) -> dict[str, int]:
+        """Rejected rows of the job's committed batches, by phase label (the extract's by
+        'extract'): what the phase table must add up to."""
+        rows = self.db.execute(
+            "SELECT coalesce(r.phase_label, r.phase), count(*) FROM pipeline_rejects r "
+            "JOIN pipeline_batches b ON b.job_id = r.job_id AND b.batch_number = r.batch_number "
+            "WHERE r.job_id = ? AND b.status = 'COMMITTED' GROUP BY 1", [job_id]).fetchall()
+        return dict(rows)
 
     def add_metric(self, job_id: str, sample: dict[str, Any]) -> None:
         with self._tx() as conn:
@@ -288,6 +431,8 @@ class StateStore:
             self._insert(conn, "pipeline_events", {
                 "job_id": job_id, "at": now(), "level": level, "event": event,
                 "details": json.dumps(details, default=str)})
+        if self.on_event is not None:
+            self.on_event(job_id, event, level, details)
 
     # -- reads --------------------------------------------------------------
     def rejects(self, job_id: str) -> Iterator[dict[str, Any]]:
@@ -354,27 +499,95 @@ class StateStore:
             "SELECT * FROM (SELECT * FROM pipeline_batches WHERE job_id = ? ORDER BY batch_number "
             "DESC LIMIT ?) ORDER BY batch_number", [job_id, limit]))
 
+    def data_version(self) -> int:
+        """Changes when another connection committed to the store since this connection's
+        last look (SQLite's PRAGMA data_version): one cheap statement tells an idle console
+        that nothing needs reading."""
+        return self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def jobs_changed_since(self, stamp: str | None, limit: int = 200) -> list[dict[str, Any]]:
+        """Job rows written at or after ``stamp`` (their updated_at; "at" as well: a write in
+        the same millisecond as the last one read must not be missed), newest first;
+        every job (up to ``limit``, most recent first) when ``stamp`` is None."""
+        if stamp is None:
+            return self.jobs(limit)
+        return [_load(r) for r in self.db.query(
+            "SELECT * FROM import_jobs WHERE updated_at >= ? ORDER BY updated_at DESC LIMIT ?",
+            [stamp, limit])]
+
+    def reject(self, reject_id: int) -> dict[str, Any] | None:
+        """One rejected row in full (the console's detail view)."""
+        rows = list(self.db.query(
+            'SELECT id, job_id, batch_number, row, phase, phase_label, rule, '
+            'column_name AS "column", message, "values" FROM pipeline_rejects WHERE id = ?',
+            [reject_id]))
+        if not rows:
+            return None
+        rows[0]["values"] = json.loads(rows[0]["values"]) if rows[0]["values"] else None
+        return rows[0]
+
+    def recent_checkpoints(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` checkpoints of the job, oldest first."""
+        rows = list(self.db.query(
+            "SELECT * FROM (SELECT * FROM pipeline_checkpoints WHERE job_id = ? ORDER BY id DESC "
+            "LIMIT ?) ORDER BY id", [job_id, limit]))
+        for r in rows:
+            r["checkpoint_data"] = json.loads(r["checkpoint_data"])
+        return rows
+
     def reject_groups(self, job_id: str) -> list[dict[str, Any]]:
-        """Rejected rows counted by phase, rule and column, largest group first."""
+        """Rejected rows counted by phase, rule and column, largest group first; ``open``
+        and ``resolved`` (loaded by a replay) split ``count``."""
         return list(self.db.query(
-            'SELECT phase, rule, column_name AS "column", count(*) AS count FROM pipeline_rejects '
+            'SELECT phase, rule, column_name AS "column", count(*) AS count, '
+            "count(*) - count(resolved_at) AS open, count(resolved_at) AS resolved "
+            "FROM pipeline_rejects "
             "WHERE job_id = ? GROUP BY phase, rule, column_name ORDER BY count DESC, phase, rule, "
             "column_name", [job_id]))
 
     def reject_rows(self, job_id: str, *, phase: str | None = None, rule: str | None = None,
                     column: str | None = None, grouped: bool = False,
-                    limit: int = 500) -> list[dict[str, Any]]:
-        """Rejected rows in record order; with ``grouped``, only those of one phase/rule/column."""
-        where, params = "job_id = ?", [job_id]
+                    limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        """One page of rejected rows in record order (``limit`` rows after the first
+        ``offset``); with ``grouped``, only those of one phase/rule/column."""
+        where = "job_id = ?"
+        params: list[Any] = [job_id]
         if grouped:
             where += " AND phase = ? AND rule = ? AND column_name IS ?"
             params += [phase, rule, column]
         rows = list(self.db.query(
-            f'SELECT id, row, phase, rule, column_name AS "column", message, "values" '
-            f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ?", [*params, limit]))
+            f'SELECT id, row, phase, phase_label, rule, column_name AS "column", message, '
+            f'"values", source, replay, replay_batch, resolved_at, resolved_by '
+            f"FROM pipeline_rejects WHERE {where} ORDER BY row, id LIMIT ? OFFSET ?",
+            [*params, limit, offset]))
         for r in rows:
             r["values"] = json.loads(r["values"]) if r["values"] else None
+            r["source"] = json.loads(r["source"]) if r["source"] else None
         return rows
+
+def _open_readonly(path: Path) -> sqlite3.Connection | None:
+    """A connection that never writes, or None when the store needs a migration first.
+
+    ``mode=ro`` reads a WAL store as any reader does (it sees a running job's commits);
+    on read-only media SQLite cannot open a WAL store that way (it cannot create the
+    shared-memory file), and ``immutable=1`` reads it as the file is: nothing can write
+    to it anyway."""
+    uri = path.resolve().as_uri()
+    error = None
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            error = exc
+            continue
+        if version != len(MIGRATIONS):
+            conn.close()
+            return None
+        return conn
+    raise UserError(f"{path}: cannot open the state store for reading: {error}")
+
 
 def _alive(pid: int | None, started: float | None) -> bool:
     """Is this pid still the process that ran the job (not a reused pid)?"""

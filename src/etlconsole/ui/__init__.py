@@ -11,4 +11,7 @@ def run_console(state_path: str | Path, **options) -> int:
     from .app import ConsoleApp
     app = ConsoleApp(state_path, **options)
     code = app.run()
+    line = app.exit_line()     # the job, its status, what to type next: one line on stdout
+    if line:
+        print(line, flush=True)
     return code if isinstance(code, int) else 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
@@ -13,6 +16,7 @@ from textual.screen import Screen
 from ..config import Settings, load_settings
 from ..store import StateStore
 from .launcher import Launched, Launcher
+from .screens.base import PolledScreen
 from .screens.builder import BuilderScreen
 from .screens.jobs import JobsScreen
 from .screens.modals import QuitModal
@@ -25,6 +29,21 @@ SCREENS = {"builder": ("p", "Build", "Pipeline builder: edit and run the pipelin
            "jobs": ("j", "Jobs", "History; resume, roll back, clean up"),
            "rejects": ("x", "Rejects", "Rejected rows of the selected job")}
 STOP_WAIT_S = 15.0
+# What a screen's action does, for the command palette (keyed by action name).
+ACTION_HELP = {
+    "resume": "Continue the selected failed or interrupted job from its last checkpoint",
+    "rollback": "Undo the selected job on every destination (or back to the selected checkpoint)",
+    "cleanup": "Remove orphaned staging data and workspaces (shows what first)",
+    "details": "Everything about the selected job",
+    "export": "Write every reject of this job to a CSV file",
+    "open_reject": "The highlighted reject in full: every value and the record",
+    "page": "Another page of rejected rows",
+    "replay": "Replay the edited rejects (or set a column over the selected group) into the "
+              "job's destination, after a dry run",
+    "edit": "Edit this reject's values as the source had them (then r replays it)",
+    "run": "Run the pipeline as a new job",
+    "save": "Save the pipeline file",
+}
 
 
 class ConsoleApp(App[int]):
@@ -42,7 +61,8 @@ class ConsoleApp(App[int]):
                  resume: str | None = None, watch: str | None = None,
                  settings: Settings | None = None, poll_interval: float = 0.5,
                  export_dir: Path | None = None, cwd: Path | None = None):
-        self.DEFAULT_MODE = "monitor" if (run or resume or watch) else start
+        # per instance on purpose: Textual reads it from self; the start screen is an argument
+        self.DEFAULT_MODE = "monitor" if (run or resume or watch) else start  # type: ignore[misc]
         super().__init__()
         self.state_path = Path(state_path)
         self.settings = settings or load_settings(state_db=str(state_path))
@@ -89,10 +109,38 @@ class ConsoleApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield from self.screen_action_commands(screen)
         for mode, (key, label, help_text) in SCREENS.items():
             title = "Pipeline builder" if mode == "builder" else label
             yield SystemCommand(f"{title} ({key})", help_text,
                                 lambda mode=mode: self.action_show(mode))
+
+    def screen_action_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The actions the screen offers now (its keys in the footer, e.g. resume, roll
+        back, export, run, save), read from its active bindings: whatever a screen binds
+        is in the palette too, and an action its check_action disables is not."""
+        seen = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if (not active.enabled or not binding.show or not binding.description
+                    or active.node is self or binding.action in seen):
+                continue
+            seen.add(binding.action)
+            name = binding.action.split("(")[0].rsplit(".", 1)[-1]
+            yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})",
+                                binding.tooltip or ACTION_HELP.get(name, binding.description),
+                                partial(self.run_action, binding.action, active.node))
+
+    # sync where Textual's is async: the palette's Quit opens the dialog and returns
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Textual's quit (the palette's "Quit"): through the running-job dialog, as q."""
+        self.action_quit_console()
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Screenshots go to the export folder (default: the current directory), which
+        exists; Textual's default, the downloads folder, may not (XDG_DOWNLOAD_DIR)."""
+        return super().deliver_screenshot(filename, path or str(self.export_dir), time_format)
 
     def follow_job(self, job_id: str) -> None:
         """Follow ``job_id`` on the monitor (attach to a job started anywhere)."""
@@ -103,7 +151,7 @@ class ConsoleApp(App[int]):
     def _show_monitor(self) -> None:
         if self.current_mode != "monitor":
             self.switch_mode("monitor")
-        else:
+        elif isinstance(self.screen, PolledScreen):
             self.screen.poll_now()
 
     # -- launching ----------------------------------------------------------------
@@ -131,19 +179,25 @@ class ConsoleApp(App[int]):
 
     # -- quitting -------------------------------------------------------------------
     def action_quit_console(self) -> None:
+        if isinstance(self.screen, QuitModal):      # asked already (e.g. the palette's Quit)
+            return
         running = self.running_launches
         if not running:
             self.exit(self.result_code())
             return
 
         def answer(choice: str | None) -> None:
-            if choice == "leave":
+            still = self.running_launches        # it may have ended while the dialog was open
+            if choice in ("quit", "leave") or (choice == "stop" and not still):
                 self.exit(self.result_code())
             elif choice == "stop":
                 self.notify("stopping: the job will be marked interrupted (resumable) …")
-                self._stop_and_exit(running)
-        names = [x.job_id or f"pid {x.pid}" for x in running]
-        self.push_screen(QuitModal(names), answer)
+                self._stop_and_exit(still)
+        self.push_screen(QuitModal(self._running_names(), self._running_names, self.exit_line),
+                         answer)
+
+    def _running_names(self) -> list[str]:
+        return [x.job_id or f"pid {x.pid}" for x in self.running_launches]
 
     @work(thread=True, exit_on_error=False)
     def _stop_and_exit(self, running: list[Launched]) -> None:
@@ -162,3 +216,44 @@ class ConsoleApp(App[int]):
         if last.running:
             return 0
         return 0 if last.returncode == 0 else 1
+
+    def exit_job(self, store: StateStore) -> dict | None:
+        """The job the operator was on when quitting: the last one this console launched,
+        else the one it watched or selected; None if there is none."""
+        if self.launched:
+            last = self.launched[-1]
+            if last.job_id:
+                return store.job(last.job_id)
+            return store.job_by_pid(last.pid)
+        ref = self.watch_job_id or self.selected_job_id
+        return store.job(ref) if ref else None
+
+    def exit_line(self) -> str | None:
+        """One line for stdout after the console closed: the job, its status, and the
+        command that continues from here (resume it, watch it, or see it)."""
+        try:
+            job = self.with_store(self.exit_job)
+        except Exception:        # no store, or the job is gone: nothing worth a line
+            return None
+        if job is None:
+            return None
+        return job_line(job, self.state_option())
+
+    def state_option(self) -> str:
+        """'--state PATH ' unless the store is the one every command finds by default."""
+        found = os.environ.get("PIPELINE_STATE_DB") or Settings.state_db
+        if self.state_path.resolve() == Path(found).resolve():
+            return ""
+        return f"--state {shlex.quote(str(self.state_path))} "
+
+
+def job_line(job: dict, state: str = "") -> str:
+    """``job 3f2a… interrupted — resume: etlconsole resume 3f2a…`` and the like."""
+    jid, status = job["id"], job["status"]
+    if status in ("running", "pending"):
+        hint = f"watch: etlconsole {state}ui --watch {jid}"
+    elif status in ("failed", "interrupted") and job.get("resumable", 1):
+        hint = f"resume: etlconsole {state}resume {jid}"
+    else:
+        hint = f"details: etlconsole {state}show {jid}"
+    return f"job {jid} {status} — {hint}"

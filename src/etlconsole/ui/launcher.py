@@ -7,6 +7,7 @@ SIGTERM, which the engine turns into status ``interrupted`` (resumable).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ class Launched:
     log_path: Path
     job_id: str | None = None          # known at once for resume; found by pid for run
     started: float = field(default_factory=time.monotonic)
+    out_path: Path | None = None       # stdout apart (its --json object), when asked for
 
     @property
     def pid(self) -> int:
@@ -63,6 +65,22 @@ class Launched:
             return []
         return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
 
+    def output_json(self) -> dict | None:
+        """The JSON object the command printed last on stdout (``out_path``), if any."""
+        if self.out_path is None:
+            return None
+        try:
+            lines = self.out_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    return None
+        return None
+
     def error_line(self) -> str | None:
         """The engine's one-line error, if it printed one."""
         errors = [line for line in self.log_tail(20) if line.startswith(("error:", "internal error:"))]
@@ -81,15 +99,20 @@ class Launcher:
         return [sys.executable, "-m", "etlconsole.cli", "--state", str(self.state_path),
                 *args, "--no-ui", "--json"]
 
-    def start(self, *args: str, job_id: str | None = None) -> Launched:
+    def start(self, *args: str, job_id: str | None = None, json_apart: bool = False) -> Launched:
+        """``json_apart``: stdout (the --json object) to a file of its own, next to the log."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         log_path = self.log_dir / f"{stamp}-{args[0]}.log"
+        out_path = self.log_dir / f"{stamp}-{args[0]}.json" if json_apart else None
         cmd = self.command(*args)
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        return Launched(cmd, proc, log_path, job_id=job_id)
+        with log_path.open("wb") as log, \
+                (out_path.open("wb") if out_path else open(os.devnull, "wb")) as out:
+            proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                    stdout=out if out_path else log,
+                                    stderr=log if out_path else subprocess.STDOUT,
+                                    start_new_session=True)
+        return Launched(cmd, proc, log_path, job_id=job_id, out_path=out_path)
 
     def run(self, pipeline: Path, *, source: Path | None = None, dest: Path | None = None) -> Launched:
         args = ["run", str(Path(pipeline).resolve())]
@@ -101,3 +124,18 @@ class Launcher:
 
     def resume(self, job_id: str) -> Launched:
         return self.start("resume", job_id, job_id=job_id)
+
+    def replay(self, job_id: str, fix_file: Path | None = None, *, sets: tuple[str, ...] = (),
+               where: str | None = None, dry_run: bool = False) -> Launched:
+        """``etlconsole replay JOB [FILE] [--set c=v …] [--where EXPR] [--dry-run]``, in its
+        own session like a job (a replay left running when the console quits finishes)."""
+        args = ["replay", job_id]
+        if fix_file is not None:
+            args.append(str(Path(fix_file).resolve()))
+        for s in sets:
+            args += ["--set", s]
+        if where is not None:
+            args += ["--where", where]
+        if dry_run:
+            args.append("--dry-run")
+        return self.start(*args, job_id=job_id, json_apart=True)

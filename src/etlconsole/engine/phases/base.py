@@ -47,6 +47,7 @@ class Option:
 
 # One encoder for every rejected row (json.dumps with options builds a new one per call).
 _ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_SLICE = 2048          # rows converted to Python at a time (Rejects.records)
 
 
 @dataclass
@@ -62,14 +63,21 @@ class Rejects:
         return self.rows.num_rows
 
     def records(self, phase: str, label: str | None = None) -> list[dict[str, Any]]:
-        """Plain dicts for the state store; only rejected rows become Python objects."""
-        data = self.rows.to_pylist()
+        """Plain dicts for the state store; only rejected rows become Python objects.
+
+        Converted a slice at a time: a row as a dict of Python values takes several times
+        its record (whose values are one JSON string), and a chunk of 30,000 rejected rows
+        converted at once took ~60 MB for the ~20 MB kept."""
         out = []
-        for values, rule, column, message in zip(data, self.rule, self.column, self.message,
-                                                 strict=False):   # as before: no new raise
-            row = values.pop(ROW, None)
-            out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule, "column": column,
-                        "message": message, "values": _ENCODE(values)})
+        for start in range(0, self.rows.num_rows, _SLICE):
+            data = self.rows.slice(start, _SLICE).to_pylist()
+            end = start + len(data)
+            for values, rule, column, message in zip(data, self.rule[start:end],
+                                                     self.column[start:end],
+                                                     self.message[start:end], strict=False):
+                row = values.pop(ROW, None)
+                out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule,
+                            "column": column, "message": message, "values": _ENCODE(values)})
         return out
 
 
@@ -113,7 +121,7 @@ class Phase:
 
     def attach(self, job: Any) -> None:  # noqa: B027 - optional hook
         """Called once when the job starts (or resumes), before the first batch, with the
-        job's context (``runner.JobContext``: job id, workspace folder, settings, the
+        job's context (``job.JobContext``: job id, workspace folder, settings, the
         records already done on a resume). A phase keeping state on disk (validate's
         unique index) opens it here, in the job's workspace."""
 

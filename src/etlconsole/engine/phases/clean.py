@@ -50,7 +50,7 @@ class Clean(Phase):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = []
-        for name, col in zip(batch.schema.names, batch.columns):
+        for name, col in zip(batch.schema.names, batch.columns, strict=False):
             if _is_text(col.type) and not name.startswith("_etl_"):
                 # Most columns are plain ASCII: then the cheaper ASCII kernels give the
                 # same result, and a column without a space byte needs no trim at all.

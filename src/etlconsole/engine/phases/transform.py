@@ -19,7 +19,8 @@ class Transform(Phase):
     options = {
         "cast": Option("table", "column = type (int64, float64, bool, date, timestamp, string)", default={}),
         "formats": Option("table", "column = [strptime formats] for date/timestamp casts", default={}),
-        "derive": Option("table", "new column = expression, e.g. total = \"quantity * unit_price\"", default={}),
+        "derive": Option("table", "new column = expression, e.g. total = \"quantity * unit_price\"",
+                         default={}),
         "rename": Option("table", "old name = new name", default={}),
     }
 
@@ -71,10 +72,11 @@ class Transform(Phase):
 
     def process(self, batch: pa.RecordBatch) -> PhaseResult:
         failures = []
-        columns = dict(zip(batch.schema.names, batch.columns))
+        columns = dict(zip(batch.schema.names, batch.columns, strict=False))
         for col, type_ in self.cast.items():
             typed, bad = types.parse(columns[col], type_, self.formats.get(col))
-            failures.append((bad, "cast", col, lambda vs, t=type_: [f"{v!r} cannot be cast to {t}" for v in vs]))
+            failures.append((bad, "cast", col,
+                             lambda vs, t=type_: [f"{v!r} cannot be cast to {t}" for v in vs]))
             columns[col] = typed
         typed_batch = pa.RecordBatch.from_pydict(columns)
         result = split_rejects(typed_batch, failures)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,44 +43,64 @@ class Rule:
 
     @classmethod
     def from_dict(cls, raw: Any, key: str) -> "Rule":
-        if not isinstance(raw, dict):
-            raise SpecError("each rule must be a table like { column = \"id\", required = true }", key=key)
-        for k in raw:
-            if k not in _RULE_KEYS:
-                raise SpecError(f"unknown rule key (expected one of {', '.join(sorted(_RULE_KEYS))})",
-                                key=f"{key}.{k}")
-        if not isinstance(raw.get("column"), str):
-            raise SpecError("missing 'column' (the column this rule checks)", key=f"{key}.column")
+        _check_rule_keys(raw, key)
         rule = cls(**raw)
-        if rule.type is not None and rule.type not in types.TYPES:
-            raise SpecError(f"unknown type {rule.type!r} (expected one of {', '.join(types.TYPES)})",
+        rule._check_values(key)
+        rule._parse_bounds(key)
+        return rule
+
+    def _check_values(self, key: str) -> None:
+        """Each option's value, except the bounds (``_parse_bounds``)."""
+        if self.type is not None and self.type not in types.TYPES:
+            raise SpecError(f"unknown type {self.type!r} (expected one of {', '.join(types.TYPES)})",
                             key=f"{key}.type")
-        if rule.formats is not None and (rule.type not in ("date", "timestamp") or not isinstance(
-                rule.formats, list)):
+        if self.formats is not None and (self.type not in ("date", "timestamp") or not isinstance(
+                self.formats, list)):
             raise SpecError("formats is a list of strptime formats for type date or timestamp",
                             key=f"{key}.formats")
         for k in ("required", "unique"):
-            if not isinstance(getattr(rule, k), bool):
+            if not isinstance(getattr(self, k), bool):
                 raise SpecError("must be true or false", key=f"{key}.{k}")
-        if rule.pattern is not None:
+        if self.pattern is not None:
             try:
-                pc.match_substring_regex(pa.array([""]), rule.pattern)
+                pc.match_substring_regex(pa.array([""]), self.pattern)
             except pa.ArrowInvalid as exc:
-                raise SpecError(f"invalid regular expression (RE2 syntax): {exc}", key=f"{key}.pattern") from None
-        if rule.allowed is not None and not isinstance(rule.allowed, list):
+                raise SpecError(f"invalid regular expression (RE2 syntax): {exc}",
+                                key=f"{key}.pattern") from None
+        if self.allowed is not None and not isinstance(self.allowed, list):
             raise SpecError("must be a list of values", key=f"{key}.allowed")
-        if rule.max_length is not None and (not isinstance(rule.max_length, int) or rule.max_length < 0):
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 0):
             raise SpecError("must be a non-negative whole number", key=f"{key}.max_length")
-        bound_type = rule.type or "float64"
+
+    def _parse_bounds(self, key: str) -> None:
+        """``min`` and ``max`` become Arrow scalars of the rule's type (a number if none)."""
+        bound_type = self.type or "float64"
         for k in ("min", "max"):
-            bound = getattr(rule, k)
+            bound = getattr(self, k)
             if bound is None:
                 continue
-            parsed, bad = types.parse(pa.array([str(bound)]), bound_type, rule.formats)
+            parsed, bad = types.parse(pa.array([str(bound)]), bound_type, self.formats)
             if bad[0].as_py() or bound_type in ("string", "bool"):
                 raise SpecError(f"{bound!r} is not a {bound_type} bound", key=f"{key}.{k}")
-            setattr(rule, k, parsed[0])
-        return rule
+            setattr(self, k, parsed[0])
+
+
+def _check_rule_keys(raw: Any, key: str) -> None:
+    """A rule is a table of known keys, naming its column."""
+    if not isinstance(raw, dict):
+        raise SpecError("each rule must be a table like { column = \"id\", required = true }", key=key)
+    for k in raw:
+        if k not in _RULE_KEYS:
+            raise SpecError(f"unknown rule key (expected one of {', '.join(sorted(_RULE_KEYS))})",
+                            key=f"{key}.{k}")
+    if not isinstance(raw.get("column"), str):
+        raise SpecError("missing 'column' (the column this rule checks)", key=f"{key}.column")
+
+
+def _bound_messages(bound: Any, word: str) -> Callable[[list[Any]], list[str]]:
+    """Messages for values past a bound: ``word`` is "below the minimum" or "above the maximum"."""
+    shown = bound.as_py()
+    return lambda vs: [f"{v} is {word} {shown}" for v in vs]
 
 
 class Validate(Phase):
@@ -120,7 +140,8 @@ class Validate(Phase):
                                 key=f"rules[{i}].column")
 
     def _masks(self, batch: pa.RecordBatch, parsed: list) -> list[tuple]:
-        failures = []
+        # (mask, rule, column, messages) per check; ("unique", rule index, typed) for unique
+        failures: list[tuple[Any, ...]] = []
         for i, rule in enumerate(self.rules):
             col = batch.column(rule.column)
             name = rule.column
@@ -148,10 +169,10 @@ class Validate(Phase):
                                      lambda vs: [f"{_short(v)!r} is not a number" for v in vs]))
                 if rule.min is not None:
                     failures.append((pc.less(typed, rule.min.cast(typed.type)), "min", name,
-                                     lambda vs, m=rule.min.as_py(): [f"{v} is below the minimum {m}" for v in vs]))
+                                     _bound_messages(rule.min, "below the minimum")))
                 if rule.max is not None:
                     failures.append((pc.greater(typed, rule.max.cast(typed.type)), "max", name,
-                                     lambda vs, m=rule.max.as_py(): [f"{v} is above the maximum {m}" for v in vs]))
+                                     _bound_messages(rule.max, "above the maximum")))
             if rule.allowed is not None:
                 allowed = pa.array([str(a) for a in rule.allowed]) if is_text else pa.array(rule.allowed)
                 outside = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, allowed)))

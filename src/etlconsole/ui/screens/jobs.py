@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -15,11 +16,15 @@ from ...errors import UserError
 from ...progress import fmt_duration
 from .. import format as fmt
 from ..widgets.table import LiveTable
-from .base import PolledScreen
+from .base import UNCHANGED, PolledScreen
 from .modals import ConfirmModal, DetailsModal
 
 ACTIVE = ("running", "pending")
 RESUMABLE = ("failed", "interrupted")
+JOBS_SHOWN = 200
+BATCHES_SHOWN = 200
+CHECKPOINTS_SHOWN = 200
+DEAD_CHECK_S = 5.0
 
 
 @dataclass
@@ -42,6 +47,8 @@ class JobsScreen(PolledScreen):
     #jobs-info { height: 1; color: $text-muted; }
     #jobs-lower { height: 1fr; min-height: 5; }
     #jobs-lower > Vertical { width: 1fr; }
+    #jobs-lower > #checkpoints-pane { width: 3fr; max-width: 40; }
+    #jobs-lower > #batches-pane { width: 5fr; }
     .caption { height: 1; color: $text-muted; }
     #checkpoints, #batches { height: 1fr; }
     """
@@ -51,10 +58,17 @@ class JobsScreen(PolledScreen):
         Binding("c", "cleanup", "Cleanup"),
     ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.data: JobsData | None = None
         self.busy = False          # a rollback/cleanup is in progress
+        # the poll worker's copy of the store (read only what changed since)
+        self._jobs: dict[str, dict] | None = None
+        self._stamp: str | None = None          # newest updated_at read
+        self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
+        self._detail: tuple[list, list] = ([], [])
+        self._dead_check = 0.0
+        self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
     def compose(self) -> ComposeResult:
         yield Static("jobs (most recent first)", id="jobs-title", markup=False)
@@ -63,14 +77,17 @@ class JobsScreen(PolledScreen):
                         id="jobs")
         yield Static("", id="jobs-info", markup=False)
         with Horizontal(id="jobs-lower"):
-            with Vertical():
-                yield Static("checkpoints (b here: roll back to it)", classes="caption",
+            # Sized to fit 80 columns: a checkpoint is named by its last row (as the batch
+            # it closes is), and a batch by its number and last row (its first row is the
+            # previous batch's last + 1); 'etlconsole batches JOB' prints the ranges.
+            with Vertical(id="checkpoints-pane"):
+                yield Static("checkpoints (b: roll back)", classes="caption",
                              markup=False)
-                yield LiveTable([("id", "id"), ("batch", "batch"), ("last row", "row"),
-                                 ("loaded", "loaded")], id="checkpoints")
-            with Vertical():
+                yield LiveTable([("id", "id"), ("last row", "row"), ("loaded", "loaded")],
+                                id="checkpoints")
+            with Vertical(id="batches-pane"):
                 yield Static("batches", classes="caption", markup=False)
-                yield LiveTable([("batch", "n"), ("status", "status"), ("records", "records"),
+                yield LiveTable([("batch", "n"), ("status", "status"), ("last row", "last"),
                                  ("loaded", "loaded"), ("try", "try")], id="batches")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -86,16 +103,52 @@ class JobsScreen(PolledScreen):
         key = self.query_one("#jobs", LiveTable).cursor_key
         return next((j for j in self.data.jobs if j["id"] == key), None)
 
-    def collect(self) -> JobsData:
+    def collect(self) -> JobsData | object:
+        """Reads only what changed: nothing when no other connection wrote (and the
+        operator asked for nothing), else the job rows written since the last poll, and
+        the selected job's checkpoints and batches only when that job's row changed."""
         store = self.store
-        store.mark_dead_jobs()
-        jobs = store.jobs(200)
-        wanted = self.app.selected_job_id
+        changed = self.store_changed()
+        if self._dead_check_due() and store.mark_dead_jobs():
+            changed = True                     # our own write: data_version does not see it
+        if not (changed or self.forced or self._jobs is None):
+            return UNCHANGED
+        known = self._read_jobs(store) if changed or self._jobs is None else self._jobs
+        jobs = sorted(known.values(), key=lambda j: j["created_at"], reverse=True)
+        jobs = jobs[:JOBS_SHOWN]
+        wanted = self.console_app.selected_job_id
         selected = next((j for j in jobs if j["id"] == wanted), jobs[0] if jobs else None)
         if selected is None:
             return JobsData(jobs)
-        return JobsData(jobs, selected, store.checkpoints(selected["id"]),
-                        store.recent_batches(selected["id"], 200))
+        key = (selected["id"], selected.get("updated_at"))
+        if key != self._detail_key:
+            self._detail = (store.recent_checkpoints(selected["id"], CHECKPOINTS_SHOWN),
+                            store.recent_batches(selected["id"], BATCHES_SHOWN))
+            self._detail_key = key
+        return JobsData(jobs, selected, *self._detail)
+
+    def _read_jobs(self, store) -> dict[str, dict]:
+        """The jobs known so far, with those changed since the last read; returns them."""
+        rows = store.jobs_changed_since(self._stamp, JOBS_SHOWN)
+        if self._jobs is None:
+            self._jobs = {}
+        for j in rows:
+            self._jobs[j["id"]] = j
+        stamps = [j["updated_at"] for j in rows if j.get("updated_at")]
+        if stamps:
+            self._stamp = max([self._stamp or "", *stamps])
+        return self._jobs
+
+    def _dead_check_due(self) -> bool:
+        """Engine processes that died leave their job 'running': look for them on the
+        first poll, then every few seconds while a job is shown as active."""
+        known = self._jobs
+        first = known is None
+        active = known is not None and any(j["status"] in ACTIVE for j in known.values())
+        if first or (active and time.monotonic() - self._dead_check > DEAD_CHECK_S):
+            self._dead_check = time.monotonic()
+            return True
+        return False
 
     def render_data(self, data: JobsData) -> None:
         self.data = data
@@ -104,27 +157,38 @@ class JobsScreen(PolledScreen):
                                fmt.num(j["rows_read"]), fmt.stamp(j["started_at"])[:16],
                                fmt.duration(j["elapsed_s"]) if j["status"] not in ACTIVE else "…"))
                     for j in data.jobs])
-        if self.app.selected_job_id is None and data.selected is not None:
-            self.app.selected_job_id = data.selected["id"]
+        if self.console_app.selected_job_id is None and data.selected is not None:
+            self.console_app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["id"]), (c["id"], c["checkpoint_data"]["batch"],
-                            fmt.num(c["checkpoint_data"]["last_row"]),
+            (str(c["number"]), (c["number"], fmt.num(c["checkpoint_data"]["last_row"]),
                             fmt.num(c["checkpoint_data"]["rows_loaded"])))
             for c in (data.checkpoints if shown else [])])
         self.query_one("#batches", LiveTable).sync([
             (str(b["batch_number"]), (b["batch_number"], b["status"],
-                                      f"{b['row_start']:,}-{b['row_end']:,}",
+                                      fmt.num(b["row_end"]),
                                       fmt.num(b["rows_loaded"]), b["attempts"]))
             for b in (data.batches if shown else [])])
+        self._open_details_at_top(shown["id"] if shown else None)
         self._render_info()
         self.refresh_bindings()
+
+    def _open_details_at_top(self, job_id: str | None) -> None:
+        """Another job's checkpoints and batches open at their first row (a table keeps its
+        cursor and scroll offset across a refill, which showed the previous job's place)."""
+        if job_id == self._shown_job:
+            return
+        self._shown_job = job_id
+        for table in self.query("#checkpoints, #batches").results(LiveTable):
+            table.move_cursor(row=0, column=0, animate=False, scroll=False)
+            table.scroll_to(0, 0, animate=False, immediate=True)
 
     def _render_info(self) -> None:
         job = self.selected
         info = self.query_one("#jobs-info", Static)
         if not self.data or not self.data.jobs:
-            info.update(Text(f"no jobs yet in {self.app.state_path}"))
+            info.update(Text(f"no jobs yet: p opens the pipeline builder · store "
+                             f"{self.console_app.state_path}"))
             return
         if job is None:
             info.update("")
@@ -139,8 +203,8 @@ class JobsScreen(PolledScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "jobs" and event.row_key is not None:
-            if self.app.selected_job_id != event.row_key.value:
-                self.app.selected_job_id = event.row_key.value
+            if self.console_app.selected_job_id != event.row_key.value:
+                self.console_app.selected_job_id = event.row_key.value
                 self.poll_now()
             self._render_info()
         self.refresh_bindings()
@@ -178,13 +242,13 @@ class JobsScreen(PolledScreen):
 
         def done(result: str | None) -> None:
             if result == "monitor":
-                self.app.follow_job(job["id"])
+                self.console_app.follow_job(job["id"])
         self.app.push_screen(DetailsModal(f"job {job['id']}", job_details(job)), done)
 
     def action_resume(self) -> None:
         job = self.selected
         if job is not None and self.check_action("resume", ()):
-            self.app.launch_resume(job["id"])
+            self.console_app.launch_resume(job["id"])
 
     def action_rollback(self) -> None:
         job = self.selected
@@ -212,8 +276,8 @@ class JobsScreen(PolledScreen):
         from ...engine.recovery import rollback
         self.app.call_from_thread(self._begin, f"job {job_id}: finding what a rollback removes …")
         try:
-            report = self.app.with_store(lambda s: rollback(
-                s, job_id, self.app.settings, to_checkpoint=to_checkpoint, dry_run=True))
+            report = self.console_app.with_store(lambda s: rollback(
+                s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -236,8 +300,8 @@ class JobsScreen(PolledScreen):
     def _rollback(self, job_id: str, to_checkpoint: int | None) -> None:
         from ...engine.recovery import rollback
         try:
-            report = self.app.with_store(lambda s: rollback(
-                s, job_id, self.app.settings, to_checkpoint=to_checkpoint))
+            report = self.console_app.with_store(lambda s: rollback(
+                s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -249,7 +313,8 @@ class JobsScreen(PolledScreen):
         from ...engine.recovery import cleanup
         self.app.call_from_thread(self._begin, "finding what cleanup would remove …")
         try:
-            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings, dry_run=True))
+            app = self.console_app
+            actions = app.with_store(lambda s: cleanup(s, app.settings, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -272,7 +337,7 @@ class JobsScreen(PolledScreen):
     def _cleanup(self) -> None:
         from ...engine.recovery import cleanup
         try:
-            actions = self.app.with_store(lambda s: cleanup(s, self.app.settings))
+            actions = self.console_app.with_store(lambda s: cleanup(s, self.console_app.settings))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -323,6 +388,11 @@ def job_details(j: dict) -> Text:
     if j["error"]:
         out.append(f"error      {j['error']}\n", style="red")
     for p in j["phase_stats"] or []:
+        if p.get("branch"):         # a branch's line: what its destination loaded
+            out.append(f"  {'branch ' + p['branch']:<20} in {p['rows_in']:>10,} loaded "
+                       f"{p['loaded']:>10,} rej {p['rejected'] + p['refused']:>7,} "
+                       f"{p.get('seconds', 0):>6.2f}s\n")
+            continue
         out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
                    f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
     return out

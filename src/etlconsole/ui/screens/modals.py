@@ -1,6 +1,11 @@
-"""Small modal dialogs: confirm (y/n/Esc), quit with a running job, job details, add phase."""
+"""Small modal dialogs: confirm (y/n/Esc), quit with a running job, job details, add phase,
+one reject in full."""
 
 from __future__ import annotations
+
+import csv
+import io
+from typing import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -45,29 +50,67 @@ class ConfirmModal(ModalScreen[bool]):
 
 
 class QuitModal(ModalScreen[str]):
-    """Quitting with a job running: leave it running, stop it (resumable), or cancel."""
+    """Quitting with a job running: leave it running, stop it (resumable), or cancel.
+
+    ``still_running`` is asked again every half second: a job that ends while the dialog
+    is open is not called running any more, and quitting then leaves nothing behind."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="QuitModal")
     BINDINGS = [Binding("l", "answer('leave')", "Leave running"),
                 Binding("s", "answer('stop')", "Stop (resumable)"),
+                Binding("q,enter", "answer('quit')", "Quit"),
                 Binding("c", "answer('cancel')", "Cancel"),
                 Binding("escape", "answer('cancel')", "Cancel", show=False)]
+    RECHECK_S = 0.5
 
-    def __init__(self, jobs: list[str]):
+    def __init__(self, jobs: list[str], still_running: Callable[[], list[str]] | None = None,
+                 ended_line: Callable[[], str | None] | None = None):
         super().__init__()
         self.jobs = jobs
+        self.still_running = still_running
+        self.ended_line = ended_line       # once it ended: what became of the job
+        self.ended: str | None = None
 
     def compose(self) -> ComposeResult:
-        names = ", ".join(self.jobs)
         with Vertical():
             yield Static("Quit the console?", classes="title", markup=False)
-            yield Static(Text(
-                f"A job this console started is still running ({names}).\n\n"
-                "l  leave it running: it continues headless (watch it again with "
-                "'etlconsole ui' or 'etlconsole show')\n"
-                "s  stop it: it is marked interrupted and can be resumed later\n"
-                "c  cancel: stay in the console"), markup=False)
+            yield Static(self._body(), markup=False, id="quit-body")
         yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        if self.still_running is not None:
+            self.set_interval(self.RECHECK_S, self.recheck)
+
+    def recheck(self) -> None:
+        if self.still_running is None:      # not scheduled without it (on_mount)
+            return
+        now = self.still_running()
+        if now != self.jobs:
+            self.jobs = now
+            if not now and self.ended_line is not None:
+                self.ended = self.ended_line()
+            self.query_one("#quit-body", Static).update(self._body())
+            self.refresh_bindings()
+
+    def _body(self) -> Text:
+        if not self.jobs:
+            parts = ["The job this console started has ended: nothing is running now.",
+                     self.ended, "q / Enter  quit\nc  cancel: stay in the console"]
+            return Text("\n\n".join(p for p in parts if p))
+        return Text(
+            f"A job this console started is still running ({', '.join(self.jobs)}).\n\n"
+            "l  leave it running: it continues headless (watch it again with "
+            "'etlconsole ui' or 'etlconsole show')\n"
+            "s  stop it: it is marked interrupted and can be resumed later\n"
+            "c  cancel: stay in the console")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "answer" and parameters:
+            if parameters[0] in ("leave", "stop"):
+                return bool(self.jobs)
+            if parameters[0] == "quit":
+                return not self.jobs
+        return True
 
     def action_answer(self, what: str) -> None:
         self.dismiss(what)
@@ -112,7 +155,8 @@ class AddPhaseModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("Add a phase after the selected one", classes="title", markup=False)
+            yield Static("Add a phase (after the selected one, before the final load)",
+                         classes="title", markup=False)
             yield OptionList(*[Option(Text.assemble((t.name, "bold"), f"  [{t.origin}]  ",
                                                     (t.description, "dim")), id=t.name)
                                for t in self.types])
@@ -123,3 +167,78 @@ class AddPhaseModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class RejectModal(ModalScreen[str | None]):
+    """One rejected row in full: why, every value (none cut), and the record as CSV text.
+    ``e`` edits its values (dismisses with "edit"), unless a replay resolved it."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="RejectModal") + """
+    RejectModal > Vertical { width: 110; }
+    RejectModal VerticalScroll { max-height: 75vh; }
+    """
+    BINDINGS = [Binding("escape,enter,q", "close", "Close"),
+                Binding("e", "edit", "Edit values")]
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()      # arrows and PgDn scroll a long record
+
+    def __init__(self, reject: dict, job: dict):
+        super().__init__()
+        self.reject, self.job = reject, job
+
+    def compose(self) -> ComposeResult:
+        r = self.reject
+        with Vertical():
+            yield Static(f"reject: row {r['row']:,} of job {self.job['id']}", classes="title",
+                         markup=False)
+            with VerticalScroll():
+                yield Static(reject_text(r, self.job), markup=False, id="reject-body")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "edit":
+            return self.reject.get("resolved_at") is None and self.reject.get("row") is not None
+        return True
+
+    def action_edit(self) -> None:
+        if self.check_action("edit", ()):
+            self.dismiss("edit")
+
+
+def reject_text(r: dict, job: dict) -> Text:
+    """Rule, column and message, each value on a line of its own, then the raw record."""
+    out = Text()
+    where = f"{r['phase']}" + (f" ({r['phase_label']})" if r.get("phase_label") else "")
+    out.append(f"phase    {where}\nrule     {r['rule']}\ncolumn   {r['column'] or '-'}\n")
+    out.append(f"message  {r['message']}\n", style="red")
+    if r.get("resolved_at"):
+        out.append(f"resolved by replay {r['resolved_by']} at {r['resolved_at'][:19]} "
+                   "(loaded; the reason is the one it had)\n", style="green")
+    elif r.get("replay"):
+        out.append(f"rejected again by replay {r['replay']}\n", style="yellow")
+    out.append("\n")
+    values = r["values"] or {}
+    if set(values) == {"raw"}:          # the extract could not split it into fields
+        out.append("raw record (as read from the source)\n", style="bold")
+        out.append(f"{values['raw']}\n")
+        return out
+    width = min(max((len(str(k)) for k in values), default=0), 30)
+    out.append("values\n", style="bold")
+    for col, value in values.items():
+        out.append(f"  {str(col):<{width}}  ", style="bold red" if col == r["column"] else "dim")
+        out.append("(null)" if value is None else str(value), style="italic" if value is None else "")
+        out.append("\n")
+    out.append("\nrecord (CSV, as this phase saw it)\n", style="bold")
+    out.append(csv_record(values, (job.get("dialect") or {}).get("delimiter") or ","))
+    return out
+
+
+def csv_record(values: dict, delimiter: str = ",") -> str:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="").writerow(
+        ["" if v is None else v for v in values.values()])
+    return buf.getvalue()

@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
-from .base import PolledScreen
+from .base import UNCHANGED, PolledScreen
 
 CHART_SAMPLES = 120
 DEAD_CHECK_S = 5.0
@@ -35,14 +35,16 @@ class MonitorScreen(PolledScreen):
     #m-title { height: 1; background: $boost; text-style: bold; }
     .m-line { height: 1; }
     #m-final { height: auto; }
-    #m-charts { height: 2fr; min-height: 3; }
+    /* charts and events share what the lines and the phase table leave; the charts stop
+       growing at 12 lines, so on a tall terminal the events get the rest */
+    #m-charts { height: 1fr; min-height: 4; max-height: 12; }
     #m-charts > Chart { width: 1fr; margin-right: 1; }
-    #m-phases { height: auto; max-height: 8; }
-    #m-events { height: 1fr; min-height: 2; color: $text-muted; text-wrap: nowrap;
+    #m-phases { height: auto; max-height: 9; }
+    #m-events { height: 1fr; min-height: 3; color: $text-muted; text-wrap: nowrap;
                 text-overflow: ellipsis; }
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job_id: str | None = None
         self.last_metric_id = 0
@@ -60,14 +62,14 @@ class MonitorScreen(PolledScreen):
             yield Chart("rows/s", "", size=CHART_SAMPLES, id="chart-rows")
             yield Chart("RSS", "MB", size=CHART_SAMPLES, id="chart-rss")
         yield LiveTable([("phase", "label"), ("rows in", "in"), ("rows out", "out"),
-                         ("rejected", "rej"), ("time", "time")], id="m-phases",
+                         ("rejected", "rej"), ("busy", "time")], id="m-phases",
                         cursor_type="none", show_cursor=False)
         yield Static("", id="m-events", markup=False)
         yield Footer(compact=True, show_command_palette=False)
 
     # -- worker thread ------------------------------------------------------------
-    def collect(self) -> MonitorData:
-        app = self.app
+    def collect(self) -> MonitorData | object:
+        app = self.console_app
         store = self.store
         launched = app.watched_launch
         job_id = app.watch_job_id
@@ -81,14 +83,23 @@ class MonitorScreen(PolledScreen):
             launched.job_id = found["id"]
         if launched is not None:
             job_id = launched.job_id
+            starting = self._starting(store, launched)
+            if starting:
+                return MonitorData(None, waiting=starting)
+        changed = self.store_changed()
         if time.monotonic() - self._dead_check > DEAD_CHECK_S:
             self._dead_check = time.monotonic()
             store.mark_dead_jobs()
+            changed = True      # (its own write does not move data_version: read anyway)
+        if not (changed or self.forced) and self.job_id is not None \
+                and job_id in (None, self.job_id):
+            return UNCHANGED    # nothing was written since the last poll: nothing to draw
         if job_id is None:
             running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
             jobs = running or store.jobs(1)
             if not jobs:
-                return MonitorData(None, waiting="no jobs yet: run a pipeline (p, then r)")
+                return MonitorData(None, waiting="no jobs yet: p opens the pipeline builder "
+                                   "(a pipeline file, or a new name.toml)")
             job_id = jobs[0]["id"]
         job = store.job(job_id)
         after = self.last_metric_id if job_id == self.job_id else 0
@@ -98,10 +109,21 @@ class MonitorScreen(PolledScreen):
             note = launched.error_line()      # e.g. resume refused: one line from the engine
         return MonitorData(job, metrics, store.recent_events(job_id, 12), waiting=note)
 
+    @staticmethod
+    def _starting(store, launched) -> str | None:
+        """A resume the console launched, before its engine took the job over: the job's
+        record still holds the stopped run's figures, which are not this run's."""
+        if not launched.running:
+            return None
+        job = store.job(launched.job_id)
+        if job["pid"] == launched.pid:
+            return None
+        return f"starting the engine (pid {launched.pid}) to resume job {job['id']} …"
+
     # -- UI thread ------------------------------------------------------------------
     def render_data(self, data: MonitorData) -> None:
         if data.job is None:
-            self.query_one("#m-title", Static).update(Text("monitor", style="bold"))
+            self._clear()
             self.query_one("#m-final", Static).update(
                 Text(data.waiting or "", style="bold red" if data.failed_start else ""))
             return
@@ -121,6 +143,17 @@ class MonitorScreen(PolledScreen):
         self._render_phases(job)
         self._render_events(data.events)
 
+    def _clear(self) -> None:
+        """No job to show (yet): nothing of the job shown before may stay on screen."""
+        self.job_id, self.last_metric_id, self.last_sample = None, 0, None
+        self.query_one("#m-title", Static).update(Text("monitor", style="bold"))
+        for line in ("#m-progress", "#m-rows", "#m-speed", "#m-memory"):
+            self.query_one(line, Static).update("")
+        for chart in self.query(Chart):
+            chart.reset()
+        self.query_one("#m-phases", LiveTable).sync([])
+        self.query_one("#m-events", Static).update("")
+
     def _render_job(self, job: dict, m: dict | None) -> None:
         st = job["status"]
         live = st in ("running", "pending")
@@ -139,24 +172,25 @@ class MonitorScreen(PolledScreen):
         if st == "succeeded":
             done = total
         pct = done / total if total else 0.0
-        eta = elapsed * (1 - pct) / pct if live and pct > 0.01 else None
-        eta_text = f"ETA {fmt.duration(eta)}" if live else ""
+        seg = _segment(m, elapsed, rows, done)
+        eta = seg.eta(total - done) if live else None
+        eta_text = f"ETA {fmt.duration(eta)}" if live and eta is not None else ""
         self.query_one("#m-progress", Static).update(Text.assemble(
-            (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ",
-            f"{fmt.mib(done)} / {fmt.mib(total)} MiB  {eta_text}"))
+            (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ", f"{_size(done, total)}  {eta_text}"))
         self.query_one("#m-rows", Static).update(Text(
             f"rows read {fmt.num(rows)} · loaded {fmt.num(job['rows_loaded'])} · "
             f"rejected {fmt.num(job['rows_rejected'])}"
             + (f" · warned {fmt.num(job['rows_warned'])}" if job["rows_warned"] else "")))
-        avg = rows / elapsed if elapsed else 0
+        avg = seg.rate
         retries = m["retries"] if (live and m) else job["retries"]
+        runs = f" over {seg.number} runs" if seg.number > 1 else ""
         if live:
             now, batch = (m["rows_per_s"], m["batch_size"]) if m else (0, 0)
             speed = (f"rows/s {fmt.rate(now)} now, {fmt.rate(avg)} avg · batch {fmt.num(batch)}"
-                     f" · retries {retries or 0} · elapsed {fmt.duration(elapsed)}")
+                     f" · retries {retries or 0} · elapsed {_seconds(elapsed)}{runs}")
         else:
-            speed = (f"rows/s {fmt.rate(avg)} avg · retries {retries or 0} · "
-                     f"elapsed {fmt.duration(elapsed)}")
+            speed = (f"rows/s {fmt.rate(avg)} avg{' (last run)' if runs else ''} · retries "
+                     f"{retries or 0} · elapsed {_seconds(job['elapsed_s'])}{runs}")
         self.query_one("#m-speed", Static).update(Text(speed))
         budget = (job.get("settings") or {}).get("max_memory_mb")
         rss = m["rss_mb"] if (live and m) else None
@@ -164,7 +198,9 @@ class MonitorScreen(PolledScreen):
         parts = []
         if rss is not None:
             parts.append(f"RSS {rss:,.0f} MB")
-        if peak:
+        # The job row's peak is of the segments that ended: a live sample above it is the
+        # peak now, and is shown once.
+        if peak and (rss is None or peak > rss):
             parts.append(f"peak {peak:,.0f} MB")
         line = Text("memory " + (" · ".join(parts) or "-"))
         if budget:
@@ -175,15 +211,13 @@ class MonitorScreen(PolledScreen):
         final = Text()
         if not live:
             final = Text.assemble(("finished: ", "bold"), fmt.status(st),
-                                  f" in {fmt.duration(job['elapsed_s'])}  ")
+                                  f" in {_seconds(job['elapsed_s'])}  ")
             if job["error"]:
                 final.append(job["error"], style="red")
         self.query_one("#m-final", Static).update(final)
 
     def _render_phases(self, job: dict) -> None:
-        rows = [(str(i), (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]),
-                          fmt.num(p["rejected"]), f"{p['seconds']:.2f}s"))
-                for i, p in enumerate(job.get("phase_stats") or [])]
+        rows = [(str(i), _phase_row(p)) for i, p in enumerate(job.get("phase_stats") or [])]
         self.query_one("#m-phases", LiveTable).sync(rows)
 
     def _render_events(self, events: list[dict[str, Any]]) -> None:
@@ -194,6 +228,58 @@ class MonitorScreen(PolledScreen):
             style = "red" if e["level"] == "error" else ("yellow" if e["level"] == "warning" else "")
             out.append(f"{fmt.stamp(e['at'])[11:]} {e['event']} {detail}"[:300] + "\n", style=style)
         self.query_one("#m-events", Static).update(out)
+
+
+@dataclass
+class _Segment:
+    """The run segment a sample belongs to (the run, or a resume): its rates are its own."""
+
+    number: int
+    seconds: float
+    rows: int
+    bytes: int
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def eta(self, bytes_left: int) -> float | None:
+        if self.bytes <= 0 or self.seconds <= 0 or bytes_left < 0:
+            return None
+        return bytes_left / (self.bytes / self.seconds)
+
+
+def _segment(m: dict | None, elapsed: float, rows: int, done: int) -> _Segment:
+    """From the sample's segment figures; a sample from before they were kept counts the
+    whole job as one segment."""
+    if m and m.get("segment_elapsed_s") is not None:
+        return _Segment(m.get("segment") or 1, m["segment_elapsed_s"], m["segment_rows"] or 0,
+                        m["segment_bytes"] or 0)
+    return _Segment(1, elapsed or 0, rows or 0, done or 0)
+
+
+def _phase_row(p: dict) -> tuple:
+    """A line of the phase table; a branch's 'out' is what its destination loaded, its
+    rejects include the rows the destination refused."""
+    if p.get("branch"):
+        return (f"branch {p['branch']}", fmt.num(p["rows_in"]), fmt.num(p["loaded"]),
+                fmt.num(p["rejected"] + p["refused"]), f"{p.get('seconds', 0):.2f}s")
+    return (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]), fmt.num(p["rejected"]),
+            f"{p['seconds']:.2f}s")
+
+
+def _seconds(value: float | None) -> str:
+    """A short job's time to the hundredth ('0.14s', not '0s'); longer ones as usual."""
+    if value is not None and value < 10:
+        return f"{value:.2f}s"
+    return fmt.duration(value)
+
+
+def _size(done: int, total: int) -> str:
+    """'137 / 229 MiB', or in KiB for a file under a MiB ('2.4 / 2.4 KiB', not '0.0 / 0.0')."""
+    if total and total < 2**20:
+        return f"{done / 1024:,.1f} / {total / 1024:,.1f} KiB"
+    return f"{fmt.mib(done)} / {fmt.mib(total)} MiB"
 
 
 def _name(path: str | None) -> str:

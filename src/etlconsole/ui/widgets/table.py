@@ -59,7 +59,7 @@ class LiveTable(DataTable):
                     self.remove_row(key)
             for key in kept:
                 if cells[key] != self._cells[key]:
-                    for col, old, value in zip(keys, self._cells[key], cells[key]):
+                    for col, old, value in zip(keys, self._cells[key], cells[key], strict=False):
                         if old != value:
                             self.update_cell(key, col, value, update_width=True)
             for key in new:
