@@ -139,8 +139,8 @@ def _print_summary(s: dict) -> None:
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
 @click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
-@click.option("--dest", type=click.Path(path_type=Path),
-              help="Load into this file instead of the load phase's path.")
+@click.option("--dest", type=str, help="Load into this file instead of the load phase's path "
+              "(postgres: this URL instead of its url).")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
@@ -651,14 +651,24 @@ def _print_phase(p: dict, indent: str) -> None:
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--source", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def check(pipeline, source, as_json):
+@click.pass_obj
+def check(obj: Context, pipeline, source, as_json):
     """Validate PIPELINE against its source and explain the plan; nothing is written.
 
     Shows the phases in order with their origin (built-in or plugin), which `when`
     conditions hold for this source and which phases they skip, and for a branched
-    pipeline each branch with its filter and destination."""
+    pipeline each branch with its filter and destination. Each destination is checked as
+    a job would check it before writing (reachable, writable, its table compatible)."""
+    from .engine import destinations
     from .jobs import plan_pipeline
     plan = plan_pipeline(pipeline, source=source)
+    settings = obj.settings()
+    targets = [(b.load, b.destination_path, b.output_schema) for b in plan.branches]
+    if not targets:
+        assert plan.load is not None and plan.destination_path is not None
+        targets = [(plan.load, plan.destination_path, plan.output_schema)]
+    for load, path, schema in targets:
+        destinations.open_destination(load, path, "check", settings).check(schema)
     info = plan.describe()
     if as_json:
         _echo_json(info)

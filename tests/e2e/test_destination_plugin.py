@@ -98,7 +98,7 @@ def test_a_plugin_destination_runs_resumes_and_rolls_back(cli, tmp_path, plugin_
 def test_without_the_plugin_the_kind_is_one_error_line(cli, tmp_path):
     pipelines(tmp_path)
     res = cli("check", "arrow.toml")
-    assert_user_error(res, "destination", "must be one of sqlite, parquet, csv, got 'arrow'")
+    assert_user_error(res, "destination", "must be one of sqlite, parquet, csv, postgres, got 'arrow'")
 
 
 class _Memory(destinations.Destination):

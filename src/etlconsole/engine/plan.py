@@ -56,7 +56,8 @@ class PlannedBranch:
 
     def destination(self) -> dict:
         return {"branch": self.name, "kind": self.load.destination,
-                "path": str(self.destination_path), "table": self.load.table,
+                "path": destinations.get(self.load.destination).where(self.destination_path),
+                "table": self.load.table,
                 "mode": self.load.mode}
 
 
@@ -87,8 +88,10 @@ class Plan:
     def destinations(self) -> list[dict]:
         if self.branches:
             return [b.destination() for b in self.branches]
-        assert self.load is not None, "an unbranched plan ends with a load"
-        return [{"kind": self.load.destination, "path": str(self.destination_path),
+        assert self.load is not None and self.destination_path is not None, \
+            "an unbranched plan ends with a load"
+        return [{"kind": self.load.destination,
+                 "path": destinations.get(self.load.destination).where(self.destination_path),
                  "table": self.load.table, "mode": self.load.mode}]
 
     @staticmethod
@@ -280,7 +283,7 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
                 planner.conditions)
     if last.type == "load":
         load = _end_load(planned)
-        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, schema)
         plan.load, plan.destination_path = load, dest_path
     else:
@@ -322,7 +325,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
         phases = [(i, p, f"{label} > {p.label(i)}") for i, p in enumerate(b.phases)]
         planned, bschema, _ = planner.line(phases, schema, context=label)
         load = _end_load(planned)
-        dest_path = Path(dest).resolve() if dest else spec.resolve(load.path)
+        dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, bschema)
         key = (str(dest_path), load.table if destinations.get(load.destination).has_tables else None)
         if key in seen:

@@ -182,6 +182,8 @@ class Destination(ABC):
         folds_case: column names differing only by case are the same column.
         atomic_publish: ``publish`` is one transaction (False: several renames that a
             resume finishes or a rollback undoes).
+        locator: the load option naming the destination: ``path`` (a file or folder,
+            relative to the pipeline file) or ``url`` (a server; see ``locate``).
     """
 
     kind: ClassVar[str] = ""
@@ -192,6 +194,7 @@ class Destination(ABC):
     max_columns: ClassVar[int | None] = None
     folds_case: ClassVar[bool] = False
     atomic_publish: ClassVar[bool] = False
+    locator: ClassVar[str] = "path"
 
     def __init__(self, path: Path, job_id: str, *, table: str | None = None,
                  mode: str = "append", timeout_ms: int = 30_000, retry_attempts: int = 3,
@@ -219,6 +222,22 @@ class Destination(ABC):
                    retry_attempts=settings.batch_retry_attempts,
                    retry_delay_ms=settings.batch_retry_delay_ms,
                    isolate=load.on_error != "fail")
+
+    @classmethod
+    def locate(cls, load: Load, dest: str | Path | None, resolve: Callable[[str], Path]) -> Path:
+        """Where a load phase writes, as the job record keeps it: ``--dest`` (``dest``) or
+        the load's own option. The default resolves a path against the pipeline file
+        (``resolve``); a server destination returns its URL (without a password).
+
+        Raises:
+            UserError: the location is not one this kind accepts (exit 2).
+        """
+        return Path(dest).resolve() if dest else resolve(load.path)
+
+    @classmethod
+    def where(cls, path: Path) -> str:
+        """How plans and messages name the location ``locate`` returned."""
+        return str(path)
 
     def describe(self) -> dict[str, Any]:
         """What the job record keeps (kind, path, table, mode): enough for the recovery
