@@ -24,12 +24,6 @@ class Load(Phase):
         "path": Option("string", "destination, relative to the pipeline file: a SQLite file, "
                        "or the dataset folder of a parquet or csv destination (required for "
                        "them)"),
-        "url": Option("string", "postgres: libpq URL without a password, "
-                      "postgresql://user@host:port/db (--dest overrides it)"),
-        "service": Option("string", "postgres: a service of pg_service.conf instead of url"),
-        "schema": Option("string", "postgres: the target schema (default public)"),
-        "password_env": Option("string", "postgres: the environment variable holding the "
-                               "password (else PGPASSWORD, ~/.pgpass or the service file)"),
         "table": Option("string", "target table (sqlite, postgres)"),
         "mode": Option("string", "append: batches visible as they commit; atomic: published in "
                        "one transaction at the end; replace: atomic, then swaps the whole table",
@@ -40,6 +34,14 @@ class Load(Phase):
         "on_error": Option("string", "a row the database refuses (a constraint): reject it and "
                            "load the rest of its batch, or fail the job (resumably)",
                            default="reject", choices=("reject", "fail")),
+        # PostgreSQL's own options last: the form of a SQLite or folder load keeps the
+        # order operators know (destination, path, table, mode, ...).
+        "url": Option("string", "postgres: libpq URL without a password, "
+                      "postgresql://user@host:port/db (--dest overrides it)"),
+        "service": Option("string", "postgres: a service of pg_service.conf instead of url"),
+        "schema": Option("string", "postgres: the target schema (default public)"),
+        "password_env": Option("string", "postgres: the environment variable holding the "
+                               "password (else PGPASSWORD, ~/.pgpass or the service file)"),
     }
 
     def __init__(self, path: str | None = None, table: str | None = None,
