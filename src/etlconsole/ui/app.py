@@ -41,6 +41,9 @@ ACTION_HELP = {
     "replay": "Replay the edited rejects (or set a column over the selected group) into the "
               "job's destination, after a dry run",
     "edit": "Edit this reject's values as the source had them (then r replays it)",
+    "fix_file": "Write this job's open rejects as a fix file (rejects JOB --fix) to fix-JOB.csv "
+                "in the export folder",
+    "replay_file": "Replay a fixed fix file into this job's destination, after a dry run",
     "run": "Run the pipeline as a new job",
     "save": "Save the pipeline file",
 }

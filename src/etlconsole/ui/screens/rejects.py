@@ -24,8 +24,8 @@ from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
 from .modals import ConfirmModal, RejectModal
-from .replay import (Edit, EditRejectModal, SetModal, group_where, replay_text, source_row,
-                     write_fix_rows)
+from .replay import (Edit, EditRejectModal, FixFileModal, SetModal, group_where, replay_text,
+                     source_row, write_fix_rows)
 
 PAGE = 100          # reject rows read per poll: one page, never the whole table
 ALL = "*"
@@ -73,6 +73,8 @@ class RejectsScreen(PolledScreen):
     """
     BINDINGS = [Binding("e", "export", "Export CSV"),
                 Binding("r", "replay", "Replay"),
+                Binding("f", "fix_file", "Fix file"),
+                Binding("F", "replay_file", "Replay file"),
                 Binding("right_square_bracket", "page(1)", "Next page"),
                 Binding("left_square_bracket", "page(-1)", "Prev page")]
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
@@ -308,9 +310,7 @@ class RejectsScreen(PolledScreen):
         if data is None or data.job is None:
             return
         job: dict = data.job
-        if job["status"] != "succeeded":
-            self.notify(f"job {job['id']} is {job['status']}: only a succeeded job's rejects "
-                        "are replayed", severity="error")
+        if not self._replayable(job):
             return
         if self.edits:
             n = len(self.edits)
@@ -336,6 +336,58 @@ class RejectsScreen(PolledScreen):
                 self._preview(job, what, sets=(assignment,), where=where)
         self.app.push_screen(SetModal(group, job), chosen)
 
+    def _replayable(self, job: dict) -> bool:
+        if job["status"] != "succeeded":
+            self.notify(f"job {job['id']} is {job['status']}: only a succeeded job's rejects "
+                        "are replayed", severity="error")
+            return False
+        return True
+
+    def _fix_file_of(self, job: dict) -> Path:
+        """Where f writes the job's fix file (and F looks first): the export folder."""
+        return self.console_app.export_dir / f"fix-{job['id']}.csv"
+
+    def action_fix_file(self) -> None:
+        """Write the job's fix file (``rejects JOB --fix``) to the export folder."""
+        if self.check_action("fix_file", ()) and self.data is not None and self.data.job:
+            self._write_fix_file(self.data.job["id"], self._fix_file_of(self.data.job))
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _write_fix_file(self, job_id: str, path: Path) -> None:
+        from ...engine.fixes import write_fix_file
+        from ...store.replays import open_rejects
+
+        def write(store) -> dict:       # the job read again: as the CLI sees it now
+            return write_fix_file(store.job(job_id), open_rejects(store, job_id), path)
+        try:
+            done = self.console_app.with_store(write)
+        except Exception as exc:          # UserError: its one line; the screen stays usable
+            self.app.call_from_thread(self.notify, f"fix file not written: {exc}",
+                                      severity="error", timeout=10)
+            return
+        extra = f" ({done['raw']:,} as raw text)" if done["raw"] else ""
+        self.app.call_from_thread(
+            self.notify, f"wrote {done['rows']:,} open rejects{extra} to {path}: fix them, "
+            "then F replays it" + (f"\n{done['note']}" if done.get("note") else ""), timeout=10)
+
+    def action_replay_file(self) -> None:
+        """Replay a fix file: its path, then the dry run's confirmation, as r."""
+        if not self.check_action("replay_file", ()) or self.data is None or self.data.job is None:
+            return
+        if self.replaying:
+            self.notify("a replay is running; wait for it to end", severity="warning")
+            return
+        job: dict = self.data.job
+        if not self._replayable(job):
+            return
+
+        def chosen(path: Path | None) -> None:
+            if path is not None and not self.replaying:
+                self.replaying = True
+                self._preview(job, f"Replay {path.name} into job {job['id']}?", fix_file=path)
+        self.app.push_screen(FixFileModal(job, self._fix_file_of(job), self.console_app.export_dir),
+                             chosen)
+
     def _fix_path(self, job: dict) -> Path:
         """Fix files of the console go to the job's workspace (a temp dir without one)."""
         workspace = self.console_app.state_path.parent / "jobs" / job["id"]
@@ -344,11 +396,11 @@ class RejectsScreen(PolledScreen):
 
     @work(thread=True, group="replay", exit_on_error=False)
     def _preview(self, job: dict, what: str, *, edits: list[Edit] | None = None,
-                 sets: tuple[str, ...] = (), where: str | None = None) -> None:
-        """(worker) write the fix file, run the dry run, then ask (``self.replaying`` is
-        set by the caller, on the UI thread)."""
+                 sets: tuple[str, ...] = (), where: str | None = None,
+                 fix_file: Path | None = None) -> None:
+        """(worker) write the fix file (of the edits; or the operator's ``fix_file``), run
+        the dry run, then ask (``self.replaying`` is set by the caller, on the UI thread)."""
         try:
-            fix_file = None
             if edits:
                 fix_file = write_fix_rows(job, edits, self._fix_path(job))
             self.app.call_from_thread(self.notify, "dry run …", timeout=2)
@@ -419,7 +471,7 @@ class RejectsScreen(PolledScreen):
         self.poll_now()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "replay":
+        if action in ("replay", "fix_file", "replay_file"):
             return True if self.data and self.data.job and self.data.groups else None
         if action == "export":
             return True if self.data and self.data.job and self.data.groups else None

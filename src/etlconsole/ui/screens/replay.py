@@ -239,3 +239,45 @@ class SetModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class FixFileModal(ModalScreen[Path | None]):
+    """Which fix file to replay (F on the rejects screen): a path, pre-filled with the
+    job's ``fix-JOB.csv`` of the export folder. Enter goes on to the dry run (a file that
+    is not there is said here); Esc cancels."""
+
+    DEFAULT_CSS = FORM_CSS.format(name="FixFileModal")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, job: dict, path: Path, base: Path):
+        super().__init__()
+        self.job, self.path, self.base = job, path, base
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"replay a fix file into job {self.job['id']}", classes="title",
+                         markup=False)
+            with Horizontal(classes="field"):
+                yield Label("fix file", markup=False)
+                yield Input(str(self.path), id="fix-path", compact=True, select_on_focus=False)
+            yield Static(Text("the rows of `rejects JOB --fix` (f writes it), fixed\n"
+                              "Enter: dry run first, then confirm   Esc: cancel", style="dim"),
+                         markup=False, classes="hint")
+            yield Static("", id="fix-error", markup=False, classes="hint")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#fix-path", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.input.value.strip()
+        path = (self.base / Path(text).expanduser()) if text else None
+        if path is None or not path.is_file():
+            self.query_one("#fix-error", Static).update(
+                Text(f"no file {text!r}" if text else "a path, please", style="red"))
+            return
+        self.dismiss(path)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
