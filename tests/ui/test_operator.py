@@ -135,7 +135,7 @@ async def test_palette_offers_the_actions_of_the_screen(ws):
         await pilot.press("n")
         await pilot.press("x")
         await polled(pilot, pilot.app.screen)
-        assert "Export CSV (e)" in palette_titles(pilot.app)
+        assert "Export (e)" in palette_titles(pilot.app)
         await run_palette(pilot, "export")
         out = ws.root / f"rejects-{job['job_id']}.csv"
         await wait_for(pilot, lambda: out.exists() and out.read_text().count("\n") > 1,

@@ -71,12 +71,14 @@ class RejectsScreen(PolledScreen):
     #reject-rows { height: 1fr; min-height: 4; }
     #reject-values { height: auto; max-height: 4; background: $boost; }
     """
-    BINDINGS = [Binding("e", "export", "Export CSV"),
+    # Short labels, and the page keys only in the caption ("[ ]: pages") and the palette:
+    # at 80 columns the footer must still show the screens' keys and q Quit.
+    BINDINGS = [Binding("e", "export", "Export"),
                 Binding("r", "replay", "Replay"),
                 Binding("f", "fix_file", "Fix file"),
                 Binding("F", "replay_file", "Replay file"),
-                Binding("right_square_bracket", "page(1)", "Next page"),
-                Binding("left_square_bracket", "page(-1)", "Prev page")]
+                Binding("right_square_bracket", "page(1)", "Next page", show=False),
+                Binding("left_square_bracket", "page(-1)", "Prev page", show=False)]
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
 
     def __init__(self, *args, **kwargs) -> None:
