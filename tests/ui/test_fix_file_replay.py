@@ -118,11 +118,39 @@ async def test_write_the_fix_file_fix_it_outside_and_replay_it(demo):
         assert "400 rejects: 20 open, 380 resolved" in static_text(pilot.app, "#rejects-title")
         assert not screen.replaying
         assert any("loaded 380, rejected again 20" in m for m in said(pilot.app))
-    assert warehouse(ws) == (19_980, 19_980)                      # each row once
+        assert warehouse(ws) == (19_980, 19_980)                  # each row once
+        j = job_row(ws, job["job_id"])
+        assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (
+            20_000, 19_980, 20, 380)
+        assert all(r["rule"] == "min" and r["column"] == "quantity" for r in j["open"])
+        # u: undo that replay (rollback JOB --replay 1), after its dry run's confirmation
+        await pilot.press("u")
+        body = await confirmation(pilot)
+        assert pilot.app.screen.title_text == f"Undo replay 1 of job {job['job_id']}?"
+        assert "This removes 380 rows" in body and "open again" in body
+        assert warehouse(ws) == (19_980, 19_980)                  # a dry run removes nothing
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "400 open" in static_text(pilot.app, "#rejects-title"),
+                       SLOW_S, what="the screen's counts back")
+        assert "400 rejects: 400 open, 0 resolved" in static_text(pilot.app, "#rejects-title")
+        assert not screen.replaying
+        assert any("undone: removed 380 rows" in m for m in said(pilot.app))
+    assert warehouse(ws) == (19_600, 19_600)
     j = job_row(ws, job["job_id"])
     assert (j["rows_read"], j["rows_loaded"], j["rows_rejected"], j["rows_resolved"]) == (
-        20_000, 19_980, 20, 380)
-    assert all(r["rule"] == "min" and r["column"] == "quantity" for r in j["open"])
+        20_000, 19_600, 400, 0)
+
+
+async def test_undo_without_a_replay_says_why(ws):
+    ws.run()
+    async with ws.app(start="rejects").run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: not screen.replaying
+                       and any("nothing to undo" in m for m in said(pilot.app)), SLOW_S,
+                       what="the refusal")
+        assert pilot.app.screen is screen
 
 
 async def test_a_fix_file_of_another_job_is_refused(ws):
@@ -181,3 +209,4 @@ async def test_palette_offers_fix_file_and_replay_file(ws):
         commands = {c.title: c.help for c in pilot.app.screen_action_commands(screen)}
         assert "fix-JOB.csv" in commands["Fix file (f)"]
         assert "fix file" in commands["Replay file (F)"]
+        assert "rollback JOB --replay N" in commands["Undo replay (u)"]

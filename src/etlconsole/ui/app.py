@@ -44,6 +44,8 @@ ACTION_HELP = {
     "fix_file": "Write this job's open rejects as a fix file (rejects JOB --fix) to fix-JOB.csv "
                 "in the export folder",
     "replay_file": "Replay a fixed fix file into this job's destination, after a dry run",
+    "undo_replay": "Undo this job's latest replay that loaded rows (rollback JOB --replay N): "
+                   "its rows go, its rejects are open again, after a dry run",
     "run": "Run the pipeline as a new job",
     "save": "Save the pipeline file",
 }
@@ -121,15 +123,17 @@ class ConsoleApp(App[int]):
     def screen_action_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The actions the screen offers now (its keys in the footer, e.g. resume, roll
         back, export, run, save), read from its active bindings: whatever a screen binds
-        is in the palette too, and an action its check_action disables is not."""
+        is in the palette too (a key kept out of the footer when the screen names its action
+        in ``PALETTE_ONLY``), and an action its check_action disables is not."""
         seen = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if (not active.enabled or not binding.show or not binding.description
+            name = binding.action.split("(")[0].rsplit(".", 1)[-1]
+            shown = binding.show or name in getattr(screen, "PALETTE_ONLY", ())
+            if (not active.enabled or not shown or not binding.description
                     or active.node is self or binding.action in seen):
                 continue
             seen.add(binding.action)
-            name = binding.action.split("(")[0].rsplit(".", 1)[-1]
             yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})",
                                 binding.tooltip or ACTION_HELP.get(name, binding.description),
                                 partial(self.run_action, binding.action, active.node))

@@ -95,17 +95,19 @@ class Launcher:
         self.cwd = Path(cwd or Path.cwd())
         self.log_dir = self.state_path.parent / "console-logs"
 
-    def command(self, *args: str) -> list[str]:
+    def command(self, *args: str, no_ui: bool = True) -> list[str]:
         return [sys.executable, "-m", "etlconsole.cli", "--state", str(self.state_path),
-                *args, "--no-ui", "--json"]
+                *args, *(["--no-ui"] if no_ui else []), "--json"]
 
-    def start(self, *args: str, job_id: str | None = None, json_apart: bool = False) -> Launched:
-        """``json_apart``: stdout (the --json object) to a file of its own, next to the log."""
+    def start(self, *args: str, job_id: str | None = None, json_apart: bool = False,
+              no_ui: bool = True) -> Launched:
+        """``json_apart``: stdout (the --json object) to a file of its own, next to the log;
+        ``no_ui=False`` for a command without that option (rollback)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         log_path = self.log_dir / f"{stamp}-{args[0]}.log"
         out_path = self.log_dir / f"{stamp}-{args[0]}.json" if json_apart else None
-        cmd = self.command(*args)
+        cmd = self.command(*args, no_ui=no_ui)
         with log_path.open("wb") as log, \
                 (out_path.open("wb") if out_path else open(os.devnull, "wb")) as out:
             proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL,
@@ -139,3 +141,9 @@ class Launcher:
         if dry_run:
             args.append("--dry-run")
         return self.start(*args, job_id=job_id, json_apart=True)
+
+    def rollback_replay(self, job_id: str, number: int, *, dry_run: bool = False) -> Launched:
+        """``etlconsole rollback JOB --replay N --dry-run | --yes``: undo one replay, in its
+        own session like a replay."""
+        args = ["rollback", job_id, "--replay", str(number), "--dry-run" if dry_run else "--yes"]
+        return self.start(*args, job_id=job_id, json_apart=True, no_ui=False)

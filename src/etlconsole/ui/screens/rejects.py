@@ -77,8 +77,11 @@ class RejectsScreen(PolledScreen):
                 Binding("r", "replay", "Replay"),
                 Binding("f", "fix_file", "Fix file"),
                 Binding("F", "replay_file", "Replay file"),
+                # not in the footer (80 columns): the palette lists it (PALETTE_ONLY)
+                Binding("u", "undo_replay", "Undo replay", show=False),
                 Binding("right_square_bracket", "page(1)", "Next page", show=False),
                 Binding("left_square_bracket", "page(-1)", "Prev page", show=False)]
+    PALETTE_ONLY = ("undo_replay",)
     interval_factor = 4      # rejects change slowly: poll less often than the monitor
 
     def __init__(self, *args, **kwargs) -> None:
@@ -472,8 +475,100 @@ class RejectsScreen(PolledScreen):
         self.refresh_bindings()
         self.poll_now()
 
+    # -- undoing a replay (rollback JOB --replay N) -------------------------------------
+    def action_undo_replay(self) -> None:
+        """Undo the job's latest replay that loaded rows, after a confirmation that shows
+        the rollback's dry run (the CLI's rules: it refuses what it refuses)."""
+        if not self.check_action("undo_replay", ()) or self.data is None or self.data.job is None:
+            return
+        if self.replaying:
+            self.notify("a replay is running; wait for it to end", severity="warning")
+            return
+        self.replaying = True
+        self._undo_preview(self.data.job)
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _undo_preview(self, job: dict) -> None:
+        """(worker) the latest replay holding rows, the rollback's dry run, then ask."""
+        from ...store.replays import replays
+        number: int | None = None
+        summary: dict | None = None
+        error: str | None = None
+        try:
+            found = self.console_app.with_store(lambda s: replays(s, job["id"]))
+            held = [r for r in found
+                    if r["status"] != "rolled_back" and r["batch_first"] is not None]
+            if not held:
+                summary, error = None, f"job {job['id']}: no replay holds rows, nothing to undo"
+            else:
+                number = held[-1]["number"]
+                summary, error = self._call_rollback(job["id"], number, dry_run=True)
+        except Exception as exc:          # whatever happened, the screen must not stay busy
+            summary, error = None, f"{type(exc).__name__}: {exc}"
+        if summary is None or number is None:
+            self.replaying = False
+            self.app.call_from_thread(self.notify, error or "rollback failed", severity="error",
+                                      timeout=10)
+            return
+        self.app.call_from_thread(self._confirm_undo, job, number, summary)
+
+    def _call_rollback(self, job_id: str, number: int, *,
+                       dry_run: bool) -> tuple[dict | None, str | None]:
+        """``etlconsole rollback JOB --replay N … --json`` in a subprocess (worker thread)."""
+        launched = self.console_app.launcher.rollback_replay(job_id, number, dry_run=dry_run)
+        worker = get_current_worker()
+        while launched.wait(0.25) is None:
+            if worker.is_cancelled:
+                return None, "cancelled"
+        summary = launched.output_json()
+        if launched.returncode != 0 or summary is None:
+            return None, (launched.error_line() or
+                          f"rollback exited with {launched.returncode} (log: {launched.log_path})")
+        return summary, None
+
+    def _confirm_undo(self, job: dict, number: int, summary: dict) -> None:
+        from ...engine.recovery import rollback_lines
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"undoing replay {number} of job {job['id']} …", timeout=3)
+                self._undo(job, number)
+            else:
+                self.replaying = False
+        n = summary["rows"]
+        body = Text(f"This removes {n:,} row{'' if n == 1 else 's'} the replay loaded; its "
+                    "rejects are open again.\n\n")
+        for line in rollback_lines(summary):
+            body.append(f"  {line}\n")
+        body.append(f"\n(etlconsole rollback {job['id']} --replay {number})", style="dim")
+        self.app.push_screen(ConfirmModal(f"Undo replay {number} of job {job['id']}?", body),
+                             answer)
+
+    @work(thread=True, group="replay", exit_on_error=False)
+    def _undo(self, job: dict, number: int) -> None:
+        try:
+            summary, error = self._call_rollback(job["id"], number, dry_run=False)
+        except Exception as exc:
+            summary, error = None, f"{type(exc).__name__}: {exc}"
+        finally:
+            self.replaying = False
+        self.app.call_from_thread(self._undone, number, summary, error)
+
+    def _undone(self, number: int, summary: dict | None, error: str | None) -> None:
+        if summary is None:
+            self.notify(error or "rollback failed", severity="error", timeout=10)
+        else:
+            j = summary.get("job") or {}
+            self.notify(f"replay {number} of job {summary['job_id']} undone: removed "
+                        f"{summary['rows']:,} rows, {summary.get('reopened') or 0:,} rejects "
+                        "open again"
+                        + (f"; job: read {j['rows_read']:,} = loaded {j['rows_loaded']:,} + open "
+                           f"{j['rows_rejected']:,}" if j else ""), timeout=10)
+        self.refresh_bindings()
+        self.poll_now()
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("replay", "fix_file", "replay_file"):
+        if action in ("replay", "fix_file", "replay_file", "undo_replay"):
             return True if self.data and self.data.job and self.data.groups else None
         if action == "export":
             return True if self.data and self.data.job and self.data.groups else None
