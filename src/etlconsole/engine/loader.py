@@ -137,7 +137,7 @@ class Loader:
 
         def record(refused: list[RefusedRow]) -> None:
             store.set_load_rejects(job_id, item.number, t.label,
-                                   _refused_records(t, batch, refused))
+                                   refused_records(t, batch, refused))
 
         try:
             result = t.destination.write(item.number, data, item.row_start, item.row_end,
@@ -180,7 +180,7 @@ class Loader:
         self.last_checkpoint_row = c.rows_read
 
 
-def _refused_records(t: Target, batch: pa.RecordBatch, refused: list[RefusedRow]) -> list[dict]:
+def refused_records(t: Target, batch: pa.RecordBatch, refused: list[RefusedRow]) -> list[dict]:
     if not refused:
         return []
     index = pa.array([r.index for r in refused], pa.int64())

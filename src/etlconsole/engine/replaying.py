@@ -32,13 +32,13 @@ from ..spec import spec_from_text
 from ..store import StateStore
 from ..store import replays as book
 from . import destinations
-from .destinations import RefusedRow
 from .expr import ExpressionError, compile_expression
 from .fixes import FixRow, dialect_of, read_fix_file, rows_for, source_json, split_raw
 from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan, decisions_from_events, make_plan
 from .job import JobContext
 from .line import records_of
+from .loader import refused_records
 from .targets import targets_for
 
 META = ("row", "phase", "rule", "column", "message")
@@ -281,12 +281,6 @@ def _batch_of(job: dict, rows: list[FixRow]) -> tuple[pa.RecordBatch, list[dict]
     return pa.RecordBatch.from_pydict(columns), bad
 
 
-def _refused_records(t, batch: pa.RecordBatch, refused: list[RefusedRow]) -> list[dict]:
-    index = pa.array([r.index for r in refused], pa.int64())
-    return Rejects(batch.take(index), [r.rule for r in refused], [r.column for r in refused],
-                   [r.message for r in refused]).records("load", t.label)
-
-
 # -- replay ----------------------------------------------------------------------------
 def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | None = None,
            sets: tuple[str, ...] = (), where: str | None = None, dry_run: bool = False) -> dict:
@@ -496,7 +490,7 @@ def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.Rec
         kept: list[dict] = []          # the refused rows of the attempt that committed
 
         def record(refused, t=t, rows=rows, kept=kept):
-            found = _refused_records(t, rows, refused) if refused else []
+            found = refused_records(t, rows, refused)
             if branched:     # a branch's refusal is a reject of the branch
                 store.set_load_rejects(job["id"], batch_no, t.label, found)
             else:            # the record stays an open reject, with the database's reason
