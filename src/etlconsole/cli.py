@@ -326,6 +326,9 @@ def show(obj: Context, job, as_json):
         return
     click.echo(f"job {j['id']}  {j['status']}  pipeline {j['pipeline_name']} ({j['pipeline_file']})")
     click.echo(f"  source     {j['source_path']}  ({j['bytes_total'] or 0:,} bytes)")
+    from .engine import manyfiles
+    for line in manyfiles.file_lines(j):       # a source of many files: each of them
+        click.echo(f"    file     {line}")
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
@@ -399,8 +402,10 @@ def checkpoints(obj: Context, job, as_json, limit):
     every = store.checkpoints(j["id"])
     rows = _last(every, limit)
     if as_json:
+        from .engine import manyfiles
+        files = manyfiles.files_of(j)
         for r in rows:
-            _echo_json(r)
+            _echo_json({**r, **manyfiles.where(files, (r["checkpoint_data"] or {}).get("last_row"))})
         return
     _header("checkpoints", j["id"], len(rows), len(every),
             "number, phase, batch, last row, rows loaded, created (UTC)")
@@ -469,9 +474,11 @@ def batches(obj: Context, job, as_json, limit):
     if not as_json:
         _header("batches", j["id"], len(rows), len(every),
                 "number, status, records, rows loaded, rejected, attempts, duration")
+    from .engine import manyfiles
+    files = manyfiles.files_of(j)
     for b in rows:
         if as_json:
-            _echo_json(b)
+            _echo_json({**b, **manyfiles.where(files, b["row_start"])})
         else:
             click.echo(f"{b['batch_number']:>6}  {b['status']:<11} records {b['row_start']:>11,}-"
                        f"{b['row_end']:<11,} loaded {b['rows_loaded']:>9,}  rejected "
@@ -510,10 +517,13 @@ def rejects(obj: Context, job, as_json, csv_file, fix_file):
         return
     from .store.replays import resolutions
     resolved = resolutions(store, j["id"])      # rows a replay loaded since (issue 16)
+    from .engine import manyfiles
+    files = manyfiles.files_of(j)               # many files: each row's file and record in it
     for r in rows:
         by, at = resolved.get(r["row"], (None, None))
         if as_json:
-            _echo_json({**r, "resolved_by": by, "resolved_at": at})
+            _echo_json({**r, **manyfiles.where(files, r["row"]), "resolved_by": by,
+                        "resolved_at": at})
         else:
             click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
                        f"{'/' + r['column'] if r['column'] else ''}: {r['message']}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -120,3 +122,14 @@ def test_a_file_streams_with_its_records_numbered_after_the_offset(tmp_path: Pat
     rejected = [r for c in chunks for rj in c.rejects for r in rj.rows.column(ROW).to_pylist()]
     assert rejected == [2501]
     assert {c.file for c in chunks} == {3} and chunks[0].first_row == 501
+
+
+@pytest.mark.skipif(shutil.which("lz4") is None, reason="the lz4 tool is not installed")
+def test_lz4_tool_output_reads_like_pyarrow_output(tmp_path: Path):
+    """The lz4 command line tool writes LZ4 frames: what a drop really holds."""
+    plain = tmp_path / "x.csv"
+    plain.write_bytes(DATA)
+    subprocess.run(["lz4", "-q", "-f", str(plain), str(tmp_path / "x.csv.lz4")], check=True)
+    (f,) = sources.resolve(str(tmp_path / "x.csv.lz4"))
+    with sources.open_decompressed(f) as stream:
+        assert stream.read() == DATA

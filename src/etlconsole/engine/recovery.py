@@ -91,7 +91,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
 def _resume_many(store: StateStore, job: dict, settings: Settings, *, progress, log) -> dict:
     """``resume`` of a job reading many files: the files it recorded (not the glob again:
     a file added to the drop since is not part of this job), each unchanged."""
-    paths = manyfiles.check_unchanged(job)
+    paths = manyfiles.check_present(job)
     spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=paths, dest=dest,
