@@ -138,12 +138,18 @@ def _print_summary(s: dict) -> None:
 @click.argument("pipeline", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
-@click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
+@click.option("--source", type=click.Path(path_type=Path), multiple=True,
+              help="Read this CSV (a file, a quoted glob or a directory; repeatable) instead "
+                   "of [source].path.")
 @click.option("--dest", type=str, help="Load into this file instead of the load phase's path "
               "(postgres: this URL instead of its url).")
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
+    source = _sources(source)
+    if isinstance(source, list) and _console_wanted(no_ui, as_json):
+        raise UserError("--source given more than once: run it with --no-ui (the console "
+                        "takes one source)")
     if _console_wanted(no_ui, as_json):
         from .jobs import plan_pipeline
         plan_pipeline(pipeline, source=source, dest=dest)   # user errors: one line, exit 2
@@ -657,9 +663,16 @@ def _print_phase(p: dict, indent: str) -> None:
     click.echo(f"{indent}{p['label']}{origin}{cond}")
 
 
+def _sources(given: tuple[Path, ...]) -> Path | list[str] | None:
+    """--source as the engine takes it: none, one (a file, glob or directory), or a list."""
+    if len(given) <= 1:
+        return given[0] if given else None
+    return [str(p) for p in given]
+
+
 @main.command()
 @click.argument("pipeline", type=click.Path(path_type=Path))
-@click.option("--source", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), multiple=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def check(obj: Context, pipeline, source, as_json):
@@ -671,7 +684,7 @@ def check(obj: Context, pipeline, source, as_json):
     a job would check it before writing (reachable, writable, its table compatible)."""
     from .engine import destinations
     from .jobs import plan_pipeline
-    plan = plan_pipeline(pipeline, source=source)
+    plan = plan_pipeline(pipeline, source=_sources(source))
     settings = obj.settings()
     targets = [(b.load, b.destination_path, b.output_schema) for b in plan.branches]
     if not targets:

@@ -31,11 +31,23 @@ def _compressed(data: bytes, name: str) -> bytes:
         out.write(data)
     return sink.getvalue().to_pybytes()
 
+def records_of(data: bytes) -> list[bytes]:
+    """The file's records as bytes, a record with a quoted newline in one piece (an even
+    number of quote characters closes it)."""
+    out, open_record = [], b""
+    for line in data.splitlines(keepends=True):
+        open_record += line
+        if open_record.count(b'"') % 2 == 0:
+            out.append(open_record)
+            open_record = b""
+    assert not open_record, "a quote is never closed"
+    return out
+
 
 def split_into_drop(source: Path, folder: Path) -> list[tuple[Path, int]]:
     """The file's records in six files with its header each; (path, records) per file."""
     folder.mkdir(parents=True, exist_ok=True)
-    header, *records = source.read_bytes().splitlines(keepends=True)
+    header, *records = records_of(source.read_bytes())
     cuts = [0, 3_000, 11_000, 17_500, 26_000, 33_333, len(records)]
     out = []
     for name, a, b in zip(NAMES, cuts, cuts[1:], strict=False):

@@ -133,3 +133,9 @@ def test_lz4_tool_output_reads_like_pyarrow_output(tmp_path: Path):
     (f,) = sources.resolve(str(tmp_path / "x.csv.lz4"))
     with sources.open_decompressed(f) as stream:
         assert stream.read() == DATA
+
+
+def test_a_file_named_with_glob_characters_is_that_file(tmp_path: Path):
+    (tmp_path / "[table].csv").write_bytes(DATA)
+    (tmp_path / "t.csv").write_bytes(DATA)
+    assert [f.path.name for f in sources.resolve(str(tmp_path / "[table].csv"))] == ["[table].csv"]

@@ -84,7 +84,7 @@ def _expand(item: str, base: Path | None) -> list[Path]:
     p = Path(item).expanduser()
     if not p.is_absolute() and base is not None:
         p = base / p
-    if _GLOB_CHARS & set(item):
+    if _GLOB_CHARS & set(item) and not p.is_file():   # "[table].csv" is a name, when it is one
         matches = [Path(m).resolve() for m in glob.glob(str(p), recursive=True)]
         files = [m for m in matches if m.is_file()]
         if not files:
