@@ -185,3 +185,25 @@ def test_source_option_is_repeatable_and_takes_a_glob(drop, tmp_path):
         assert res.last_json()["rows_read"] == 5_000
     sql = f"SELECT {DATA_COLUMNS} FROM orders ORDER BY rowid"
     assert query(tmp_path / "a.db", sql) == query(tmp_path / "b.db", sql)
+
+
+def test_sample_drop_loads_like_the_sample_file(tmp_path):
+    """sample_data/orders_drop.toml (a glob over three files, one gzipped) gives the table
+    and the rejects of sample_data/orders.toml; progress ends at the drop's bytes on disk."""
+    import shutil
+    root = Path(__file__).resolve().parents[2] / "sample_data"
+    work = tmp_path / "sample"
+    shutil.copytree(root, work)
+    cli = Cli(work, tmp_path / "state.db")
+    one = cli("run", "orders.toml", "--no-ui", "--json")
+    many = cli("run", "orders_drop.toml", "--no-ui", "--json")
+    assert one.returncode == 0 and many.returncode == 0, f"{one}\n{many}"
+    sql = f"SELECT {DATA_COLUMNS} FROM orders ORDER BY rowid"
+    assert query(work / "warehouse-drop.db", sql) == query(work / "warehouse.db", sql)
+    key = ("row", "phase", "rule", "column", "message")
+    r1, rm = _rejects(cli, one.last_json()["job_id"]), _rejects(cli, many.last_json()["job_id"])
+    assert [{k: r[k] for k in key} for r in rm] == [{k: r[k] for k in key} for r in r1]
+    job = json.loads(cli("show", many.last_json()["job_id"], "--json").stdout)
+    on_disk = sum(p.stat().st_size for p in (work / "drop").iterdir())
+    assert job["bytes_total"] == on_disk
+    assert job["bytes_read"] == on_disk
