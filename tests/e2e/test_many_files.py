@@ -207,3 +207,22 @@ def test_sample_drop_loads_like_the_sample_file(tmp_path):
     on_disk = sum(p.stat().st_size for p in (work / "drop").iterdir())
     assert job["bytes_total"] == on_disk
     assert job["bytes_read"] == on_disk
+
+
+def test_fix_file_of_a_drop_reads_each_record_from_its_file(drop, tmp_path):
+    """rejects --fix reads the rejected records again from the files that hold them (the
+    ragged ones as their raw text): the same fix file as for the one file; a replay of it
+    runs."""
+    cli = Cli(drop, tmp_path / "state.db")
+    one = cli("run", "one.toml", "--no-ui", "--json", "--dest", str(tmp_path / "one.db"))
+    many = cli("run", "many.toml", "--no-ui", "--json", "--dest", str(tmp_path / "many.db"))
+    for res, name in ((one, "one.csv"), (many, "many.csv")):
+        assert res.returncode == 0, str(res)
+        fixed = cli("rejects", res.last_json()["job_id"], "--fix", str(tmp_path / name))
+        assert fixed.returncode == 0 and "raw text" in fixed.stdout, str(fixed)
+        assert "note:" not in fixed.stdout + fixed.stderr, str(fixed)   # not from the store
+    assert (tmp_path / "many.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    replay = cli("replay", many.last_json()["job_id"], str(tmp_path / "many.csv"), "--dry-run",
+                 "--json")
+    assert replay.returncode == 0, str(replay)
+    assert replay.last_json()["rows_in"] == many.last_json()["rows_rejected"]
