@@ -226,3 +226,27 @@ def test_fix_file_of_a_drop_reads_each_record_from_its_file(drop, tmp_path):
                  "--json")
     assert replay.returncode == 0, str(replay)
     assert replay.last_json()["rows_in"] == many.last_json()["rows_rejected"]
+
+
+def test_rerun_from_a_checkpoint_keeps_batches_within_files(drop, tmp_path):
+    """rerun --from of a job of many files: the checkpoint's batches say their files, so
+    the new job's batches are cut at the files' ends too, and its rejects keep their files."""
+    text = (drop / "many.toml").read_text("utf-8").replace(
+        'type = "validate"', 'type = "validate"\ncheckpoint = true')
+    (drop / "many-ck.toml").write_text(text, encoding="utf-8")
+    cli = Cli(drop, tmp_path / "state.db")
+    env = {"PIPELINE_BATCH_SIZE_MIN": "2000", "PIPELINE_BATCH_SIZE_MAX": "2000",
+           "PIPELINE_CHUNK_SIZE": "2000"}
+    first = cli("run", "many-ck.toml", "--no-ui", "--json", "--dest", str(tmp_path / "m.db"),
+                env=env)
+    assert first.returncode == 0, str(first)
+    second = cli("rerun", first.last_json()["job_id"], "--from", "validate", "--no-ui", "--json",
+                 env=env)
+    assert second.returncode == 0, str(second)
+    job = second.last_json()["job_id"]
+    assert second.last_json()["rows_read"] == 5_000
+    batches = cli("batches", job, "--json").json_lines()
+    for b in batches:
+        assert _file_of(b["row_start"])[0] == _file_of(b["row_end"])[0] == Path(b["file"]).name, b
+    for r in _rejects(cli, job):
+        assert (Path(r["file"]).name, r["file_record"]) == _file_of(r["row"]), r

@@ -235,7 +235,7 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     labels = {p.label(i) for i, p in enumerate(then.phases) if i < n}
     carried = store.reject_records(job["id"], labels)
     size = (job["source_fingerprint"] or {}).get("size", 0)
-    stream = CheckpointStream(folder, batches, carried, size)
+    stream = CheckpointStream(folder, batches, carried, size, manyfiles.files_of(job))
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
                      input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
                      decisions=decisions_from_events(store.events(job["id"])))
