@@ -149,7 +149,7 @@ def file_lines(record: dict) -> list[str]:
     lines = []
     for f in files_of(record):
         start, n = f.get("first_record"), f.get("records")
-        span = ("not read yet" if start is None else
+        span = ("not read yet" if start is None else "no records" if n == 0 else
                 f"records {start:,}-{start + n - 1:,} ({n:,})" if n is not None else
                 f"records from {start:,}")
         codec = f" {f['compression']}" if f.get("compression") else ""
