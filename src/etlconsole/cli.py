@@ -698,6 +698,9 @@ def check(obj: Context, pipeline, source, as_json):
         return
     click.echo(f"pipeline {info['pipeline']}: OK")
     click.echo(f"  source {info['source']}  ({'; '.join(plan.dialect.notes)})")
+    for f in info.get("files", []):            # a source of many files, in reading order
+        codec = f" {f['compression']}" if f["compression"] else ""
+        click.echo(f"    file {f['path']}  ({f['size']:,} bytes{codec})")
     if info["estimated_rows"] is not None:
         click.echo(f"  rows   about {info['estimated_rows']:,} (estimated for min_rows/max_rows)")
     for p in info["phases"]:
