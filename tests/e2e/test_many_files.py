@@ -250,3 +250,16 @@ def test_rerun_from_a_checkpoint_keeps_batches_within_files(drop, tmp_path):
         assert _file_of(b["row_start"])[0] == _file_of(b["row_end"])[0] == Path(b["file"]).name, b
     for r in _rejects(cli, job):
         assert (Path(r["file"]).name, r["file_record"]) == _file_of(r["row"]), r
+
+
+def test_check_lists_the_files_in_reading_order(drop, tmp_path):
+    cli = Cli(drop, tmp_path / "state.db")
+    res = cli("check", "many.toml", "--json")
+    assert res.returncode == 0, str(res)
+    info = json.loads(res.stdout)
+    assert [Path(f["path"]).name for f in info["files"]] == NAMES
+    assert [f["compression"] for f in info["files"]] == ["gzip", None, "bz2", "gzip", "zstd", "lz4"]
+    text = cli("check", "many.toml").stdout
+    assert text.index("orders_1.csv.gz") < text.index("orders_6.csv.lz4")
+    one = json.loads(cli("check", "one.toml", "--json").stdout)
+    assert "files" not in one          # one file: the plan's JSON as before
