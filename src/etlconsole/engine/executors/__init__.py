@@ -1,0 +1,117 @@
+"""Where a job runs (ADR 0026): ``local`` (threads of this process, the default) or ``dask``
+(one task per file on a dask.distributed cluster). The pipeline file's ``executor`` key
+chooses; ``--executor`` overrides it. A job keeps the executor it started with: resume
+runs a Dask job on Dask again (its batch numbers are per part), and refuses to run it
+locally.
+
+This package imports Dask nowhere at import time: the engine works without it, and a
+job that asks for it without it installed is refused in one line (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...config import Settings
+from ...errors import UserError
+from ...spec import EXECUTORS, load_spec, spec_from_text
+from ...store import StateStore
+from ..plan import Plan, decisions_from_events, make_plan
+
+
+def choose(spec_executor: str, option: str | None) -> str:
+    name = option or spec_executor or "local"
+    if name not in EXECUTORS:
+        raise UserError(f"--executor: must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return name
+
+
+def part_files(plan: Plan) -> list[Path]:
+    """The job's files in their stated order: one part each."""
+    return [plan.source]
+
+
+def _workers(workers: int | None) -> int:
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers: must be at least 1, got {workers}")
+    return workers or 2
+
+
+def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=None,
+                 executor: str | None = None, workers: int | None = None,
+                 scheduler: str | None = None, progress: Any = None, log: Any = None,
+                 on_event: Any = None) -> dict:
+    """Plan (every user error surfaces here, before writing), then run on the chosen
+    executor; returns the summary."""
+    plan = make_plan(load_spec(pipeline), source=source, dest=dest)
+    name = choose(plan.spec.executor, executor)
+    count = _workers(workers)
+    store = StateStore(settings.state_path)
+    store.on_event = on_event
+    try:
+        if name == "local":
+            from .local import run_new
+            return run_new(plan, store, settings, progress=progress, log=log)
+        from . import dask as D
+        from ..job import Job
+        D.require_dask()
+        job = Job.new(plan, store, settings)
+        D.refuse_unsupported(job)
+        return D.DaskRun(job, part_files(plan), dest=None if dest is None else str(dest),
+                         workers=count, scheduler=scheduler, progress=progress, log=log).run()
+    finally:
+        store.close()
+
+
+def job_executor(store: StateStore, job_id: str) -> str:
+    """The executor a job ran on (its ``executor`` event; none: local)."""
+    for e in store.events(job_id):
+        if e["event"] == "executor":
+            return e["details"].get("executor", "local")
+    return "local"
+
+
+def resume(store: StateStore, ref: str, settings: Settings, *, executor: str | None = None,
+           workers: int | None = None, scheduler: str | None = None, progress: Any = None,
+           log: Any = None) -> dict:
+    """Continue a failed or interrupted job on the executor it started with."""
+    from ..recovery import _job, nothing_to_resume
+    from ..recovery import resume as resume_local
+    job = _job(store, ref)
+    ran_on = job_executor(store, job["id"])
+    if executor == "local" and ran_on == "dask":
+        raise UserError(f"job {job['id']} ran on the Dask executor (its batches are numbered per "
+                        "file); resume it with --executor dask")
+    if executor == "dask" and ran_on == "local":
+        raise UserError(f"job {job['id']} ran on the local executor; resume it with --executor local")
+    if ran_on == "local":
+        return resume_local(store, ref, settings, progress=progress, log=log)
+    message = nothing_to_resume(job)
+    if message:
+        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True, "message": message}
+    return _resume_dask(store, job, settings, workers=_workers(workers), scheduler=scheduler,
+                        progress=progress, log=log)
+
+
+def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: int,
+                 scheduler: str | None, progress: Any, log: Any) -> dict:
+    from . import dask as D
+    from ..job import Job
+    D.require_dask()
+    events = store.events(job["id"])
+    started = next(e["details"] for e in events if e["event"] == "executor")
+    spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
+    dests = job["destinations"] or []
+    dest = dests[0]["path"] if len(dests) == 1 else None
+    plan = make_plan(spec, source=job["source_path"], dest=dest,
+                     decisions=decisions_from_events(events))
+    parts = [Path(p) for p in started["parts"]]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: a file of job {job['id']} is gone; it cannot be resumed "
+                        f"(roll it back with 'etlconsole rollback {job['id']}')")
+    run = Job.resumed(plan, store, settings, job)
+    D.refuse_unsupported(run)
+    return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,
+                     done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
