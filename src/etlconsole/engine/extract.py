@@ -17,7 +17,7 @@ import io
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,7 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import JobFailed, UserError
+from . import sources
 from .phases.base import ROW, Rejects
+from .sources import SourceFile
 from .types import text_bytes
 
 SAMPLE_BYTES = 256 * 1024
@@ -60,12 +62,13 @@ _BLANK_LINES = re.compile(r"(?:[ \t]*(?:\r\n|\r|\n))*")
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
+def sniff(source: Path | SourceFile, *, delimiter: str | None = None, quote: str | None = None,
           encoding: str | None = None, header: bool = True) -> Dialect:
-    """Decide encoding, delimiter, quote and column names from the head of the file."""
+    """Decide encoding, delimiter, quote and column names from the head of the file (its
+    decompressed head, for a compressed file)."""
+    path = source.path if isinstance(source, SourceFile) else source
     _check_readable(path)
-    with path.open("rb") as f:
-        head = f.read(SAMPLE_BYTES)
+    head = _read_head(source if isinstance(source, SourceFile) else plain_file(path))
     notes: list[str] = []
     encoding, bom, note = _choose_encoding(head, encoding)
     notes.append(note)
@@ -94,6 +97,19 @@ def sniff(path: Path, *, delimiter: str | None = None, quote: str | None = None,
         notes.append(f"skipped {skip_lines} blank line(s) before the header")
     return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header,
                    names=names, bom=bom, notes=notes, skip_lines=skip_lines, empty=empty)
+
+
+def _read_head(file: SourceFile) -> bytes:
+    """The first SAMPLE_BYTES of the content (fewer if the file is shorter)."""
+    parts, left = [], SAMPLE_BYTES
+    try:
+        with sources.open_decompressed(file) as f:
+            while left > 0 and (block := f.read(left)):
+                parts.append(block)
+                left -= len(block)
+    except OSError as exc:     # a compressed file damaged within its head
+        raise _refuse(file.path, f"cannot be decompressed as {file.compression}: {exc}") from None
+    return b"".join(parts)
 
 
 def _check_readable(path: Path) -> None:
@@ -252,17 +268,23 @@ class Chunk:
     # (n, "sha256:hex") of the file's first n bytes, read by the time this chunk was cut:
     # they hold every record of the chunk and those before it (see HashingFile)
     proof: tuple[int, str] | None = None
+    file: int = 0             # the source file it comes from (SourceFile.index)
 
 
 class CsvStream:
     """Iterate a CSV file as Chunks of at most ``chunk_rows`` rows, memory bounded."""
 
-    def __init__(self, path: Path, dialect: Dialect, *, block_size: int, chunk_rows: int,
-                 start_after: int = 0):
-        self.path, self.dialect = path, dialect
+    def __init__(self, path: Path | SourceFile, dialect: Dialect, *, block_size: int,
+                 chunk_rows: int, start_after: int = 0, offset: int = 0):
+        # One file of a source (sources.SourceFile, maybe compressed) or a plain path.
+        self.file = path if isinstance(path, SourceFile) else plain_file(path)
+        self.path, self.dialect = self.file.path, dialect
         self.block_size, self.chunk_rows = block_size, chunk_rows
-        self.size = path.stat().st_size
-        self._next = start_after + 1           # next record number to hand out
+        self.size = self.file.size             # on disk: progress is over compressed bytes
+        # Records of a source of many files are numbered through all of them: this file's
+        # record r is the job's record offset + r. ``start_after`` counts this file's.
+        self.offset = offset
+        self._next = start_after + 1           # next record number (of this file) to hand out
         self._ragged: dict[int, tuple[str, str]] = {}   # record number -> (why, raw text), not yet emitted
         self._unnumbered: list[str] = []
         self._file: HashingFile | None = None
@@ -307,13 +329,14 @@ class CsvStream:
         convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in d.names},
                                       check_utf8=False, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        self._file = HashingFile(self.path)
+        self._file = HashingFile(self.file)
         return pcsv.open_csv(pa.PythonFile(self._file, mode="r"), read_options=read,
                              parse_options=parse, convert_options=convert)
 
     def bytes_read(self) -> int:
+        """Bytes of the file on disk read so far (compressed bytes for a compressed file)."""
         try:
-            return min(self._file.tell(), self.size) if self._file else 0
+            return min(self._file.disk_pos(), self.size) if self._file else 0
         except (OSError, ValueError):
             return self.size
 
@@ -330,6 +353,9 @@ class CsvStream:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
+            except OSError as exc:
+                self._close()
+                raise self._fault(exc) from None
             except pa.ArrowInvalid as exc:
                 self._close()
                 if skips_past_the_end(exc):   # header only, no final newline
@@ -372,6 +398,18 @@ class CsvStream:
         if self._file is not None:
             self._file.close()
 
+    def _fault(self, exc: OSError) -> JobFailed:
+        """A file that cannot be read to its end (a truncated or damaged compressed file,
+        an I/O error) fails the job, resumably (ADR 0025): the batches committed before
+        the fault stay, the rows read since are not loaded, and the message says where."""
+        fault = (self._file.fault if self._file is not None else None) or exc
+        at = self._file.tell() if self._file is not None else 0
+        what = (f"cannot be decompressed past byte {at:,} of its {self.file.compression} "
+                "content" if self.file.compression else f"cannot be read past byte {at:,}")
+        return JobFailed(f"{self.path}: {what} ({fault}); the job stopped there, after "
+                         f"record {self._next - 1:,} of this file; what it committed stays, "
+                         "the rest is not loaded; it is resumable once the file is whole")
+
     def _emit(self, batches: list[pa.RecordBatch], *, keep_rest: bool):
         """Chunks of ``chunk_rows`` from the gathered blocks. With ``keep_rest``, rows short
         of a whole chunk are returned, to be gathered with the next blocks: emitted, they
@@ -413,8 +451,18 @@ class CsvStream:
             self._unnumbered = [] if final else self._unnumbered
             rejects.append(Rejects(rows, ["fields"] * len(texts), [None] * len(texts), reasons))
         self._next = max(end, self._next)
-        return Chunk(batch, rejects, first, end - 1, self.bytes_read(),
-                     proof=self._file.proof() if self._file is not None else None)
+        if self.offset:
+            batch = _shift(batch, self.offset)
+            rejects = [replace(r, rows=_shift(r.rows, self.offset)) for r in rejects]
+        return Chunk(batch, rejects, first + self.offset, end - 1 + self.offset,
+                     self.bytes_read(), proof=self._file.proof() if self._file is not None else None,
+                     file=self.file.index)
+
+
+def _shift(batch: pa.RecordBatch, offset: int) -> pa.RecordBatch:
+    """The batch with its record numbers moved by ``offset`` (this file's place in the job)."""
+    i = batch.schema.get_field_index(ROW)
+    return batch.set_column(i, ROW, pc.add(batch.column(i), pa.scalar(offset, pa.int64())))
 
 
 def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects | None]:
@@ -471,18 +519,31 @@ class HashingFile(io.RawIOBase):
     proof covers a little more than its records (up to a few blocks): an edit there is
     refused too. hashlib releases the GIL on these block-sized updates."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | SourceFile):
         super().__init__()
-        self._raw = open(path, "rb", buffering=0)
+        file = path if isinstance(path, SourceFile) else plain_file(path)
+        # For a compressed file the bytes hashed and counted are the decompressed ones:
+        # the proof is about the CSV text, and resume decompresses again to check it.
+        raw, self._disk = sources.open_counted(file)
+        self._raw: Any = raw      # a file object, or pyarrow's stream: both have readinto
         self._hash = hashlib.sha256()
         self._pos = 0
         self._lock = threading.Lock()
+        self.fault: OSError | None = None     # why the file could not be read on
 
     def readable(self) -> bool:
         return True
 
+    def disk_pos(self) -> int:
+        """Bytes read of the file on disk (compressed bytes when it is compressed)."""
+        return self._disk.pos
+
     def readinto(self, buffer) -> int:
-        n = self._raw.readinto(buffer)
+        try:
+            n = self._raw.readinto(buffer)
+        except OSError as exc:   # pyarrow hands it back to the CSV reader's caller
+            self.fault = exc
+            raise
         if n:
             with self._lock:
                 self._hash.update(memoryview(buffer)[:n])
@@ -504,11 +565,20 @@ class HashingFile(io.RawIOBase):
         super().close()
 
 
-def prefix_digest(path: Path, size: int) -> str | None:
-    """'sha256:hex' of the file's first ``size`` bytes, or None if it is shorter."""
+def prefix_digest(path: Path | SourceFile, size: int) -> str | None:
+    """'sha256:hex' of the file's first ``size`` bytes (decompressed, for a compressed
+    file), or None if it is shorter or cannot be decompressed that far."""
     h = hashlib.sha256()
     left = size
-    with path.open("rb") as f:
+    file = path if isinstance(path, SourceFile) else plain_file(path)
+    try:
+        return _hash_prefix(file, h, left)
+    except OSError:
+        return None
+
+
+def _hash_prefix(file: SourceFile, h: Any, left: int) -> str | None:
+    with sources.open_decompressed(file) as f:
         while left > 0:
             block = f.read(min(left, 4 << 20))
             if not block:
@@ -516,6 +586,15 @@ def prefix_digest(path: Path, size: int) -> str | None:
             h.update(block)
             left -= len(block)
     return f"sha256:{h.hexdigest()}"
+
+
+def plain_file(path: Path) -> SourceFile:
+    """A single named file as a source file, its compression checked (name and bytes)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    return SourceFile(path, 0, sources.compression_of(path), size)
 
 
 def fingerprint(path: Path) -> dict:

@@ -1,0 +1,217 @@
+"""Sources: which files a job reads, in which order, and how each is decompressed.
+
+``[source] path`` names one file (as always), a glob (``drops/2026-12-*/orders_*.csv*``), a
+directory (its CSV files, plain or compressed) or a list of any of these. ``resolve`` turns
+it into ``SourceFile``s in a stated, stable order: sorted paths, so two runs of the same drop
+read the same records under the same numbers.
+
+Compression is decided by the name AND the first bytes, and both must agree: a ``.gz`` that
+is not gzip data is refused (a half-renamed file, a download that saved an HTML error page),
+and so is gzip data named ``.csv`` — guessing would turn a mistake into garbage rows.
+Decompression is pyarrow's (streaming, in C++, the GIL released); nothing is hand-written.
+
+This module knows files, not CSV: it imports nothing from the rest of the engine, so the
+local executor and the Dask executor (which ships ``SourceFile``s to workers) share it.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import pyarrow as pa
+
+from ..errors import UserError
+
+# Name endings -> pyarrow codec names ("lz4" is the LZ4 *frame* format, what the lz4 tool writes).
+_EXTENSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd",
+               ".lz4": "lz4"}
+# The first bytes each format must start with (gzip: RFC 1952; bzip2: "BZh" and the block
+# size digit; zstd and LZ4 frames: their little-endian magic numbers).
+_MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "zstd": b"\x28\xb5\x2f\xfd",
+          "lz4": b"\x04\x22\x4d\x18"}
+_NAMES = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst", "lz4": ".lz4"}
+# What a directory contributes: CSV files, plain or compressed (a folder of mixed files
+# says which it read, and nothing else is picked up by accident).
+_DATA_SUFFIXES = (".csv", ".tsv")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a job's source."""
+
+    path: Path
+    index: int                 # 0-based position in the stated order (sorted paths)
+    compression: str | None    # "gzip" | "bz2" | "zstd" | "lz4" | None
+    size: int                  # bytes on disk (compressed size)
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "index": self.index, "compression": self.compression,
+                "size": self.size}
+
+
+def resolve(path: str | Sequence[str], base: Path | None = None) -> list[SourceFile]:
+    """The files ``path`` names, sorted, each with its compression checked.
+
+    ``path`` is a file, a glob, a directory or a list of these; relative paths are taken
+    from ``base`` (the pipeline file's folder). A name matching nothing is refused, one
+    line naming it, before anything is read."""
+    items = [path] if isinstance(path, str) else list(path)
+    if not items:
+        raise UserError("source.path: the list of source files is empty")
+    found: dict[str, Path] = {}
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise UserError(f"source.path: {item!r} is not a path")
+        for p in _expand(item, base):
+            found.setdefault(str(p), p)
+    paths = sorted(found.values(), key=str)
+    return [SourceFile(p, i, compression_of(p), _size(p)) for i, p in enumerate(paths)]
+
+
+def _expand(item: str, base: Path | None) -> list[Path]:
+    """The files one entry names (resolved, absolute)."""
+    p = Path(item).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    if _GLOB_CHARS & set(item):
+        matches = [Path(m).resolve() for m in glob.glob(str(p), recursive=True)]
+        files = [m for m in matches if m.is_file()]
+        if not files:
+            raise UserError(f"{p}: no source file matches this pattern")
+        return files
+    p = p.resolve()
+    if p.is_dir():
+        files = [c for c in p.iterdir() if c.is_file() and _is_data_file(c)]
+        if not files:
+            raise UserError(f"{p}: the directory holds no CSV files (*.csv, or compressed: "
+                            "*.csv.gz, *.csv.bz2, *.csv.zst, *.csv.lz4)")
+        return files
+    # One named file: whether it exists and reads as CSV is for the sniff to say, in the
+    # words it always used ("source file not found").
+    return [p]
+
+
+def _is_data_file(p: Path) -> bool:
+    if p.name.startswith("."):
+        return False
+    name = p.name.lower()
+    for ext in _EXTENSIONS:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return name.endswith(_DATA_SUFFIXES)
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0            # missing: the sniff refuses it, naming it
+
+
+def compression_of(p: Path) -> str | None:
+    """The codec of ``p``, from its name, confirmed by its first bytes."""
+    by_name = _EXTENSIONS.get(p.suffix.lower())
+    try:
+        with p.open("rb") as f:
+            head = f.read(10)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return by_name       # the sniff says what is wrong with it
+    except OSError as exc:
+        raise UserError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    by_magic = _sniff_magic(head)
+    if by_name is None:
+        if by_magic is not None:
+            raise UserError(f"{p}: holds {by_magic}-compressed data but its name does not say "
+                            f"so; name it {p.name}{_NAMES[by_magic]} to have it decompressed")
+        return None
+    if not head:
+        raise UserError(f"{p}: file is empty (expected {by_name}-compressed data)")
+    if by_magic != by_name:
+        what = f"{by_magic}-compressed data" if by_magic else f"bytes {head[:4].hex(' ')}"
+        raise UserError(f"{p}: named {p.suffix} but does not hold {by_name} data (it starts "
+                        f"with {what}); rename it, or replace it with a good copy")
+    return by_name
+
+
+def _sniff_magic(head: bytes) -> str | None:
+    for codec, magic in _MAGIC.items():
+        if head.startswith(magic):
+            # "BZh" alone could be the start of a text header: bzip2 follows it with the
+            # block size digit and the block magic 0x314159265359.
+            if codec == "bz2" and not (head[3:4].isdigit() and head[4:10] == b"1AY&SY"):
+                continue
+            return codec
+    return None
+
+
+def open_decompressed(f: SourceFile) -> BinaryIO:
+    """The file's content, decompressed while it is read (a forward-only stream).
+
+    A damaged or truncated compressed file raises ``OSError`` from ``read`` when the
+    fault is reached (pyarrow: "Truncated compressed stream", "zlib inflate failed" …);
+    the reader turns it into a job failure naming the file (see extract.HashingFile)."""
+    return open_counted(f)[0]
+
+
+class _Counted(io.RawIOBase):
+    """The file on disk, counting the bytes read from it (the compressed bytes behind a
+    decompressing stream: what progress is measured in)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._raw = open(path, "rb", buffering=0)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer) or 0
+        self.pos += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_counted(f: SourceFile) -> tuple[BinaryIO, _Counted]:
+    """(the decompressed content, the file on disk counting what was read of it). For a
+    plain file both are the same object."""
+    raw = _Counted(f.path)
+    if f.compression is None:
+        return cast(BinaryIO, raw), raw
+    stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), f.compression)
+    return cast(BinaryIO, stream), raw
+
+
+def total_size(files: Sequence[SourceFile]) -> int:
+    """Bytes on disk of all the files: what progress is measured against."""
+    return sum(f.size for f in files)
+
+
+def describe(files: Sequence[SourceFile], base: Path | None = None) -> str:
+    """'one.csv' or 'orders_1.csv … orders_6.csv.gz (6 files)' for messages."""
+    if len(files) == 1:
+        return str(files[0].path)
+    first, last = files[0].path, files[-1].path
+    return f"{first} … {last.name} ({len(files)} files)"
+
+
+def is_many(path: str | Sequence[str]) -> bool:
+    """Whether ``path`` may name more than one file (a list, a glob or a directory)."""
+    if not isinstance(path, str):
+        return True
+    return bool(_GLOB_CHARS & set(path)) or os.path.isdir(os.path.expanduser(path))
