@@ -17,7 +17,9 @@ from ...config import Settings
 from ...errors import UserError
 from ...spec import EXECUTORS, load_spec, spec_from_text
 from ...store import StateStore
+from .. import extract
 from ..plan import Plan, decisions_from_events, make_plan
+from ..sources import SourceFile
 
 
 def choose(spec_executor: str, option: str | None) -> str:
@@ -27,9 +29,10 @@ def choose(spec_executor: str, option: str | None) -> str:
     return name
 
 
-def part_files(plan: Plan) -> list[Path]:
-    """The job's files in their stated order: one part each."""
-    return [plan.source]
+def part_files(plan: Plan) -> list[SourceFile]:
+    """The job's files in their stated order (sorted paths): one part each."""
+    files = getattr(plan, "files", None)
+    return list(files) if files else [extract.plain_file(plan.source)]
 
 
 def _workers(workers: int | None) -> int:
@@ -106,12 +109,25 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
     dest = dests[0]["path"] if len(dests) == 1 else None
     plan = make_plan(spec, source=job["source_path"], dest=dest,
                      decisions=decisions_from_events(events))
-    parts = [Path(p) for p in started["parts"]]
-    missing = [str(p) for p in parts if not p.is_file()]
-    if missing:
-        raise UserError(f"{missing[0]}: a file of job {job['id']} is gone; it cannot be resumed "
-                        f"(roll it back with 'etlconsole rollback {job['id']}')")
+    parts = [SourceFile(Path(p["path"]), p["index"], p["compression"], p["size"])
+             for p in started["parts"]]
+    _prove_parts(job["id"], parts, started.get("fingerprints") or [])
     run = Job.resumed(plan, store, settings, job)
     D.refuse_unsupported(run)
     return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,
                      done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
+
+
+def _prove_parts(job_id: str, parts: list[SourceFile], fingerprints: list[dict]) -> None:
+    """Every file of the job is still there, unchanged (size, mtime, head and tail):
+    resume skips what the ledger holds of each, so each must be the file it was."""
+    for f, before in zip(parts, fingerprints, strict=False):
+        if not f.path.is_file():
+            raise UserError(f"{f.path}: a file of job {job_id} is gone; it cannot be resumed "
+                            f"(roll it back with 'etlconsole rollback {job_id}')")
+        now = extract.fingerprint(f.path)
+        changed = [k for k in ("size", "sha256_head_tail", "mtime_ns") if before.get(k) != now.get(k)]
+        if changed:
+            raise UserError(f"{f.path}: changed since job {job_id} started ({', '.join(changed)} "
+                            "differ); resuming would mix two files. Roll the job back and run "
+                            "the pipeline again")

@@ -19,13 +19,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 from ...errors import DiskFull, JobFailed, UserError
 from ...interrupts import shielded
+from .. import extract
 from ..job import Job
 from ..loader import Committed
+from ..sources import SourceFile
 from . import parts as P
 
 INSTALL_HINT = "pip install 'etlconsole[dask]'"
@@ -74,17 +75,49 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
                          silence_logs=logging.ERROR)
     client = Client(local)
     try:
+        # The job's own cluster dies with the driver: a driver killed with -9 must not
+        # leave workers still writing batches when the operator resumes the job.
+        client.run(_die_with_parent, nanny=True)
+        client.run(_die_with_parent)
         yield client
     finally:
         client.close()
         local.close()
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    """Keys of the tasks a worker is running now (a task outlives its client)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def wait_for_orphans(client: Any, job_id: str, timeout_s: float = 600.0) -> None:
+    """Before a resume on a shared cluster: the tasks of this job that a killed driver
+    left running (they finish their part; Dask cannot stop a running function) must end
+    first, or two writers would cut the same part."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = [k for keys in client.run(_executing).values() for k in keys if k.endswith(job_id)]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise JobFailed(f"tasks of job {job_id} still run on the cluster ({', '.join(running)}); "
+                            "resume it once they end")
+        time.sleep(0.5)
+
+
 class DaskRun:
     """One run segment of a job on a cluster: ``run()`` returns the summary like
     ``Runner.run``. ``done``: parts a previous segment recorded (resume)."""
 
-    def __init__(self, job: Job, parts: list[Path], *, dest: str | None, workers: int,
+    def __init__(self, job: Job, parts: list[SourceFile], *, dest: str | None, workers: int,
                  scheduler: str | None, done: dict[int, dict] | None = None,
                  progress: Callable[[dict | None], None] | None = None, log: Any = None):
         self.job, self.parts, self.dest = job, parts, dest
@@ -120,7 +153,8 @@ class DaskRun:
             job.workspace.mkdir(parents=True, exist_ok=True)
             job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
-                            scheduler=self.scheduler, parts=[str(p) for p in self.parts],
+                            scheduler=self.scheduler, parts=[f.to_json() for f in self.parts],
+                            fingerprints=[extract.fingerprint(f.path) for f in self.parts],
                             parts_done=sorted(self.done))
         job.started = time.monotonic()
         status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
@@ -151,7 +185,7 @@ class DaskRun:
     def _task(self, k: int) -> P.PartTask:
         job = self.job
         decisions = {d["phase"]: d for d in job.plan.conditions}
-        return P.PartTask(job.job_id, k, str(self.parts[k]), job.plan.spec, job.plan.dialect,
+        return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec, job.plan.dialect,
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max)
 
@@ -173,6 +207,8 @@ class DaskRun:
 
     def _run_parts(self, client: Any) -> None:
         from distributed import as_completed
+        if self.done or self.job.record is not None:
+            wait_for_orphans(client, self.job.job_id)
         dups = self._duplicates(client)
         todo = [k for k in range(len(self.parts)) if k not in self.done]
         futures = [client.submit(P.run_part, self._task(k), dups if k > 0 else None,

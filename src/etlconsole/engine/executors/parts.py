@@ -37,6 +37,7 @@ from ..job import JobContext
 from ..line import PhaseLine, Work
 from ..loader import refused_records
 from ..plan import Plan, PlannedPhase, make_plan
+from ..sources import SourceFile
 from ..targets import Target, targets_for
 from ..unique import UniqueIndex
 
@@ -56,7 +57,7 @@ class PartTask:
 
     job_id: str
     part: int                   # 0-based, in file order
-    path: str                   # the part's file
+    file: SourceFile            # the part's file (maybe compressed)
     spec: PipelineSpec
     dialect: extract.Dialect
     dest: str | None            # the driver's --dest (or the resumed job's)
@@ -95,7 +96,7 @@ class PartResult:
 
 
 def plan_part(task: PartTask) -> Plan:
-    return make_plan(task.spec, source=task.path, dest=task.dest, dialect=task.dialect,
+    return make_plan(task.spec, source=task.file.path, dest=task.dest, dialect=task.dialect,
                      decisions=task.decisions)
 
 
@@ -119,7 +120,8 @@ def _stats(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyClock
 
 
 def _stream(task: PartTask, plan: Plan) -> extract.CsvStream:
-    return extract.CsvStream(plan.source, plan.dialect, block_size=task.settings.stream_high_water_mark,
+    """The part's records, numbered within its file (1, 2, …): rejects carry the file."""
+    return extract.CsvStream(task.file, plan.dialect, block_size=task.settings.stream_high_water_mark,
                              chunk_rows=task.settings.chunk_size)
 
 
@@ -165,7 +167,9 @@ def _typed(col: pa.Array, rule: Any) -> pa.Array:
 def merge_keys(a: pa.Table, b: pa.Table) -> pa.Table:
     """One node of the tree reduce: each key once, with its first part and how many parts
     hold it (a part holds a key once: its survivors are first occurrences)."""
-    both = pa.concat_tables([a, b], promote_options="permissive")
+    # combine_chunks copies the two inputs into new (aligned) buffers: tables unpickled
+    # from another worker sit in unaligned ones, which Acero's group_by warns about.
+    both = pa.concat_tables([a, b], promote_options="permissive").combine_chunks()
     out = both.group_by("key").aggregate([("part", "min"), ("count", "sum")])
     return pa.table({"key": out["key"], "part": out["part_min"].cast(pa.int32()),
                      "count": out["count_sum"].cast(pa.int32())})
@@ -213,7 +217,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
         target.destination.close()
     shutil.rmtree(ws, ignore_errors=True)
     from ..governor import Governor
-    return PartResult(task.part, task.path, cutter.done, [s.to_json() for s in stats],
+    return PartResult(task.part, str(task.file.path), cutter.done, [s.to_json() for s in stats],
                       records=cutter.last_row, bytes_read=stream.size, warned=cutter.warned,
                       worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
@@ -287,8 +291,8 @@ class _PartCutter:
 
     def _commit(self, item: LoadItem) -> None:
         if item.number - self.base >= PART_STRIDE:
-            raise ValueError(f"{self.task.path}: more than {PART_STRIDE - 1:,} batches in one part")
-        t, file = self.target, self.task.path
+            raise ValueError(f"{str(self.task.file.path)}: more than {PART_STRIDE - 1:,} batches in one part")
+        t, file = self.target, str(self.task.file.path)
         batch = item.batch
         data = t.destination.prepare(batch.drop_columns(
             [c for c in batch.schema.names if c.startswith("_etl_")]))
