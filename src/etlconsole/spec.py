@@ -29,11 +29,20 @@ _BRANCH_KEYS = {"name", "filter", "phases"}
 
 @dataclass
 class SourceSpec:
+    # One CSV file, a glob ("drops/2026-12-*/orders_*.csv*") or a directory (see
+    # engine.sources.resolve); relative to the pipeline file's folder.
     path: str
     delimiter: str | None = None
     quote: str | None = None
     encoding: str | None = None
     header: bool = True
+    # ``path = [...]`` in the file: the list, and ``path`` its first entry (what the
+    # console's source form shows); the file is written back with the list.
+    paths: list[str] | None = None
+
+    def where(self) -> str | list[str]:
+        """What ``path`` names, as the pipeline file says it: a string or a list."""
+        return list(self.paths) if self.paths is not None else self.path
 
 
 @dataclass
@@ -104,7 +113,7 @@ class PipelineSpec:
         return (self.base_dir / Path(path).expanduser()).resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        source: dict[str, Any] = {"path": self.source.path}
+        source: dict[str, Any] = {"path": self.source.where()}
         for key in ("delimiter", "quote", "encoding"):
             if getattr(self.source, key) is not None:
                 source[key] = getattr(self.source, key)
@@ -221,7 +230,7 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
                             file=file, key=f"source.{key}")
     if "path" not in src:
         raise SpecError("missing the CSV path", file=file, key="source.path")
-    _expect(src["path"], str, "must be a string", file=file, key="source.path")
+    _source_path(src["path"], file)
     for key in ("delimiter", "quote"):
         if key in src and (not isinstance(src[key], str) or len(src[key]) != 1):
             raise SpecError("must be a single character", file=file, key=f"source.{key}")
@@ -229,7 +238,8 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
         _expect(src["encoding"], str, "must be a string", file=file, key="source.encoding")
     if "header" in src:
         _expect(src["header"], bool, "must be true or false", file=file, key="source.header")
-    source = SourceSpec(**src)
+    paths = list(src["path"]) if isinstance(src["path"], list) else None
+    source = SourceSpec(**{**src, "path": paths[0] if paths else src["path"]}, paths=paths)
 
     raw_phases = doc.get("phases", [])
     _expect(raw_phases, list, "must be an array of tables: [[phases]]", file=file, key="phases")
@@ -247,6 +257,21 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
                         base_dir=base_dir or Path.cwd(), file=file,
                         description=doc.get("description"),
                         max_reject_rate=None if rate is None else float(rate), executor=executor)
+
+
+def _source_path(path: Any, file: str) -> None:
+    """A path (file, glob or directory) or a non-empty list of them."""
+    if isinstance(path, list):
+        if not path:
+            raise SpecError("must name at least one file (an empty list)", file=file,
+                            key="source.path")
+        for i, item in enumerate(path):
+            if not isinstance(item, str) or not item.strip():
+                raise SpecError(f"entry {i + 1} must be a path (a non-empty string)",
+                                file=file, key="source.path")
+        return
+    _expect(path, str, "must be a string (a file, a glob or a directory) or a list of them",
+            file=file, key="source.path")
 
 
 def _phase_from_dict(raw: Any, i: int, *, file: str, parent: str | None = None) -> PhaseSpec:

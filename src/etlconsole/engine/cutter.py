@@ -25,6 +25,7 @@ from ..errors import DiskFull, is_disk_full
 from .batching import BatchSizer, LoadItem, Pending
 from .figures import BusyClock
 from .line import Work, process, records_of
+from . import manyfiles
 from .loader import DONE
 from .targets import Target
 
@@ -99,6 +100,7 @@ class Cutter:
         self.forced = forced          # (batch, last record) to cut again on resume
         self.number = next_batch - 1  # the last batch cut
         self.pending: Pending | None = None
+        self.file = -1                # the source file the pending rows come from
         self._queue, self._check = loader_queue, check   # check: a helper's failure raises
 
     def size(self) -> int:
@@ -108,6 +110,11 @@ class Cutter:
     def add(self, work: Work) -> None:
         """One chunk out of the line: counted, kept pending, cut into every batch it fills."""
         chunk = work.chunk
+        if chunk.file != self.file:   # batches never span files (ADR 0025)
+            self._end_file()
+            self.file = chunk.file
+        if chunk.files:               # where files start and end, before their batches
+            manyfiles.note(self.job, chunk.files)
         self._count_extract(work)
         p = self.progress
         p.rows_warned += work.warnings
@@ -138,6 +145,15 @@ class Cutter:
             self.number += 1
             self._put(pending.flush(self.number))
         self._hand_over(DONE)
+
+    def _end_file(self) -> None:
+        """A source file ended: its pending rows are a batch of their own, so each batch,
+        ledger entry and checkpoint belongs to one file. (A resume's forced cuts were
+        made so too, and are taken before this, as the rows arrive.)"""
+        pending, self.pending = self.pending, None
+        if pending is not None and not pending.empty:
+            self.number += 1
+            self._put(pending.flush(self.number))
 
     def _put(self, item: LoadItem) -> None:
         self._hand_over(self._prepare(item))

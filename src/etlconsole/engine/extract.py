@@ -269,6 +269,9 @@ class Chunk:
     # they hold every record of the chunk and those before it (see HashingFile)
     proof: tuple[int, str] | None = None
     file: int = 0             # the source file it comes from (SourceFile.index)
+    # what a stream of many files learned since its previous chunk: files it finished,
+    # the file this chunk starts (engine.manyfiles, recorded by the cutter)
+    files: list[dict] = field(default_factory=list)
 
 
 class CsvStream:
@@ -397,6 +400,16 @@ class CsvStream:
     def _close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+    def records_done(self) -> int:
+        """Records of this file handed out (or skipped) so far: all of them at its end."""
+        return self._next - 1
+
+    def content_proof(self) -> tuple[int, str] | None:
+        """(bytes, hash) of the whole content, once the reader read it to its end."""
+        if self._file is None or not self._file.at_end:
+            return None
+        return self._file.proof()
 
     def _fault(self, exc: OSError) -> JobFailed:
         """A file that cannot be read to its end (a truncated or damaged compressed file,
@@ -530,6 +543,7 @@ class HashingFile(io.RawIOBase):
         self._pos = 0
         self._lock = threading.Lock()
         self.fault: OSError | None = None     # why the file could not be read on
+        self.at_end = False                   # the content was read to its end
 
     def readable(self) -> bool:
         return True
@@ -544,6 +558,8 @@ class HashingFile(io.RawIOBase):
         except OSError as exc:   # pyarrow hands it back to the CSV reader's caller
             self.fault = exc
             raise
+        if not n and len(buffer):
+            self.at_end = True
         if n:
             with self._lock:
                 self._hash.update(memoryview(buffer)[:n])

@@ -13,18 +13,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
 from ..errors import SpecError, UserError
 from ..spec import BRANCH, PhaseSpec, PipelineSpec
-from . import conditions, extract
+from . import conditions, extract, manyfiles
 from . import destinations
 from .expr import ExpressionError, compile_expression
 from .phases import build, origin_of
 from .phases.base import ROW, Phase, PhaseResult
 from .phases.load import Load
+from .sources import SourceFile
 
 
 @dataclass
@@ -74,6 +75,10 @@ class Plan:
     branches: list[PlannedBranch] = field(default_factory=list)
     branch_schema: pa.Schema | None = None                  # schema at the branch point
     estimated_rows: int | None = None
+    # The source's files in order, each with its dialect (engine.manyfiles); empty when
+    # the plan reads no source (a rerun from a checkpoint, a replay).
+    files: list[SourceFile] = field(default_factory=list)
+    dialects: list[extract.Dialect] = field(default_factory=list)
 
     @property
     def output_schema(self) -> pa.Schema:
@@ -108,6 +113,7 @@ class Plan:
         info: dict[str, Any] = {
             "pipeline": self.spec.name,
             "source": str(self.source),
+            **({"files": [f.to_json() for f in self.files]} if len(self.files) > 1 else {}),
             "dialect": self.dialect.to_json(),
             "phases": [self._phase_json(p, decided) for p in self.phases],
             "skipped": self.skipped,
@@ -139,12 +145,15 @@ class _Planner:
         self.skipped: list[str] = []
         self.conditions: list[dict] = []
         self._estimate: tuple[int, bool] | None = None
+        self.files: list[SourceFile] = []
 
     def estimate(self) -> tuple[int, bool]:
         if self._estimate is None:
             d = self.dialect
             if d.empty:
                 self._estimate = (0, True)
+            elif len(self.files) > 1 or any(f.compression for f in self.files):
+                self._estimate = manyfiles.estimate_rows(self.files, d)
             else:
                 self._estimate = conditions.estimate_rows(
                     self.source, encoding=d.encoding, delimiter=d.delimiter, quote=d.quote,
@@ -255,7 +264,7 @@ def _check_destination(file: str, label: str, load: Load, path: Path, source: Pa
         raise exc.located(file=file) from None
 
 
-def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
+def make_plan(spec: PipelineSpec, *, source: str | Path | Sequence[str] | None = None,
               dest: str | Path | None = None, after_phase: int = 0,
               input_schema: pa.Schema | None = None, dialect: extract.Dialect | None = None,
               env: Mapping[str, str] | None = None,
@@ -267,20 +276,24 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | None = None,
     at its start (resume, rerun) instead of deciding again; `env` defaults to os.environ.
     """
     file = spec.file
-    source_path = Path(source).resolve() if source else spec.resolve(spec.source.path)
-    s = spec.source
-    if dialect is None:
-        dialect = extract.sniff(source_path, delimiter=s.delimiter, quote=s.quote,
-                                encoding=s.encoding, header=s.header)
+    files: list[SourceFile] = []
+    dialects: list[extract.Dialect] = []
+    if dialect is None:    # a glob, a directory or a list: every file sniffed and checked
+        source_path, files, dialects = manyfiles.plan_source(spec, source)
+        dialect = dialects[0]
+    else:                  # fed from a checkpoint or from rejects: the source is not read
+        named = source if isinstance(source, (str, Path)) or not source else source[0]
+        source_path = Path(str(named)).resolve() if named else spec.resolve(spec.source.path)
     schema = input_schema or pa.schema([(n, pa.string()) for n in dialect.names] + [(ROW, pa.int64())])
     planner = _Planner(spec, source_path, dialect, os.environ if env is None else env, decisions)
+    planner.files = files
     for i, p in enumerate(spec.phases):
         if i < after_phase and not p.enabled:
             planner.skipped.append(f"{p.label(i)}: enabled = false")
     main = [(i, p, p.label(i)) for i, p in enumerate(spec.phases) if i >= after_phase]
     planned, schema, last = planner.line(main, schema, context="main")
     plan = Plan(spec, source_path, dialect, planned, None, None, planner.skipped,
-                planner.conditions)
+                planner.conditions, files=files, dialects=dialects)
     if last.type == "load":
         load = _end_load(planned)
         dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)

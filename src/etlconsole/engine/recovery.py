@@ -17,7 +17,7 @@ from ..spec import load_spec, spec_from_text
 from ..store import StateStore
 from ..store import replays
 from ..store.store import now
-from . import extract
+from . import extract, manyfiles
 from . import destinations
 from .plan import decisions_from_events, make_plan
 from .replay import CheckpointStream
@@ -66,6 +66,8 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     if message:
         return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True,
                 "message": message}
+    if manyfiles.files_of(job):     # a source of many files: each checked, in its order
+        return _resume_many(store, job, settings, progress=progress, log=log)
     source = Path(job["source_path"])
     if not source.is_file():
         raise UserError(f"{source}: the job's source file is gone; it cannot be resumed "
@@ -82,6 +84,17 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     # The paths the job wrote to (a --dest given at the start); branches name their own.
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=source, dest=dest,
+                     decisions=decisions_from_events(store.events(job["id"])))
+    return Runner.resume(plan, store, settings, job, progress=progress, log=log).run()
+
+
+def _resume_many(store: StateStore, job: dict, settings: Settings, *, progress, log) -> dict:
+    """``resume`` of a job reading many files: the files it recorded (not the glob again:
+    a file added to the drop since is not part of this job), each unchanged."""
+    paths = manyfiles.check_unchanged(job)
+    spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
+    dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
+    plan = make_plan(spec, source=paths, dest=dest,
                      decisions=decisions_from_events(store.events(job["id"])))
     return Runner.resume(plan, store, settings, job, progress=progress, log=log).run()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from . import extract
+from . import extract, manyfiles
 from .figures import committed_phase_stats
 from .loader import Committed
 
@@ -76,6 +76,9 @@ def _prove_source(job: Job) -> None:
     compared already, and the whole-file digest when the job lived to record it.)"""
     held = {n: e for t in job.targets for n, e in t.held.items()}
     proof = job.store.source_proof(job.job_id, set(held))
+    if manyfiles.is_many(job.plan):
+        manyfiles.prove(job, proof, {n: e["row_end"] for n, e in held.items()})
+        return
     if proof is None:       # nothing committed, or a job from before proofs were kept
         return
     size, recorded = proof["source_bytes"], proof["source_sha256"]

@@ -28,7 +28,7 @@ from ..config import Settings
 from ..errors import DiskFull, JobFailed
 from ..interrupts import shielded
 from ..store import StateStore
-from . import extract
+from . import manyfiles
 from .batching import BatchSizer
 from .cutter import Cutter, Progress, SizeSignals, snapshot_dir
 from .figures import BusyClock, PhaseStats, committed_phase_stats
@@ -198,9 +198,7 @@ class Runner:
         for t in job.targets:
             t.destination.open(t.schema)
         loader.start()
-        stream = job.stream or extract.CsvStream(
-            job.plan.source, job.plan.dialect, block_size=job.settings.stream_high_water_mark,
-            chunk_rows=sampler.chunk_rows, start_after=job.start_after)
+        stream = job.stream or manyfiles.open_stream(job, sampler.chunk_rows)
         line = PhaseLine(job.plan.phases, job.stats, job.clocks, job.workspace).run(stream)
         try:
             for work in line:

@@ -1,0 +1,287 @@
+"""A job whose source is many files (ADR 0025): planned, streamed, recorded and resumed.
+
+The files are read one after the other in their stated order (sorted paths), and their
+records are numbered through all of them, as if the files were one file with one header:
+record r of file k is the job's record (records of files 0..k-1) + r. Everything that
+counts or orders records (batches, ledgers, rejects, ``unique``, checkpoints) keeps working
+on those numbers; the job record keeps, per file, where its records start, so any number
+can be told as (file, record within it).
+
+Where each file starts is only known once the files before it were read, so it is
+recorded as the reading gets there: ``ManyFiles`` hands the cutter, with the first chunk
+after a boundary, what it learned (the files it finished: their record count and a hash of
+their whole content; the file it started: its first record), and the cutter writes it to
+the job record before the first batch of that file is begun. Resume reads it back.
+
+One file (a glob or a directory matching one file, too) is a job exactly as before: this
+module then hands out the plain ``CsvStream`` and the job record keeps its plain
+fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserError
+from . import extract, sources
+from .sources import SourceFile
+
+if TYPE_CHECKING:
+    from ..spec import PipelineSpec
+    from .job import Job
+    from .plan import Plan
+
+
+# -- planning ----------------------------------------------------------------------
+def plan_source(spec: PipelineSpec, source: Any) -> tuple[Path, list[SourceFile],
+                                                          list[extract.Dialect]]:
+    """(the path a job names as its source, its files, each file's dialect).
+
+    Every file is sniffed before anything is written, with the first file's delimiter and
+    quote (a file that splits otherwise shows it in its header), and a file whose columns
+    differ from the first's is refused, naming both."""
+    s = spec.source
+    if source is None:
+        files = sources.resolve(s.where(), spec.base_dir)
+    elif isinstance(source, (str, Path)):
+        files = sources.resolve(str(source))
+    else:
+        files = sources.resolve([str(x) for x in source])
+    first = extract.sniff(files[0], delimiter=s.delimiter, quote=s.quote, encoding=s.encoding,
+                          header=s.header)
+    dialects = [first]
+    for f in files[1:]:
+        d = extract.sniff(f, delimiter=first.delimiter, quote=first.quote, encoding=s.encoding,
+                          header=s.header)
+        if [n.casefold() for n in d.names] != [n.casefold() for n in first.names]:
+            raise UserError(f"{f.path}: its header ({_columns(d.names)}) differs from the "
+                            f"header of {files[0].path} ({_columns(first.names)}); every file "
+                            "of a source must have the same columns in the same order")
+        dialects.append(d)
+    return (files[0].path if len(files) == 1 else common_folder(files)), files, dialects
+
+
+def _columns(names: list[str]) -> str:
+    shown = ", ".join(names[:8])
+    return f"{len(names)} columns: {shown}{', …' if len(names) > 8 else ''}"
+
+
+def common_folder(files: Sequence[SourceFile]) -> Path:
+    """The deepest folder holding every file (what the job shows as its source)."""
+    parts = [f.path.parent.parts for f in files]
+    common = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return Path(*common) if common else Path("/")
+
+
+def is_many(plan: Plan) -> bool:
+    return len(plan.files) > 1
+
+
+# -- the job record ----------------------------------------------------------------
+def fingerprint(plan: Plan, record: dict | None = None) -> dict:
+    """What identifies the source. One file: as always (size, mtime, head and tail hash).
+    Many: that per file, with the total size (progress is over the bytes on disk); a
+    resumed job keeps what its record learned while reading (where each file starts)."""
+    if not is_many(plan):
+        return extract.fingerprint(plan.source)
+    if record is not None and (record.get("source_fingerprint") or {}).get("files"):
+        return record["source_fingerprint"]
+    files = [{**f.to_json(), **extract.fingerprint(f.path)} for f in plan.files]
+    return {"size": sources.total_size(plan.files), "files": files}
+
+
+def note(job: Job, events: list[dict]) -> None:
+    """Record what the stream learned at file boundaries in the job's record (the cutter
+    calls this before it begins the first batch of a new file)."""
+    files = job.fingerprint.get("files")
+    if not files:
+        return
+    for e in events:
+        files[e["index"]].update({k: v for k, v in e.items() if k != "index"})
+    job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
+
+
+def files_of(record: dict) -> list[dict]:
+    """The job's files as recorded (empty for a job of one file)."""
+    return list((record.get("source_fingerprint") or {}).get("files") or [])
+
+
+def locate(files: list[dict], row: int | None) -> tuple[str, int] | None:
+    """(file, record within it) of the job's record ``row``; None when not known."""
+    if row is None or not files:
+        return None
+    holder = None
+    for f in files:
+        start = f.get("first_record")
+        if start is not None and start <= row:
+            holder = f
+    if holder is None:
+        return None
+    return holder["path"], row - holder["first_record"] + 1
+
+
+# -- streaming -----------------------------------------------------------------------
+def open_stream(job: Job, chunk_rows: int) -> Any:
+    """The job's source stream: the plain CsvStream for one file, else ``ManyFiles``
+    (from the record the job resumes after)."""
+    plan, settings = job.plan, job.settings
+    if not is_many(plan):
+        return extract.CsvStream(plan.files[0] if plan.files else plan.source, plan.dialect,
+                                 block_size=settings.stream_high_water_mark,
+                                 chunk_rows=chunk_rows, start_after=job.start_after)
+    index, offset = resume_point(job.fingerprint["files"], job.start_after)
+    return ManyFiles(plan.files, plan.dialects, block_size=settings.stream_high_water_mark,
+                     chunk_rows=chunk_rows, index=index, offset=offset,
+                     skip=job.start_after - offset)
+
+
+def resume_point(files: list[dict], done: int) -> tuple[int, int]:
+    """(the file record ``done + 1`` is in, the job's records before that file): the last
+    file whose recorded start is at or before it. Files never started have no start;
+    resuming then reads the last started file past its end and goes on from there."""
+    index, offset = 0, 0
+    for i, f in enumerate(files):
+        start = f.get("first_record")
+        if start is not None and start <= done + 1:
+            index, offset = i, start - 1
+    return index, offset
+
+
+class ManyFiles:
+    """The chunks of every file, in order, numbered through them all; a chunk never holds
+    records of two files. Bytes read are counted over the files on disk."""
+
+    def __init__(self, files: list[SourceFile], dialects: list[extract.Dialect], *,
+                 block_size: int, chunk_rows: int, index: int = 0, offset: int = 0,
+                 skip: int = 0):
+        self.files, self.dialects = files, dialects
+        self.block_size, self._chunk_rows = block_size, chunk_rows
+        self.index, self.offset, self.skip = index, offset, skip
+        self.size = sources.total_size(files)
+        self._current: extract.CsvStream | None = None
+
+    @property
+    def chunk_rows(self) -> int:
+        return self._chunk_rows
+
+    @chunk_rows.setter
+    def chunk_rows(self, rows: int) -> None:   # the sampler's memory governor sets it
+        self._chunk_rows = rows
+        if self._current is not None:
+            self._current.chunk_rows = rows
+
+    def __iter__(self) -> Iterator[extract.Chunk]:
+        offset, skip = self.offset, self.skip
+        before = sum(f.size for f in self.files[: self.index])   # bytes on disk done
+        events: list[dict] = []
+        for f in self.files[self.index:]:
+            stream = extract.CsvStream(f, self.dialects[f.index], block_size=self.block_size,
+                                       chunk_rows=self._chunk_rows, start_after=skip,
+                                       offset=offset)
+            self._current = stream
+            events.append({"index": f.index, "first_record": offset + 1})
+            for chunk in stream:
+                chunk.bytes_read += before
+                chunk.files, events = events, []
+                yield chunk
+            records = stream.records_done()
+            content = stream.content_proof() or _content_proof(f)
+            events.append({"index": f.index, "records": records, "content_bytes": content[0],
+                           "content_sha256": content[1]})
+            before += f.size
+            offset, skip = offset + records, 0
+        self._current = None
+
+    def bytes_read(self) -> int:
+        return self.size
+
+
+def _content_proof(f: SourceFile) -> tuple[int, str]:
+    """(bytes, hash) of the whole decompressed content, for a file the stream did not
+    read to its end itself (a file of nothing but its header)."""
+    import hashlib
+    h, n = hashlib.sha256(), 0
+    with sources.open_decompressed(f) as stream:
+        while block := stream.read(4 << 20):
+            h.update(block)
+            n += len(block)
+    return n, f"sha256:{h.hexdigest()}"
+
+
+# -- resume ------------------------------------------------------------------------
+def check_unchanged(record: dict) -> list[str]:
+    """The job's files, each checked to be there and unchanged (size, modification time,
+    head and tail), naming the first that is not; the paths, in order."""
+    out = []
+    for f in files_of(record):
+        path = Path(f["path"])
+        if not path.is_file():
+            raise UserError(f"{path}: a source file of job {record['id']} is gone; it cannot be "
+                            f"resumed (roll it back with 'etlconsole rollback {record['id']}')")
+        now = extract.fingerprint(path)
+        changed = [k for k in ("size", "mtime_ns", "sha256_head_tail") if f.get(k) != now[k]]
+        if changed:
+            raise UserError(f"{path}: changed since job {record['id']} started "
+                            f"({', '.join(changed)} differ); resuming would mix two versions of "
+                            "the file. Roll the job back and run the pipeline again")
+        out.append(str(path))
+    return out
+
+
+def prove(job: Job, proof: dict | None, held_rows: dict[int, int]) -> None:
+    """Resume skips the records the destinations hold: every file wholly before the one
+    resume continues in must still hold exactly the content it was read with (its
+    recorded whole-content hash), and the file of the furthest batch must still begin
+    with the bytes that batch was read from (ADR 0017). For a compressed file the bytes
+    are the decompressed ones: decompressing again and hashing proves the same text."""
+    files = job.fingerprint["files"]
+    if proof is None:
+        return
+    row_end = held_rows[proof["batch"]]
+    index, _ = resume_point(files, row_end - 1)   # the file holding record row_end
+    by_index = {f.index: f for f in job.plan.files}
+    for i in range(index):
+        entry = files[i]
+        if entry.get("content_sha256") is None:
+            continue       # a file without records: never started, nothing skipped in it
+        try:
+            same = _content_proof(by_index[i]) == (entry["content_bytes"], entry["content_sha256"])
+        except OSError:
+            same = False
+        if not same:
+            raise _changed(job, entry["path"], "content")
+    size, recorded = proof["source_bytes"], proof["source_sha256"]
+    if extract.prefix_digest(by_index[index], size) != recorded:
+        raise _changed(job, files[index]["path"], f"first {size:,} bytes")
+
+
+def _changed(job: Job, path: str, what: str) -> UserError:
+    return UserError(
+        f"{path}: its {what} changed since job {job.job_id} loaded records from it (same size "
+        "and modification time, other content); resuming would mix two versions of the "
+        f"file. Restore it, or roll the job back ('etlconsole rollback {job.job_id}') and "
+        "run the pipeline again")
+
+
+def estimate_rows(files: Sequence[SourceFile], dialect: extract.Dialect,
+                  sample_bytes: int = 1 << 20) -> tuple[int, bool]:
+    """Records in all the files (for ``when`` conditions), never exact: the first file's
+    decompressed head gives records per byte on disk, scaled to the total size on disk."""
+    f = files[0]
+    stream, disk = sources.open_counted(f)
+    with stream:
+        head = stream.read(sample_bytes)
+    cut = head.rfind(b"\n")
+    lines = head[: cut + 1].count(b"\n") if cut >= 0 else 0
+    records = max(0, lines - dialect.skip_lines - (1 if dialect.header else 0))
+    if not head or disk.pos == 0:
+        return 0, False
+    whole = len(head) < sample_bytes
+    per_byte = records / (f.size if whole else disk.pos)
+    return int(per_byte * sources.total_size(files)), False
