@@ -107,11 +107,13 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
     spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
     dests = job["destinations"] or []
     dest = dests[0]["path"] if len(dests) == 1 else None
-    plan = make_plan(spec, source=job["source_path"], dest=dest,
-                     decisions=decisions_from_events(events))
     parts = [SourceFile(Path(p["path"]), p["index"], p["compression"], p["size"])
              for p in started["parts"]]
     _prove_parts(job["id"], parts, started.get("fingerprints") or [])
+    # the files the job recorded (not the glob again: a file added since is not the job's)
+    named = [str(f.path) for f in parts]
+    plan = make_plan(spec, source=named if len(named) > 1 else named[0], dest=dest,
+                     decisions=decisions_from_events(events))
     run = Job.resumed(plan, store, settings, job)
     D.refuse_unsupported(run)
     return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,

@@ -23,7 +23,7 @@ from typing import Any
 
 from ...errors import DiskFull, JobFailed, UserError
 from ...interrupts import shielded
-from .. import extract
+from .. import extract, manyfiles
 from ..job import Job
 from ..loader import Committed
 from ..sources import SourceFile
@@ -123,7 +123,15 @@ class DaskRun:
         self.job, self.parts, self.dest = job, parts, dest
         self.workers, self.scheduler, self.log = workers, scheduler, log
         self.progress = progress
-        self.done = done or {}
+        # Parts are recorded in file order (a part's records are numbered after those of
+        # the files before it, as a local run numbers them), so the parts done are always
+        # a prefix; a part completed early waits in ``waiting`` for those before it.
+        done = done or {}
+        prefix = 0
+        while prefix in done:
+            prefix += 1
+        self.done = {k: done[k] for k in range(prefix)}
+        self.waiting: dict[int, P.PartResult] = {}
         self.committed = Committed()
         self.warned = 0
         self.bytes_done = 0
@@ -185,7 +193,9 @@ class DaskRun:
     def _task(self, k: int) -> P.PartTask:
         job = self.job
         decisions = {d["phase"]: d for d in job.plan.conditions}
-        return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec, job.plan.dialect,
+        dialects = job.plan.dialects
+        return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec,
+                          dialects[k] if k < len(dialects) else job.plan.dialect,
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max)
 
@@ -215,29 +225,43 @@ class DaskRun:
                                  key=f"part-{k}-{self.job.job_id}", pure=False) for k in todo]
         try:
             for future in as_completed(futures):
-                self._record(future.result())
+                result = future.result()
+                self.waiting[result.part] = result
+                while len(self.done) in self.waiting:
+                    self._record(self.waiting.pop(len(self.done)))
         except BaseException:
             client.cancel(futures)
             raise
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its
-        checkpoint (what resume counts as done)."""
+        checkpoint (what resume counts as done). Records are renumbered through the files
+        here (the worker counts within its file) and where the file starts is noted in
+        the job's record, as a local run of the same files does (engine.manyfiles)."""
         job, store = self.job, self.job.store
+        offset = self.committed.rows_read       # records of the files before this one
+        if job.fingerprint.get("files"):
+            event = {"index": r.part, "first_record": offset + 1, "records": r.records}
+            if r.content:
+                event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
+            manyfiles.note(job, [event])
         loaded = sum(b.loaded for b in r.batches)
         rejected = sum(len(b.rejects) for b in r.batches)
         data = {"part": r.part, "file": r.path, "records": r.records, "rows_loaded": loaded,
                 "rows_rejected": rejected, "batches": len(r.batches), "warned": r.warned,
                 "bytes_read": r.bytes_read, "worker": r.worker, "seconds": round(r.seconds, 3),
                 "skipped": r.skipped, "stats": r.stats,
-                "batch": max((b.number for b in r.batches), default=0)}
+                "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
         self._count(data)
+        self.done[r.part] = data
         c = self.committed
         counters = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                     "rows_rejected": c.rows_rejected, "retries": job.retries}
         for b in r.batches:
-            store.begin_batch(job.job_id, b.number, row_start=b.row_start, row_end=b.row_end,
-                              rejects=b.rejects, rows=b.rows)
+            rejects = [x | {"row": x["row"] + offset} if x.get("row") is not None else x
+                       for x in b.rejects]
+            store.begin_batch(job.job_id, b.number, row_start=b.row_start + offset,
+                              row_end=b.row_end + offset, rejects=rejects, rows=b.rows)
             store.commit_batch(job.job_id, b.number, rows_loaded=b.loaded, attempts=b.attempts,
                                duration_ms=b.duration_ms, counters=counters)
         store.add_checkpoint(job.job_id, "part", data, row_count=c.rows_read)

@@ -33,6 +33,7 @@ from .. import extract, types
 from ..batching import LoadItem, Pending
 from ..destinations import RefusedRow
 from ..figures import BusyClock, PhaseStats
+from ..governor import Governor
 from ..job import JobContext
 from ..line import PhaseLine, Work
 from ..loader import refused_records
@@ -59,7 +60,7 @@ class PartTask:
     part: int                   # 0-based, in file order
     file: SourceFile            # the part's file (maybe compressed)
     spec: PipelineSpec
-    dialect: extract.Dialect
+    dialect: extract.Dialect    # the file's own sniff (the same columns as the first's)
     dest: str | None            # the driver's --dest (or the resumed job's)
     decisions: dict
     settings: Settings
@@ -93,6 +94,7 @@ class PartResult:
     seconds: float
     peak_rss_mb: float = 0.0
     skipped: list[int] = field(default_factory=list)   # batches the ledger held
+    content: tuple[int, str] | None = None             # (bytes, sha256) of the whole content
 
 
 def plan_part(task: PartTask) -> Plan:
@@ -216,12 +218,11 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
             p.phase.teardown()
         target.destination.close()
     shutil.rmtree(ws, ignore_errors=True)
-    from ..governor import Governor
     return PartResult(task.part, str(task.file.path), cutter.done, [s.to_json() for s in stats],
-                      records=cutter.last_row, bytes_read=stream.size, warned=cutter.warned,
+                      records=stream.records_done(), bytes_read=stream.size, warned=cutter.warned,
                       worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
-                      skipped=sorted(held))
+                      skipped=sorted(held), content=stream.content_proof())
 
 
 def _seed_unique(plan: Plan, ws: Path, duplicates: pa.Table, part: int) -> None:
