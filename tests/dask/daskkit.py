@@ -155,3 +155,41 @@ def ledger_batches(out: Path) -> list[int]:
             if number.isdigit() and list(out.glob(f"part-*-{number}.parquet")):
                 found.append(int(number))
     return sorted(found)
+
+
+# -- killing a worker mid-part ---------------------------------------------------------
+SMALL_BATCHES = {"PIPELINE_BATCH_SIZE_MIN": "200", "PIPELINE_BATCH_SIZE_MAX": "200",
+                 "PIPELINE_CHUNK_SIZE": "200"}
+
+
+def job_id_of(lab: Lab) -> str | None:
+    ids = lab.job_ids()
+    return next(iter(ids)) if ids else None
+
+
+def recorded_parts(lab: Lab, job_id: str) -> list[dict]:
+    return [json.loads(d) for (d,) in lab.store_query(
+        "SELECT checkpoint_data FROM pipeline_checkpoints WHERE job_id = ? AND phase = 'part' "
+        "ORDER BY id", (job_id,))]
+
+
+def kill_worker_mid_part(client: Any, proc: Any, lab: Lab, held: Any) -> int:
+    """SIGKILL the worker process running a part of the lab's job once that part has
+    committed two batches (``held()``: the batch numbers the destination's ledger holds);
+    returns the part. Fails if the job ends first."""
+    from etlconsole.engine.executors.dask import _executing
+    from etlconsole.engine.executors.parts import part_of
+    while proc.poll() is None:
+        job_id = job_id_of(lab)
+        if job_id is not None:
+            counts = Counter(part_of(n) for n in held())
+            for addr, keys in client.run(_executing).items():
+                for key in keys:
+                    if key.startswith("part-") and key.endswith(job_id):
+                        part = int(key.split("-")[1])
+                        if counts[part] >= 2:
+                            pid = client.run(os.getpid, workers=[addr])[addr]
+                            os.kill(pid, signal.SIGKILL)
+                            return part
+        time.sleep(0.02)
+    raise AssertionError("the job ended before a worker could be killed mid-part")

@@ -75,22 +75,13 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
                          silence_logs=logging.ERROR)
     client = Client(local)
     try:
-        # The job's own cluster dies with the driver: a driver killed with -9 must not
-        # leave workers still writing batches when the operator resumes the job.
-        client.run(_die_with_parent, nanny=True)
-        client.run(_die_with_parent)
+        # The job's own cluster dies with the driver: distributed's processes exit when
+        # their parent goes (a pipe they watch), so a driver killed with -9 leaves no
+        # worker writing behind the resume (tests/dask: the driver's kill).
         yield client
     finally:
         client.close()
         local.close()
-
-
-def _die_with_parent() -> None:
-    """SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _executing(dask_worker: Any) -> list[str]:
