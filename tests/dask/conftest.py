@@ -16,8 +16,12 @@ from daskkit import write_drop
 @pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
+    from postgres.pg import PASSWORD
+    # Workers of a shared cluster find a database's password in their own environment
+    # (the driver never ships it): the nannies give it to every worker, restarted ones too.
     local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=logging.ERROR)
+                         dashboard_address=None, silence_logs=logging.ERROR,
+                         env={"PGPASSWORD": PASSWORD})
     client = Client(local)
     try:
         yield client
@@ -33,3 +37,22 @@ def drop(tmp_path_factory) -> Path:
     for f in folder.iterdir():
         f.chmod(0o444)
     return folder
+
+
+@pytest.fixture(scope="session")
+def big_drop(tmp_path_factory) -> Path:
+    """6 files of 6,000 records (2 gzipped): 30 batches a file at SMALL_BATCHES, so a
+    part runs long enough to be killed in the middle."""
+    folder = write_drop(tmp_path_factory.mktemp("big"), rows=6_000)
+    for f in folder.iterdir():
+        f.chmod(0o444)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The PostgreSQL suite's throwaway server (tests/postgres/pg.py)."""
+    from postgres.pg import start_or_skip
+    server = start_or_skip()
+    yield server
+    server.stop()

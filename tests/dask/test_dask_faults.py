@@ -10,17 +10,8 @@ import psutil
 import pytest
 
 from daskkit import (SMALL_BATCHES, DropLab, job_id_of, kill_worker_mid_part, ledger_batches,
-                     recorded_parts, wait_until, write_drop)
+                     recorded_parts, wait_until)
 from faults.faultkit import kill9
-
-
-@pytest.fixture(scope="module")
-def big_drop(tmp_path_factory):
-    """6 files of 6,000 records (2 gzipped): 30 batches of 200 rows a file."""
-    folder = write_drop(tmp_path_factory.mktemp("big"), rows=6_000)
-    for f in folder.iterdir():
-        f.chmod(0o444)
-    return folder
 
 
 @pytest.fixture(scope="module")
