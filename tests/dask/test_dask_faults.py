@@ -4,7 +4,6 @@ uninterrupted local run of the same files."""
 
 from __future__ import annotations
 
-import time
 
 import psutil
 import pytest

@@ -24,7 +24,7 @@ def test_merge_keys_finds_the_first_owner_of_keys_held_by_several_parts():
     c = pa.table({"key": pa.array([4, 3], pa.int64()), "part": pa.array([1, 1], pa.int32()),
                   "count": pa.array([1, 1], pa.int32())})
     dups = P.cross_part(P.merge_keys(P.merge_keys(a, b), c))
-    assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist())) == [(3, 0), (4, 1)]
+    assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == [(3, 0), (4, 1)]
 
 
 def _task(lab: DropLab, k: int, tmp: Path, batch_rows: int = 500) -> P.PartTask:
@@ -70,3 +70,14 @@ def test_seeded_keys_are_rejected_like_a_local_run_would(tmp_path, drop):
     shutil.rmtree(lab.out)
     plain = P.run_part(_task(lab, 3, tmp_path))
     assert not [r for b in plain.batches for r in b.rejects if r["row"] == 2_001]
+
+
+def test_the_engine_and_the_cli_import_no_dask():
+    """The engine works without dask installed: nothing imports it until a job asks."""
+    import subprocess
+    import sys
+    code = ("import sys, etlconsole.cli, etlconsole.engine.executors, "
+            "etlconsole.engine.executors.dask, etlconsole.engine.executors.parts; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -232,7 +232,7 @@ class DaskRun:
         job, store = self.job, self.job.store
         offset = self.committed.rows_read       # records of the files before this one
         if job.fingerprint.get("files"):
-            event = {"index": r.part, "first_record": offset + 1, "records": r.records}
+            event: dict[str, Any] = {"index": r.part, "first_record": offset + 1, "records": r.records}
             if r.content:
                 event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
             manyfiles.note(job, [event])
