@@ -141,7 +141,9 @@ def part_keys(task: PartTask) -> pa.Table:
     stats, clocks = _stats(phases)
     scratch = Path(tempfile.mkdtemp(prefix=f"keys-{task.part}-", dir=task.workspace))
     ctx = JobContext(task.job_id, scratch, task.settings)
-    for p in phases:
+    # The validate phase is not attached: its unique index stays in memory (the pre-pass
+    # is never resumed, and the on-disk index fsyncs every chunk, for resume's sake).
+    for p in phases[:-1]:
         p.phase.attach(ctx)
     keys: list[pa.Array] = []
     line = PhaseLine(phases, stats, clocks, scratch).run(_stream(task, plan))
