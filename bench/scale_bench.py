@@ -113,11 +113,14 @@ class PinnedCluster:
             time.sleep(0.1)
         time.sleep(0.3)
         self.address = json.loads(self.file.read_text())["address"]
+        # streaming tasks: no spilling, no pausing (see engine/executors/dask.py)
+        env = {**os.environ, **{f"DASK_DISTRIBUTED__WORKER__MEMORY__{k}": "False"
+                                for k in ("TARGET", "SPILL", "PAUSE")}}
         for c in cores:
             self.procs.append(subprocess.Popen(
                 ["taskset", "-c", str(c), str(BIN / "dask"), "worker", self.address,
                  "--nworkers", "1", "--nthreads", "1", "--memory-limit", f"{memory_mb}MB",
-                 "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         from distributed import Client
         with Client(self.address, timeout="60s") as client:
             client.wait_for_workers(len(cores), timeout=120)

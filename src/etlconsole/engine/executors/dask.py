@@ -30,6 +30,14 @@ from ..sources import SourceFile
 from . import parts as P
 
 INSTALL_HINT = "pip install 'etlconsole[dask]'"
+# A part holds its memory while it streams: there is nothing to spill, and a worker Dask
+# pauses at 80% of its limit never gets below it again (the job stalls; measured: two
+# paused workers at 420-460 MB of 512). Only the nanny's restart at 95% stays, and the
+# part restarted elsewhere skips what its ledger holds. A cluster of your own wants the same
+# (DASK_DISTRIBUTED__WORKER__MEMORY__{TARGET,SPILL,PAUSE}=False; docs/scale-out.md).
+STREAMING_MEMORY = {"distributed.worker.memory.target": False,
+                    "distributed.worker.memory.spill": False,
+                    "distributed.worker.memory.pause": False}
 
 
 def require_dask() -> None:
@@ -70,9 +78,11 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
         finally:
             client.close()
         return
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                         memory_limit=f"{memory_mb}MB", dashboard_address=None,
-                         silence_logs=logging.ERROR)
+    import dask
+    with dask.config.set(STREAMING_MEMORY):
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             memory_limit=f"{memory_mb}MB", dashboard_address=None,
+                             silence_logs=logging.ERROR)
     client = Client(local)
     try:
         # The job's own cluster dies with the driver: distributed's processes exit when
@@ -204,25 +214,38 @@ class DaskRun:
                                  key=f"merge-{depth}-{i}-{self.job.job_id}")
                    for i in range(0, len(level) - 1, 2)]
             level = nxt + ([level[-1]] if len(level) % 2 else [])
-        return client.submit(P.cross_part, level[0], key=f"dups-{self.job.job_id}", pure=False)
+        dups = client.submit(P.cross_part, level[0], key=f"dups-{self.job.job_id}",
+                             pure=False).result()
+        # Broadcast: every worker holds the (small) duplicates, so the load tasks that need
+        # them are spread by load, not sent all to the one worker that computed them.
+        return client.scatter(dups, broadcast=True, hash=False)
 
     def _run_parts(self, client: Any) -> None:
         from distributed import as_completed
         if self.done or self.job.record is not None:
             wait_for_orphans(client, self.job.job_id)
-        dups = self._duplicates(client)
         todo = [k for k in range(len(self.parts)) if k not in self.done]
-        futures = [client.submit(P.run_part, self._task(k), dups if k > 0 else None,
-                                 key=f"part-{k}-{self.job.job_id}", pure=False) for k in todo]
+        futures = []
+        if todo and todo[0] == 0:       # part 0 needs no duplicates: it starts at once
+            futures.append(self._submit(client, 0, None))
+        dups = self._duplicates(client)
+        futures += [self._submit(client, k, dups) for k in todo if k > 0]
         try:
             for future in as_completed(futures):
                 result = future.result()
+                # Released once fetched: a worker lost later must not make Dask compute
+                # a finished part again to keep its result.
+                future.release()
                 self.waiting[result.part] = result
                 while len(self.done) in self.waiting:
                     self._record(self.waiting.pop(len(self.done)))
         except BaseException:
             client.cancel(futures)
             raise
+
+    def _submit(self, client: Any, k: int, dups: Any) -> Any:
+        return client.submit(P.run_part, self._task(k), dups, key=f"part-{k}-{self.job.job_id}",
+                             pure=False)
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its
