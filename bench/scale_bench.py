@@ -79,7 +79,8 @@ def pipeline(folder: Path, drop: Path, *, unique: bool) -> Path:
     return name
 
 
-def run(folder: Path, pipeline_file: Path, args: list[str], pin: str | None) -> dict:
+def run(folder: Path, pipeline_file: Path, args: list[str], pin: str | None,
+        cluster: "PinnedCluster | None" = None) -> dict:
     """One job in a fresh state store and output folder; returns its summary + wall."""
     shutil.rmtree(folder / "out", ignore_errors=True)
     shutil.rmtree(folder / "state", ignore_errors=True)
@@ -87,13 +88,22 @@ def run(folder: Path, pipeline_file: Path, args: list[str], pin: str | None) -> 
            str(pipeline_file), "--no-ui", "--json", *args]
     if pin is not None:
         cmd = ["taskset", "-c", pin, *cmd]
+    before = cluster.cpu_s() if cluster else 0.0
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
-    return {"wall_s": round(wall, 3), "rows_read": summary["rows_read"],
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=folder, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    # CPU seconds: the job's process (and its threads), plus the workers' for Dask. On a
+    # machine shared with other work, wall time is what the others leave; CPU time is not.
+    cpu = usage.ru_utime + usage.ru_stime + ((cluster.cpu_s() - before) if cluster else 0.0)
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "rows_read": summary["rows_read"],
             "rows_loaded": summary["rows_loaded"], "rows_rejected": summary["rows_rejected"]}
 
 
@@ -124,6 +134,23 @@ class PinnedCluster:
         from distributed import Client
         with Client(self.address, timeout="60s") as client:
             client.wait_for_workers(len(cores), timeout=120)
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the workers' processes (nanny and worker)."""
+        import psutil
+        total = 0.0
+        for p in self.procs[1:]:
+            try:
+                procs = [psutil.Process(p.pid)] + psutil.Process(p.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+            for q in procs:
+                try:
+                    t = q.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+        return total
 
     def close(self) -> None:
         for p in reversed(self.procs):
@@ -170,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             for unique in (True, False):
                 p = pipeline(folder, drop, unique=unique)
                 tag = "unique" if unique else "plain"
-                for name, extra, pin in (("local", ["--executor", "local"], "0"),
-                                         ("dask", dask_args, None)):
-                    out = run(folder, p, extra, pin)
+                for name, extra, pin, cl in (("local", ["--executor", "local"], "0", None),
+                                             ("dask", dask_args, None, cluster)):
+                    out = run(folder, p, extra, pin, cl)
                     results["runs"].setdefault(f"{name}/{tag}", []).append(out)
-                    log(f"round {r + 1} {name:5} {tag:6} {out['wall_s']:7.2f}s "
+                    log(f"round {r + 1} {name:5} {tag:6} {out['wall_s']:7.2f}s wall "
+                        f"{out['cpu_s']:7.2f}s cpu "
                         f"{out['rows_loaded']:,} loaded {out['rows_rejected']:,} rejected")
         results["overhead"] = overhead(folder, cluster.address)
     finally:
@@ -186,9 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         loc = statistics.median(x["wall_s"] for x in runs[f"local/{tag}"])
         dsk = statistics.median(x["wall_s"] for x in runs[f"dask/{tag}"])
         assert runs[f"local/{tag}"][0]["rows_loaded"] == runs[f"dask/{tag}"][0]["rows_loaded"]
+        loc_cpu = statistics.median(x["cpu_s"] for x in runs[f"local/{tag}"])
+        dsk_cpu = statistics.median(x["cpu_s"] for x in runs[f"dask/{tag}"])
         results[f"speedup_{tag}"] = round(loc / dsk, 2)
+        # what two idle cores would give if the work spread evenly: CPU of one core's run
+        # over half the CPU the cluster spent (an estimate, not a measurement)
+        results[f"cpu_ratio_{tag}"] = round(loc_cpu / dsk_cpu, 3)
         log(f"{tag:6}: local (1 core) {loc:.2f}s, dask (2 pinned workers) {dsk:.2f}s: "
-            f"speed-up {loc / dsk:.2f}x")
+            f"speed-up {loc / dsk:.2f}x; cpu {loc_cpu:.2f}s vs {dsk_cpu:.2f}s "
+            f"(idle-machine estimate {2 * loc_cpu / dsk_cpu:.2f}x)")
     log(f"per-task overhead: {results['overhead']['per_task_ms']} ms")
     print(json.dumps(results))
     return 0
