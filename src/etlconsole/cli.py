@@ -148,13 +148,19 @@ def _print_summary(s: dict) -> None:
 @click.argument("pipeline", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
-@click.option("--source", type=click.Path(path_type=Path), help="Read this CSV instead of [source].path.")
+@click.option("--source", type=click.Path(path_type=Path), multiple=True,
+              help="Read this CSV (a file, a quoted glob or a directory; repeatable) instead "
+                   "of [source].path.")
 @click.option("--dest", type=str, help="Load into this file instead of the load phase's path "
               "(postgres: this URL instead of its url).")
 @_executor_options
 @click.pass_obj
 def run(obj: Context, pipeline, no_ui, as_json, source, dest, executor, workers, scheduler):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
+    source = _sources(source)
+    if isinstance(source, list) and _console_wanted(no_ui, as_json):
+        raise UserError("--source given more than once: run it with --no-ui (the console "
+                        "takes one source)")
     if _console_wanted(no_ui, as_json):
         from .jobs import plan_pipeline
         plan_pipeline(pipeline, source=source, dest=dest)   # user errors: one line, exit 2
@@ -341,6 +347,9 @@ def show(obj: Context, job, as_json):
         return
     click.echo(f"job {j['id']}  {j['status']}  pipeline {j['pipeline_name']} ({j['pipeline_file']})")
     click.echo(f"  source     {j['source_path']}  ({j['bytes_total'] or 0:,} bytes)")
+    from .engine import manyfiles
+    for line in manyfiles.file_lines(j):       # a source of many files: each of them
+        click.echo(f"    file     {line}")
     for d in j["destinations"] or []:
         table = f" table {d['table']}" if d.get("table") else ""
         click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
@@ -414,8 +423,10 @@ def checkpoints(obj: Context, job, as_json, limit):
     every = store.checkpoints(j["id"])
     rows = _last(every, limit)
     if as_json:
+        from .engine import manyfiles
+        files = manyfiles.files_of(j)
         for r in rows:
-            _echo_json(r)
+            _echo_json({**r, **manyfiles.where(files, (r["checkpoint_data"] or {}).get("last_row"))})
         return
     _header("checkpoints", j["id"], len(rows), len(every),
             "number, phase, batch, last row, rows loaded, created (UTC)")
@@ -484,9 +495,11 @@ def batches(obj: Context, job, as_json, limit):
     if not as_json:
         _header("batches", j["id"], len(rows), len(every),
                 "number, status, records, rows loaded, rejected, attempts, duration")
+    from .engine import manyfiles
+    files = manyfiles.files_of(j)
     for b in rows:
         if as_json:
-            _echo_json(b)
+            _echo_json({**b, **manyfiles.where(files, b["row_start"])})
         else:
             click.echo(f"{b['batch_number']:>6}  {b['status']:<11} records {b['row_start']:>11,}-"
                        f"{b['row_end']:<11,} loaded {b['rows_loaded']:>9,}  rejected "
@@ -525,10 +538,13 @@ def rejects(obj: Context, job, as_json, csv_file, fix_file):
         return
     from .store.replays import resolutions
     resolved = resolutions(store, j["id"])      # rows a replay loaded since (issue 16)
+    from .engine import manyfiles
+    files = manyfiles.files_of(j)               # many files: each row's file and record in it
     for r in rows:
         by, at = resolved.get(r["row"], (None, None))
         if as_json:
-            _echo_json({**r, "resolved_by": by, "resolved_at": at})
+            _echo_json({**r, **manyfiles.where(files, r["row"]), "resolved_by": by,
+                        "resolved_at": at})
         else:
             click.echo(f"row {r['row']}: {r['phase']}/{r['rule']}"
                        f"{'/' + r['column'] if r['column'] else ''}: {r['message']}"
@@ -662,9 +678,16 @@ def _print_phase(p: dict, indent: str) -> None:
     click.echo(f"{indent}{p['label']}{origin}{cond}")
 
 
+def _sources(given: tuple[Path, ...]) -> Path | list[str] | None:
+    """--source as the engine takes it: none, one (a file, glob or directory), or a list."""
+    if len(given) <= 1:
+        return given[0] if given else None
+    return [str(p) for p in given]
+
+
 @main.command()
 @click.argument("pipeline", type=click.Path(path_type=Path))
-@click.option("--source", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), multiple=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def check(obj: Context, pipeline, source, as_json):
@@ -676,7 +699,7 @@ def check(obj: Context, pipeline, source, as_json):
     a job would check it before writing (reachable, writable, its table compatible)."""
     from .engine import destinations
     from .jobs import plan_pipeline
-    plan = plan_pipeline(pipeline, source=source)
+    plan = plan_pipeline(pipeline, source=_sources(source))
     settings = obj.settings()
     targets = [(b.load, b.destination_path, b.output_schema) for b in plan.branches]
     if not targets:
@@ -690,6 +713,9 @@ def check(obj: Context, pipeline, source, as_json):
         return
     click.echo(f"pipeline {info['pipeline']}: OK")
     click.echo(f"  source {info['source']}  ({'; '.join(plan.dialect.notes)})")
+    for f in info.get("files", []):            # a source of many files, in reading order
+        codec = f" {f['compression']}" if f["compression"] else ""
+        click.echo(f"    file {f['path']}  ({f['size']:,} bytes{codec})")
     if info["estimated_rows"] is not None:
         click.echo(f"  rows   about {info['estimated_rows']:,} (estimated for min_rows/max_rows)")
     for p in info["phases"]:

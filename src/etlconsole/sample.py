@@ -15,7 +15,9 @@ Two kinds of dirt are mixed in:
 
 Same ``(rows, seed, dirty_rate)`` -> byte-identical file.
 
-CLI (benchmark): ``python -m etlconsole.sample PATH ROWS [--seed S] [--dirty-rate R]``.
+CLI (benchmark): ``python -m etlconsole.sample PATH ROWS [--seed S] [--dirty-rate R]``;
+with ``--files N [--compress gzip|bz2|zstd|lz4] [--every K]`` PATH is a folder: a drop of
+N files holding the same records (``write_orders_drop``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
 __all__ = ["HEADER", "COLUMNS", "DEFECT_KINDS", "SAMPLE_PIPELINE_TOML", "SampleManifest",
-           "write_orders_csv", "main"]
+           "write_orders_csv", "write_orders_drop", "main"]
 
 COLUMNS = ("order_id", "customer_id", "customer_email", "customer_name", "status", "quantity",
            "unit_price", "currency", "ordered_on", "shipped_at", "country", "city", "sku",
@@ -334,6 +336,61 @@ def write_orders_csv(path, rows: int, seed: int = 7, dirty_rate: float = 0.02) -
                           expected_loaded=rows - rejected)
 
 
+_SUFFIX = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst", "lz4": ".lz4"}
+
+
+def write_orders_drop(folder, rows: int, files: int, *, seed: int = 7, dirty_rate: float = 0.02,
+                      compress: str | None = None, every: int = 1) -> SampleManifest:
+    """The records of ``write_orders_csv(rows, seed)`` split into ``files`` files
+    ``orders_001.csv`` … of about equal size, each with the header (a drop: what a source of
+    many files reads, ADR 0025). With ``compress`` (gzip, bz2, zstd, lz4) every ``every``-th
+    file is compressed by pyarrow. A record with a quoted newline stays in one file, so the
+    drop read in order holds the same records as the one file (and the same manifest)."""
+    from pathlib import Path
+    if not isinstance(files, int) or files < 1:
+        raise ValueError(f"files must be a positive int, not {files!r}")
+    if compress is not None and compress not in _SUFFIX:
+        raise ValueError(f"compress must be one of {', '.join(_SUFFIX)}, not {compress!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = folder / ".orders-whole.csv.tmp"
+    manifest = write_orders_csv(whole, rows, seed=seed, dirty_rate=dirty_rate)
+    per_file = -(-rows // files) if rows else 0
+    try:
+        with open(whole, "rb") as src:
+            header = src.readline()
+            for i in range(files):
+                compressed = compress is not None and (i + 1) % every == 0
+                name = f"orders_{i + 1:03d}.csv" + (_SUFFIX[compress] if compressed and compress else "")
+                with _sink(folder / name, compress if compressed else None) as out:
+                    out.write(header)
+                    _copy_records(src, out, per_file)
+    finally:
+        whole.unlink(missing_ok=True)
+    return manifest
+
+
+def _sink(path, codec: str | None):
+    import pyarrow as pa
+    if codec is None:
+        return open(path, "wb")
+    return pa.CompressedOutputStream(str(path), codec)
+
+
+def _copy_records(src, out, records: int) -> None:
+    """Copy up to ``records`` records (a quoted newline keeps a record's lines together)."""
+    for _ in range(records):
+        line = src.readline()
+        if not line:
+            return
+        while line.count(b'"') % 2:        # an open quote: the record goes on
+            more = src.readline()
+            if not more:
+                break
+            line += more
+        out.write(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m etlconsole.sample",
                                      description="Write a deterministic dirty orders CSV.")
@@ -341,9 +398,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rows", type=lambda s: int(s.replace("_", "")))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dirty-rate", type=float, default=0.02)
+    parser.add_argument("--files", type=int, default=0,
+                        help="write a drop: PATH is a folder of this many files")
+    parser.add_argument("--compress", choices=sorted(_SUFFIX), default=None,
+                        help="with --files: compress the files with this codec")
+    parser.add_argument("--every", type=int, default=1,
+                        help="with --compress: compress only every Nth file")
     args = parser.parse_args(argv)
     try:
-        manifest = write_orders_csv(args.path, args.rows, seed=args.seed, dirty_rate=args.dirty_rate)
+        if args.files:
+            manifest = write_orders_drop(args.path, args.rows, args.files, seed=args.seed,
+                                         dirty_rate=args.dirty_rate, compress=args.compress,
+                                         every=max(1, args.every))
+        else:
+            manifest = write_orders_csv(args.path, args.rows, seed=args.seed,
+                                        dirty_rate=args.dirty_rate)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

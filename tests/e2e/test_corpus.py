@@ -77,9 +77,11 @@ def _params(ids, bugs):
 
 
 # -- the driver ------------------------------------------------------------------------
-def _run_driver(tmp: Path) -> dict[str, dict]:
-    tasks = [{"id": rel, "source": str(path), "workdir": str(tmp / f"{i:03d}")}
-             for i, (rel, path) in enumerate(FILES.items())]
+def _run_driver(tmp: Path, sources: dict[str, str] | None = None) -> dict[str, dict]:
+    """Every corpus file (or, by id, the file ``sources`` gives instead) through the driver."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    tasks = [{"id": rel, "source": (sources or {}).get(rel, str(path)),
+              "workdir": str(tmp / f"{i:03d}")} for i, (rel, path) in enumerate(FILES.items())]
     results: dict[str, dict] = {}
     remaining, attempt = tasks, 0
     while remaining:

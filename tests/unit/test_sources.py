@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -120,3 +122,62 @@ def test_a_file_streams_with_its_records_numbered_after_the_offset(tmp_path: Pat
     rejected = [r for c in chunks for rj in c.rejects for r in rj.rows.column(ROW).to_pylist()]
     assert rejected == [2501]
     assert {c.file for c in chunks} == {3} and chunks[0].first_row == 501
+
+
+@pytest.mark.skipif(shutil.which("lz4") is None, reason="the lz4 tool is not installed")
+def test_lz4_tool_output_reads_like_pyarrow_output(tmp_path: Path):
+    """The lz4 command line tool writes LZ4 frames: what a drop really holds."""
+    plain = tmp_path / "x.csv"
+    plain.write_bytes(DATA)
+    subprocess.run(["lz4", "-q", "-f", str(plain), str(tmp_path / "x.csv.lz4")], check=True)
+    (f,) = sources.resolve(str(tmp_path / "x.csv.lz4"))
+    with sources.open_decompressed(f) as stream:
+        assert stream.read() == DATA
+
+
+def test_a_file_named_with_glob_characters_is_that_file(tmp_path: Path):
+    (tmp_path / "[table].csv").write_bytes(DATA)
+    (tmp_path / "t.csv").write_bytes(DATA)
+    assert [f.path.name for f in sources.resolve(str(tmp_path / "[table].csv"))] == ["[table].csv"]
+
+
+def test_parts_at_any_byte_offsets_hold_each_record_once(tmp_path: Path):
+    """A plain file cut into byte ranges anywhere: each part streamed on its own, numbered
+    by the records before it, gives the whole file's rows and rejects (what an executor
+    splitting one big file relies on)."""
+    from etlconsole.engine import extract
+    from etlconsole.engine.phases.base import ROW
+    body = b"".join(b"%d,n%d\n" % (i, i) if i % 97 else b"%d,ragged,x\n" % i
+                    for i in range(1, 3001))
+    data = b"\n" + b"id,name\n" + body.replace(b"500,n500\n", b"500,n500\n\n")  # blank lines
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    (whole,) = sources.resolve(str(path))
+    dialect = extract.sniff(whole)
+
+    def stream(f, offset=0):
+        rows, rejected = [], []
+        for c in extract.CsvStream(f, dialect, block_size=4096, chunk_rows=500, offset=offset):
+            rows += list(zip(c.batch.column(ROW).to_pylist(), c.batch.column("name").to_pylist(),
+                             strict=True))
+            rejected += [r for rj in c.rejects for r in rj.rows.column(ROW).to_pylist()]
+        return rows, rejected
+
+    expected = stream(whole)
+    assert len(expected[0]) + len(expected[1]) == 3000
+    for cuts in ([0, 1, 2, len(data)], [0, 11, 12, 9_999, 10_000, 20_001, len(data)],
+                 [0, 7_000, None]):
+        rows, rejected = [], []
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            part = whole.part(start, end)
+            r, j = stream(part, offset=sources.records_before(part))
+            rows += r
+            rejected += j
+        assert (rows, sorted(rejected)) == (expected[0], sorted(expected[1])), cuts
+
+
+def test_a_compressed_file_has_no_parts(tmp_path: Path):
+    (tmp_path / "x.csv.gz").write_bytes(gzip.compress(DATA))
+    (f,) = sources.resolve(str(tmp_path / "x.csv.gz"))
+    with pytest.raises(ValueError, match="compressed"):
+        f.part(0, 10)

@@ -69,6 +69,8 @@ def sniff(source: Path | SourceFile, *, delimiter: str | None = None, quote: str
     path = source.path if isinstance(source, SourceFile) else source
     _check_readable(path)
     head = _read_head(source if isinstance(source, SourceFile) else plain_file(path))
+    if not head:            # a compressed file of nothing, said as a plain empty file is
+        raise _refuse(path, "file is empty (expected a header line)")
     notes: list[str] = []
     encoding, bom, note = _choose_encoding(head, encoding)
     notes.append(note)

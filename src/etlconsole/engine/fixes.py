@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import UserError
-from . import extract
+from . import extract, manyfiles
 from .phases.base import ROW
 
 RAW = "_etl_raw"
@@ -74,6 +74,8 @@ def source_values(job: dict, records: set[int]) -> tuple[dict[int, tuple], str |
     ``records``, and None; or ({}, why) when the source cannot be used."""
     if not records:
         return {}, None
+    if manyfiles.files_of(job):     # a source of many files: each record from its own
+        return _many_values(job, records)
     source = Path(job["source_path"] or "")
     if not source.is_file():
         return {}, f"{source}: the job's source file is gone"
@@ -82,10 +84,45 @@ def source_values(job: dict, records: set[int]) -> tuple[dict[int, tuple], str |
     if any(old.get(k) != new.get(k) for k in ("size", "sha256_head_tail", "mtime_ns")):
         return {}, f"{source}: changed since job {job['id']} read it"
     d = dialect_of(job)
-    wanted = pa.array(sorted(records), pa.int64())
-    first, last = min(records), max(records)
+    first = min(records)
     stream = extract.CsvStream(source, d, block_size=1 << 20, chunk_rows=32_768,
                                start_after=first - 1)
+    return _collect(stream, records, d), None
+
+
+def _many_values(job: dict, records: set[int]) -> tuple[dict[int, tuple], str | None]:
+    """``source_values`` for a job of many files: each file holding some of ``records``,
+    unchanged since the job read it, read from the first of them (numbered in the job's
+    numbering, ADR 0025)."""
+    d = dialect_of(job)
+    found: dict[int, tuple] = {}
+    by_file: dict[int, set[int]] = {}
+    files = manyfiles.files_of(job)
+    for r in records:
+        by_file.setdefault(manyfiles.resume_point(files, r - 1)[0], set()).add(r)
+    for index, wanted in sorted(by_file.items()):
+        entry = files[index]
+        path = Path(entry["path"])
+        if not path.is_file():
+            return found, f"{path}: a source file of the job is gone"
+        new = extract.fingerprint(path)
+        if any(entry.get(k) != new.get(k) for k in ("size", "sha256_head_tail", "mtime_ns")):
+            return found, f"{path}: changed since job {job['id']} read it"
+        f = extract.plain_file(path)
+        own = extract.sniff(f, delimiter=d.delimiter, quote=d.quote, encoding=d.encoding,
+                            header=d.header)          # its own BOM and blank lines
+        offset = entry["first_record"] - 1
+        stream = extract.CsvStream(f, own, block_size=1 << 20, chunk_rows=32_768,
+                                   start_after=min(wanted) - offset - 1, offset=offset)
+        found.update(_collect(stream, wanted, d))
+    return found, None
+
+
+def _collect(stream, records: set[int], d) -> dict[int, tuple]:
+    """The ``records`` the stream holds: their fields, or for a record rejected on read
+    its text as read."""
+    wanted = pa.array(sorted(records), pa.int64())
+    last = max(records)
     found: dict[int, tuple] = {}
     for chunk in stream:
         batch = chunk.batch
@@ -104,7 +141,7 @@ def source_values(job: dict, records: set[int]) -> tuple[dict[int, tuple], str |
                     found[number] = ("raw", _join([row.get(n) for n in d.names], d))
         if chunk.last_row >= last:
             break
-    return found, None
+    return found
 
 
 def rows_for(job: dict, rejects: list[dict]) -> tuple[list[tuple[dict, FixRow]], str | None]:

@@ -90,9 +90,12 @@ def fingerprint(plan: Plan, record: dict | None = None) -> dict:
     resumed job keeps what its record learned while reading (where each file starts)."""
     if not is_many(plan):
         return extract.fingerprint(plan.source)
-    if record is not None and (record.get("source_fingerprint") or {}).get("files"):
-        return record["source_fingerprint"]
     files = [{**f.to_json(), **extract.fingerprint(f.path)} for f in plan.files]
+    recorded = files_of(record or {})
+    if recorded:      # a resume: where each file starts, learned while reading, stays
+        learned = ("first_record", "records", "content_bytes", "content_sha256")
+        files = [{**now, **{k: then[k] for k in learned if k in then}}
+                 for now, then in zip(files, recorded, strict=True)]
     return {"size": sources.total_size(plan.files), "files": files}
 
 
@@ -105,6 +108,13 @@ def note(job: Job, events: list[dict]) -> None:
     for e in events:
         files[e["index"]].update({k: v for k, v in e.items() if k != "index"})
     job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
+
+
+def finish(job: Job, stream: Any) -> None:
+    """The stream ended: record the ends of the files no chunk came after."""
+    if isinstance(stream, ManyFiles) and stream.leftover:
+        note(job, stream.leftover)
+        stream.leftover = []
 
 
 def files_of(record: dict) -> list[dict]:
@@ -124,6 +134,27 @@ def locate(files: list[dict], row: int | None) -> tuple[str, int] | None:
     if holder is None:
         return None
     return holder["path"], row - holder["first_record"] + 1
+
+
+def where(files: list[dict], row: int | None) -> dict:
+    """``{"file": path, "file_record": n}`` for record ``row`` of a job of many files
+    (what ``rejects --json``, ``batches --json`` and ``checkpoints --json`` add); ``{}``
+    for a job of one file, whose record numbers are already the file's."""
+    found = locate(files, row)
+    return {"file": found[0], "file_record": found[1]} if found else {}
+
+
+def file_lines(record: dict) -> list[str]:
+    """``show``'s lines for a job of many files: each file, its size and its records."""
+    lines = []
+    for f in files_of(record):
+        start, n = f.get("first_record"), f.get("records")
+        span = ("not read yet" if start is None else "no records" if n == 0 else
+                f"records {start:,}-{start + n - 1:,} ({n:,})" if n is not None else
+                f"records from {start:,}")
+        codec = f" {f['compression']}" if f.get("compression") else ""
+        lines.append(f"{f['path']}  ({f['size']:,} bytes{codec})  {span}")
+    return lines
 
 
 # -- streaming -----------------------------------------------------------------------
@@ -165,6 +196,7 @@ class ManyFiles:
         self.index, self.offset, self.skip = index, offset, skip
         self.size = sources.total_size(files)
         self._current: extract.CsvStream | None = None
+        self.leftover: list[dict] = []
 
     @property
     def chunk_rows(self) -> int:
@@ -197,9 +229,7 @@ class ManyFiles:
             before += f.size
             offset, skip = offset + records, 0
         self._current = None
-
-    def bytes_read(self) -> int:
-        return self.size
+        self.leftover = events      # the last files' ends: no chunk follows to carry them
 
 
 def _content_proof(f: SourceFile) -> tuple[int, str]:
@@ -215,21 +245,20 @@ def _content_proof(f: SourceFile) -> tuple[int, str]:
 
 
 # -- resume ------------------------------------------------------------------------
-def check_unchanged(record: dict) -> list[str]:
-    """The job's files, each checked to be there and unchanged (size, modification time,
-    head and tail), naming the first that is not; the paths, in order."""
+def check_present(record: dict) -> list[str]:
+    """The job's files (the ones it recorded, in their order), each still there.
+
+    A file whose size or modification time changed is not refused here, unlike a source
+    of one file: what matters is that the records resume skips are the ones loaded, and
+    ``prove`` checks exactly that (each file wholly before the resume point by its whole
+    content, the resume file by the head its batches were read from). So a truncated
+    file replaced by a whole copy resumes; an edit of loaded records is refused."""
     out = []
     for f in files_of(record):
         path = Path(f["path"])
         if not path.is_file():
             raise UserError(f"{path}: a source file of job {record['id']} is gone; it cannot be "
                             f"resumed (roll it back with 'etlconsole rollback {record['id']}')")
-        now = extract.fingerprint(path)
-        changed = [k for k in ("size", "mtime_ns", "sha256_head_tail") if f.get(k) != now[k]]
-        if changed:
-            raise UserError(f"{path}: changed since job {record['id']} started "
-                            f"({', '.join(changed)} differ); resuming would mix two versions of "
-                            "the file. Roll the job back and run the pipeline again")
         out.append(str(path))
     return out
 

@@ -91,7 +91,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
 def _resume_many(store: StateStore, job: dict, settings: Settings, *, progress, log) -> dict:
     """``resume`` of a job reading many files: the files it recorded (not the glob again:
     a file added to the drop since is not part of this job), each unchanged."""
-    paths = manyfiles.check_unchanged(job)
+    paths = manyfiles.check_present(job)
     spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
     dest = _destinations(job)[0]["path"] if len(_destinations(job)) == 1 else None
     plan = make_plan(spec, source=paths, dest=dest,
@@ -235,7 +235,7 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     labels = {p.label(i) for i, p in enumerate(then.phases) if i < n}
     carried = store.reject_records(job["id"], labels)
     size = (job["source_fingerprint"] or {}).get("size", 0)
-    stream = CheckpointStream(folder, batches, carried, size)
+    stream = CheckpointStream(folder, batches, carried, size, manyfiles.files_of(job))
     plan = make_plan(now_spec, source=job["source_path"], dest=dest, after_phase=n,
                      input_schema=stream.schema(), dialect=extract.Dialect(**job["dialect"]),
                      decisions=decisions_from_events(store.events(job["id"])))

@@ -15,8 +15,13 @@ from .extract import Chunk
 
 
 class CheckpointStream:
-    def __init__(self, folder: Path, batches: list[int], carried: list[dict], size: int):
+    def __init__(self, folder: Path, batches: list[int], carried: list[dict], size: int,
+                 sources: list[dict] | None = None):
         self.files = [folder / f"{n:08d}.arrows" for n in batches]
+        # A job of many source files: each chunk says its file, so the rerun's batches
+        # are cut at the files' ends too (ADR 0025).
+        self.starts = [(f["first_record"], i) for i, f in enumerate(sources or [])
+                       if f.get("first_record") is not None]
         # Rejects of the phases before the checkpoint travel with the chunk that covers them.
         self.carried = sorted(carried, key=lambda r: r["row"] or 0)
         self.rows = [r["row"] or 0 for r in self.carried]
@@ -43,4 +48,8 @@ class CheckpointStream:
                     if first == 1:                # rejects without a record number
                         carried = [r for r in self.carried if not r["row"]] + carried
                     yield Chunk(batch, [], first, last, self.size * done // len(self.files),
-                                carried=carried)
+                                carried=carried, file=self._file_of(first))
+
+    def _file_of(self, record: int) -> int:
+        at = bisect.bisect_right(self.starts, (record, len(self.starts)))
+        return self.starts[at - 1][1] if at else 0

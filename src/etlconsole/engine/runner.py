@@ -206,6 +206,7 @@ class Runner:
                 sampler.check_budget()
                 stream.chunk_rows = sampler.chunk_rows
                 cutter.add(work)
+            manyfiles.finish(job, stream)
             cutter.finish()
         except BaseException:
             # Every thread stops, and is waited for, before phases and destinations are

@@ -50,10 +50,32 @@ class SourceFile:
     index: int                 # 0-based position in the stated order (sorted paths)
     compression: str | None    # "gzip" | "bz2" | "zstd" | "lz4" | None
     size: int                  # bytes on disk (compressed size)
+    # A part of a plain file (``part``): the records that begin at a byte p with
+    # start <= p < end, read after the file's header line. None: the whole file.
+    start: int = 0
+    end: int | None = None
 
     @property
     def name(self) -> str:
         return str(self.path)
+
+    @property
+    def is_part(self) -> bool:
+        return self.start > 0 or self.end is not None
+
+    def part(self, start: int, end: int | None) -> SourceFile:
+        """The records of this file that begin in bytes [start, end): splitting a file at
+        any byte offsets gives parts that together hold each record exactly once.
+
+        Only for a plain file whose records end with a newline and hold none (no quoted
+        newlines): a part starts after the first newline at or after ``start - 1``, which
+        is a record boundary only then. The caller decides that it is safe (e.g. no quoted
+        newline in the sniffed sample, and each part's end checked); this cannot tell."""
+        if self.compression is not None:
+            raise ValueError(f"{self.path}: a compressed file cannot be read in byte ranges")
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"bad byte range {start}..{end}")
+        return SourceFile(self.path, self.index, None, self.size, start, end)
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "index": self.index, "compression": self.compression,
@@ -84,7 +106,7 @@ def _expand(item: str, base: Path | None) -> list[Path]:
     p = Path(item).expanduser()
     if not p.is_absolute() and base is not None:
         p = base / p
-    if _GLOB_CHARS & set(item):
+    if _GLOB_CHARS & set(item) and not p.is_file():   # "[table].csv" is a name, when it is one
         matches = [Path(m).resolve() for m in glob.glob(str(p), recursive=True)]
         files = [m for m in matches if m.is_file()]
         if not files:
@@ -189,12 +211,100 @@ class _Counted(io.RawIOBase):
 
 def open_counted(f: SourceFile) -> tuple[BinaryIO, _Counted]:
     """(the decompressed content, the file on disk counting what was read of it). For a
-    plain file both are the same object."""
+    plain file both are the same object; for a part, the header line then the part."""
+    if f.is_part:
+        part = _Part(f)
+        return cast(BinaryIO, part), part
     raw = _Counted(f.path)
     if f.compression is None:
         return cast(BinaryIO, raw), raw
     stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), f.compression)
     return cast(BinaryIO, stream), raw
+
+
+class _Part(_Counted):
+    """A part of a plain file as a CSV reader wants it: the header line, then the records
+    that begin in [start, end) (see ``SourceFile.part``). ``pos`` counts the part's own
+    bytes on disk."""
+
+    def __init__(self, f: SourceFile):
+        super().__init__(f.path)
+        raw = self._raw
+        header = _header_end(raw)
+        first = header if f.start <= header else _line_after(raw, f.start - 1)
+        last = f.size if f.end is None or f.end >= f.size else _line_after(raw, f.end - 1)
+        self.first, self.last = first, max(first, last)
+        raw.seek(0)
+        self._pending = raw.read(header)        # the header line (and blank lines before it)
+        raw.seek(self.first)
+        self._left = self.last - self.first
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)
+        if self._pending:
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        if self._left <= 0:
+            return 0
+        n = self._raw.readinto(view[: min(len(view), self._left)]) or 0
+        self._left -= n
+        self.pos += n
+        return n
+
+
+def _header_end(raw) -> int:
+    """Where the first non-blank line of the file ends (the header's end; a header with a
+    quoted newline makes the file unsplittable anyway)."""
+    raw.seek(0)
+    pos = 0
+    for line in iter(lambda: _readline(raw), b""):
+        pos += len(line)
+        if line.strip():
+            return pos
+    return pos
+
+
+def _line_after(raw, offset: int) -> int:
+    """The position after the first newline at or after ``offset`` (the file's size when
+    there is none)."""
+    raw.seek(offset)
+    line = _readline(raw)
+    return offset + len(line)
+
+
+def _readline(raw, block: int = 1 << 16) -> bytes:
+    """One line (through its newline) from an unbuffered file, leaving it just after."""
+    start, parts = raw.tell(), []
+    while True:
+        chunk = raw.read(block)
+        if not chunk:
+            break
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            parts.append(chunk[: cut + 1])
+            break
+        parts.append(chunk)
+    line = b"".join(parts)
+    raw.seek(start + len(line))
+    return line
+
+
+def records_before(f: SourceFile) -> int:
+    """Records of the file before part ``f`` (non-blank lines from the header's end to the
+    part's first byte): what numbers the part's records in the file. Reads that far."""
+    if not f.is_part:
+        return 0
+    with _Part(f) as part, open(f.path, "rb") as raw:
+        raw.seek(_header_end(raw))
+        left, n = part.first - raw.tell(), 0
+        for line in raw:
+            if left <= 0:
+                break
+            left -= len(line)
+            n += bool(line.strip(b"\r\n"))
+    return n
 
 
 def total_size(files: Sequence[SourceFile]) -> int:
