@@ -5,6 +5,7 @@ is written."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from daskkit import (FIRST_INVALID, TWICE_VALID, DropLab, parquet_ids, unique_rejects_by_file)
 from etlconsole.engine.executors.parts import part_of
@@ -21,6 +22,10 @@ def test_a_drop_loads_the_same_rows_and_rejects_as_local(tmp_path, drop, cluster
         assert got[key] == expected[key], key
     assert lab.digest() == local.digest()
     assert lab.rejects_of(got["job_id"]) == local.rejects_of(expected["job_id"])
+    # as the operator sees them: each reject's file and record within it
+    told = [_by_file(x.cli("rejects", j, "--json").json_lines())
+            for x, j in ((lab, got["job_id"]), (local, expected["job_id"]))]
+    assert told[0] == told[1] and {f for f, *_ in told[0]} >= {"orders_01.csv.gz", "orders_05.csv"}
     # the crafted keys: file 3 loses its copy of file 0's key; file 1's is invalid, so
     # file 4's is the first valid one and loads, file 5's is a duplicate of it
     by_file = unique_rejects_by_file(lab, got["job_id"])
@@ -37,6 +42,10 @@ def test_a_drop_loads_the_same_rows_and_rejects_as_local(tmp_path, drop, cluster
         "ORDER BY id", (got["job_id"],))]
     assert [p["part"] for p in parts] == list(range(6))
     assert sum(p["records"] for p in parts) == got["rows_read"]
+
+
+def _by_file(rejects_json: list[dict]) -> set[tuple]:
+    return {(Path(r["file"]).name, r["file_record"], r["rule"], r["column"]) for r in rejects_json}
 
 
 def test_the_executor_key_of_the_pipeline_file_chooses_dask(tmp_path, drop, cluster):
