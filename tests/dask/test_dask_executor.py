@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daskkit import (FIRST_INVALID, TWICE_VALID, DropLab, parquet_ids, unique_rejects_by_file)
+from daskkit import (FIRST_INVALID, SMALL_BATCHES, TWICE_VALID, DropLab, parquet_ids,
+                     unique_rejects_by_file)
 from etlconsole.engine.executors.parts import part_of
 from faults.faultkit import Lab
 
@@ -101,3 +102,23 @@ def test_a_dask_job_is_not_resumed_locally(tmp_path, drop, cluster):
     assert res.returncode == 2 and "resume it with --executor dask" in res.stderr, str(res)
 
 
+
+
+def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_drop, cluster):
+    """Workers report through Dask (Pub/Sub); the driver writes the job's metrics and a
+    per-worker sample (part, rows/s, memory) while the parts run, not only as they end."""
+    lab = DropLab(tmp_path / "lab", big_drop)
+    lab.env.update(SMALL_BATCHES)
+    got = lab.run_with("--executor", "dask", "--scheduler", cluster.scheduler.address)
+    samples = [json.loads(d)["workers"] for (d,) in lab.store_query(
+        "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'workers'", (got["job_id"],))]
+    assert samples, "no per-worker sample recorded"
+    seen = {w["worker"] for sample in samples for w in sample}
+    assert seen <= set(cluster.scheduler_info()["workers"]) and seen
+    assert all(w["rss_mb"] > 0 and 0 <= w["part"] < 6 for sample in samples for w in sample)
+    assert any(w["rows_per_s"] > 0 for sample in samples for w in sample)
+    # metrics while the parts run (rows read before the end), growing, ending at the total
+    rows = [r for (r,) in lab.store_query("SELECT rows_read FROM pipeline_metrics WHERE job_id = ? "
+                                          "ORDER BY id", (got["job_id"],))]
+    assert any(0 < r < got["rows_read"] for r in rows), rows
+    assert rows == sorted(rows) and rows[-1] == got["rows_read"]

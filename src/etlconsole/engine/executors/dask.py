@@ -133,6 +133,7 @@ class DaskRun:
             prefix += 1
         self.done = {k: done[k] for k in range(prefix)}
         self.waiting: dict[int, P.PartResult] = {}
+        self.watcher: Any = None
         self.committed = Committed()
         self.warned = 0
         self.bytes_done = 0
@@ -198,7 +199,7 @@ class DaskRun:
         return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec,
                           dialects[k] if k < len(dialects) else job.plan.dialect,
                           self.dest, decisions, job.settings, str(job.workspace),
-                          batch_rows=job.settings.batch_size_max)
+                          batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
 
     def _duplicates(self, client: Any) -> Any:
         """The future of the cross-part duplicate keys (None: no unique rule, or one part).
@@ -221,9 +222,18 @@ class DaskRun:
         return client.scatter(dups, broadcast=True, hash=False)
 
     def _run_parts(self, client: Any) -> None:
-        from distributed import as_completed
         if self.done or self.job.record is not None:
             wait_for_orphans(client, self.job.job_id)
+        from .progress import Watcher
+        self.watcher = Watcher(client, f"progress-{self.job.job_id}", self, self.progress)
+        self.watcher.start()
+        try:
+            self._submit_all(client)
+        finally:
+            self.watcher.close()
+
+    def _submit_all(self, client: Any) -> None:
+        from distributed import as_completed
         todo = [k for k in range(len(self.parts)) if k not in self.done]
         futures = []
         if todo and todo[0] == 0:       # part 0 needs no duplicates: it starts at once
@@ -285,7 +295,10 @@ class DaskRun:
                           rows=r.records, seconds=round(r.seconds, 3))
 
     def _sample(self, r: P.PartResult) -> None:
-        """A metrics sample of the job after a part (the driver writes every one)."""
+        """A metrics sample of the job after a part, unless the watcher (progress.py) is
+        sampling: its figures include the running parts, and rows read must not go back."""
+        if self.watcher is not None:
+            return
         job, c = self.job, self.committed
         seg = time.monotonic() - job.started
         sample = {"elapsed_s": round(job.elapsed_before + seg, 3), "rows_read": c.rows_read,

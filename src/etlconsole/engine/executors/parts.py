@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -66,6 +67,7 @@ class PartTask:
     settings: Settings
     workspace: str              # the job's workspace (shared with the driver's machine)
     batch_rows: int             # rows per load batch (fixed: a re-run cuts where the ledger says)
+    topic: str | None = None    # where a task running on Dask reports its progress (Pub)
 
 
 @dataclass
@@ -212,7 +214,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
     target.destination.open(target.schema)
     lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
     held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
-    cutter = _PartCutter(task, target, held)
+    cutter = _PartCutter(task, target, held, _reporter(task))
     stream = _stream(task, plan)
     line = PhaseLine(plan.phases, stats, clocks, ws).run(stream)
     try:
@@ -255,8 +257,9 @@ class _PartCutter:
     """The part's batches: fixed-size cuts (or where the ledger says, for the batches it
     holds), each written in one destination transaction unless held."""
 
-    def __init__(self, task: PartTask, target: Target, held: dict):
-        self.task, self.target, self.held = task, target, held
+    def __init__(self, task: PartTask, target: Target, held: dict,
+                 report: Callable[[int], None] | None = None):
+        self.task, self.target, self.held, self.report = task, target, held, report
         self.base = task.part * PART_STRIDE
         self.forced = sorted((n, e.row_end) for n, e in held.items())
         self.number = self.base
@@ -320,6 +323,34 @@ class _PartCutter:
             attempts = result.attempts
             loaded = item.rows - len(refused)
         rejects = [r | {"file": file} for r in item.rejects + refused]
+        if self.report is not None:
+            self.report(item.row_end)
         self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
                                    loaded, rejects, attempts,
                                    (time.perf_counter() - t0) * 1000, item.number not in self.held))
+
+
+def _reporter(task: PartTask) -> Callable[[int], None] | None:
+    """On a Dask worker, a function logging the part's progress as a Dask event of topic
+    ``task.topic`` (at most twice a second): records done, the worker's RSS. The driver turns it into the
+    job's metrics; elsewhere (tests, no topic) None."""
+    if not task.topic:
+        return None
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    import psutil
+    topic, proc, last, began = task.topic, psutil.Process(), [0.0], time.monotonic()
+
+    def report(records: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5 and last[0]:
+            return
+        last[0] = now
+        worker.log_event(topic, {"worker": worker.address, "pid": os.getpid(), "part": task.part,
+                 "records": records, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                 "rows_per_s": round(records / max(now - began, 1e-3), 1),
+                 "at": time.time()})
+    return report
