@@ -20,7 +20,7 @@ def cluster():
     # Workers of a shared cluster find a database's password in their own environment
     # (the driver never ships it): the nannies give it to every worker, restarted ones too.
     local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=logging.ERROR,
+                         dashboard_address=":0", silence_logs=logging.ERROR,
                          env={"PGPASSWORD": PASSWORD})
     client = Client(local)
     try:

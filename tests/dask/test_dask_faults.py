@@ -76,3 +76,23 @@ def test_the_driver_killed_then_resumed_is_exactly_once(tmp_path, big_drop, refe
     assert lab.rejects_of(job_id) == rejects
     skipped = [n for p in recorded_parts(lab, job_id) for n in p["skipped"]]
     assert skipped and set(skipped) <= set(before)
+
+
+def test_a_file_that_fails_to_decompress_halfway_fails_the_job_naming_it(tmp_path, big_drop, cluster):
+    """Never silently partial: the part of a truncated gzip file fails the job (exit 1,
+    resumable), naming the file; what is loaded is whole batches of the files' records."""
+    import shutil
+    bad = tmp_path / "drop"
+    shutil.copytree(big_drop, bad)
+    gz = bad / "orders_04.csv.gz"
+    gz.chmod(0o644)
+    data = gz.read_bytes()
+    gz.write_bytes(data[: len(data) * 6 // 10])
+    lab = DropLab(tmp_path / "lab", bad)
+    res = lab.cli("run", lab.pipeline, "--no-ui", "--json", "--executor", "dask",
+                  "--scheduler", cluster.scheduler.address)
+    assert res.returncode == 1, str(res)
+    summary = res.last_json()
+    assert summary["status"] == "failed" and "orders_04.csv.gz" in summary["error"]
+    assert "decompress" in summary["error"]
+    assert lab.store_job(summary["job_id"])["status"] == "failed"

@@ -81,7 +81,7 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
     import dask
     with dask.config.set(STREAMING_MEMORY):
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             memory_limit=f"{memory_mb}MB", dashboard_address=None,
+                             memory_limit=f"{memory_mb}MB", dashboard_address=":0",
                              silence_logs=logging.ERROR)
     client = Client(local)
     try:
