@@ -96,3 +96,10 @@ def test_a_file_that_fails_to_decompress_halfway_fails_the_job_naming_it(tmp_pat
     assert summary["status"] == "failed" and "orders_04.csv.gz" in summary["error"]
     assert "decompress" in summary["error"]
     assert lab.store_job(summary["job_id"])["status"] == "failed"
+    # the whole file put back: a Dask resume does not skip batches of a file it cannot
+    # prove is the one they were cut from (ADR 0026): refused, nothing written
+    gz.write_bytes(data)
+    before = ledger_batches(lab.out)
+    res = lab.cli("resume", summary["job_id"], "--json")
+    assert res.returncode == 2 and "orders_04.csv.gz: changed since job" in res.stderr, str(res)
+    assert ledger_batches(lab.out) == before

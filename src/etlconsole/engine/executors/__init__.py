@@ -17,7 +17,7 @@ from ...config import Settings
 from ...errors import UserError
 from ...spec import EXECUTORS, load_spec, spec_from_text
 from ...store import StateStore
-from .. import extract
+from .. import extract, manyfiles
 from ..plan import Plan, decisions_from_events, make_plan
 from ..sources import SourceFile
 
@@ -103,33 +103,35 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
     from ..job import Job
     D.require_dask()
     events = store.events(job["id"])
-    started = next(e["details"] for e in events if e["event"] == "executor")
     spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
     dests = job["destinations"] or []
     dest = dests[0]["path"] if len(dests) == 1 else None
-    parts = [SourceFile(Path(p["path"]), p["index"], p["compression"], p["size"])
-             for p in started["parts"]]
-    _prove_parts(job["id"], parts, started.get("fingerprints") or [])
-    # the files the job recorded (not the glob again: a file added since is not the job's)
-    named = [str(f.path) for f in parts]
+    # the files the job recorded, each unchanged (not the glob again: a file added to the
+    # drop since is not the job's); the job record keeps their fingerprints (ADR 0025)
+    named = _unchanged_files(job)
     plan = make_plan(spec, source=named if len(named) > 1 else named[0], dest=dest,
                      decisions=decisions_from_events(events))
     run = Job.resumed(plan, store, settings, job)
     D.refuse_unsupported(run)
-    return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,
+    return D.DaskRun(run, part_files(plan), dest=dest, workers=workers, scheduler=scheduler,
                      done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
 
 
-def _prove_parts(job_id: str, parts: list[SourceFile], fingerprints: list[dict]) -> None:
-    """Every file of the job is still there, unchanged (size, mtime, head and tail):
-    resume skips what the ledger holds of each, so each must be the file it was."""
-    for f, before in zip(parts, fingerprints, strict=False):
-        if not f.path.is_file():
-            raise UserError(f"{f.path}: a file of job {job_id} is gone; it cannot be resumed "
-                            f"(roll it back with 'etlconsole rollback {job_id}')")
-        now = extract.fingerprint(f.path)
-        changed = [k for k in ("size", "sha256_head_tail", "mtime_ns") if before.get(k) != now.get(k)]
+def _unchanged_files(job: dict) -> list[str]:
+    """The job's files, each there and unchanged (size, mtime, head and tail, as recorded
+    when the job started): a re-run part skips the batches the ledger holds of its file,
+    with no proof of their bytes kept, so the file must be the one it was. (Stricter than
+    a local resume, which proves content: docs/scale-out.md.)"""
+    files = manyfiles.files_of(job) or [{"path": job["source_path"], **(job["source_fingerprint"] or {})}]
+    for f in files:
+        path = Path(f["path"])
+        if not path.is_file():
+            raise UserError(f"{path}: a source file of job {job['id']} is gone; it cannot be "
+                            f"resumed (roll it back with 'etlconsole rollback {job['id']}')")
+        now = extract.fingerprint(path)
+        changed = [k for k in ("size", "sha256_head_tail", "mtime_ns") if f.get(k) != now.get(k)]
         if changed:
-            raise UserError(f"{f.path}: changed since job {job_id} started ({', '.join(changed)} "
-                            "differ); resuming would mix two files. Roll the job back and run "
-                            "the pipeline again")
+            raise UserError(f"{path}: changed since job {job['id']} started ({', '.join(changed)} "
+                            "differ); resuming would mix two versions of the file. Roll the job "
+                            "back and run the pipeline again")
+    return [str(f["path"]) for f in files]

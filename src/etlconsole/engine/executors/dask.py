@@ -23,7 +23,7 @@ from typing import Any
 
 from ...errors import DiskFull, JobFailed, UserError
 from ...interrupts import shielded
-from .. import extract, manyfiles
+from .. import manyfiles
 from ..job import Job
 from ..loader import Committed
 from ..sources import SourceFile
@@ -163,9 +163,8 @@ class DaskRun:
             job.workspace.mkdir(parents=True, exist_ok=True)
             job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
-                            scheduler=self.scheduler, parts=[f.to_json() for f in self.parts],
-                            fingerprints=[extract.fingerprint(f.path) for f in self.parts],
-                            parts_done=sorted(self.done))
+                            scheduler=self.scheduler, parts=len(self.parts),
+                            parts_done=len(self.done))
         job.started = time.monotonic()
         status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
         try:
