@@ -100,13 +100,23 @@ def main(ctx, state, log_format):
 
 
 # -- run ----------------------------------------------------------------------------
-def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool) -> int:
-    from .jobs import run_pipeline
+def _run_and_report(obj: Context, pipeline, source, dest, as_json: bool, **executor) -> int:
+    from .engine.executors import run_pipeline
     settings = obj.settings()
     summary = run_pipeline(pipeline, settings, source=source, dest=dest,
                            progress=obj.progress_line(), log=logs.get(),
-                           on_event=obj.event_log())
+                           on_event=obj.event_log(), **executor)
     return _report(summary, as_json)
+
+
+def _executor_options(f):
+    """--executor, --workers, --scheduler (run and resume; ADR 0026)."""
+    f = click.option("--scheduler", metavar="ADDRESS",
+                     help="Dask: run on this scheduler (default: a local cluster for the job).")(f)
+    f = click.option("--workers", type=int, metavar="N",
+                     help="Dask: worker processes of the local cluster (default 2).")(f)
+    return click.option("--executor", type=click.Choice(["local", "dask"]),
+                        help="Where the job runs (default: the pipeline's executor, else local).")(f)
 
 
 def _report(summary: dict, as_json: bool) -> int:
@@ -143,8 +153,9 @@ def _print_summary(s: dict) -> None:
                    "of [source].path.")
 @click.option("--dest", type=str, help="Load into this file instead of the load phase's path "
               "(postgres: this URL instead of its url).")
+@_executor_options
 @click.pass_obj
-def run(obj: Context, pipeline, no_ui, as_json, source, dest):
+def run(obj: Context, pipeline, no_ui, as_json, source, dest, executor, workers, scheduler):
     """Run PIPELINE (a TOML pipeline file) as a new job (on a terminal: in the console)."""
     source = _sources(source)
     if isinstance(source, list) and _console_wanted(no_ui, as_json):
@@ -155,17 +166,20 @@ def run(obj: Context, pipeline, no_ui, as_json, source, dest):
         plan_pipeline(pipeline, source=source, dest=dest)   # user errors: one line, exit 2
         sys.exit(_open_console(obj, pipeline=pipeline,
                                run={"pipeline": pipeline, "source": source, "dest": dest}))
-    sys.exit(_run_and_report(obj, pipeline, source, dest, as_json))
+    sys.exit(_run_and_report(obj, pipeline, source, dest, as_json, executor=executor,
+                             workers=workers, scheduler=scheduler))
 
 
 @main.command()
 @click.argument("job")
 @click.option("--no-ui", is_flag=True, help="Run headless, also on a terminal (no console).")
 @click.option("--json", "as_json", is_flag=True, help="End stdout with the summary as one JSON object.")
+@_executor_options
 @click.pass_obj
-def resume(obj: Context, job, no_ui, as_json):
+def resume(obj: Context, job, no_ui, as_json, executor, workers, scheduler):
     """Continue a failed or interrupted JOB after the last batch its destination committed."""
-    from .engine.recovery import nothing_to_resume, resume as resume_job
+    from .engine.executors import resume as resume_job
+    from .engine.recovery import nothing_to_resume
     if _console_wanted(no_ui, as_json):
         store = obj.store()
         store.mark_dead_jobs()
@@ -175,7 +189,8 @@ def resume(obj: Context, job, no_ui, as_json):
             click.echo(message)
             sys.exit(0)
         sys.exit(_open_console(obj, resume=found["id"]))
-    summary = resume_job(obj.store(), job, obj.settings(), progress=obj.progress_line(), log=logs.get())
+    summary = resume_job(obj.store(), job, obj.settings(), progress=obj.progress_line(), log=logs.get(),
+                         executor=executor, workers=workers, scheduler=scheduler)
     if summary.get("nothing_to_do"):
         if as_json:
             _echo_json(summary)

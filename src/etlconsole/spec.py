@@ -18,7 +18,8 @@ from .conditions import check_when
 from .errors import SpecError
 
 FORMAT = 1
-_TOP_KEYS = {"name", "format", "source", "phases", "description", "max_reject_rate"}
+_TOP_KEYS = {"name", "format", "source", "phases", "description", "max_reject_rate", "executor"}
+EXECUTORS = ("local", "dask")     # where a job runs: threads of one process, or a Dask cluster
 _SOURCE_KEYS = {"path", "delimiter", "quote", "encoding", "header"}
 # Keys every phase understands; the rest are the phase's own options.
 COMMON_PHASE_KEYS = {"type", "enabled", "when", "checkpoint"}
@@ -101,6 +102,7 @@ class PipelineSpec:
     file: str = field(default="<pipeline>", compare=False)
     description: str | None = None
     max_reject_rate: float | None = None   # fail the job when more of the rows read are rejected
+    executor: str = "local"                # local | dask (ADR 0026); --executor overrides
 
     @property
     def branched(self) -> bool:
@@ -122,6 +124,8 @@ class PipelineSpec:
             doc["description"] = self.description
         if self.max_reject_rate is not None:
             doc["max_reject_rate"] = self.max_reject_rate
+        if self.executor != "local":
+            doc["executor"] = self.executor
         doc["source"] = source
         doc["phases"] = [phase.to_dict() for phase in self.phases]
         return doc
@@ -245,10 +249,14 @@ def spec_from_dict(doc: dict[str, Any], *, file: str = "<pipeline>",
                              or not 0 <= rate <= 1):
         raise SpecError(f"must be a fraction from 0 to 1 (0.05 = 5%), got {rate!r}",
                         file=file, key="max_reject_rate")
+    executor = doc.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise SpecError(f"must be one of {', '.join(EXECUTORS)}, got {executor!r}",
+                        file=file, key="executor")
     return PipelineSpec(name=name, source=source, phases=phases,
                         base_dir=base_dir or Path.cwd(), file=file,
                         description=doc.get("description"),
-                        max_reject_rate=None if rate is None else float(rate))
+                        max_reject_rate=None if rate is None else float(rate), executor=executor)
 
 
 def _source_path(path: Any, file: str) -> None:

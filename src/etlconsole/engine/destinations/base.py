@@ -184,6 +184,8 @@ class Destination(ABC):
             resume finishes or a rollback undoes).
         locator: the load option naming the destination: ``path`` (a file or folder,
             relative to the pipeline file) or ``url`` (a server; see ``locate``).
+        parallel_writers: several processes may write batches of one job at once (the
+            Dask executor needs it; ADR 0026).
     """
 
     kind: ClassVar[str] = ""
@@ -195,6 +197,7 @@ class Destination(ABC):
     folds_case: ClassVar[bool] = False
     atomic_publish: ClassVar[bool] = False
     locator: ClassVar[str] = "path"
+    parallel_writers: ClassVar[bool] = False
 
     def __init__(self, path: Path, job_id: str, *, table: str | None = None,
                  mode: str = "append", timeout_ms: int = 30_000, retry_attempts: int = 3,

@@ -95,6 +95,7 @@ class FolderDestination(Destination):
     kind = "folder"
     title = "a dataset folder"
     ext = "dat"
+    parallel_writers = True     # a part file and a ledger entry per batch, renamed into place
 
     def __init__(self, path: Path, job_id: str, **kw):
         kw.pop("table", None)

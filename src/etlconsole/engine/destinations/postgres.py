@@ -439,6 +439,7 @@ class PostgresDestination(Destination):
     kind = "postgres"
     title = "PostgreSQL"
     locator = "url"
+    parallel_writers = True     # a batch is one transaction; the ledger is keyed by (job, batch)
     has_tables = True
     refuses_rows = True
     lineage_columns = tuple(n for n, _ in LINEAGE)

@@ -1,0 +1,137 @@
+"""Where a job runs (ADR 0026): ``local`` (threads of this process, the default) or ``dask``
+(one task per file on a dask.distributed cluster). The pipeline file's ``executor`` key
+chooses; ``--executor`` overrides it. A job keeps the executor it started with: resume
+runs a Dask job on Dask again (its batch numbers are per part), and refuses to run it
+locally.
+
+This package imports Dask nowhere at import time: the engine works without it, and a
+job that asks for it without it installed is refused in one line (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...config import Settings
+from ...errors import UserError
+from ...spec import EXECUTORS, load_spec, spec_from_text
+from ...store import StateStore
+from .. import extract, manyfiles
+from ..plan import Plan, decisions_from_events, make_plan
+from ..sources import SourceFile
+
+
+def choose(spec_executor: str, option: str | None) -> str:
+    name = option or spec_executor or "local"
+    if name not in EXECUTORS:
+        raise UserError(f"--executor: must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return name
+
+
+def part_files(plan: Plan) -> list[SourceFile]:
+    """The job's files in their stated order (sorted paths): one part each."""
+    files = getattr(plan, "files", None)
+    return list(files) if files else [extract.plain_file(plan.source)]
+
+
+def _workers(workers: int | None) -> int:
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers: must be at least 1, got {workers}")
+    return workers or 2
+
+
+def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=None,
+                 executor: str | None = None, workers: int | None = None,
+                 scheduler: str | None = None, progress: Any = None, log: Any = None,
+                 on_event: Any = None) -> dict:
+    """Plan (every user error surfaces here, before writing), then run on the chosen
+    executor; returns the summary."""
+    plan = make_plan(load_spec(pipeline), source=source, dest=dest)
+    name = choose(plan.spec.executor, executor)
+    count = _workers(workers)
+    store = StateStore(settings.state_path)
+    store.on_event = on_event
+    try:
+        if name == "local":
+            from .local import run_new
+            return run_new(plan, store, settings, progress=progress, log=log)
+        from . import dask as D
+        from ..job import Job
+        D.require_dask()
+        job = Job.new(plan, store, settings)
+        D.refuse_unsupported(job)
+        return D.DaskRun(job, part_files(plan), dest=None if dest is None else str(dest),
+                         workers=count, scheduler=scheduler, progress=progress, log=log).run()
+    finally:
+        store.close()
+
+
+def job_executor(store: StateStore, job_id: str) -> str:
+    """The executor a job ran on (its ``executor`` event; none: local)."""
+    for e in store.events(job_id):
+        if e["event"] == "executor":
+            return e["details"].get("executor", "local")
+    return "local"
+
+
+def resume(store: StateStore, ref: str, settings: Settings, *, executor: str | None = None,
+           workers: int | None = None, scheduler: str | None = None, progress: Any = None,
+           log: Any = None) -> dict:
+    """Continue a failed or interrupted job on the executor it started with."""
+    from ..recovery import _job, nothing_to_resume
+    from ..recovery import resume as resume_local
+    job = _job(store, ref)
+    ran_on = job_executor(store, job["id"])
+    if executor == "local" and ran_on == "dask":
+        raise UserError(f"job {job['id']} ran on the Dask executor (its batches are numbered per "
+                        "file); resume it with --executor dask")
+    if executor == "dask" and ran_on == "local":
+        raise UserError(f"job {job['id']} ran on the local executor; resume it with --executor local")
+    if ran_on == "local":
+        return resume_local(store, ref, settings, progress=progress, log=log)
+    message = nothing_to_resume(job)
+    if message:
+        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True, "message": message}
+    return _resume_dask(store, job, settings, workers=_workers(workers), scheduler=scheduler,
+                        progress=progress, log=log)
+
+
+def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: int,
+                 scheduler: str | None, progress: Any, log: Any) -> dict:
+    from . import dask as D
+    from ..job import Job
+    D.require_dask()
+    events = store.events(job["id"])
+    spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
+    dests = job["destinations"] or []
+    dest = dests[0]["path"] if len(dests) == 1 else None
+    # the files the job recorded, each unchanged (not the glob again: a file added to the
+    # drop since is not the job's); the job record keeps their fingerprints (ADR 0025)
+    named = _unchanged_files(job)
+    plan = make_plan(spec, source=named if len(named) > 1 else named[0], dest=dest,
+                     decisions=decisions_from_events(events))
+    run = Job.resumed(plan, store, settings, job)
+    D.refuse_unsupported(run)
+    return D.DaskRun(run, part_files(plan), dest=dest, workers=workers, scheduler=scheduler,
+                     done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
+
+
+def _unchanged_files(job: dict) -> list[str]:
+    """The job's files, each there and unchanged (size, mtime, head and tail, as recorded
+    when the job started): a re-run part skips the batches the ledger holds of its file,
+    with no proof of their bytes kept, so the file must be the one it was. (Stricter than
+    a local resume, which proves content: docs/scale-out.md.)"""
+    files = manyfiles.files_of(job) or [{"path": job["source_path"], **(job["source_fingerprint"] or {})}]
+    for f in files:
+        path = Path(f["path"])
+        if not path.is_file():
+            raise UserError(f"{path}: a source file of job {job['id']} is gone; it cannot be "
+                            f"resumed (roll it back with 'etlconsole rollback {job['id']}')")
+        now = extract.fingerprint(path)
+        changed = [k for k in ("size", "sha256_head_tail", "mtime_ns") if f.get(k) != now.get(k)]
+        if changed:
+            raise UserError(f"{path}: changed since job {job['id']} started ({', '.join(changed)} "
+                            "differ); resuming would mix two versions of the file. Roll the job "
+                            "back and run the pipeline again")
+    return [str(f["path"]) for f in files]

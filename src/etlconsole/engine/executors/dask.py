@@ -1,0 +1,341 @@
+"""The Dask executor's driver (ADR 0026): one task per part (file) on a ``dask.distributed``
+cluster, the job's record, and the only writer of the state store.
+
+The driver plans, checks and opens the destination once (so parallel writers find the
+table and ledger made), records the job, submits the tasks, and records each part when it
+completes: its batches (begin + commit, idempotent per batch number), their rejects, then
+a ``part`` checkpoint. A part recorded by a driver killed half way is recorded again, the
+same, by the resume that re-runs it. With a unique rule a key pre-pass runs first (one
+task per part), its keys are merged by a tree reduce of tasks, and only the keys held by
+more than one part reach the load tasks.
+
+Dask is imported here only, and only when a job asks for it (``require_dask``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from ...errors import DiskFull, JobFailed, UserError
+from ...interrupts import shielded
+from .. import manyfiles
+from ..job import Job
+from ..loader import Committed
+from ..sources import SourceFile
+from . import parts as P
+
+INSTALL_HINT = "pip install 'etlconsole[dask]'"
+# A part holds its memory while it streams: there is nothing to spill, and a worker Dask
+# pauses at 80% of its limit never gets below it again (the job stalls; measured: two
+# paused workers at 420-460 MB of 512). Only the nanny's restart at 95% stays, and the
+# part restarted elsewhere skips what its ledger holds. A cluster of your own wants the same
+# (DASK_DISTRIBUTED__WORKER__MEMORY__{TARGET,SPILL,PAUSE}=False; docs/scale-out.md).
+STREAMING_MEMORY = {"distributed.worker.memory.target": False,
+                    "distributed.worker.memory.spill": False,
+                    "distributed.worker.memory.pause": False}
+
+
+def require_dask() -> None:
+    """Refuse (exit 2, one line) a Dask job where dask.distributed is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UserError(f"--executor dask needs dask.distributed, which is not installed: "
+                        f"{INSTALL_HINT}") from None
+
+
+def refuse_unsupported(job: Job) -> None:
+    """What the Dask executor cannot run, refused before anything is written."""
+    plan = job.plan
+    if plan.branches:
+        raise UserError(f"{plan.spec.file}: a branched pipeline runs with --executor local only")
+    for t in job.targets:
+        if not type(t.destination).parallel_writers:
+            raise UserError(f"{t.destination.where(t.path)}: {t.destination.title} takes one writer "
+                            "at a time, so the Dask executor cannot load into it; load into "
+                            "PostgreSQL or a Parquet/CSV folder, or use --executor local")
+    uniques = [f"{p.label} {r.column}" for p in plan.phases
+               for r in (getattr(p.phase, "rules", None) or []) if p.type == "validate" and r.unique]
+    if len(uniques) > 1:
+        raise UserError(f"{plan.spec.file}: the Dask executor handles one unique rule, this "
+                        f"pipeline has {len(uniques)} ({'; '.join(uniques)}); use --executor local")
+
+
+@contextmanager
+def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any]:
+    """A client of ``scheduler``, or of a LocalCluster started for the job and stopped after
+    it: ``workers`` processes of one thread each, each with the job's memory budget."""
+    from distributed import Client, LocalCluster
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    import dask
+    with dask.config.set(STREAMING_MEMORY):
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             memory_limit=f"{memory_mb}MB", dashboard_address=":0",
+                             silence_logs=logging.ERROR)
+    client = Client(local)
+    try:
+        # The job's own cluster dies with the driver: distributed's processes exit when
+        # their parent goes (a pipe they watch), so a driver killed with -9 leaves no
+        # worker writing behind the resume (tests/dask: the driver's kill).
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    """Keys of the tasks a worker is running now (a task outlives its client)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def wait_for_orphans(client: Any, job_id: str, timeout_s: float = 600.0) -> None:
+    """Before a resume on a shared cluster: the tasks of this job that a killed driver
+    left running (they finish their part; Dask cannot stop a running function) must end
+    first, or two writers would cut the same part."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = [k for keys in client.run(_executing).values() for k in keys if k.endswith(job_id)]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise JobFailed(f"tasks of job {job_id} still run on the cluster ({', '.join(running)}); "
+                            "resume it once they end")
+        time.sleep(0.5)
+
+
+class DaskRun:
+    """One run segment of a job on a cluster: ``run()`` returns the summary like
+    ``Runner.run``. ``done``: parts a previous segment recorded (resume)."""
+
+    def __init__(self, job: Job, parts: list[SourceFile], *, dest: str | None, workers: int,
+                 scheduler: str | None, done: dict[int, dict] | None = None,
+                 progress: Callable[[dict | None], None] | None = None, log: Any = None):
+        self.job, self.parts, self.dest = job, parts, dest
+        self.workers, self.scheduler, self.log = workers, scheduler, log
+        self.progress = progress
+        # Parts are recorded in file order (a part's records are numbered after those of
+        # the files before it, as a local run numbers them), so the parts done are always
+        # a prefix; a part completed early waits in ``waiting`` for those before it.
+        done = done or {}
+        prefix = 0
+        while prefix in done:
+            prefix += 1
+        self.done = {k: done[k] for k in range(prefix)}
+        self.waiting: dict[int, P.PartResult] = {}
+        self.watcher: Any = None
+        self.committed = Committed()
+        self.warned = 0
+        self.bytes_done = 0
+        for data in self.done.values():
+            self._count(data)
+
+    def _count(self, data: dict) -> None:
+        c = self.committed
+        self.committed = Committed(rows_read=c.rows_read + data["records"],
+                                   rows_loaded=c.rows_loaded + data["rows_loaded"],
+                                   rows_rejected=c.rows_rejected + data["rows_rejected"],
+                                   batches=c.batches + data["batches"])
+        self.warned += data.get("warned", 0)
+        self.bytes_done += data.get("bytes_read", 0)
+        for st, line in zip(self.job.stats, data.get("stats", []), strict=False):
+            for k in ("rows_in", "rows_out", "rejected", "warned"):
+                setattr(st, k, getattr(st, k) + line.get(k, 0))
+            st.seconds += line.get("seconds", 0.0)
+
+    def run(self) -> dict:
+        job = self.job
+        for t in job.targets:
+            t.destination.check(t.schema)
+        if job.record is None:
+            job.open()
+        else:
+            job.workspace.mkdir(parents=True, exist_ok=True)
+            job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
+        job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
+                            scheduler=self.scheduler, parts=len(self.parts),
+                            parts_done=len(self.done))
+        job.started = time.monotonic()
+        status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
+        try:
+            job.begin_segment()
+            for t in job.targets:       # the table and the ledger, once, before the writers
+                t.destination.open(t.schema)
+            with cluster(self.workers, self.scheduler, job.settings.max_memory_mb) as client:
+                self._run_parts(client)
+            self._check_reject_rate()
+            for t in job.targets:
+                t.destination.publish(t.schema)
+            status, error = "succeeded", None
+        except JobFailed as exc:
+            status, error = "failed", str(exc)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
+        except Exception as exc:   # a task's crash, a worker killed too often: resumable
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            with suppress(DiskFull):
+                job.store.add_event(job.job_id, "job.crashed", level="error",
+                                    traceback=traceback.format_exc())
+        finally:
+            with shielded(drop=True):
+                summary = self._end(status, error)
+        return summary
+
+    def _task(self, k: int) -> P.PartTask:
+        job = self.job
+        decisions = {d["phase"]: d for d in job.plan.conditions}
+        dialects = job.plan.dialects
+        return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec,
+                          dialects[k] if k < len(dialects) else job.plan.dialect,
+                          self.dest, decisions, job.settings, str(job.workspace),
+                          batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
+
+    def _duplicates(self, client: Any) -> Any:
+        """The future of the cross-part duplicate keys (None: no unique rule, or one part).
+        Every part's keys count, those of parts done in an earlier segment too."""
+        if P.unique_rule(self.job.plan) is None or len(self.parts) < 2:
+            return None
+        level = [client.submit(P.part_keys, self._task(k), key=f"keys-{k}-{self.job.job_id}",
+                               pure=False) for k in range(len(self.parts))]
+        depth = 0
+        while len(level) > 1:       # a tree reduce: log2(parts) rounds of pairwise merges
+            depth += 1
+            nxt = [client.submit(P.merge_keys, level[i], level[i + 1], pure=False,
+                                 key=f"merge-{depth}-{i}-{self.job.job_id}")
+                   for i in range(0, len(level) - 1, 2)]
+            level = nxt + ([level[-1]] if len(level) % 2 else [])
+        dups = client.submit(P.cross_part, level[0], key=f"dups-{self.job.job_id}",
+                             pure=False).result()
+        # Broadcast: every worker holds the (small) duplicates, so the load tasks that need
+        # them are spread by load, not sent all to the one worker that computed them.
+        return client.scatter(dups, broadcast=True, hash=False)
+
+    def _run_parts(self, client: Any) -> None:
+        if self.done or self.job.record is not None:
+            wait_for_orphans(client, self.job.job_id)
+        from .progress import Watcher
+        self.watcher = Watcher(client, f"progress-{self.job.job_id}", self, self.progress)
+        self.watcher.start()
+        try:
+            self._submit_all(client)
+        finally:
+            self.watcher.close()
+
+    def _submit_all(self, client: Any) -> None:
+        from distributed import as_completed
+        todo = [k for k in range(len(self.parts)) if k not in self.done]
+        futures = []
+        if todo and todo[0] == 0:       # part 0 needs no duplicates: it starts at once
+            futures.append(self._submit(client, 0, None))
+        dups = self._duplicates(client)
+        futures += [self._submit(client, k, dups) for k in todo if k > 0]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                # Released once fetched: a worker lost later must not make Dask compute
+                # a finished part again to keep its result.
+                future.release()
+                self.waiting[result.part] = result
+                while len(self.done) in self.waiting:
+                    self._record(self.waiting.pop(len(self.done)))
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+    def _submit(self, client: Any, k: int, dups: Any) -> Any:
+        return client.submit(P.run_part, self._task(k), dups, key=f"part-{k}-{self.job.job_id}",
+                             pure=False)
+
+    def _record(self, r: P.PartResult) -> None:
+        """A completed part into the state store: its batches with their rejects, then its
+        checkpoint (what resume counts as done). Records are renumbered through the files
+        here (the worker counts within its file) and where the file starts is noted in
+        the job's record, as a local run of the same files does (engine.manyfiles)."""
+        job, store = self.job, self.job.store
+        offset = self.committed.rows_read       # records of the files before this one
+        if job.fingerprint.get("files"):
+            event: dict[str, Any] = {"index": r.part, "first_record": offset + 1, "records": r.records}
+            if r.content:
+                event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
+            manyfiles.note(job, [event])
+        loaded = sum(b.loaded for b in r.batches)
+        rejected = sum(len(b.rejects) for b in r.batches)
+        data = {"part": r.part, "file": r.path, "records": r.records, "rows_loaded": loaded,
+                "rows_rejected": rejected, "batches": len(r.batches), "warned": r.warned,
+                "bytes_read": r.bytes_read, "worker": r.worker, "seconds": round(r.seconds, 3),
+                "skipped": r.skipped, "stats": r.stats,
+                "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
+        self._count(data)
+        self.done[r.part] = data
+        c = self.committed
+        counters = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
+                    "rows_rejected": c.rows_rejected, "retries": job.retries}
+        for b in r.batches:
+            rejects = [x | {"row": x["row"] + offset} if x.get("row") is not None else x
+                       for x in b.rejects]
+            store.begin_batch(job.job_id, b.number, row_start=b.row_start + offset,
+                              row_end=b.row_end + offset, rejects=rejects, rows=b.rows)
+            store.commit_batch(job.job_id, b.number, rows_loaded=b.loaded, attempts=b.attempts,
+                               duration_ms=b.duration_ms, counters=counters)
+        store.add_checkpoint(job.job_id, "part", data, row_count=c.rows_read)
+        self._sample(r)
+        if self.log:
+            self.log.info("part.done", job=job.job_id, part=r.part, file=r.path, worker=r.worker,
+                          rows=r.records, seconds=round(r.seconds, 3))
+
+    def _sample(self, r: P.PartResult) -> None:
+        """A metrics sample of the job after a part, unless the watcher (progress.py) is
+        sampling: its figures include the running parts, and rows read must not go back."""
+        if self.watcher is not None:
+            return
+        job, c = self.job, self.committed
+        seg = time.monotonic() - job.started
+        sample = {"elapsed_s": round(job.elapsed_before + seg, 3), "rows_read": c.rows_read,
+                  "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+                  "rows_per_s": round(r.records / r.seconds, 1) if r.seconds else 0.0,
+                  "rss_mb": r.peak_rss_mb, "batch_size": job.settings.batch_size_max,
+                  "queue_depth": 0, "retries": job.retries,
+                  "bytes_read": self.bytes_done}
+        job.store.add_metric(job.job_id, sample)
+        if self.progress:
+            self.progress(sample | {"bytes_total": job.fingerprint["size"]})
+
+    def _check_reject_rate(self) -> None:
+        limit, c = self.job.plan.spec.max_reject_rate, self.committed
+        if limit is not None and c.rows_read and c.rows_rejected / c.rows_read > limit:
+            rate = c.rows_rejected / c.rows_read
+            raise JobFailed(f"reject rate {rate:.1%} ({c.rows_rejected} of {c.rows_read} rows "
+                            f"read) exceeds max_reject_rate {limit:.1%}; see `etlconsole rejects "
+                            f"{self.job.job_id}`, then roll back or fix the data and resume")
+
+    def _end(self, status: str, error: str | None) -> dict:
+        job = self.job
+        for t in job.targets:
+            t.destination.close()
+        job.release_reserve()
+        summary = job.finish(status, error, self.committed, rows_warned=self.warned)
+        summary["executor"] = "dask"
+        summary["parts"] = len(self.parts)
+        if self.progress:
+            self.progress(None)
+        return summary
+
+
+def done_parts(store: Any, job_id: str) -> dict[int, dict]:
+    """The parts earlier segments recorded (their ``part`` checkpoints)."""
+    out: dict[int, dict] = {}
+    for cp in store.checkpoints(job_id):
+        if cp["phase"] == "part":
+            data = cp["checkpoint_data"]
+            out[int(data["part"])] = data
+    return out

@@ -1,0 +1,356 @@
+"""One part of a distributed job, as a worker runs it: a file streamed through the SAME
+phase chain as a local run (``line.PhaseLine``, ``batching.Pending``), cut into load
+batches and committed to the destination, each batch one destination transaction with
+its ledger entry (ADR 0002). Nothing here imports Dask: the functions are plain, so they
+are tested without a cluster, and a task is just a call of one of them (ADR 0026).
+
+Workers never write the state store: ``run_part`` returns what the driver records (the
+part's batches, their rejects, its phase table). A part re-run after a worker died skips
+the batches the destination's ledger holds (cutting them again at the records the ledger
+says, so the numbers match) and recomputes every reject of the part deterministically.
+
+Batch numbers: part ``p`` (0-based, in file order) numbers its batches ``p * PART_STRIDE
++ 1, + 2, …`` — disjoint ranges, so the ledger key (job, batch) is (job, part, batch)
+without a new column in any destination or in the state store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...config import Settings
+from ...spec import PipelineSpec
+from .. import extract, types
+from ..batching import LoadItem, Pending
+from ..destinations import RefusedRow
+from ..figures import BusyClock, PhaseStats
+from ..governor import Governor, use_lean_allocator
+from ..job import JobContext
+from ..line import PhaseLine, Work
+from ..loader import refused_records
+from ..plan import Plan, PlannedPhase, make_plan
+from ..sources import SourceFile
+from ..targets import Target, targets_for
+from ..unique import UniqueIndex
+
+PART_STRIDE = 1_000_000     # batch numbers per part: part p holds p*STRIDE+1 .. p*STRIDE+999,999
+
+
+def part_of(batch_number: int) -> int:
+    """The part (0-based) a batch number belongs to."""
+    return (batch_number - 1) // PART_STRIDE
+
+
+@dataclass
+class PartTask:
+    """What a worker needs to run one part: everything is picklable (the plan is not: it
+    holds open handles, so each worker plans again from the spec, with the driver's dialect
+    and `when` decisions, which makes the plan the same)."""
+
+    job_id: str
+    part: int                   # 0-based, in file order
+    file: SourceFile            # the part's file (maybe compressed)
+    spec: PipelineSpec
+    dialect: extract.Dialect    # the file's own sniff (the same columns as the first's)
+    dest: str | None            # the driver's --dest (or the resumed job's)
+    decisions: dict
+    settings: Settings
+    workspace: str              # the job's workspace (shared with the driver's machine)
+    batch_rows: int             # rows per load batch (fixed: a re-run cuts where the ledger says)
+    topic: str | None = None    # where a task running on Dask reports its progress (Pub)
+
+
+@dataclass
+class BatchDone:
+    number: int
+    row_start: int
+    row_end: int
+    rows: int                   # rows the batch carried to the destination
+    loaded: int                 # rows the destination kept (rows - refused)
+    rejects: list[dict]
+    attempts: int
+    duration_ms: float
+    written: bool               # False: the ledger held it already (a re-run)
+
+
+@dataclass
+class PartResult:
+    part: int
+    path: str
+    batches: list[BatchDone]
+    stats: list[dict]           # the part's phase table (PhaseStats.to_json per line)
+    records: int                # last record number of the file (records read)
+    bytes_read: int
+    warned: int
+    worker: str                 # host:pid of the worker that ran it
+    seconds: float
+    peak_rss_mb: float = 0.0
+    skipped: list[int] = field(default_factory=list)   # batches the ledger held
+    content: tuple[int, str] | None = None             # (bytes, sha256) of the whole content
+
+
+def plan_part(task: PartTask) -> Plan:
+    return make_plan(task.spec, source=task.file.path, dest=task.dest, dialect=task.dialect,
+                     decisions=task.decisions)
+
+
+def part_workspace(task: PartTask) -> Path:
+    return Path(task.workspace) / f"part-{task.part:05d}"
+
+
+def unique_rule(plan: Plan) -> tuple[int, int, Any] | None:
+    """(phase position, rule index, rule) of the pipeline's unique rule, if any. The Dask
+    executor handles one (the driver refuses more before anything is written)."""
+    for pos, p in enumerate(plan.phases):
+        for i, rule in enumerate(getattr(p.phase, "rules", None) or []):
+            if p.type == "validate" and rule.unique:
+                return pos, i, rule
+    return None
+
+
+def _stats(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyClock]]:
+    stats = [PhaseStats("extract")] + [PhaseStats(p.label) for p in phases]
+    return stats, [BusyClock(st) for st in stats]
+
+
+def _stream(task: PartTask, plan: Plan) -> extract.CsvStream:
+    """The part's records, numbered within its file (1, 2, …): rejects carry the file."""
+    return extract.CsvStream(task.file, plan.dialect, block_size=task.settings.stream_high_water_mark,
+                             chunk_rows=task.settings.chunk_size)
+
+
+# -- the key pre-pass of the unique rule ------------------------------------------------
+def part_keys(task: PartTask) -> pa.Table:
+    """The keys this part's unique rule registers, as a local run of this file alone
+    would: the chain up to the validate phase holding the rule, its survivors' typed keys
+    (first occurrences in the file; rows failing another rule register nothing). Columns
+    ``key``, ``part``, ``count`` (1): the input of ``merge_keys``."""
+    use_lean_allocator()
+    plan = plan_part(task)
+    found = unique_rule(plan)
+    assert found is not None
+    pos, _, rule = found
+    phases = plan.phases[:pos + 1]
+    stats, clocks = _stats(phases)
+    scratch = Path(tempfile.mkdtemp(prefix=f"keys-{task.part}-", dir=task.workspace))
+    ctx = JobContext(task.job_id, scratch, task.settings)
+    # The validate phase is not attached: its unique index stays in memory (the pre-pass
+    # is never resumed, and the on-disk index fsyncs every chunk, for resume's sake).
+    for p in phases[:-1]:
+        p.phase.attach(ctx)
+    keys: list[pa.Array] = []
+    line = PhaseLine(phases, stats, clocks, scratch).run(_stream(task, plan))
+    try:
+        for work in line:
+            keys.append(_typed(work.batch.column(rule.column), rule).drop_null())
+    finally:
+        line.close()
+        for p in phases:
+            p.phase.teardown()
+        shutil.rmtree(scratch, ignore_errors=True)
+    kind = keys[0].type if keys else pa.string()
+    column = pa.concat_arrays([k.cast(kind) for k in keys]) if keys else pa.array([], kind)
+    return pa.table({"key": column, "part": pa.repeat(pa.scalar(task.part, pa.int32()), len(column)),
+                     "count": pa.repeat(pa.scalar(1, pa.int32()), len(column))})
+
+
+def _typed(col: pa.Array, rule: Any) -> pa.Array:
+    """The key as the unique index compares it: parsed when the rule has a type."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return types.parse(col, rule.type, rule.formats)[0] if rule.type else col
+
+
+def merge_keys(a: pa.Table, b: pa.Table) -> pa.Table:
+    """One node of the tree reduce: each key once, with its first part and how many parts
+    hold it (a part holds a key once: its survivors are first occurrences)."""
+    # combine_chunks copies the two inputs into new (aligned) buffers: tables unpickled
+    # from another worker sit in unaligned ones, which Acero's group_by warns about.
+    both = pa.concat_tables([a, b], promote_options="permissive").combine_chunks()
+    out = both.group_by("key").aggregate([("part", "min"), ("count", "sum")])
+    # one chunk per column: group_by hands back a chunk per thread, and Dask sizes a
+    # table of many chunks at several times its bytes (a merge then "needs" more memory
+    # than a worker has)
+    return pa.table({"key": out["key"], "part": out["part_min"].cast(pa.int32()),
+                     "count": out["count_sum"].cast(pa.int32())}).combine_chunks()
+
+
+def cross_part(keys: pa.Table) -> pa.Table:
+    """The keys held by more than one part, with their first owner: all the second pass
+    needs (the keys of one part alone never leave it)."""
+    dup = keys.filter(pc.greater(keys["count"], 1))
+    return dup.select(["key", "part"])
+
+
+# -- the load pass ------------------------------------------------------------------------
+def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
+    """Stream the part through the whole chain and commit its batches; ``duplicates``
+    (``cross_part``): keys an earlier part introduced, rejected here by the unique rule."""
+    t0 = time.perf_counter()
+    use_lean_allocator()        # as the local engine: ~80 MB less RSS per worker
+    plan = plan_part(task)
+    if plan.branches:
+        raise ValueError("branched pipelines are not run by the Dask executor")
+    ws = part_workspace(task)
+    shutil.rmtree(ws, ignore_errors=True)      # a re-run starts from nothing: same rejects
+    ws.mkdir(parents=True)
+    if duplicates is not None:
+        _seed_unique(plan, ws, duplicates, task.part)
+    [target] = targets_for(plan, task.job_id, task.settings)
+    stats, clocks = _stats(plan.phases)
+    ctx = JobContext(task.job_id, ws, task.settings)
+    for p in plan.phases:
+        p.phase.attach(ctx)
+    target.destination.open(target.schema)
+    lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
+    held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
+    cutter = _PartCutter(task, target, held, _reporter(task))
+    stream = _stream(task, plan)
+    line = PhaseLine(plan.phases, stats, clocks, ws).run(stream)
+    try:
+        for work in line:
+            cutter.add(work, stats[0])
+        cutter.finish()
+    finally:
+        line.close()
+        for p in plan.phases:
+            p.phase.teardown()
+        target.destination.close()
+    shutil.rmtree(ws, ignore_errors=True)
+    return PartResult(task.part, str(task.file.path), cutter.done, [s.to_json() for s in stats],
+                      records=stream.records_done(), bytes_read=stream.size, warned=cutter.warned,
+                      worker=f"{os.uname().nodename}:{os.getpid()}",
+                      seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
+                      skipped=sorted(held), content=stream.content_proof())
+
+
+def _seed_unique(plan: Plan, ws: Path, duplicates: pa.Table, part: int) -> None:
+    """Put the keys earlier parts introduced into this part's unique index before its
+    first record, tagged below record 1 (never forgotten): the rule then rejects their
+    rows here exactly as a local run would, with the same message."""
+    found = unique_rule(plan)
+    if found is None:
+        return
+    _, i, rule = found
+    keys = duplicates.filter(pc.less(duplicates["part"], part))["key"].combine_chunks()
+    if not len(keys):
+        return
+    index = UniqueIndex(ws / "unique.db")
+    try:
+        n = len(keys)
+        index.duplicates(f"{i}:{rule.column}", keys, pa.array(range(-n, 0), pa.int64()))
+    finally:
+        index.close()
+
+
+class _PartCutter:
+    """The part's batches: fixed-size cuts (or where the ledger says, for the batches it
+    holds), each written in one destination transaction unless held."""
+
+    def __init__(self, task: PartTask, target: Target, held: dict,
+                 report: Callable[[int], None] | None = None):
+        self.task, self.target, self.held, self.report = task, target, held, report
+        self.base = task.part * PART_STRIDE
+        self.forced = sorted((n, e.row_end) for n, e in held.items())
+        self.number = self.base
+        self.pending: Pending | None = None
+        self.done: list[BatchDone] = []
+        self.last_row = 0
+        self.warned = 0
+
+    def add(self, work: Work, extract_stats: PhaseStats) -> None:
+        chunk = work.chunk
+        rejected = len(chunk.carried) + sum(len(r) for r in chunk.rejects)
+        extract_stats.rows_in += max(0, chunk.last_row - chunk.first_row + 1)
+        extract_stats.rejected += rejected
+        extract_stats.rows_out = extract_stats.rows_in - extract_stats.rejected
+        self.warned += work.warnings
+        self.last_row = chunk.last_row
+        if self.pending is None:
+            self.pending = Pending(chunk.first_row, work.batch.schema)
+        pending = self.pending
+        pending.add(work.batch, list(chunk.carried), {}, chunk.last_row, chunk.bytes_read,
+                    blamed=work.rejects)
+        while self.forced and pending.last_row >= self.forced[0][1]:
+            self.number, upto = self.forced.pop(0)
+            self._commit(pending.take_through(upto, self.number))
+        while not self.forced:
+            item = pending.take_next(self.task.batch_rows, self.number + 1)
+            if item is None:
+                break
+            self.number += 1
+            self._commit(item)
+
+    def finish(self) -> None:
+        pending = self.pending
+        while pending is not None and self.forced:
+            self.number, upto = self.forced.pop(0)
+            self._commit(pending.take_through(upto, self.number))
+        if pending is not None and not pending.empty:
+            self.number += 1
+            self._commit(pending.flush(self.number))
+
+    def _commit(self, item: LoadItem) -> None:
+        if item.number - self.base >= PART_STRIDE:
+            raise ValueError(f"{str(self.task.file.path)}: more than {PART_STRIDE - 1:,} batches in one part")
+        t, file = self.target, str(self.task.file.path)
+        batch = item.batch
+        data = t.destination.prepare(batch.drop_columns(
+            [c for c in batch.schema.names if c.startswith("_etl_")]))
+        refused: list[dict] = []
+        attempts, t0 = 1, time.perf_counter()
+        loaded = item.rows
+        held = self.held.get(item.number)
+        if held is not None:
+            # Rows the destination refused in a batch committed before the re-run cannot
+            # be told again without writing it: the ledger's count keeps the totals right.
+            loaded = held.rows
+        else:
+            def record(rows: list[RefusedRow]) -> None:
+                refused[:] = refused_records(t, batch, rows)
+            result = t.destination.write(item.number, data, item.row_start, item.row_end,
+                                         before_commit=record)
+            attempts = result.attempts
+            loaded = item.rows - len(refused)
+        rejects = [r | {"file": file} for r in item.rejects + refused]
+        if self.report is not None:
+            self.report(item.row_end)
+        self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
+                                   loaded, rejects, attempts,
+                                   (time.perf_counter() - t0) * 1000, item.number not in self.held))
+
+
+def _reporter(task: PartTask) -> Callable[[int], None] | None:
+    """On a Dask worker, a function logging the part's progress as a Dask event of topic
+    ``task.topic`` (at most twice a second): records done, the worker's RSS. The driver turns it into the
+    job's metrics; elsewhere (tests, no topic) None."""
+    if not task.topic:
+        return None
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    import psutil
+    topic, proc, last, began = task.topic, psutil.Process(), [0.0], time.monotonic()
+
+    def report(records: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5 and last[0]:
+            return
+        last[0] = now
+        worker.log_event(topic, {"worker": worker.address, "pid": os.getpid(), "part": task.part,
+                 "records": records, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                 "rows_per_s": round(records / max(now - began, 1e-3), 1),
+                 "at": time.time()})
+    return report

@@ -1,0 +1,102 @@
+"""Progress of a Dask job while its parts run (ADR 0026).
+
+Workers log Dask events of the job's topic (``parts._reporter``: part, records done, rows/s
+since the part began, the worker's RSS); the driver's client subscribes, and a watcher
+thread of the driver, through a store connection of its own, writes the job's metrics about
+every second (records done = the parts recorded plus what the running parts say) and,
+every few seconds, an event ``workers`` with each worker's part, rows/s and memory. The
+driver remains the only writer of the state store; a failure here never fails the job
+(progress is a view).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+SAMPLE_S = 1.0          # a metrics sample of the job
+WORKERS_S = 2.0         # an event with every worker's figures (and one at the end)
+
+
+class Watcher:
+    """Reads the workers' reports; ``run`` is the ``DaskRun`` (its recorded parts and
+    committed counters are read, never written)."""
+
+    def __init__(self, client: Any, topic: str, run: Any,
+                 progress: Callable[[dict | None], None] | None = None):
+        self.run, self.progress = run, progress
+        self.client, self.topic = client, topic
+        self.inbox: deque[dict] = deque()      # filled on the client's event loop
+        client.subscribe_topic(topic, lambda event: self.inbox.append(event[1]))
+        self.latest: dict[str, dict] = {}       # worker -> its last report
+        self.rates: dict[str, float] = {}       # worker -> rows/s of its part so far
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dask-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:
+            pass
+
+    def _take(self, msg: dict) -> None:
+        self.rates[msg["worker"]] = msg["rows_per_s"]
+        self.latest[msg["worker"]] = msg
+
+    def _loop(self) -> None:
+        job = self.run.job
+        try:
+            store = job.store.clone()
+        except Exception:
+            return
+        try:
+            last_sample = last_event = time.monotonic()
+            while not self.stop.wait(0.25):
+                while self.inbox:
+                    self._take(self.inbox.popleft())
+                now = time.monotonic()
+                if now - last_sample >= SAMPLE_S and self.latest:
+                    self._sample(store)
+                    last_sample = now
+                if now - last_event >= WORKERS_S and self.latest:
+                    store.add_event(job.job_id, "workers", workers=self.workers())
+                    last_event = now
+            while self.inbox:
+                self._take(self.inbox.popleft())
+            if self.latest:     # the last figures: the job's and each worker's
+                self._sample(store)
+                store.add_event(job.job_id, "workers", workers=self.workers())
+        except Exception:       # a view: the job goes on without it
+            pass
+        finally:
+            store.close()
+
+    def workers(self) -> list[dict]:
+        return [{"worker": w, "pid": m["pid"], "part": m["part"], "records": m["records"],
+                 "rows_per_s": round(self.rates.get(w, 0.0), 1), "rss_mb": m["rss_mb"]}
+                for w, m in sorted(self.latest.items())]
+
+    def _sample(self, store: Any) -> None:
+        run, job = self.run, self.run.job
+        c, done = run.committed, set(run.done)
+        running = {m["part"]: m["records"] for m in self.latest.values() if m["part"] not in done}
+        seg = time.monotonic() - job.started
+        sample = {"elapsed_s": round(job.elapsed_before + seg, 3),
+                  "rows_read": c.rows_read + sum(running.values()),
+                  "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
+                  "rows_per_s": round(sum(self.rates.get(w, 0.0) for w, m in self.latest.items()
+                                          if m["part"] not in done), 1),
+                  "rss_mb": max(m["rss_mb"] for m in self.latest.values()),
+                  "batch_size": job.settings.batch_size_max, "queue_depth": len(running),
+                  "retries": 0, "bytes_read": run.bytes_done}
+        store.add_metric(job.job_id, sample)
+        if self.progress:
+            self.progress(sample | {"bytes_total": job.fingerprint["size"]})

@@ -1,0 +1,83 @@
+"""A part as a worker runs it, without a cluster: the key merge of the unique rule, and the
+exactly-once re-run of a part (the ledger's batches skipped, the rejects told again)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+
+from etlconsole.config import Settings
+from etlconsole.engine.executors import parts as P
+from etlconsole.engine.plan import make_plan
+from etlconsole.spec import load_spec
+
+from daskkit import DropLab, ledger_batches, parquet_digest
+
+
+def test_merge_keys_finds_the_first_owner_of_keys_held_by_several_parts():
+    a = pa.table({"key": pa.array([1, 2, 3], pa.int64()), "part": pa.array([0, 0, 0], pa.int32()),
+                  "count": pa.array([1, 1, 1], pa.int32())})
+    b = pa.table({"key": pa.array([3, 4], pa.int64()), "part": pa.array([2, 2], pa.int32()),
+                  "count": pa.array([1, 1], pa.int32())})
+    c = pa.table({"key": pa.array([4, 3], pa.int64()), "part": pa.array([1, 1], pa.int32()),
+                  "count": pa.array([1, 1], pa.int32())})
+    dups = P.cross_part(P.merge_keys(P.merge_keys(a, b), c))
+    assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == [(3, 0), (4, 1)]
+
+
+def _task(lab: DropLab, k: int, tmp: Path, batch_rows: int = 500) -> P.PartTask:
+    plan = make_plan(load_spec(lab.pipeline))
+    ws = tmp / "ws"
+    ws.mkdir(exist_ok=True)
+    return P.PartTask("job1", k, plan.files[k], plan.spec, plan.dialects[k], None, {},
+                      Settings(), str(ws), batch_rows=batch_rows)
+
+
+def test_a_part_run_again_writes_only_what_the_ledger_lacks_and_tells_the_same_rejects(tmp_path, drop):
+    lab = DropLab(tmp_path / "lab", drop)
+    task = _task(lab, 1, tmp_path)           # a gzipped file
+    first = P.run_part(task)
+    n = len(first.batches)
+    assert all(b.written for b in first.batches) and n >= 3
+    assert [b.number for b in first.batches] == [P.PART_STRIDE + i for i in range(1, n + 1)]
+    digest = parquet_digest(lab.out)
+    # a worker killed before its last two commits: those batches never reached the folder
+    for number in (P.PART_STRIDE + n - 1, P.PART_STRIDE + n):
+        for f in list(lab.out.glob(f"part-job1-{number:08d}.parquet")):
+            f.unlink()
+    assert ledger_batches(lab.out) == [P.PART_STRIDE + i for i in range(1, n - 1)]
+    again = P.run_part(task)
+    assert [b.written for b in again.batches] == [False] * (n - 2) + [True, True]
+    assert again.skipped == [P.PART_STRIDE + i for i in range(1, n - 1)]
+    assert parquet_digest(lab.out) == digest                       # exactly once
+    assert [b.rejects for b in again.batches] == [b.rejects for b in first.batches]
+    assert [(b.row_start, b.row_end) for b in again.batches] == \
+        [(b.row_start, b.row_end) for b in first.batches]
+    assert again.records == first.records == 2_001
+
+
+def test_seeded_keys_are_rejected_like_a_local_run_would(tmp_path, drop):
+    """Part 3 holds a key part 0 introduced: seeded, its row is rejected by the unique rule
+    with the message a local run gives; unseeded, it loads."""
+    lab = DropLab(tmp_path / "lab", drop)
+    dups = pa.table({"key": pa.array([9_000_001], pa.int64()), "part": pa.array([0], pa.int32())})
+    seeded = P.run_part(_task(lab, 3, tmp_path), dups)
+    unique = [r for b in seeded.batches for r in b.rejects if r["rule"] == "unique"]
+    assert [(r["row"], r["message"]) for r in unique if r["row"] == 2_001] == \
+        [(2_001, "duplicate value '9000001' (already seen in this job)")]
+    shutil.rmtree(lab.out)
+    plain = P.run_part(_task(lab, 3, tmp_path))
+    assert not [r for b in plain.batches for r in b.rejects if r["row"] == 2_001]
+
+
+def test_the_engine_and_the_cli_import_no_dask():
+    """The engine works without dask installed: nothing imports it until a job asks."""
+    import subprocess
+    import sys
+    code = ("import sys, etlconsole.cli, etlconsole.engine.executors, "
+            "etlconsole.engine.executors.dask, etlconsole.engine.executors.parts; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
