@@ -1,6 +1,7 @@
 """The lineage index is made when a table becomes shared, not while a job fills its own
-table (ADR 0022); rollback stays exact either way: whole, to a checkpoint, around another
-job's rows and around rows written by hand."""
+table, which has only a partial index of the rows that are not the job's (ADR 0022);
+rollback stays exact either way: whole, to a checkpoint, around another job's rows and
+around rows written by hand."""
 
 import sqlite3
 
@@ -10,6 +11,11 @@ from etlconsole.engine.destinations import sqlite as dest
 
 SCHEMA = pa.schema([("x", pa.int64()), ("name", pa.string())])
 INDEX = 'CREATE INDEX "_etl_lineage_t" ON "t" ("_etl_job_id", "_etl_batch")'
+
+
+def foreign(job, table="t"):
+    return (f'CREATE INDEX "_etl_foreign_{job}_{table}" ON "{table}" (_etl_job_id) '
+            f"WHERE _etl_job_id IS NOT '{job}'")
 
 
 def _batch(first, n):
@@ -48,9 +54,9 @@ def _rows(path):
 def test_a_job_filling_its_own_table_keeps_no_index_until_another_job_writes(tmp_path):
     path = tmp_path / "w.db"
     _load(path, "job1", 2)
-    assert _indexes(path) == []                     # created by job1: nothing to keep per row
+    assert _indexes(path) == [foreign("job1")]      # created by job1: no entry per row
     _load(path, "job1", 1, first=21, batch0=2)      # a resume of the same job: its own
-    assert _indexes(path) == []
+    assert _indexes(path) == [foreign("job1")]
     _load(path, "job2", 1, first=100)               # shared from now on
     assert _indexes(path) == [INDEX]
 
@@ -58,7 +64,7 @@ def test_a_job_filling_its_own_table_keeps_no_index_until_another_job_writes(tmp
 def test_atomic_job_indexes_an_existing_table_at_publish_not_a_new_one(tmp_path):
     new, old = tmp_path / "new.db", tmp_path / "old.db"
     _load(new, "job1", 2, mode="atomic")
-    assert _indexes(new) == [] and len(_rows(new)) == 20
+    assert _indexes(new) == [foreign("job1")] and len(_rows(new)) == 20
     _load(old, "job1", 1)
     _load(old, "job2", 1, mode="atomic", first=50)
     assert _indexes(old) == [INDEX]
@@ -91,7 +97,7 @@ def test_a_row_written_by_hand_keeps_the_unindexed_table_and_itself(tmp_path):
     db.execute("INSERT INTO t (x, name) VALUES (999, 'by hand')")   # no lineage
     db.commit()
     db.close()
-    assert _indexes(path) == []
+    assert _indexes(path) == [foreign("job1")]
     report = dest.SqliteDestination.rollback(path, "job1")
     assert report.rows == {"t": 20} and "t" not in report.dropped
     assert _rows(path) == [(999, None, None)]
@@ -105,3 +111,29 @@ def test_rollback_in_a_shared_table_leaves_the_other_jobs_rows(tmp_path):
     assert report.rows == {"t": 20} and report.dropped == []
     assert _rows(path) == [(x, "job2", 1 + (x - 100) // 10) for x in range(100, 120)]
     assert _indexes(path) == [INDEX]
+
+
+def test_a_replaced_table_keeps_its_foreign_row_index_until_it_is_shared(tmp_path):
+    path = tmp_path / "w.db"
+    _load(path, "job1", 1)
+    _load(path, "job2", 2, mode="replace", first=50)    # the stage, renamed, is the table
+    db = sqlite3.connect(path)
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                      "AND tbl_name = 't'")]
+    db.close()
+    assert names == ["_etl_foreign_job2__etl_stage_job2_t"]
+    report = dest.SqliteDestination.rollback(path, "job2")
+    assert report.restored == ["t"] and _rows(path) == [(x, "job1", 1) for x in range(1, 11)]
+    _load(path, "job2", 2, mode="replace", first=50)
+    _load(path, "job3", 1, first=200)                   # shared: the lineage index instead
+    assert _indexes(path) == [INDEX]
+
+
+def test_the_proof_before_a_drop_is_a_seek_in_the_foreign_row_index(tmp_path):
+    path = tmp_path / "w.db"
+    _load(path, "job1", 1)
+    db = sqlite3.connect(path)
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT EXISTS (SELECT 1 FROM t WHERE "
+                      "_etl_job_id IS NOT 'job1')").fetchall()
+    db.close()
+    assert any("_etl_foreign_job1_t" in row[-1] for row in plan)
