@@ -205,9 +205,7 @@ class Cutter:
                 continue
 
     def _timed_output(self, t: Target, clock: BusyClock, item: LoadItem):
-        if not self.job.plan.branches:   # the plain load's line times its writes only
-            return self._output(t, item)
-        with clock:                      # a branch's line: its phases and its writes
+        with clock:         # the target's line: its filter, phases, preparing and writing
             return self._output(t, item)
 
     def _output(self, t: Target, item: LoadItem) -> tuple[pa.RecordBatch, pa.RecordBatch, list[dict]]:

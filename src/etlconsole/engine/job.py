@@ -62,9 +62,12 @@ class Job:
         self.stats = [PhaseStats(first)] + [PhaseStats(p.label) for p in plan.phases]
         self.clocks = [BusyClock(st) for st in self.stats]
         self.targets: list[Target] = targets_for(plan, job_id, settings)
-        # what each target's writes are timed on: the load's line, or each branch's own
-        self.write_clocks = ([self.clocks[-1]] if not plan.branches else
-                             [BusyClock(PhaseStats(t.label)) for t in self.targets])
+        # What each target's work (its filter, phases, preparing and writing its batches) is
+        # timed on: its load's line, the main line's last for a plain pipeline's target,
+        # or a line of its own for a branch's.
+        lines = {st.label: clock for st, clock in zip(self.stats, self.clocks, strict=True)}
+        self.write_clocks = [lines.get(t.label) or BusyClock(PhaseStats(t.label))
+                             for t in self.targets]
         self.segment = 0              # this run segment's number in the job (store)
         self.elapsed_before = 0.0     # seconds the job ran in earlier segments
         self.bytes_before = 0         # bytes done when this segment started
@@ -209,7 +212,6 @@ class Job:
         committed_phase_stats(self.stats, c.rows_read, self.store.phase_reject_counts(self.job_id))
         done = c.rows_read - self.start_after
         staged = self._unpublished(status, c.rows_loaded)
-        branched = bool(self.plan.branches)
         summary = {
             "job_id": self.job_id, "status": status, "rows_read": c.rows_read,
             "rows_loaded": c.rows_loaded - staged, "rows_rejected": c.rows_rejected,
@@ -217,14 +219,16 @@ class Job:
             "segment_elapsed_s": round(segment, 3), "segment": self.segment,
             "rows_per_s": round(done / segment, 1) if segment else None,
             "peak_rss_mb": peak, "retries": self.retries, "batches": c.batches,
-            "destination": self.targets[0].describe() if not branched else None,
+            # a plain pipeline's one target; a branch's is told under "branches"
+            "destination": next((t.describe() for t in self.targets if t.name is None), None),
             "error": error,
         }
         if staged:
             summary["rows_staged"] = staged
-        if branched:   # rows_loaded counts rows reaching the branches
-            summary["branches"] = [{"branch": t.name, "destination": t.describe(),
-                                    **t.stats.__dict__} for t in self.targets]
+        branches = [{"branch": t.name, "destination": t.describe(), **t.stats.__dict__}
+                    for t in self.targets if t.name is not None]
+        if branches:   # rows_loaded then counts rows reaching them (refusals_are_job_rejects)
+            summary["branches"] = branches
         try:
             self._record_end(summary, c, rows_warned, peak)
         except DiskFull:

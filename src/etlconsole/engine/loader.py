@@ -89,10 +89,9 @@ class Loader:
 
     def _commit(self, store: StateStore, item: LoadItem) -> None:
         job = self.job
-        branched = bool(job.plan.branches)
         t0 = time.perf_counter()
         self.taken = item.number
-        refused, attempts = 0, 1
+        refused, job_refused, attempts = 0, 0, 1
         # Writing is the load's work: its time (and the rows the destination refused)
         # belong on its line of the phase table (a branch's, on the branch's line).
         for t, clock, (batch, data, _) in zip(job.targets, job.write_clocks, item.outputs,
@@ -102,14 +101,13 @@ class Loader:
             with clock:
                 n, tries = self._write(store, t, item, batch, data)
             refused += n
+            if t.refusals_are_job_rejects:      # a branch's refusals are the branch's own
+                job_refused += n
             attempts = max(attempts, tries)
         seconds = time.perf_counter() - t0
-        if refused and not branched:
-            self.refused += refused
-        if branched:     # rows reaching the branches; branch rejects apart
-            loaded, rejected = item.rows, len(item.rejects)
-        else:
-            loaded, rejected = item.rows - refused, len(item.rejects) + refused
+        # rows_loaded: rows written, or, in a branched job, rows that reached the branches
+        self.refused += job_refused
+        loaded, rejected = item.rows - job_refused, len(item.rejects) + job_refused
         c = self.committed = replace(
             self.committed, rows_loaded=self.committed.rows_loaded + loaded,
             rows_rejected=self.committed.rows_rejected + rejected, rows_read=item.row_end,

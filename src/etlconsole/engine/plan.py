@@ -6,6 +6,12 @@ destination is touched.
 A skipped phase (``enabled = false`` or a ``when`` that does not hold) is left out of the
 schema flow: the phases after it are planned against the schema without it. A ``branch``
 phase ends the main line; each branch is planned against the schema at the branch point.
+
+One plan shape (ADR 0022): a plan always has ``targets``, where its rows go. A plain
+pipeline is one target with no name, no filter and no phases of its own (its load ends the
+main line); a branch phase makes one target per branch. What really differs between the
+two is said as data on the target (``refusals_are_job_rejects``), not by asking which
+shape the plan has.
 """
 
 from __future__ import annotations
@@ -40,26 +46,40 @@ class PlannedPhase:
     ref: str = ""
 
 
+def _loaded(schema: pa.Schema) -> pa.Schema:
+    """The columns a destination receives: the lineage and record number stay behind."""
+    return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
+
+
 @dataclass
-class PlannedBranch:
-    name: str
-    label: str                  # "phase 5 (branch) > cancelled"
-    filter: Any                 # a compiled engine.expr.Expression, or None
+class PlannedTarget:
+    """Where rows go: a filter, the target's own phases, and a load into one destination.
+
+    A plain pipeline has one: no name, no filter, no phases of its own (its load is the
+    main line's last phase). A branch phase has one per branch, each after the branch
+    point: its filter, its phases (its load the last), its destination."""
+
+    name: str | None            # the branch's name; None for the plain pipeline's target
+    label: str                  # "phase 5 (branch) > cancelled", or the plain load's label
+    load_label: str             # its load phase's label: its rejects and its writes carry it
+    filter: Any                 # a compiled engine.expr.Expression, or None: every row
     filter_text: str | None
-    phases: list[PlannedPhase]
+    phases: list[PlannedPhase]  # the target's own phases (a branch's, its load included)
     load: Load
     destination_path: Path
-
-    @property
-    def output_schema(self) -> pa.Schema:
-        schema = self.phases[-1].output
-        return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
+    output_schema: pa.Schema    # what the destination receives
+    # The one real difference between the two kinds. True when the load ends the main line:
+    # a row the destination refuses is a reject of the job (in rows_rejected, not in
+    # rows_loaded, and on the load's line of the phase table). False for a branch: the
+    # job's rows_loaded counts the rows that reached the branches, and what a branch's
+    # destination refuses is the branch's own (its line, its stats).
+    refusals_are_job_rejects: bool
 
     def destination(self) -> dict:
-        return {"branch": self.name, "kind": self.load.destination,
-                "path": destinations.get(self.load.destination).where(self.destination_path),
-                "table": self.load.table,
-                "mode": self.load.mode}
+        named = {"branch": self.name} if self.name is not None else {}
+        return named | {"kind": self.load.destination,
+                        "path": destinations.get(self.load.destination).where(self.destination_path),
+                        "table": self.load.table, "mode": self.load.mode}
 
 
 @dataclass
@@ -68,11 +88,9 @@ class Plan:
     source: Path
     dialect: extract.Dialect
     phases: list[PlannedPhase]          # the main line (up to the branch phase, if any)
-    load: Load | None                   # None for a branched pipeline: see branches
-    destination_path: Path | None
     skipped: list[str] = field(default_factory=list)
     conditions: list[dict] = field(default_factory=list)   # every `when`, decided
-    branches: list[PlannedBranch] = field(default_factory=list)
+    targets: list[PlannedTarget] = field(default_factory=list)   # one at least (make_plan)
     branch_schema: pa.Schema | None = None                  # schema at the branch point
     estimated_rows: int | None = None
     # The source's files in order, each with its dialect (engine.manyfiles); empty when
@@ -84,20 +102,29 @@ class Plan:
     def output_schema(self) -> pa.Schema:
         schema = self.phases[-1].output if self.phases else self.branch_schema
         assert schema is not None, "a plan without main-line phases branches at once"
-        return pa.schema([f for f in schema if not f.name.startswith("_etl_")])
+        return _loaded(schema)
 
     @property
     def load_label(self) -> str:
         return self.phases[-1].label
 
+    # Views for the CLI, replay and the store, which tell a branch's figures apart.
+    @property
+    def branches(self) -> list[PlannedTarget]:
+        """The targets of a branch phase (none for a plain pipeline)."""
+        return [t for t in self.targets if t.name is not None]
+
+    @property
+    def load(self) -> Load | None:
+        """The load of a plain pipeline's target (None when the pipeline branches)."""
+        return next((t.load for t in self.targets if t.name is None), None)
+
+    @property
+    def destination_path(self) -> Path | None:
+        return next((t.destination_path for t in self.targets if t.name is None), None)
+
     def destinations(self) -> list[dict]:
-        if self.branches:
-            return [b.destination() for b in self.branches]
-        assert self.load is not None and self.destination_path is not None, \
-            "an unbranched plan ends with a load"
-        return [{"kind": self.load.destination,
-                 "path": destinations.get(self.load.destination).where(self.destination_path),
-                 "table": self.load.table, "mode": self.load.mode}]
+        return [t.destination() for t in self.targets]
 
     @staticmethod
     def _phase_json(p: PlannedPhase, decided: dict[str, dict]) -> dict:
@@ -120,7 +147,7 @@ class Plan:
             "conditions": self.conditions,
             "estimated_rows": self.estimated_rows,
             "destinations": self.destinations(),
-            "destination": None if self.branches else self.destinations()[0],
+            "destination": next((t.destination() for t in self.targets if t.name is None), None),
             "branches": [{"name": b.name, "label": b.label, "filter": b.filter_text,
                           "phases": [self._phase_json(p, decided) for p in b.phases],
                           "destination": b.destination()} for b in self.branches],
@@ -292,23 +319,25 @@ def make_plan(spec: PipelineSpec, *, source: str | Path | Sequence[str] | None =
             planner.skipped.append(f"{p.label(i)}: enabled = false")
     main = [(i, p, p.label(i)) for i, p in enumerate(spec.phases) if i >= after_phase]
     planned, schema, last = planner.line(main, schema, context="main")
-    plan = Plan(spec, source_path, dialect, planned, None, None, planner.skipped,
-                planner.conditions, files=files, dialects=dialects)
+    plan = Plan(spec, source_path, dialect, planned, planner.skipped, planner.conditions,
+                files=files, dialects=dialects)
     if last.type == "load":
         load = _end_load(planned)
         dest_path = destinations.get(load.destination).locate(load, dest, spec.resolve)
         _check_destination(file, planned[-1].label, load, dest_path, source_path, schema)
-        plan.load, plan.destination_path = load, dest_path
+        label = planned[-1].label
+        plan.targets = [PlannedTarget(None, label, label, None, None, [], load, dest_path,
+                                      _loaded(schema), refusals_are_job_rejects=True)]
     else:
         plan.branch_schema = schema
-        plan.branches = _plan_branches(planner, spec, last, schema, source_path, dest)
+        plan.targets = _plan_branches(planner, spec, last, schema, source_path, dest)
     if planner._estimate is not None:
         plan.estimated_rows = planner._estimate[0]
     return plan
 
 
 def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, schema: pa.Schema,
-                   source_path: Path, dest) -> list[PlannedBranch]:
+                   source_path: Path, dest) -> list[PlannedTarget]:
     file = spec.file
     index = spec.phases.index(bspec)
     parent = bspec.label(index)
@@ -317,7 +346,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
         raise UserError(f"{file}: --dest names one destination, but {parent} loads into "
                         f"{len(branches)}; set each branch's load path in the file")
     empty = pa.RecordBatch.from_pylist([], schema=schema)
-    out: list[PlannedBranch] = []
+    out: list[PlannedTarget] = []
     seen: dict[tuple, str] = {}
     for b in branches:
         label = b.label(parent)
@@ -347,5 +376,7 @@ def _plan_branches(planner: _Planner, spec: PipelineSpec, bspec: PhaseSpec, sche
                             f"{', table ' + key[1] if key[1] else ''}); each branch needs "
                             "its own", file=file, phase=planned[-1].label, key="path")
         seen[key] = b.name
-        out.append(PlannedBranch(b.name, label, compiled, b.filter, planned, load, dest_path))
+        out.append(PlannedTarget(b.name, label, planned[-1].label, compiled, b.filter, planned,
+                                 load, dest_path, _loaded(bschema),
+                                 refusals_are_job_rejects=False))
     return out

@@ -1,7 +1,8 @@
 """Where a job's batches go: one target per destination.
 
-A plain pipeline has one target (its load). A branched one has a target per branch: a
-filter that keeps the rows the branch holds for, the branch's own phases, and its load.
+Every plan has targets (ADR 0022): a plain pipeline one, with no filter and no phases of
+its own; a branched one a target per branch: a filter that keeps the rows the branch holds
+for, the branch's own phases, and its load.
 Every batch reaches every target, and each target's destination keeps its own ledger, so
 "what is done" is known per destination: after a kill, a batch one destination committed
 and another did not is written again only where it is missing.
@@ -40,6 +41,9 @@ class Target:
     load: Load
     path: Path
     destination: Destination
+    # True when the load ends the main line: what the destination refuses is a reject of
+    # the job and not loaded; False for a branch (see plan.PlannedTarget)
+    refusals_are_job_rejects: bool
     stats: TargetStats = field(default_factory=TargetStats)
     held: dict[int, dict] = field(default_factory=dict)    # ledger entries by batch number
 
@@ -62,11 +66,7 @@ class Target:
 
 
 def targets_for(plan: Plan, job_id: str, settings) -> list[Target]:
-    if not plan.branches:
-        assert plan.load is not None and plan.destination_path is not None
-        return [Target(None, plan.load_label, [], None, plan.output_schema, plan.load,
-                       plan.destination_path,
-                       open_destination(plan.load, plan.destination_path, job_id, settings))]
-    return [Target(b.name, b.phases[-1].label, b.phases, b.filter, b.output_schema, b.load,
-                   b.destination_path, open_destination(b.load, b.destination_path, job_id, settings))
-            for b in plan.branches]
+    return [Target(t.name, t.load_label, t.phases, t.filter, t.output_schema, t.load,
+                   t.destination_path, open_destination(t.load, t.destination_path, job_id, settings),
+                   t.refusals_are_job_rejects)
+            for t in plan.targets]
