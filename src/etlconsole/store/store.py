@@ -23,6 +23,7 @@ import sqlite_utils
 
 from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
+from ..records import ACTIVE, BatchStatus, JobStatus, SegmentStatus
 from .schema import MIGRATIONS, migrate
 
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
@@ -136,7 +137,7 @@ class StateStore:
     # -- jobs ---------------------------------------------------------------
     def create_job(self, job_id: str, **fields: Any) -> str:
         stamp = now()
-        row = {"id": job_id, "status": "pending", "created_at": stamp, "updated_at": stamp,
+        row = {"id": job_id, "status": JobStatus.PENDING, "created_at": stamp, "updated_at": stamp,
                "pid": os.getpid(),
                "pid_started": psutil.Process().create_time()}
         row.update(_dump(fields))
@@ -169,8 +170,8 @@ class StateStore:
 
     def _seen(self, job: dict[str, Any]) -> dict[str, Any]:
         """A job as mark_dead_jobs would have left it, on a store it could not write."""
-        if job["id"] in self._dead and job["status"] in ("running", "pending"):
-            job.update(status="interrupted", error="the engine process stopped without "
+        if job["id"] in self._dead and job["status"] in ACTIVE:
+            job.update(status=JobStatus.INTERRUPTED, error="the engine process stopped without "
                        "finishing (killed or crashed); resume or roll back")
         return job
 
@@ -233,7 +234,7 @@ class StateStore:
         """After the destination committed: the batch COMMITTED and the job's counters."""
         stamp = now()
         with self._tx() as conn:
-            conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?, "
+            conn.execute(f"UPDATE pipeline_batches SET status = '{BatchStatus.COMMITTED}', rows_loaded = ?, "
                          "attempts = ?, duration_ms = ?, processed_at = ? "
                          "WHERE job_id = ? AND batch_number = ?",
                          (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
@@ -346,7 +347,7 @@ class StateStore:
         store is left as it is: its readers are shown them as interrupted, see _load)."""
         dead = []
         for job in self.db.query("SELECT id, pid, pid_started, heartbeat_at FROM import_jobs "
-                                 "WHERE status IN ('running', 'pending')"):
+                                 f"WHERE status IN ('{JobStatus.RUNNING}', '{JobStatus.PENDING}')"):
             if not _alive(job["pid"], job["pid_started"]) or _age_s(job["heartbeat_at"]) > stale_after_s:
                 dead.append(job["id"])
         if self.readonly and dead:
@@ -364,7 +365,7 @@ class StateStore:
             finally:
                 writer.close()
         for job_id in dead:
-            self.update_job(job_id, status="interrupted",
+            self.update_job(job_id, status=JobStatus.INTERRUPTED,
                             error="the engine process stopped without finishing (killed or crashed); "
                                   "resume or roll back")
         return dead
@@ -397,7 +398,8 @@ class StateStore:
         with self._tx() as conn:
             # A segment that never ended (its process was killed) lasted until the job's
             # last heartbeat.
-            conn.execute("UPDATE pipeline_segments SET status = 'killed', elapsed_s = max(0, "
+            conn.execute(f"UPDATE pipeline_segments SET status = '{SegmentStatus.KILLED}', "
+                         "elapsed_s = max(0, "
                          "(julianday((SELECT heartbeat_at FROM import_jobs WHERE id = ?)) - "
                          "julianday(started_at)) * 86400.0) WHERE job_id = ? AND elapsed_s IS NULL",
                          (job_id, job_id))

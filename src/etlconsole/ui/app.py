@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..config import Settings, load_settings
+from ..records import ACTIVE, UNFINISHED
 from ..store import StateStore
 from .launcher import Launched, Launcher
 from .screens.base import PolledScreen
@@ -257,9 +258,9 @@ class ConsoleApp(App[int]):
 def job_line(job: dict, state: str = "") -> str:
     """``job 3f2a… interrupted — resume: etlconsole resume 3f2a…`` and the like."""
     jid, status = job["id"], job["status"]
-    if status in ("running", "pending"):
+    if status in ACTIVE:
         hint = f"watch: etlconsole {state}ui --watch {jid}"
-    elif status in ("failed", "interrupted") and job.get("resumable", 1):
+    elif status in UNFINISHED and job.get("resumable", 1):
         hint = f"resume: etlconsole {state}resume {jid}"
     else:
         hint = f"details: etlconsole {state}show {jid}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -12,15 +14,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Static
 
+from ... import api
 from ...errors import UserError
 from ...progress import fmt_duration
+from ...records import ACTIVE, UNFINISHED as RESUMABLE
+from ...records import CleanupAction, JobStatus, PhaseLine, RollbackSummary
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
 from .modals import ConfirmModal, DetailsModal
 
-ACTIVE = ("running", "pending")
-RESUMABLE = ("failed", "interrupted")
 JOBS_SHOWN = 200
 BATCHES_SHOWN = 200
 CHECKPOINTS_SHOWN = 200
@@ -226,7 +229,7 @@ class JobsScreen(PolledScreen):
         if action == "resume":
             return True if job["status"] in RESUMABLE and job["resumable"] else None
         if action == "rollback":
-            return None if job["status"] in ACTIVE or job["status"] == "rolled_back" else True
+            return None if job["status"] in ACTIVE or job["status"] == JobStatus.ROLLED_BACK else True
         return True
 
     def _checkpoint_choice(self) -> int | None:
@@ -273,54 +276,51 @@ class JobsScreen(PolledScreen):
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _preview_rollback(self, job_id: str, to_checkpoint: int | None) -> None:
-        from ...engine.recovery import rollback
         self.app.call_from_thread(self._begin, f"job {job_id}: finding what a rollback removes …")
         try:
-            report = self.console_app.with_store(lambda s: rollback(
+            report = self.console_app.with_store(lambda s: api.rollback(
                 s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
         self.app.call_from_thread(self._confirm_rollback, report)
 
-    def _confirm_rollback(self, report: dict) -> None:
-        target = (f"back to checkpoint {report['to_checkpoint']}" if report["to_checkpoint"]
+    def _confirm_rollback(self, report: RollbackSummary) -> None:
+        target = (f"back to checkpoint {report.to_checkpoint}" if report.to_checkpoint
                   else "entirely")
-        title = f"Roll back job {report['job_id']} {target}?"
+        title = f"Roll back job {report.job_id} {target}?"
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.notify(f"rolling back job {report['job_id']} …", timeout=3)
-                self._rollback(report["job_id"], report["to_checkpoint"])
+                self.notify(f"rolling back job {report.job_id} …", timeout=3)
+                self._rollback(report.job_id, report.to_checkpoint)
             else:
                 self._end()
         self.app.push_screen(ConfirmModal(title, rollback_text(report)), answer)
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _rollback(self, job_id: str, to_checkpoint: int | None) -> None:
-        from ...engine.recovery import rollback
         try:
-            report = self.console_app.with_store(lambda s: rollback(
+            report = self.console_app.with_store(lambda s: api.rollback(
                 s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
-        self.app.call_from_thread(self._done, f"job {job_id}: removed {report['rows']:,} rows; "
-                                              f"status {report['status']}")
+        self.app.call_from_thread(self._done, f"job {job_id}: removed {report.rows:,} rows; "
+                                              f"status {report.status}")
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _preview_cleanup(self) -> None:
-        from ...engine.recovery import cleanup
         self.app.call_from_thread(self._begin, "finding what cleanup would remove …")
         try:
             app = self.console_app
-            actions = app.with_store(lambda s: cleanup(s, app.settings, dry_run=True))
+            actions = app.with_store(lambda s: api.cleanup(s, app.settings, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
         self.app.call_from_thread(self._confirm_cleanup, actions)
 
-    def _confirm_cleanup(self, actions: list[dict]) -> None:
+    def _confirm_cleanup(self, actions: list[CleanupAction]) -> None:
         if not actions:
             self._done("nothing to clean up")
             return
@@ -330,14 +330,13 @@ class JobsScreen(PolledScreen):
                 self._cleanup()
             else:
                 self._end()
-        body = Text("\n".join(_cleanup_line(a) for a in actions))
+        body = Text("\n".join(a.line() for a in actions))
         self.app.push_screen(ConfirmModal(f"Clean up? ({len(actions)} actions)", body), answer)
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _cleanup(self) -> None:
-        from ...engine.recovery import cleanup
         try:
-            actions = self.console_app.with_store(lambda s: cleanup(s, self.console_app.settings))
+            actions = self.console_app.with_store(lambda s: api.cleanup(s, self.console_app.settings))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -352,22 +351,18 @@ class JobsScreen(PolledScreen):
         self._end()
 
 
-def rollback_text(r: dict) -> Text:
-    """What a rollback will remove, from its dry-run report."""
-    from ...engine.recovery import rollback_lines
-    out = Text(f"This removes {r['rows']:,} rows:\n")
-    for line in rollback_lines(r):
+def rollback_text(report: RollbackSummary | Mapping[str, Any]) -> Text:
+    """What a rollback will remove, from its dry run (as the facade returns it, or as
+    ``rollback --json`` printed it)."""
+    r = report if isinstance(report, RollbackSummary) else api.rollback_summary(dict(report))
+    out = Text(f"This removes {r.rows:,} rows:\n")
+    for line in r.change_lines():
         out.append(f"  {line}\n")
-    if not r["to_checkpoint"]:
+    if not r.to_checkpoint:
         out.append("The job becomes rolled_back (its workspace is removed).\n")
     else:
         out.append("The job becomes interrupted: resume continues from the checkpoint.\n")
     return out
-
-
-def _cleanup_line(a: dict) -> str:
-    where = f" {a.get('path', '')} {a.get('table', '')}".rstrip()
-    return f"{a['action']}: job {a['job_id']}{where}"
 
 
 def job_details(j: dict) -> Text:
@@ -387,12 +382,8 @@ def job_details(j: dict) -> Text:
                f"retries {j['retries']}\n")
     if j["error"]:
         out.append(f"error      {j['error']}\n", style="red")
-    for p in j["phase_stats"] or []:
-        if p.get("branch"):         # a branch's line: what its destination loaded
-            out.append(f"  {'branch ' + p['branch']:<20} in {p['rows_in']:>10,} loaded "
-                       f"{p['loaded']:>10,} rej {p['rejected'] + p['refused']:>7,} "
-                       f"{p.get('seconds', 0):>6.2f}s\n")
-            continue
-        out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
-                   f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
+    for p in (PhaseLine.from_json(x) for x in j["phase_stats"] or []):
+        # a branch's line: what its destination loaded
+        out.append(f"  {p.label:<20} in {p.rows_in:>10,} {'loaded' if p.branch else 'out'} "
+                   f"{p.rows_out:>10,} rej {p.rejected:>7,} {p.seconds:>6.2f}s\n")
     return out

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
+from ...records import ACTIVE, JobStatus
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
@@ -95,7 +96,7 @@ class MonitorScreen(PolledScreen):
                 and job_id in (None, self.job_id):
             return UNCHANGED    # nothing was written since the last poll: nothing to draw
         if job_id is None:
-            running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
+            running = [j for j in store.jobs(20) if j["status"] in ACTIVE]
             jobs = running or store.jobs(1)
             if not jobs:
                 return MonitorData(None, waiting="no jobs yet: p opens the pipeline builder "
@@ -156,7 +157,7 @@ class MonitorScreen(PolledScreen):
 
     def _render_job(self, job: dict, m: dict | None) -> None:
         st = job["status"]
-        live = st in ("running", "pending")
+        live = st in ACTIVE
         title = Text.assemble(
             ("job ", "bold"), (job["id"], "bold"), "  ", fmt.status(st), "  ",
             fmt.text(f"{job['pipeline_name']}  {_name(job['source_path'])}"))
@@ -169,7 +170,7 @@ class MonitorScreen(PolledScreen):
             rows = max(m["rows_read"] or 0, job["rows_read"] or 0)
         else:
             done, elapsed, rows = job["bytes_read"] or 0, job["elapsed_s"] or 0, job["rows_read"]
-        if st == "succeeded":
+        if st == JobStatus.SUCCEEDED:
             done = total
         pct = done / total if total else 0.0
         seg = _segment(m, elapsed, rows, done)
