@@ -367,9 +367,8 @@ REJECT_CSV_COLUMNS = ("row", "phase", "rule", "column", "message", "values")
 
 @dataclass(frozen=True)
 class Reject:
-    """A rejected row: where (record number, phase, rule, column), why, and its values.
-    ``branch``: the branch whose phases or destination rejected it (None on the main
-    line); ``resolved_by``: the replay that loaded it since, if any."""
+    """A rejected row: where (record number, phase, rule, column), why, and its values;
+    ``resolved_by``: the replay that loaded it since, if any."""
 
     row: int | None
     phase: str
@@ -377,18 +376,17 @@ class Reject:
     column: str | None
     message: str
     values: Any
-    branch: str | None = None
     resolved_by: int | None = None
     resolved_at: str | None = None
 
     @classmethod
     def from_row(cls, r: Mapping[str, Any]) -> Reject:
         return cls(r["row"], r["phase"], r["rule"], r["column"], r["message"], r["values"],
-                   r.get("branch"), r.get("resolved_by"), r.get("resolved_at"))
+                   r.get("resolved_by"), r.get("resolved_at"))
 
     def resolved(self, by: int | None, at: str | None) -> Reject:
         return Reject(self.row, self.phase, self.rule, self.column, self.message, self.values,
-                      self.branch, by, at)
+                      by, at)
 
     def to_json(self) -> dict[str, Any]:
         """``rejects --json``'s line: the one place its keys are chosen."""

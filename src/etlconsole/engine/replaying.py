@@ -39,7 +39,7 @@ from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan, decisions_from_events, make_plan
 from .job import JobContext
 from .line import records_of
-from .loader import refused_records
+from .loader import branch_of, refused_records
 from .targets import targets_for
 
 META = ("row", "phase", "rule", "column", "message")
@@ -466,7 +466,7 @@ def _branch(t, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict]]:
     for planned in t.phases:
         batch, phase_rejects = _process(planned, batch)
         blamed += phase_rejects
-    return batch, records_of(blamed)
+    return batch, branch_of(t, records_of(blamed))
 
 
 def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.RecordBatch,

@@ -22,9 +22,9 @@ from ..records import ReplayStatus
 from .store import StateStore, _alive, now
 
 
-# Rejects of the main line: a branch's own rejects (labels "phase 5 (branch) > name > …")
+# Rejects of the main line: a branch's own rejects (its phases' and its destination's)
 # belong to a record that reached the branches; they are not replayed.
-MAIN_LINE = "(phase_label IS NULL OR phase_label NOT LIKE '% > %')"
+MAIN_LINE = "branch IS NULL"
 
 
 def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]]:

@@ -223,11 +223,13 @@ class StateStore:
 
     @staticmethod
     def _insert_rejects(conn, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
+        """``rejects``: the engine's reject records; ``branch`` is set on those of a
+        branch (its phases' and its destination's), absent on the main line's."""
         conn.executemany(
-            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, rule,'
-            ' column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r["rule"],
-              r["column"], r["message"], r["values"]) for r in rejects])
+            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, branch,'
+            ' rule, column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r.get("branch"),
+              r["rule"], r["column"], r["message"], r["values"]) for r in rejects])
 
     def commit_batch(self, job_id: str, batch_number: int, *, rows_loaded: int, attempts: int,
                      duration_ms: float, counters: dict[str, Any]) -> None:
@@ -324,9 +326,8 @@ class StateStore:
                         "row_start": e["row_start"], "row_end": e["row_end"],
                         "rows_loaded": e["rows"], "created_at": now(),
                         "error_details": json.dumps({"note": "rejects of this batch were lost"})})
-            # branch phases' labels read "phase 5 (branch) > name > phase 1 (…)"
-            main_line = " AND (r.phase_label IS NULL OR r.phase_label NOT LIKE '% > %')" \
-                if branched else ""
+            # a branch's rejects count in its branch, not in the job's rows_rejected
+            main_line = " AND r.branch IS NULL" if branched else ""
             rejected = conn.execute(
                 "SELECT count(*) FROM pipeline_rejects r JOIN pipeline_batches b ON "
                 "b.job_id = r.job_id AND b.batch_number = r.batch_number "
@@ -435,12 +436,14 @@ class StateStore:
         return self._rows("pipeline_segments", job_id, "number")
 
     def phase_reject_counts(self, job_id: str) -> dict[str, int]:
-        """Rejected rows of the job's committed batches, by phase label (the extract's by
-        'extract'): what the phase table must add up to."""
+        """Rejected rows of the job's committed batches on the main line, by phase label
+        (the extract's by 'extract'): what the phase table must add up to. A branch's
+        rejects count in its own line (the target's figures), not here."""
         rows = self.db.execute(
             "SELECT coalesce(r.phase_label, r.phase), count(*) FROM pipeline_rejects r "
             "JOIN pipeline_batches b ON b.job_id = r.job_id AND b.batch_number = r.batch_number "
-            "WHERE r.job_id = ? AND b.status = 'COMMITTED' GROUP BY 1", [job_id]).fetchall()
+            f"WHERE r.job_id = ? AND b.status = '{BatchStatus.COMMITTED}' AND r.branch IS NULL "
+            "GROUP BY 1", [job_id]).fetchall()
         return dict(rows)
 
     def add_metric(self, job_id: str, sample: dict[str, Any]) -> None:
