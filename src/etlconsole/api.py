@@ -20,6 +20,7 @@ from .config import Settings
 from .errors import UserError
 from .records import (Batch, Checkpoint, CleanupAction, Job, JobDetails, Reject,
                       ReplaySummary, RollbackSummary, RunSummary, Segment, write_rejects_csv)
+from .engine.fixes import EXTRA, FixRow, dialect_of, reason_text, rows_for
 from .spec import load_spec
 from .store import StateStore
 from .store import replays as store_replays
@@ -27,7 +28,14 @@ from .store import replays as store_replays
 __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_rejects", "find",
            "job", "jobs", "open_rejects", "phase_types", "plan_pipeline", "rejects", "replay",
            "replays", "rerun", "resume", "resume_check", "rollback", "rollback_summary", "run",
-           "show", "write_fix_file"]
+           "show", "write_fix_file",
+           # the rows of a fix file, as the console's reject editor builds them
+           "EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for",
+           # the console's polled reads
+           "StateStore", "job_row", "job_row_by_pid", "job_rows", "jobs_changed_since",
+           "mark_dead_jobs", "metrics_since", "open_store", "recent_batches",
+           "recent_checkpoints", "recent_events", "reject_groups", "reject_rows",
+           "store_changed_since"]
 
 
 # -- running ---------------------------------------------------------------------------
@@ -230,3 +238,64 @@ def rollback_summary(r: dict[str, Any]) -> RollbackSummary:
     """A rollback's summary from its JSON (``rollback --json``: what the console reads of
     the rollback it ran in a subprocess)."""
     return RollbackSummary.from_dict(r, _table_kinds(r["destinations"]))
+
+
+# -- the console's polled reads ------------------------------------------------------------
+# Small, bounded queries the console's screens poll (ADR 0008): rows as the store holds
+# them, read through here so that the console's way to its data is this module alone.
+def open_store(path: str | Path, *, readonly: bool = False) -> StateStore:
+    """A connection to the state store at ``path`` (one per thread)."""
+    return StateStore(path, readonly=readonly)
+
+
+def store_changed_since(store: StateStore) -> int:
+    """A number that changes when another connection committed (PRAGMA data_version)."""
+    return store.data_version()
+
+
+def mark_dead_jobs(store: StateStore) -> list[str]:
+    """Jobs whose engine process is gone become interrupted; returns their ids."""
+    return store.mark_dead_jobs()
+
+
+def job_row(store: StateStore, ref: str) -> dict[str, Any]:
+    """A job's row by id, unique prefix or 'last'."""
+    return store.job(ref)
+
+
+def job_row_by_pid(store: StateStore, pid: int) -> dict[str, Any] | None:
+    """The most recent job run by process ``pid`` (the job the console launched)."""
+    return store.job_by_pid(pid)
+
+
+def job_rows(store: StateStore, limit: int) -> list[dict[str, Any]]:
+    return store.jobs(limit)
+
+
+def jobs_changed_since(store: StateStore, stamp: str | None, limit: int) -> list[dict[str, Any]]:
+    return store.jobs_changed_since(stamp, limit)
+
+
+def recent_batches(store: StateStore, job_id: str, limit: int) -> list[dict[str, Any]]:
+    return store.recent_batches(job_id, limit)
+
+
+def recent_checkpoints(store: StateStore, job_id: str, limit: int) -> list[dict[str, Any]]:
+    return store.recent_checkpoints(job_id, limit)
+
+
+def metrics_since(store: StateStore, job_id: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+    return store.metrics_since(job_id, after_id, limit)
+
+
+def recent_events(store: StateStore, job_id: str, limit: int) -> list[dict[str, Any]]:
+    return store.recent_events(job_id, limit)
+
+
+def reject_groups(store: StateStore, job_id: str) -> list[dict[str, Any]]:
+    return store.reject_groups(job_id)
+
+
+def reject_rows(store: StateStore, job_id: str, **page: Any) -> list[dict[str, Any]]:
+    """One page of rejected rows (``StateStore.reject_rows``'s options)."""
+    return store.reject_rows(job_id, **page)

@@ -15,7 +15,8 @@ from textual.screen import Screen
 
 from ..config import Settings, load_settings
 from ..records import ACTIVE, UNFINISHED
-from ..store import StateStore
+from .. import api
+from ..api import StateStore
 from .launcher import Launched, Launcher
 from .screens.base import PolledScreen
 from .screens.builder import BuilderScreen
@@ -91,7 +92,7 @@ class ConsoleApp(App[int]):
 
     # -- store access -------------------------------------------------------------
     def open_store(self) -> StateStore:
-        return StateStore(self.state_path)
+        return api.open_store(self.state_path)
 
     def with_store(self, fn: Callable[[StateStore], T]) -> T:
         """Run ``fn`` with a fresh connection (for worker threads), then close it."""
@@ -231,10 +232,10 @@ class ConsoleApp(App[int]):
         if self.launched:
             last = self.launched[-1]
             if last.job_id:
-                return store.job(last.job_id)
-            return store.job_by_pid(last.pid)
+                return api.job_row(store, last.job_id)
+            return api.job_row_by_pid(store, last.pid)
         ref = self.watch_job_id or self.selected_job_id
-        return store.job(ref) if ref else None
+        return api.job_row(store, ref) if ref else None
 
     def exit_line(self) -> str | None:
         """One line for stdout after the console closed: the job, its status, and the

@@ -112,7 +112,7 @@ class JobsScreen(PolledScreen):
         the selected job's checkpoints and batches only when that job's row changed."""
         store = self.store
         changed = self.store_changed()
-        if self._dead_check_due() and store.mark_dead_jobs():
+        if self._dead_check_due() and api.mark_dead_jobs(store):
             changed = True                     # our own write: data_version does not see it
         if not (changed or self.forced or self._jobs is None):
             return UNCHANGED
@@ -125,14 +125,14 @@ class JobsScreen(PolledScreen):
             return JobsData(jobs)
         key = (selected["id"], selected.get("updated_at"))
         if key != self._detail_key:
-            self._detail = (store.recent_checkpoints(selected["id"], CHECKPOINTS_SHOWN),
-                            store.recent_batches(selected["id"], BATCHES_SHOWN))
+            self._detail = (api.recent_checkpoints(store, selected["id"], CHECKPOINTS_SHOWN),
+                            api.recent_batches(store, selected["id"], BATCHES_SHOWN))
             self._detail_key = key
         return JobsData(jobs, selected, *self._detail)
 
     def _read_jobs(self, store) -> dict[str, dict]:
         """The jobs known so far, with those changed since the last read; returns them."""
-        rows = store.jobs_changed_since(self._stamp, JOBS_SHOWN)
+        rows = api.jobs_changed_since(store, self._stamp, JOBS_SHOWN)
         if self._jobs is None:
             self._jobs = {}
         for j in rows:

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
+from ... import api
 from ...records import ACTIVE, JobStatus
 from .. import format as fmt
 from ..widgets.chart import Chart
@@ -75,7 +76,7 @@ class MonitorScreen(PolledScreen):
         launched = app.watched_launch
         job_id = app.watch_job_id
         if launched is not None and launched.job_id is None:
-            found = store.job_by_pid(launched.pid)
+            found = api.job_row_by_pid(store, launched.pid)
             if found is None:
                 if launched.running:
                     return MonitorData(None, waiting=f"starting the engine (pid {launched.pid}) …")
@@ -90,25 +91,25 @@ class MonitorScreen(PolledScreen):
         changed = self.store_changed()
         if time.monotonic() - self._dead_check > DEAD_CHECK_S:
             self._dead_check = time.monotonic()
-            store.mark_dead_jobs()
+            api.mark_dead_jobs(store)
             changed = True      # (its own write does not move data_version: read anyway)
         if not (changed or self.forced) and self.job_id is not None \
                 and job_id in (None, self.job_id):
             return UNCHANGED    # nothing was written since the last poll: nothing to draw
         if job_id is None:
-            running = [j for j in store.jobs(20) if j["status"] in ACTIVE]
-            jobs = running or store.jobs(1)
+            running = [j for j in api.job_rows(store, 20) if j["status"] in ACTIVE]
+            jobs = running or api.job_rows(store, 1)
             if not jobs:
                 return MonitorData(None, waiting="no jobs yet: p opens the pipeline builder "
                                    "(a pipeline file, or a new name.toml)")
             job_id = jobs[0]["id"]
-        job = store.job(job_id)
+        job = api.job_row(store, job_id)
         after = self.last_metric_id if job_id == self.job_id else 0
-        metrics = store.metrics_since(job_id, after, CHART_SAMPLES)
+        metrics = api.metrics_since(store, job_id, after, CHART_SAMPLES)
         note = None
         if launched is not None and not launched.running and launched.returncode == 2:
             note = launched.error_line()      # e.g. resume refused: one line from the engine
-        return MonitorData(job, metrics, store.recent_events(job_id, 12), waiting=note)
+        return MonitorData(job, metrics, api.recent_events(store, job_id, 12), waiting=note)
 
     @staticmethod
     def _starting(store, launched) -> str | None:
@@ -116,7 +117,7 @@ class MonitorScreen(PolledScreen):
         record still holds the stopped run's figures, which are not this run's."""
         if not launched.running:
             return None
-        job = store.job(launched.job_id)
+        job = api.job_row(store, launched.job_id)
         if job["pid"] == launched.pid:
             return None
         return f"starting the engine (pid {launched.pid}) to resume job {job['id']} …"

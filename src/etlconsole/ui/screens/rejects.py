@@ -125,7 +125,7 @@ class RejectsScreen(PolledScreen):
         if not (changed or self.forced):
             return UNCHANGED
         try:
-            job = store.job(self.console_app.selected_job_id or "last")
+            job = api.job_row(store, self.console_app.selected_job_id or "last")
         except Exception:
             return RejectsData(None)
         if self._groups_key is not None and job["id"] != self._groups_key[0]:
@@ -134,7 +134,7 @@ class RejectsScreen(PolledScreen):
         groups_key = (job["id"], job.get("updated_at"), job.get("rows_rejected"),
                       job.get("rows_resolved"))
         if groups_key != self._groups_key:
-            self._groups = store.reject_groups(job["id"])
+            self._groups = api.reject_groups(store, job["id"])
             self._groups_key = groups_key
         key, page = self.group, self.page
         page_key = (self._groups_key, key, page)
@@ -146,9 +146,9 @@ class RejectsScreen(PolledScreen):
     @staticmethod
     def _read_page(store, job_id: str, key: str, page: int) -> list[dict]:
         if key == ALL:
-            return store.reject_rows(job_id, limit=PAGE, offset=page * PAGE)
+            return api.reject_rows(store, job_id, limit=PAGE, offset=page * PAGE)
         phase, rule, column = json.loads(key)
-        return store.reject_rows(job_id, phase=phase, rule=rule, column=column, grouped=True,
+        return api.reject_rows(store, job_id, phase=phase, rule=rule, column=column, grouped=True,
                                  limit=PAGE, offset=page * PAGE)
 
     def render_data(self, data: RejectsData) -> None:
