@@ -14,16 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import UserError
-from .records import (Batch, Checkpoint, CleanupAction, Job, JobDetails, Reject,
+from .records import (Batch, Checkpoint, CleanupAction, FixFile, Job, JobDetails, Reject,
                       ReplaySummary, RollbackSummary, RunSummary, Segment, write_rejects_csv)
-from .engine.fixes import EXTRA, FixRow, dialect_of, reason_text, rows_for
 from .spec import load_spec
 from .store import StateStore
 from .store import replays as store_replays
+
+if TYPE_CHECKING:   # at run time through __getattr__: the CLI's commands need not load them
+    from .engine.fixes import EXTRA, FixRow, dialect_of, reason_text, rows_for  # noqa: F401
+
+_FIX_FILE_HELPERS = frozenset({"EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for"})
+
+
+def __getattr__(name: str) -> Any:
+    """The fix-file helpers the console's reject editor uses, imported when first asked."""
+    if name in _FIX_FILE_HELPERS:
+        from .engine import fixes
+        return getattr(fixes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_rejects", "find",
            "job", "jobs", "open_rejects", "phase_types", "plan_pipeline", "rejects", "replay",
@@ -200,10 +212,11 @@ def open_rejects(store: StateStore, job_id: str) -> list[dict[str, Any]]:
     return store_replays.open_rejects(store, job_id)
 
 
-def write_fix_file(store: StateStore, job_id: str, path: Path) -> dict[str, Any]:
+def write_fix_file(store: StateStore, job_id: str, path: Path) -> FixFile:
     """The job's open rejects as the source had them, to fix and replay."""
     from .engine.fixes import write_fix_file as write
-    return write(store.job(job_id), open_rejects(store, job_id), path)
+    done = write(store.job(job_id), open_rejects(store, job_id), path)
+    return FixFile(job_id, path, done["rows"], done["raw"], done["unnumbered"], done["note"])
 
 
 def replays(store: StateStore, job_id: str) -> list[dict[str, Any]]:
@@ -276,12 +289,14 @@ def jobs_changed_since(store: StateStore, stamp: str | None, limit: int) -> list
     return store.jobs_changed_since(stamp, limit)
 
 
-def recent_batches(store: StateStore, job_id: str, limit: int) -> list[dict[str, Any]]:
-    return store.recent_batches(job_id, limit)
+def recent_batches(store: StateStore, job_id: str, limit: int) -> list[Batch]:
+    """The job's last ``limit`` batches, in batch order."""
+    return [Batch.from_row(r) for r in store.recent_batches(job_id, limit)]
 
 
-def recent_checkpoints(store: StateStore, job_id: str, limit: int) -> list[dict[str, Any]]:
-    return store.recent_checkpoints(job_id, limit)
+def recent_checkpoints(store: StateStore, job_id: str, limit: int) -> list[Checkpoint]:
+    """The job's last ``limit`` checkpoints, oldest first."""
+    return [Checkpoint.from_row(r) for r in store.recent_checkpoints(job_id, limit)]
 
 
 def metrics_since(store: StateStore, job_id: str, after_id: int, limit: int) -> list[dict[str, Any]]:

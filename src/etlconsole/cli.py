@@ -361,15 +361,9 @@ def rejects(obj: Context, job, as_json, csv_file, fix_file):
 def _write_fix_file(store, job_id: str, path: Path, as_json: bool) -> None:
     done = api.write_fix_file(store, job_id, path)
     if as_json:
-        _echo_json({"job_id": job_id, "file": str(path), **done})
-        return
-    raw = f" ({done['raw']:,} as raw text in _etl_raw)" if done["raw"] else ""
-    click.echo(f"wrote {done['rows']:,} open rejects of job {job_id} to {path}{raw}")
-    if done["unnumbered"]:
-        click.echo(f"  {done['unnumbered']:,} rejects without a record number are left out")
-    if done["note"]:
-        click.echo(f"  note: {done['note']}")
-    click.echo(f"  fix them, then: etlconsole replay {job_id} {path} --dry-run")
+        _echo_json(done.to_json())
+    else:
+        _echo_lines(done.lines())
 
 
 @main.command()

@@ -57,6 +57,8 @@ class BatchStatus(StrEnum):
 
     PENDING = "PENDING"
     COMMITTED = "COMMITTED"
+    RETRYING = "RETRYING"       # allowed by the schema since its first version
+    FAILED = "FAILED"
     ROLLED_BACK = "ROLLED_BACK"
 
 
@@ -421,6 +423,33 @@ def write_rejects_csv(rejects: Iterable[Reject], path: Path) -> int:
 
 
 # -- results of the library's actions ----------------------------------------------------------
+@dataclass(frozen=True)
+class FixFile:
+    """A fix file written (``rejects JOB --fix``): the job's open rejects as the source had
+    them. ``raw``: rows kept as raw text (``_etl_raw``); ``unnumbered``: rejects without a
+    record number, left out; ``note``: what the operator should know about the file."""
+
+    job_id: str
+    path: Path
+    rows: int
+    raw: int
+    unnumbered: int
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "file": str(self.path), "rows": self.rows, "raw": self.raw,
+                "unnumbered": self.unnumbered, "note": self.note}
+
+    def lines(self) -> list[str]:
+        raw = f" ({self.raw:,} as raw text in _etl_raw)" if self.raw else ""
+        out = [f"wrote {self.rows:,} open rejects of job {self.job_id} to {self.path}{raw}"]
+        if self.unnumbered:
+            out.append(f"  {self.unnumbered:,} rejects without a record number are left out")
+        if self.note:
+            out.append(f"  note: {self.note}")
+        out.append(f"  fix them, then: etlconsole replay {self.job_id} {self.path} --dry-run")
+        return out
+
 @dataclass(frozen=True)
 class RunSummary:
     """What a run, resume or rerun reports at its end. ``data`` is the engine's summary as

@@ -18,7 +18,7 @@ from ... import api
 from ...errors import UserError
 from ...progress import fmt_duration
 from ...records import ACTIVE, UNFINISHED as RESUMABLE
-from ...records import CleanupAction, JobStatus, PhaseLine, RollbackSummary
+from ...records import Batch, Checkpoint, CleanupAction, JobStatus, PhaseLine, RollbackSummary
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
@@ -34,8 +34,8 @@ DEAD_CHECK_S = 5.0
 class JobsData:
     jobs: list[dict]
     selected: dict | None = None
-    checkpoints: list[dict] = field(default_factory=list)
-    batches: list[dict] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
 
 
 class JobsTable(LiveTable):
@@ -69,7 +69,7 @@ class JobsScreen(PolledScreen):
         self._jobs: dict[str, dict] | None = None
         self._stamp: str | None = None          # newest updated_at read
         self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
-        self._detail: tuple[list, list] = ([], [])
+        self._detail: tuple[list[Checkpoint], list[Batch]] = ([], [])
         self._dead_check = 0.0
         self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
@@ -164,13 +164,11 @@ class JobsScreen(PolledScreen):
             self.console_app.selected_job_id = data.selected["id"]
         shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["number"]), (c["number"], fmt.num(c["checkpoint_data"]["last_row"]),
-                            fmt.num(c["checkpoint_data"]["rows_loaded"])))
+            (str(c.number), (c.number, fmt.num(c.last_row), fmt.num(c.rows_loaded)))
             for c in (data.checkpoints if shown else [])])
         self.query_one("#batches", LiveTable).sync([
-            (str(b["batch_number"]), (b["batch_number"], b["status"],
-                                      fmt.num(b["row_end"]),
-                                      fmt.num(b["rows_loaded"]), b["attempts"]))
+            (str(b.number), (b.number, b.status, fmt.num(b.row_end), fmt.num(b.rows_loaded),
+                             b.attempts))
             for b in (data.batches if shown else [])])
         self._open_details_at_top(shown["id"] if shown else None)
         self._render_info()

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
 from ... import api
-from ...records import ACTIVE, JobStatus
+from ...records import ACTIVE, JobStatus, PhaseLine
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
@@ -261,13 +261,11 @@ def _segment(m: dict | None, elapsed: float, rows: int, done: int) -> _Segment:
 
 
 def _phase_row(p: dict) -> tuple:
-    """A line of the phase table; a branch's 'out' is what its destination loaded, its
-    rejects include the rows the destination refused."""
-    if p.get("branch"):
-        return (f"branch {p['branch']}", fmt.num(p["rows_in"]), fmt.num(p["loaded"]),
-                fmt.num(p["rejected"] + p["refused"]), f"{p.get('seconds', 0):.2f}s")
-    return (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]), fmt.num(p["rejected"]),
-            f"{p['seconds']:.2f}s")
+    """A line of the phase table (``PhaseLine``: a branch's 'out' is what its destination
+    loaded, its rejects include the rows the destination refused)."""
+    line = PhaseLine.from_json(p)
+    return (line.label, fmt.num(line.rows_in), fmt.num(line.rows_out), fmt.num(line.rejected),
+            f"{line.seconds:.2f}s")
 
 
 def _seconds(value: float | None) -> str:

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from ... import api
-from ...records import JobStatus, ReplayStatus
+from ...records import FixFile, JobStatus, ReplayStatus
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
@@ -360,7 +360,7 @@ class RejectsScreen(PolledScreen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _write_fix_file(self, job_id: str, path: Path) -> None:
-        def write(store) -> dict:       # the job read again: as the CLI sees it now
+        def write(store) -> FixFile:    # the job read again: as the CLI sees it now
             return api.write_fix_file(store, job_id, path)
         try:
             done = self.console_app.with_store(write)
@@ -368,10 +368,10 @@ class RejectsScreen(PolledScreen):
             self.app.call_from_thread(self.notify, f"fix file not written: {exc}",
                                       severity="error", timeout=10)
             return
-        extra = f" ({done['raw']:,} as raw text)" if done["raw"] else ""
+        extra = f" ({done.raw:,} as raw text)" if done.raw else ""
         self.app.call_from_thread(
-            self.notify, f"wrote {done['rows']:,} open rejects{extra} to {path}: fix them, "
-            "then F replays it" + (f"\n{done['note']}" if done.get("note") else ""), timeout=10)
+            self.notify, f"wrote {done.rows:,} open rejects{extra} to {path}: fix them, "
+            "then F replays it" + (f"\n{done.note}" if done.note else ""), timeout=10)
 
     def action_replay_file(self) -> None:
         """Replay a fix file: its path, then the dry run's confirmation, as r."""
