@@ -29,9 +29,7 @@ class Context:
     def store(self, *, readonly: bool = False):
         """The state store; ``readonly`` for commands that only read (no write of any kind,
         so a store on read-only media or without write permission can be read)."""
-        from .store import StateStore
-        path = self.settings().state_path
-        store = StateStore(path, readonly=readonly)
+        store = api.open_store(self.settings().state_path, readonly=readonly)
         store.on_event = self.event_log()
         return store
 
@@ -534,7 +532,7 @@ def ui(obj: Context, pipeline, watch):
         from .spec import load_spec
         load_spec(pipeline)                        # a bad file: one line, exit 2
     if watch is not None:
-        watch = api.job(obj.store(), watch).id     # an unknown job: one line, exit 2
+        watch = api.find(obj.store(), watch).id    # an unknown job: one line, exit 2
     sys.exit(_open_console(obj, pipeline=pipeline, watch=watch,
                            start="builder" if pipeline else "jobs"))
 
