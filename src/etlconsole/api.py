@@ -285,8 +285,9 @@ def job_rows(store: StateStore, limit: int) -> list[dict[str, Any]]:
     return store.jobs(limit)
 
 
-def jobs_changed_since(store: StateStore, stamp: str | None, limit: int) -> list[dict[str, Any]]:
-    return store.jobs_changed_since(stamp, limit)
+def jobs_changed_since(store: StateStore, stamp: str | None, limit: int) -> list[Job]:
+    """Jobs written at or after ``stamp`` (every job, up to ``limit``, when None)."""
+    return [Job.from_row(r) for r in store.jobs_changed_since(stamp, limit)]
 
 
 def recent_batches(store: StateStore, job_id: str, limit: int) -> list[Batch]:

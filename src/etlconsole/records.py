@@ -97,6 +97,7 @@ class Job:
     source_path: str | None
     destinations: list[dict[str, Any]]
     created_at: str
+    updated_at: str | None
     started_at: str | None
     finished_at: str | None
     rows_read: int
@@ -121,6 +122,7 @@ class Job:
             id=row["id"], status=JobStatus(row["status"]), pipeline_name=row["pipeline_name"],
             pipeline_file=row.get("pipeline_file"), source_path=row.get("source_path"),
             destinations=list(row.get("destinations") or []), created_at=row["created_at"],
+            updated_at=row.get("updated_at"),
             started_at=row.get("started_at"), finished_at=row.get("finished_at"),
             rows_read=row.get("rows_read") or 0, rows_loaded=row.get("rows_loaded") or 0,
             rows_rejected=row.get("rows_rejected") or 0, rows_warned=row.get("rows_warned") or 0,
