@@ -44,7 +44,7 @@ __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_r
            # the rows of a fix file, as the console's reject editor builds them
            "EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for",
            # the console's polled reads
-           "StateStore", "job_row", "job_row_by_pid", "job_rows", "jobs_changed_since",
+           "StateStore", "job_by_pid", "job_row", "jobs_changed_since", "recent_jobs",
            "mark_dead_jobs", "metrics_since", "open_store", "recent_batches",
            "recent_checkpoints", "recent_events", "reject_groups", "reject_rows",
            "store_changed_since"]
@@ -272,17 +272,19 @@ def mark_dead_jobs(store: StateStore) -> list[str]:
 
 
 def job_row(store: StateStore, ref: str) -> dict[str, Any]:
-    """A job's row by id, unique prefix or 'last'."""
+    """A job's row by id, unique prefix or 'last' (the rejects screen's job)."""
     return store.job(ref)
 
 
-def job_row_by_pid(store: StateStore, pid: int) -> dict[str, Any] | None:
+def job_by_pid(store: StateStore, pid: int) -> Job | None:
     """The most recent job run by process ``pid`` (the job the console launched)."""
-    return store.job_by_pid(pid)
+    row = store.job_by_pid(pid)
+    return Job.from_row(row) if row is not None else None
 
 
-def job_rows(store: StateStore, limit: int) -> list[dict[str, Any]]:
-    return store.jobs(limit)
+def recent_jobs(store: StateStore, limit: int) -> list[Job]:
+    """The ``limit`` most recent jobs, newest first (no look for dead engines)."""
+    return [Job.from_row(r) for r in store.jobs(limit)]
 
 
 def jobs_changed_since(store: StateStore, stamp: str | None, limit: int) -> list[Job]:

@@ -106,6 +106,7 @@ class Job:
     rows_warned: int
     rows_resolved: int
     bytes_total: int | None
+    bytes_read: int
     retries: int
     peak_rss_mb: float | None
     elapsed_s: float | None
@@ -127,6 +128,7 @@ class Job:
             rows_read=row.get("rows_read") or 0, rows_loaded=row.get("rows_loaded") or 0,
             rows_rejected=row.get("rows_rejected") or 0, rows_warned=row.get("rows_warned") or 0,
             rows_resolved=row.get("rows_resolved") or 0, bytes_total=row.get("bytes_total"),
+            bytes_read=row.get("bytes_read") or 0,
             retries=row.get("retries") or 0, peak_rss_mb=row.get("peak_rss_mb"),
             elapsed_s=row.get("elapsed_s"), error=row.get("error"),
             resumable=bool(row.get("resumable", 1)), pid=row.get("pid"),
