@@ -4,7 +4,7 @@ Usage: python _corpus_driver.py TASKS.json RESULTS.jsonl STATE.db
 
 TASKS.json is a list of {"id", "source", "workdir"}. For each task a pipeline with one
 ``load`` phase into ``workdir/dest.db`` is written and run with
-``etlconsole.jobs.run_pipeline`` exactly as the CLI does, and one JSON line is appended to
+``etlconsole.api.run`` exactly as the CLI does, and one JSON line is appended to
 RESULTS.jsonl (flushed at once). A line {"id", "started": true} precedes every run, so the
 caller can tell which file a crashed or hung driver was working on: a watchdog
 (faulthandler) kills the whole process when one file takes longer than
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from etlconsole import config
 from etlconsole.errors import UserError
-from etlconsole.jobs import run_pipeline
+from etlconsole import api
 from etlconsole.store import StateStore
 
 PIPELINE = """name = "corpus"
@@ -56,7 +56,7 @@ def run_one(task: dict, settings, store: StateStore) -> dict:
     out = {"id": task["id"], "dest": str(work / "dest.db")}
     t0 = time.monotonic()
     try:
-        summary = run_pipeline(pipeline, settings)
+        summary = api.run(pipeline, settings).to_json()
     except UserError as exc:
         out.update(exit_code=exc.exit_code, error=str(exc))
     except BaseException as exc:      # noqa: BLE001 - every other exception is a finding

@@ -137,7 +137,7 @@ def test_corpus_file(corpus, rel):
     r = corpus[rel]
     code = r["exit_code"]
     assert code != "crash", r["error"]
-    assert code != "exception", (f"only UserError may escape run_pipeline, got {r['exc_type']}: "
+    assert code != "exception", (f"only UserError may escape api.run, got {r['exc_type']}: "
                                  f"{r['error']}\n{r['traceback']}")
     assert code in (0, 2), f"exit {code} (the job failed after it started): {r}"
     dest = Path(r["dest"])

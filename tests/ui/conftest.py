@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from etlconsole.config import Settings
-from etlconsole.jobs import run_pipeline
+from etlconsole import api
 from etlconsole.sample import write_orders_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ class Workspace:
 
     def run(self) -> dict:
         """One job by the real engine (in this process); returns its summary."""
-        return run_pipeline(self.pipeline, self.settings)
+        return api.run(self.pipeline, self.settings).to_json()
 
     def app(self, **options):
         from etlconsole.ui.app import ConsoleApp

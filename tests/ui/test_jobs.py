@@ -167,12 +167,12 @@ async def test_enter_shows_details_and_cleanup_asks_first(ws):
 
 def test_rollback_confirmation_shows_the_cli_lines():
     """The console and `etlconsole rollback --dry-run` describe a rollback with the same lines."""
-    from etlconsole.engine.recovery import rollback_lines
+    from etlconsole import api
     from etlconsole.ui.screens.jobs import rollback_text
     report = {"job_id": "j1", "dry_run": True, "to_checkpoint": None, "rows": 7,
               "destinations": [{"path": "out", "kind": "folder", "rows": {"out": 7}, "dropped": [],
                                 "restored": ["out"]}]}
     text = rollback_text(report).plain
     assert text.startswith("This removes 7 rows:")
-    assert all(f"  {line}\n" in text for line in rollback_lines(report))
+    assert all(f"  {line}\n" in text for line in api.rollback_summary(report).change_lines())
     assert "out: would restore out" in text        # a folder is not called a table

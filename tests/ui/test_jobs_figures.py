@@ -40,8 +40,10 @@ async def test_checkpoints_are_numbered_per_job_and_b_rolls_back_to_that_one(ws)
 
 
 def test_details_of_a_branched_job_show_each_branch(tmp_path):
+    from etlconsole.records import Job
     from etlconsole.ui.screens.jobs import job_details
-    job = {"pipeline_name": "b", "pipeline_file": "b.toml", "source_path": "o.csv",
+    job = {"id": "b1", "created_at": "2026-01-01T00:00:00", "pipeline_name": "b",
+           "pipeline_file": "b.toml", "source_path": "o.csv",
            "bytes_total": 10, "destinations": [], "status": "succeeded", "started_at": None,
            "finished_at": None, "elapsed_s": 1.0, "rows_read": 10, "rows_loaded": 9,
            "rows_rejected": 1, "rows_warned": 0, "settings": {}, "peak_rss_mb": 100.0,
@@ -51,5 +53,5 @@ def test_details_of_a_branched_job_show_each_branch(tmp_path):
                {"label": "phase 2 (branch) > all > phase 1 (load)", "branch": "all",
                 "rows_in": 9, "filtered": 0, "rejected": 0, "refused": 1, "loaded": 8,
                 "seconds": 0.02}]}
-    text = str(job_details(job))
+    text = str(job_details(Job.from_row(job)))
     assert "branch all" in text and "loaded          8" in text and "rej       1" in text

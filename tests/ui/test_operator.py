@@ -180,13 +180,17 @@ async def test_palette_quit_goes_through_the_running_job_dialog(long_job):  # no
 
 
 def test_the_exit_line_says_what_to_type_next():
-    job = {"id": "3f2a1b2c", "status": "running", "resumable": 1}
-    assert job_line(job) == "job 3f2a1b2c running — watch: etlconsole ui --watch 3f2a1b2c"
-    assert job_line({**job, "status": "failed"}, "--state s.db ") == \
+    from etlconsole.records import Job
+
+    def job(**row) -> Job:
+        return Job.from_row({"id": "3f2a1b2c", "status": "running", "resumable": 1,
+                             "pipeline_name": "p", "created_at": "2026-01-01", **row})
+    assert job_line(job()) == "job 3f2a1b2c running — watch: etlconsole ui --watch 3f2a1b2c"
+    assert job_line(job(status="failed"), "--state s.db ") == \
         "job 3f2a1b2c failed — resume: etlconsole --state s.db resume 3f2a1b2c"
-    assert job_line({**job, "status": "succeeded"}) == \
+    assert job_line(job(status="succeeded")) == \
         "job 3f2a1b2c succeeded — details: etlconsole show 3f2a1b2c"
-    assert job_line({**job, "status": "failed", "resumable": 0}).endswith("show 3f2a1b2c")
+    assert job_line(job(status="failed", resumable=0)).endswith("show 3f2a1b2c")
 
 
 # -- screenshots ----------------------------------------------------------------------------

@@ -1,6 +1,10 @@
-"""recovery.rollback_lines: one description of a rollback report, for the CLI and the console."""
+"""RollbackSummary.change_lines: one description of a rollback report, for the CLI and the console."""
 
-from etlconsole.engine.recovery import rollback_lines
+from etlconsole import api
+
+
+def rollback_lines(report: dict) -> list[str]:
+    return api.rollback_summary(report).change_lines()
 
 
 def report(dry_run: bool) -> dict:

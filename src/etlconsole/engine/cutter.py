@@ -26,7 +26,7 @@ from .batching import BatchSizer, LoadItem, Pending
 from .figures import BusyClock
 from .line import Work, process, records_of
 from . import manyfiles
-from .loader import DONE
+from .loader import DONE, branch_of
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -222,6 +222,6 @@ class Cutter:
         rejects: list[dict] = []
         for planned in t.phases:
             batch, phase_rejects, _ = process(planned, batch, self.job.workspace)
-            rejects += records_of(phase_rejects)
+            rejects += branch_of(t, records_of(phase_rejects))
         t.stats.rejected += len(rejects)
         return batch, rejects

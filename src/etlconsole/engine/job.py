@@ -22,6 +22,7 @@ import psutil
 
 from ..config import Settings
 from ..errors import DiskFull, JobFailed, UserError, is_disk_full
+from ..records import JobStatus
 from ..store import StateStore, new_job_id
 from ..store.store import now
 from . import extract, manyfiles
@@ -146,7 +147,7 @@ class Job:
         self.segment = self.store.begin_segment(self.job_id, self.kind, self.start_after)
         self.elapsed_before = self.store.duration(self.job_id)
         job = self.record or {}
-        self.store.update_job(self.job_id, status="running",
+        self.store.update_job(self.job_id, status=JobStatus.RUNNING,
                               started_at=job.get("started_at") or now())
 
     def digest_source(self, stop: threading.Event) -> None:
@@ -193,7 +194,7 @@ class Job:
         """Rows written to staging that no target shows: an atomic or replace job that did
         not succeed published nothing (its rows wait in staging for a resume). The summary
         reports them as ``rows_staged``, apart from ``rows_loaded`` (what the targets hold)."""
-        if status == "succeeded" or any(t.load.mode == "append" for t in self.targets):
+        if status == JobStatus.SUCCEEDED or any(t.load.mode == "append" for t in self.targets):
             return 0
         return rows_loaded
 
@@ -247,5 +248,5 @@ class Job:
             peak_rss_mb=peak, rows_read=c.rows_read, rows_loaded=c.rows_loaded,
             rows_rejected=c.rows_rejected, rows_warned=rows_warned, error=error,
             retries=self.retries, phase_stats=phase_table(self.stats) + branch_lines)
-        self.store.add_event(self.job_id, f"job.{status}", level="info" if status == "succeeded"
+        self.store.add_event(self.job_id, f"job.{status}", level="info" if status == JobStatus.SUCCEEDED
                              else "error", error=error)

@@ -178,10 +178,19 @@ class Loader:
         self.last_checkpoint_row = c.rows_read
 
 
+def branch_of(t: Target, records: list[dict]) -> list[dict]:
+    """``records`` as rejects of target ``t``'s branch (the store's ``branch`` column; the
+    main line's stay without)."""
+    if t.name:
+        for r in records:
+            r["branch"] = t.name
+    return records
+
+
 def refused_records(t: Target, batch: pa.RecordBatch, refused: list[RefusedRow]) -> list[dict]:
     if not refused:
         return []
     index = pa.array([r.index for r in refused], pa.int64())
     rejected = Rejects(batch.take(index), [r.rule for r in refused],
                        [r.column for r in refused], [r.message for r in refused])
-    return rejected.records("load", t.label)
+    return branch_of(t, rejected.records("load", t.label))

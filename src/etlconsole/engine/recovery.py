@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import UserError
+from ..records import ACTIVE, UNFINISHED, JobStatus
 from ..spec import load_spec, spec_from_text
 from ..store import StateStore
 from ..store import replays
@@ -32,7 +33,7 @@ def _job(store: StateStore, ref: str) -> dict:
 
 
 def _refuse_running(job: dict, action: str) -> None:
-    if job["status"] in ("running", "pending"):
+    if job["status"] in ACTIVE:
         raise UserError(f"job {job['id']} is {job['status']} (pid {job['pid']}); stop it first "
                         f"(Ctrl-C or kill {job['pid']}: it stays resumable), then {action}")
 
@@ -48,10 +49,10 @@ def _changed(old: dict, new: dict) -> list[str]:
 def nothing_to_resume(job: dict) -> str | None:
     """The message when ``job`` succeeded (nothing to do), None when it can be resumed; a
     UserError when it cannot (running, rolled back, abandoned). The console asks too."""
-    if job["status"] == "succeeded":
+    if job["status"] == JobStatus.SUCCEEDED:
         return f"job {job['id']} already succeeded; nothing to resume"
     _refuse_running(job, "resume it")
-    if job["status"] == "rolled_back":
+    if job["status"] == JobStatus.ROLLED_BACK:
         raise UserError(f"job {job['id']} was rolled back; run the pipeline again for a new job")
     if not job["resumable"]:
         raise UserError(f"job {job['id']} was abandoned by cleanup and cannot be resumed; roll it "
@@ -64,7 +65,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, progress=None, lo
     job = _job(store, ref)
     message = nothing_to_resume(job)
     if message:
-        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True,
+        return {"job_id": job["id"], "status": JobStatus.SUCCEEDED, "nothing_to_do": True,
                 "message": message}
     if manyfiles.files_of(job):     # a source of many files: each checked, in its order
         return _resume_many(store, job, settings, progress=progress, log=log)
@@ -99,30 +100,6 @@ def _resume_many(store: StateStore, job: dict, settings: Settings, *, progress, 
     return Runner.resume(plan, store, settings, job, progress=progress, log=log).run()
 
 
-def _has_tables(report: dict) -> bool:
-    """Does the report's destination hold tables (else: files in a folder)? Reports made
-    before the registry say "folder" for parquet and csv folders."""
-    try:
-        return destinations.get(report.get("kind")).has_tables
-    except UserError:
-        return False
-
-
-def rollback_lines(r: dict) -> list[str]:
-    """What a rollback report changes, one line per table, for the CLI and the console."""
-    dry = r["dry_run"]
-    lines = []
-    for d in r["destinations"]:
-        for table, n in d["rows"].items():
-            lines.append(f"{d['path']}: {n:,} rows from {table}")
-        for table in d["dropped"]:
-            lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
-        for table in d["restored"]:
-            what = f"the table {table} as it was before the job" if _has_tables(d) else table
-            lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
-    return lines
-
-
 ROLLED_BACK_TO = "rolled back to checkpoint"
 
 
@@ -130,7 +107,7 @@ def _error_after_rollback(job: dict) -> str | None:
     """What the status line of an entirely rolled-back job keeps of its error: the
     failure it had, not the note of an earlier rollback to a checkpoint (no longer true)."""
     error = job["error"]
-    if job["status"] == "succeeded" or not error or error.startswith(ROLLED_BACK_TO):
+    if job["status"] == JobStatus.SUCCEEDED or not error or error.startswith(ROLLED_BACK_TO):
         return None
     return error
 
@@ -158,7 +135,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
     after_batch = None
     checkpoint_data: dict[str, Any] = {}     # of the checkpoint rolled back to
     if to_checkpoint is not None:
-        if job["status"] == "rolled_back":
+        if job["status"] == JobStatus.ROLLED_BACK:
             raise UserError(f"job {job['id']} was rolled back entirely; it has no checkpoints")
         found = store.checkpoint(job["id"], to_checkpoint)
         if found is None:
@@ -183,7 +160,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         # The job's figures stay (what it read, loaded and rejected): its status says
         # that it was undone; the rollback's event says how many rows went.
         store.reconcile(job["id"], [], rolled_back_after=0, keep_figures=True)
-        store.update_job(job["id"], status="rolled_back", finished_at=now(),
+        store.update_job(job["id"], status=JobStatus.ROLLED_BACK, finished_at=now(),
                          error=_error_after_rollback(job))
         shutil.rmtree(store.path.parent / "jobs" / job["id"], ignore_errors=True)
     else:
@@ -194,7 +171,7 @@ def rollback(store: StateStore, ref: str, settings: Settings, *, to_checkpoint: 
         # the bytes done are the checkpoint's too (the console's progress bar reads them)
         done = {"bytes_read": checkpoint_data["bytes_read"]} \
             if "bytes_read" in checkpoint_data else {}
-        store.update_job(job["id"], status="interrupted",
+        store.update_job(job["id"], status=JobStatus.INTERRUPTED,
                          error=f"{ROLLED_BACK_TO} {to_checkpoint}; resume to continue", **done)
     store.add_event(job["id"], "job.rolled_back", to_checkpoint=to_checkpoint, rows=summary["rows"],
                     batches=sum(r["batches"] for r in reports))
@@ -208,7 +185,7 @@ def rerun(store: StateStore, ref: str, from_phase: str, settings: Settings, *, p
     from that phase's materialized output, replacing the job's earlier load."""
     job = _job(store, ref)
     _refuse_running(job, "rerun it")
-    if job["status"] == "rolled_back":
+    if job["status"] == JobStatus.ROLLED_BACK:
         raise UserError(f"job {job['id']} was rolled back; its checkpoints are gone")
     pipeline = Path(job["pipeline_file"])
     then = spec_from_text(job["pipeline_toml"], pipeline)
@@ -264,7 +241,7 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
     jobs = {j["id"]: j for j in store.jobs(limit=1_000_000)}
     for job in jobs.values():
         when = job["finished_at"] or job["heartbeat_at"] or job["created_at"]
-        if job["status"] not in ("failed", "interrupted") or when > cutoff:
+        if job["status"] not in UNFINISHED or when > cutoff:
             continue
         dest = (_destinations(job) or [{}])[0]
         if dest.get("mode", "append") != "append" or dest.get("on_failure") == "rollback":
@@ -285,9 +262,9 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
         for left in kept.leftovers(Path(path)):
             owner = jobs.get(left.job_id)
             orphan = owner is None or (left.what == "stage"
-                                       and owner["status"] in ("succeeded", "rolled_back"))
+                                       and owner["status"] in (JobStatus.SUCCEEDED, JobStatus.ROLLED_BACK))
             expired = (owner is not None and left.what == "replaced"
-                       and owner["status"] == "succeeded" and (owner["finished_at"] or "") <= cutoff)
+                       and owner["status"] == JobStatus.SUCCEEDED and (owner["finished_at"] or "") <= cutoff)
             if orphan or expired:
                 actions.append({"job_id": left.job_id, "action": "drop orphaned table" if orphan
                                 else "drop expired backup of a replaced table", "path": path,
@@ -299,8 +276,8 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
         owner = jobs.get(folder.name)
         # Workspaces hold unique-key indexes (for resume) and phase checkpoints (for
         # rerun): kept for the retention period, whatever the job's end.
-        if owner is None or owner["status"] == "rolled_back" or (
-                owner["status"] in ("succeeded", "failed", "interrupted")
+        if owner is None or owner["status"] == JobStatus.ROLLED_BACK or (
+                owner["status"] in (JobStatus.SUCCEEDED, *UNFINISHED)
                 and (owner["finished_at"] or owner["created_at"]) <= cutoff):
             actions.append({"job_id": folder.name, "action": "remove workspace", "path": str(folder)})
             if not dry_run:

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..errors import JobFailed, UserError
+from ..records import ACTIVE, JobStatus, ReplayStatus
 from ..spec import spec_from_text
 from ..store import StateStore
 from ..store import replays as book
@@ -38,7 +39,7 @@ from .phases.base import ROW, PhaseResult, Rejects
 from .plan import Plan, decisions_from_events, make_plan
 from .job import JobContext
 from .line import records_of
-from .loader import refused_records
+from .loader import branch_of, refused_records
 from .targets import targets_for
 
 META = ("row", "phase", "rule", "column", "message")
@@ -47,10 +48,10 @@ META = ("row", "phase", "rule", "column", "message")
 def _job(store: StateStore, ref: str) -> dict:
     store.mark_dead_jobs()
     job = store.job(ref)
-    if job["status"] != "succeeded":
-        what = {"running": "is running; wait for it to end",
-                "pending": "is starting; wait for it to end",
-                "rolled_back": "was rolled back; its rejects went with it",
+    if job["status"] != JobStatus.SUCCEEDED:
+        what = {JobStatus.RUNNING: "is running; wait for it to end",
+                JobStatus.PENDING: "is starting; wait for it to end",
+                JobStatus.ROLLED_BACK: "was rolled back; its rejects went with it",
                 }.get(job["status"], f"is {job['status']}; resume it first (etlconsole resume "
                                      f"{job['id']})")
         raise UserError(f"job {job['id']} {what}: only a succeeded job's rejects are replayed")
@@ -306,19 +307,20 @@ def replay(store: StateStore, ref: str, settings: Settings, *, fix_file: Path | 
     try:
         return run.rows(todo, len(rows), summary, workspace, dry_run)
     except JobFailed as exc:
-        summary.update(status="failed", error=str(exc))
+        summary.update(status=JobStatus.FAILED, error=str(exc))
         if summary["replay"] is not None:
             _settle(store, job, targets, settings)
-            book.finish(store, job["id"], summary["replay"], status="failed", error=str(exc))
+            book.finish(store, job["id"], summary["replay"], status=ReplayStatus.FAILED, error=str(exc))
         return summary
     except UserError as exc:
         if summary["replay"] is not None:
-            book.finish(store, job["id"], summary["replay"], status="failed", error=str(exc))
+            book.finish(store, job["id"], summary["replay"], status=ReplayStatus.FAILED, error=str(exc))
         raise
     except KeyboardInterrupt:
-        summary.update(status="interrupted", error="interrupted by the operator")
+        summary.update(status=JobStatus.INTERRUPTED, error="interrupted by the operator")
         if summary["replay"] is not None:
-            book.finish(store, job["id"], summary["replay"], status="failed", error=summary["error"])
+            book.finish(store, job["id"], summary["replay"], status=ReplayStatus.FAILED,
+                        error=summary["error"])
         return summary
     finally:
         for p in plan.phases + [p for x in targets for p in x.phases]:
@@ -387,7 +389,7 @@ class _Replay:
 
     def new_summary(self, rows_in: int, refusals: list[dict], dry_run: bool) -> dict:
         summary = {"job_id": self.job["id"], "replay": None, "dry_run": dry_run,
-                   "status": "succeeded", "origin": self.origin, "rows_in": rows_in,
+                   "status": JobStatus.SUCCEEDED, "origin": self.origin, "rows_in": rows_in,
                    "rows_loaded": 0, "rows_rejected": 0, "rows_refused": len(refusals),
                    "refused": refusals[:20], "rejected": [], "batches": [],
                    "destination": self.targets[0].describe(), "error": None}
@@ -425,7 +427,8 @@ class _Replay:
         book.rejected_again(store, number, [(self.known[r["row"]]["id"], r,
                                              source_json(job, by_record[r["row"]])) for r in failed])
         self.load_batches(number, batch, by_record, summary)
-        book.finish(store, job["id"], number, status="succeeded", rows_loaded=summary["rows_loaded"],
+        book.finish(store, job["id"], number, status=ReplayStatus.SUCCEEDED,
+                    rows_loaded=summary["rows_loaded"],
                     rows_rejected=summary["rows_rejected"], rows_refused=summary["rows_refused"])
         return summary
 
@@ -463,7 +466,7 @@ def _branch(t, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[dict]]:
     for planned in t.phases:
         batch, phase_rejects = _process(planned, batch)
         blamed += phase_rejects
-    return batch, records_of(blamed)
+    return batch, branch_of(t, records_of(blamed))
 
 
 def _load(store: StateStore, job: dict, number: int, targets: list, part: pa.RecordBatch,
@@ -512,7 +515,7 @@ def rollback_replay(store: StateStore, ref: str, number: int, settings: Settings
     """Remove the rows replay ``number`` loaded; its rejects are open again."""
     store.mark_dead_jobs()
     job = store.job(ref)
-    if job["status"] in ("running", "pending"):
+    if job["status"] in ACTIVE:
         raise UserError(f"job {job['id']} is {job['status']}; stop it first")
     if book.running(store, job["id"]):
         raise UserError(f"job {job['id']}: a replay is running; wait for it to end")
@@ -526,9 +529,9 @@ def rollback_replay(store: StateStore, ref: str, number: int, settings: Settings
         _settle(store, job, targets_for(plan, job["id"], settings), settings)
         found = {r["number"]: r for r in book.replays(store, job["id"])}
     r = found[number]
-    if r["status"] == "rolled_back":
+    if r["status"] == ReplayStatus.ROLLED_BACK:
         raise UserError(f"replay {number} of job {job['id']} was rolled back already")
-    later = [x for x in found.values() if x["number"] > number and x["status"] != "rolled_back"
+    later = [x for x in found.values() if x["number"] > number and x["status"] != ReplayStatus.ROLLED_BACK
              and x["batch_first"] is not None]
     if later:
         raise UserError(f"replay {later[-1]['number']} of job {job['id']} loaded after replay "

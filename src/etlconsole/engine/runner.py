@@ -27,6 +27,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import DiskFull, JobFailed
 from ..interrupts import shielded
+from ..records import JobStatus
 from ..store import StateStore
 from . import manyfiles
 from .batching import BatchSizer
@@ -128,7 +129,7 @@ class Runner:
         # try is seen by mark_dead_jobs: its process is gone).
         job.started = time.monotonic()
         sampler.attach(self.cutter, loader)
-        status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
+        status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         digest = (threading.Thread(target=job.digest_source, args=(sampler.stop,), name="digest",
                                    daemon=True) if job.kind == "run" else None)
         try:
@@ -144,13 +145,13 @@ class Runner:
             loader.check_reject_rate(final=True)    # before an atomic job publishes anything
             for t in job.targets:
                 t.destination.publish(t.schema)
-            status, error = "succeeded", None
+            status, error = JobStatus.SUCCEEDED, None
         except JobFailed as exc:
-            status, error = "failed", str(exc)
+            status, error = JobStatus.FAILED, str(exc)
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
+            status, error = JobStatus.INTERRUPTED, "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a bug or a plugin crash: keep the job resumable
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
             with suppress(DiskFull):
                 job.store.add_event(job.job_id, "job.crashed", level="error",
                                     traceback=traceback.format_exc())
@@ -176,7 +177,7 @@ class Runner:
         except Exception:                    # the store refused: finish says what it can
             pass
         c, progress = loader.committed, self.cutter.progress
-        if status == "succeeded" and c.rows_read - loader.last_checkpoint_row > 0:
+        if status == JobStatus.SUCCEEDED and c.rows_read - loader.last_checkpoint_row > 0:
             with suppress(DiskFull):
                 loader.checkpoint(job.store, progress.bytes_read)
         summary = job.finish(status, error, loader.committed, rows_warned=progress.rows_warned)

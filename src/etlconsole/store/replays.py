@@ -18,12 +18,13 @@ from typing import Any
 
 import psutil
 
+from ..records import ReplayStatus
 from .store import StateStore, _alive, now
 
 
-# Rejects of the main line: a branch's own rejects (labels "phase 5 (branch) > name > …")
+# Rejects of the main line: a branch's own rejects (its phases' and its destination's)
 # belong to a record that reached the branches; they are not replayed.
-MAIN_LINE = "(phase_label IS NULL OR phase_label NOT LIKE '% > %')"
+MAIN_LINE = "branch IS NULL"
 
 
 def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]]:
@@ -67,7 +68,7 @@ def replays(store: StateStore, job_id: str) -> list[dict[str, Any]]:
 def running(store: StateStore, job_id: str) -> list[int]:
     """Replays of the job whose process still runs."""
     return [r["number"] for r in replays(store, job_id)
-            if r["status"] == "running" and _alive(r["pid"], r["pid_started"])]
+            if r["status"] == ReplayStatus.RUNNING and _alive(r["pid"], r["pid_started"])]
 
 
 def batch_numbers(store: StateStore, job_id: str) -> set[int]:
@@ -88,7 +89,7 @@ def start(store: StateStore, job_id: str, origin: str, rows_in: int) -> int:
         number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM pipeline_replays "
                               "WHERE job_id = ?", (job_id,)).fetchone()[0]
         store._insert(conn, "pipeline_replays", {
-            "job_id": job_id, "number": number, "status": "running", "origin": origin,
+            "job_id": job_id, "number": number, "status": ReplayStatus.RUNNING, "origin": origin,
             "pid": os.getpid(), "pid_started": psutil.Process().create_time(),
             "rows_in": rows_in, "created_at": now()})
     store.add_event(job_id, "replay.started", replay=number, origin=origin, rows=rows_in)
@@ -102,7 +103,7 @@ def finish(store: StateStore, job_id: str, number: int, *, status: str, error: s
         sets = ", ".join(f'"{k}" = ?' for k in fields)
         conn.execute(f"UPDATE pipeline_replays SET {sets} WHERE job_id = ? AND number = ?",
                      [*fields.values(), job_id, number])
-    store.add_event(job_id, f"replay.{status}", level="info" if status == "succeeded" else "error",
+    store.add_event(job_id, f"replay.{status}", level="info" if status == ReplayStatus.SUCCEEDED else "error",
                     replay=number, error=error, **counts)
 
 
@@ -233,8 +234,8 @@ def settle(store: StateStore, job_id: str, held: set[int]) -> dict[str, int]:
                 _drop_batch(conn, job_id, batch)
             done["dropped"] += 1
     for r in replays(store, job_id):
-        if r["status"] == "running" and not _alive(r["pid"], r["pid_started"]):
-            finish(store, job_id, r["number"], status="failed",
+        if r["status"] == ReplayStatus.RUNNING and not _alive(r["pid"], r["pid_started"]):
+            finish(store, job_id, r["number"], status=ReplayStatus.FAILED,
                    error="the replay stopped without finishing (killed or crashed); its "
                          "committed batches stay, the rest is open again")
     return done
@@ -250,7 +251,7 @@ def undo(store: StateStore, job_id: str, number: int) -> int:
             "json_extract(error_details, '$.replay') = ?", (job_id, number))])
         conn.execute("UPDATE pipeline_batches SET status = 'ROLLED_BACK' WHERE job_id = ? AND "
                      "json_extract(error_details, '$.replay') = ?", (job_id, number))
-        conn.execute("UPDATE pipeline_replays SET status = 'rolled_back', finished_at = "
+        conn.execute(f"UPDATE pipeline_replays SET status = '{ReplayStatus.ROLLED_BACK}', finished_at = "
                      "coalesce(finished_at, ?) WHERE job_id = ? AND number = ?",
                      (now(), job_id, number))
     store.add_event(job_id, "replay.rolled_back", replay=number, rows=n)
@@ -266,7 +267,7 @@ def after_job_rollback(store: StateStore, job_id: str) -> None:
         conn.execute("UPDATE pipeline_rejects SET resolved_at = NULL, resolved_by = NULL, "
                      "replay_batch = NULL WHERE job_id = ? AND (resolved_by IS NOT NULL OR "
                      "replay_batch IS NOT NULL)", (job_id,))
-        conn.execute("UPDATE pipeline_replays SET status = 'rolled_back', finished_at = "
-                     "coalesce(finished_at, ?) WHERE job_id = ? AND status != 'rolled_back'",
+        conn.execute(f"UPDATE pipeline_replays SET status = '{ReplayStatus.ROLLED_BACK}', finished_at = "
+                     f"coalesce(finished_at, ?) WHERE job_id = ? AND status != '{ReplayStatus.ROLLED_BACK}'",
                      (now(), job_id))
         conn.execute("UPDATE import_jobs SET rows_resolved = 0 WHERE id = ?", (job_id,))

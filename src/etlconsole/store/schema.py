@@ -182,6 +182,18 @@ MIGRATIONS = [
     ALTER TABLE pipeline_batches ADD COLUMN source_bytes INTEGER;   -- the first n bytes ...
     ALTER TABLE pipeline_batches ADD COLUMN source_sha256 TEXT;     -- ... and their hash
     """,
+    # 7: the branch a reject belongs to, in its own column (issue 13): the store told the
+    # main line's rejects from a branch's by parsing labels ("phase 5 (branch) > name >
+    # phase 1 (load)"). Rows written before are filled from their label, the branch name
+    # being the part after the first " > " (a name holding " > " itself was ambiguous
+    # then, and is a best guess here; rows written from now on carry the engine's name).
+    """
+    ALTER TABLE pipeline_rejects ADD COLUMN branch TEXT;   -- NULL: the main line's reject
+    UPDATE pipeline_rejects SET branch = substr(
+            substr(phase_label, instr(phase_label, ' > ') + 3), 1,
+            instr(substr(phase_label, instr(phase_label, ' > ') + 3), ' > ') - 1)
+        WHERE phase_label LIKE '% > % > %';
+    """,
 ]
 
 

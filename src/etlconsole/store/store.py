@@ -23,6 +23,7 @@ import sqlite_utils
 
 from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
+from ..records import ACTIVE, BatchStatus, JobStatus, SegmentStatus
 from .schema import MIGRATIONS, migrate
 
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
@@ -136,7 +137,7 @@ class StateStore:
     # -- jobs ---------------------------------------------------------------
     def create_job(self, job_id: str, **fields: Any) -> str:
         stamp = now()
-        row = {"id": job_id, "status": "pending", "created_at": stamp, "updated_at": stamp,
+        row = {"id": job_id, "status": JobStatus.PENDING, "created_at": stamp, "updated_at": stamp,
                "pid": os.getpid(),
                "pid_started": psutil.Process().create_time()}
         row.update(_dump(fields))
@@ -169,8 +170,8 @@ class StateStore:
 
     def _seen(self, job: dict[str, Any]) -> dict[str, Any]:
         """A job as mark_dead_jobs would have left it, on a store it could not write."""
-        if job["id"] in self._dead and job["status"] in ("running", "pending"):
-            job.update(status="interrupted", error="the engine process stopped without "
+        if job["id"] in self._dead and job["status"] in ACTIVE:
+            job.update(status=JobStatus.INTERRUPTED, error="the engine process stopped without "
                        "finishing (killed or crashed); resume or roll back")
         return job
 
@@ -222,18 +223,20 @@ class StateStore:
 
     @staticmethod
     def _insert_rejects(conn, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
+        """``rejects``: the engine's reject records; ``branch`` is set on those of a
+        branch (its phases' and its destination's), absent on the main line's."""
         conn.executemany(
-            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, rule,'
-            ' column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r["rule"],
-              r["column"], r["message"], r["values"]) for r in rejects])
+            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, branch,'
+            ' rule, column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r.get("branch"),
+              r["rule"], r["column"], r["message"], r["values"]) for r in rejects])
 
     def commit_batch(self, job_id: str, batch_number: int, *, rows_loaded: int, attempts: int,
                      duration_ms: float, counters: dict[str, Any]) -> None:
         """After the destination committed: the batch COMMITTED and the job's counters."""
         stamp = now()
         with self._tx() as conn:
-            conn.execute("UPDATE pipeline_batches SET status = 'COMMITTED', rows_loaded = ?, "
+            conn.execute(f"UPDATE pipeline_batches SET status = '{BatchStatus.COMMITTED}', rows_loaded = ?, "
                          "attempts = ?, duration_ms = ?, processed_at = ? "
                          "WHERE job_id = ? AND batch_number = ?",
                          (rows_loaded, attempts, duration_ms, stamp, job_id, batch_number))
@@ -323,9 +326,8 @@ class StateStore:
                         "row_start": e["row_start"], "row_end": e["row_end"],
                         "rows_loaded": e["rows"], "created_at": now(),
                         "error_details": json.dumps({"note": "rejects of this batch were lost"})})
-            # branch phases' labels read "phase 5 (branch) > name > phase 1 (…)"
-            main_line = " AND (r.phase_label IS NULL OR r.phase_label NOT LIKE '% > %')" \
-                if branched else ""
+            # a branch's rejects count in its branch, not in the job's rows_rejected
+            main_line = " AND r.branch IS NULL" if branched else ""
             rejected = conn.execute(
                 "SELECT count(*) FROM pipeline_rejects r JOIN pipeline_batches b ON "
                 "b.job_id = r.job_id AND b.batch_number = r.batch_number "
@@ -346,7 +348,7 @@ class StateStore:
         store is left as it is: its readers are shown them as interrupted, see _load)."""
         dead = []
         for job in self.db.query("SELECT id, pid, pid_started, heartbeat_at FROM import_jobs "
-                                 "WHERE status IN ('running', 'pending')"):
+                                 f"WHERE status IN ('{JobStatus.RUNNING}', '{JobStatus.PENDING}')"):
             if not _alive(job["pid"], job["pid_started"]) or _age_s(job["heartbeat_at"]) > stale_after_s:
                 dead.append(job["id"])
         if self.readonly and dead:
@@ -364,7 +366,7 @@ class StateStore:
             finally:
                 writer.close()
         for job_id in dead:
-            self.update_job(job_id, status="interrupted",
+            self.update_job(job_id, status=JobStatus.INTERRUPTED,
                             error="the engine process stopped without finishing (killed or crashed); "
                                   "resume or roll back")
         return dead
@@ -397,7 +399,8 @@ class StateStore:
         with self._tx() as conn:
             # A segment that never ended (its process was killed) lasted until the job's
             # last heartbeat.
-            conn.execute("UPDATE pipeline_segments SET status = 'killed', elapsed_s = max(0, "
+            conn.execute(f"UPDATE pipeline_segments SET status = '{SegmentStatus.KILLED}', "
+                         "elapsed_s = max(0, "
                          "(julianday((SELECT heartbeat_at FROM import_jobs WHERE id = ?)) - "
                          "julianday(started_at)) * 86400.0) WHERE job_id = ? AND elapsed_s IS NULL",
                          (job_id, job_id))
@@ -433,12 +436,14 @@ class StateStore:
         return self._rows("pipeline_segments", job_id, "number")
 
     def phase_reject_counts(self, job_id: str) -> dict[str, int]:
-        """Rejected rows of the job's committed batches, by phase label (the extract's by
-        'extract'): what the phase table must add up to."""
+        """Rejected rows of the job's committed batches on the main line, by phase label
+        (the extract's by 'extract'): what the phase table must add up to. A branch's
+        rejects count in its own line (the target's figures), not here."""
         rows = self.db.execute(
             "SELECT coalesce(r.phase_label, r.phase), count(*) FROM pipeline_rejects r "
             "JOIN pipeline_batches b ON b.job_id = r.job_id AND b.batch_number = r.batch_number "
-            "WHERE r.job_id = ? AND b.status = 'COMMITTED' GROUP BY 1", [job_id]).fetchall()
+            f"WHERE r.job_id = ? AND b.status = '{BatchStatus.COMMITTED}' AND r.branch IS NULL "
+            "GROUP BY 1", [job_id]).fetchall()
         return dict(rows)
 
     def add_metric(self, job_id: str, sample: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..config import Settings, load_settings
-from ..store import StateStore
+from ..records import UNFINISHED, Job
+from .. import api
+from ..api import StateStore
 from .launcher import Launched, Launcher
 from .screens.base import PolledScreen
 from .screens.builder import BuilderScreen
@@ -90,7 +92,7 @@ class ConsoleApp(App[int]):
 
     # -- store access -------------------------------------------------------------
     def open_store(self) -> StateStore:
-        return StateStore(self.state_path)
+        return api.open_store(self.state_path)
 
     def with_store(self, fn: Callable[[StateStore], T]) -> T:
         """Run ``fn`` with a fresh connection (for worker threads), then close it."""
@@ -224,16 +226,16 @@ class ConsoleApp(App[int]):
             return 0
         return 0 if last.returncode == 0 else 1
 
-    def exit_job(self, store: StateStore) -> dict | None:
+    def exit_job(self, store: StateStore) -> Job | None:
         """The job the operator was on when quitting: the last one this console launched,
         else the one it watched or selected; None if there is none."""
         if self.launched:
             last = self.launched[-1]
             if last.job_id:
-                return store.job(last.job_id)
-            return store.job_by_pid(last.pid)
+                return api.find(store, last.job_id)
+            return api.job_by_pid(store, last.pid)
         ref = self.watch_job_id or self.selected_job_id
-        return store.job(ref) if ref else None
+        return api.find(store, ref) if ref else None
 
     def exit_line(self) -> str | None:
         """One line for stdout after the console closed: the job, its status, and the
@@ -254,12 +256,12 @@ class ConsoleApp(App[int]):
         return f"--state {shlex.quote(str(self.state_path))} "
 
 
-def job_line(job: dict, state: str = "") -> str:
+def job_line(job: Job, state: str = "") -> str:
     """``job 3f2a… interrupted — resume: etlconsole resume 3f2a…`` and the like."""
-    jid, status = job["id"], job["status"]
-    if status in ("running", "pending"):
+    jid, status = job.id, job.status
+    if status.active:
         hint = f"watch: etlconsole {state}ui --watch {jid}"
-    elif status in ("failed", "interrupted") and job.get("resumable", 1):
+    elif status in UNFINISHED and job.resumable:
         hint = f"resume: etlconsole {state}resume {jid}"
     else:
         hint = f"details: etlconsole {state}show {jid}"

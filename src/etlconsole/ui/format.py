@@ -5,10 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 
 from ..progress import fmt_duration
+from ..records import JobStatus
 
-STATUS_STYLE = {
-    "succeeded": "green", "running": "bold cyan", "pending": "cyan", "failed": "bold red",
-    "interrupted": "yellow", "rolled_back": "magenta",
+STATUS_STYLE: dict[str, str] = {
+    JobStatus.SUCCEEDED: "green", JobStatus.RUNNING: "bold cyan", JobStatus.PENDING: "cyan",
+    JobStatus.FAILED: "bold red", JobStatus.INTERRUPTED: "yellow", JobStatus.ROLLED_BACK: "magenta",
 }
 
 

@@ -18,6 +18,7 @@ from textual import work
 from textual.screen import Screen
 from textual.timer import Timer
 
+from ... import api
 from ...errors import UserError
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class PolledScreen(Screen):
     def store_changed(self) -> bool:       # worker thread
         """Did another connection commit to the store since this screen's last look?
         (One PRAGMA; this screen's own writes, e.g. mark_dead_jobs, do not count.)"""
-        version = self.store.data_version()
+        version = api.store_changed_since(self.store)
         changed, self._version = version != self._version, version
         return changed
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -12,15 +14,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Static
 
+from ... import api
 from ...errors import UserError
 from ...progress import fmt_duration
+from ...records import UNFINISHED as RESUMABLE
+from ...records import (Batch, Checkpoint, CleanupAction, Job, JobStatus, RollbackSummary,
+                        phase_lines)
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
 from .modals import ConfirmModal, DetailsModal
 
-ACTIVE = ("running", "pending")
-RESUMABLE = ("failed", "interrupted")
 JOBS_SHOWN = 200
 BATCHES_SHOWN = 200
 CHECKPOINTS_SHOWN = 200
@@ -29,10 +33,10 @@ DEAD_CHECK_S = 5.0
 
 @dataclass
 class JobsData:
-    jobs: list[dict]
-    selected: dict | None = None
-    checkpoints: list[dict] = field(default_factory=list)
-    batches: list[dict] = field(default_factory=list)
+    jobs: list[Job]
+    selected: Job | None = None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
 
 
 class JobsTable(LiveTable):
@@ -63,10 +67,10 @@ class JobsScreen(PolledScreen):
         self.data: JobsData | None = None
         self.busy = False          # a rollback/cleanup is in progress
         # the poll worker's copy of the store (read only what changed since)
-        self._jobs: dict[str, dict] | None = None
+        self._jobs: dict[str, Job] | None = None
         self._stamp: str | None = None          # newest updated_at read
         self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
-        self._detail: tuple[list, list] = ([], [])
+        self._detail: tuple[list[Checkpoint], list[Batch]] = ([], [])
         self._dead_check = 0.0
         self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
@@ -97,11 +101,11 @@ class JobsScreen(PolledScreen):
 
     # -- data -----------------------------------------------------------------------
     @property
-    def selected(self) -> dict | None:
+    def selected(self) -> Job | None:
         if not self.data:
             return None
         key = self.query_one("#jobs", LiveTable).cursor_key
-        return next((j for j in self.data.jobs if j["id"] == key), None)
+        return next((j for j in self.data.jobs if j.id == key), None)
 
     def collect(self) -> JobsData | object:
         """Reads only what changed: nothing when no other connection wrote (and the
@@ -109,32 +113,32 @@ class JobsScreen(PolledScreen):
         the selected job's checkpoints and batches only when that job's row changed."""
         store = self.store
         changed = self.store_changed()
-        if self._dead_check_due() and store.mark_dead_jobs():
+        if self._dead_check_due() and api.mark_dead_jobs(store):
             changed = True                     # our own write: data_version does not see it
         if not (changed or self.forced or self._jobs is None):
             return UNCHANGED
         known = self._read_jobs(store) if changed or self._jobs is None else self._jobs
-        jobs = sorted(known.values(), key=lambda j: j["created_at"], reverse=True)
+        jobs = sorted(known.values(), key=lambda j: j.created_at, reverse=True)
         jobs = jobs[:JOBS_SHOWN]
         wanted = self.console_app.selected_job_id
-        selected = next((j for j in jobs if j["id"] == wanted), jobs[0] if jobs else None)
+        selected = next((j for j in jobs if j.id == wanted), jobs[0] if jobs else None)
         if selected is None:
             return JobsData(jobs)
-        key = (selected["id"], selected.get("updated_at"))
+        key = (selected.id, selected.updated_at)
         if key != self._detail_key:
-            self._detail = (store.recent_checkpoints(selected["id"], CHECKPOINTS_SHOWN),
-                            store.recent_batches(selected["id"], BATCHES_SHOWN))
+            self._detail = (api.recent_checkpoints(store, selected.id, CHECKPOINTS_SHOWN),
+                            api.recent_batches(store, selected.id, BATCHES_SHOWN))
             self._detail_key = key
         return JobsData(jobs, selected, *self._detail)
 
-    def _read_jobs(self, store) -> dict[str, dict]:
+    def _read_jobs(self, store) -> dict[str, Job]:
         """The jobs known so far, with those changed since the last read; returns them."""
-        rows = store.jobs_changed_since(self._stamp, JOBS_SHOWN)
+        rows = api.jobs_changed_since(store, self._stamp, JOBS_SHOWN)
         if self._jobs is None:
             self._jobs = {}
         for j in rows:
-            self._jobs[j["id"]] = j
-        stamps = [j["updated_at"] for j in rows if j.get("updated_at")]
+            self._jobs[j.id] = j
+        stamps = [j.updated_at for j in rows if j.updated_at]
         if stamps:
             self._stamp = max([self._stamp or "", *stamps])
         return self._jobs
@@ -144,7 +148,7 @@ class JobsScreen(PolledScreen):
         first poll, then every few seconds while a job is shown as active."""
         known = self._jobs
         first = known is None
-        active = known is not None and any(j["status"] in ACTIVE for j in known.values())
+        active = known is not None and any(j.status.active for j in known.values())
         if first or (active and time.monotonic() - self._dead_check > DEAD_CHECK_S):
             self._dead_check = time.monotonic()
             return True
@@ -153,23 +157,21 @@ class JobsScreen(PolledScreen):
     def render_data(self, data: JobsData) -> None:
         self.data = data
         table = self.query_one("#jobs", LiveTable)
-        table.sync([(j["id"], (j["id"], j["pipeline_name"], fmt.status(j["status"]),
-                               fmt.num(j["rows_read"]), fmt.stamp(j["started_at"])[:16],
-                               fmt.duration(j["elapsed_s"]) if j["status"] not in ACTIVE else "…"))
+        table.sync([(j.id, (j.id, j.pipeline_name, fmt.status(j.status),
+                           fmt.num(j.rows_read), fmt.stamp(j.started_at)[:16],
+                           fmt.duration(j.elapsed_s) if not j.status.active else "…"))
                     for j in data.jobs])
         if self.console_app.selected_job_id is None and data.selected is not None:
-            self.console_app.selected_job_id = data.selected["id"]
-        shown = data.selected if data.selected and data.selected["id"] == table.cursor_key else None
+            self.console_app.selected_job_id = data.selected.id
+        shown = data.selected if data.selected and data.selected.id == table.cursor_key else None
         self.query_one("#checkpoints", LiveTable).sync([
-            (str(c["number"]), (c["number"], fmt.num(c["checkpoint_data"]["last_row"]),
-                            fmt.num(c["checkpoint_data"]["rows_loaded"])))
+            (str(c.number), (c.number, fmt.num(c.last_row), fmt.num(c.rows_loaded)))
             for c in (data.checkpoints if shown else [])])
         self.query_one("#batches", LiveTable).sync([
-            (str(b["batch_number"]), (b["batch_number"], b["status"],
-                                      fmt.num(b["row_end"]),
-                                      fmt.num(b["rows_loaded"]), b["attempts"]))
+            (str(b.number), (b.number, b.status, fmt.num(b.row_end), fmt.num(b.rows_loaded),
+                             b.attempts))
             for b in (data.batches if shown else [])])
-        self._open_details_at_top(shown["id"] if shown else None)
+        self._open_details_at_top(shown.id if shown else None)
         self._render_info()
         self.refresh_bindings()
 
@@ -193,11 +195,11 @@ class JobsScreen(PolledScreen):
         if job is None:
             info.update("")
             return
-        line = Text.assemble(fmt.status(job["status"]), "  ",
-                             f"loaded {fmt.num(job['rows_loaded'])} · rejected "
-                             f"{fmt.num(job['rows_rejected'])}  ")
-        if job["error"]:
-            line.append(job["error"], style="red")
+        line = Text.assemble(fmt.status(job.status), "  ",
+                             f"loaded {fmt.num(job.rows_loaded)} · rejected "
+                             f"{fmt.num(job.rows_rejected)}  ")
+        if job.error:
+            line.append(job.error, style="red")
         line.no_wrap, line.overflow = True, "ellipsis"
         info.update(line)
 
@@ -224,9 +226,9 @@ class JobsScreen(PolledScreen):
         if job is None:
             return None
         if action == "resume":
-            return True if job["status"] in RESUMABLE and job["resumable"] else None
+            return True if job.status in RESUMABLE and job.resumable else None
         if action == "rollback":
-            return None if job["status"] in ACTIVE or job["status"] == "rolled_back" else True
+            return None if job.status.active or job.status is JobStatus.ROLLED_BACK else True
         return True
 
     def _checkpoint_choice(self) -> int | None:
@@ -242,19 +244,19 @@ class JobsScreen(PolledScreen):
 
         def done(result: str | None) -> None:
             if result == "monitor":
-                self.console_app.follow_job(job["id"])
-        self.app.push_screen(DetailsModal(f"job {job['id']}", job_details(job)), done)
+                self.console_app.follow_job(job.id)
+        self.app.push_screen(DetailsModal(f"job {job.id}", job_details(job)), done)
 
     def action_resume(self) -> None:
         job = self.selected
         if job is not None and self.check_action("resume", ()):
-            self.console_app.launch_resume(job["id"])
+            self.console_app.launch_resume(job.id)
 
     def action_rollback(self) -> None:
         job = self.selected
         if job is None or not self.check_action("rollback", ()):
             return
-        self._preview_rollback(job["id"], self._checkpoint_choice())
+        self._preview_rollback(job.id, self._checkpoint_choice())
 
     def action_cleanup(self) -> None:
         if self.check_action("cleanup", ()):
@@ -273,54 +275,51 @@ class JobsScreen(PolledScreen):
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _preview_rollback(self, job_id: str, to_checkpoint: int | None) -> None:
-        from ...engine.recovery import rollback
         self.app.call_from_thread(self._begin, f"job {job_id}: finding what a rollback removes …")
         try:
-            report = self.console_app.with_store(lambda s: rollback(
+            report = self.console_app.with_store(lambda s: api.rollback(
                 s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
         self.app.call_from_thread(self._confirm_rollback, report)
 
-    def _confirm_rollback(self, report: dict) -> None:
-        target = (f"back to checkpoint {report['to_checkpoint']}" if report["to_checkpoint"]
+    def _confirm_rollback(self, report: RollbackSummary) -> None:
+        target = (f"back to checkpoint {report.to_checkpoint}" if report.to_checkpoint
                   else "entirely")
-        title = f"Roll back job {report['job_id']} {target}?"
+        title = f"Roll back job {report.job_id} {target}?"
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.notify(f"rolling back job {report['job_id']} …", timeout=3)
-                self._rollback(report["job_id"], report["to_checkpoint"])
+                self.notify(f"rolling back job {report.job_id} …", timeout=3)
+                self._rollback(report.job_id, report.to_checkpoint)
             else:
                 self._end()
         self.app.push_screen(ConfirmModal(title, rollback_text(report)), answer)
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _rollback(self, job_id: str, to_checkpoint: int | None) -> None:
-        from ...engine.recovery import rollback
         try:
-            report = self.console_app.with_store(lambda s: rollback(
+            report = self.console_app.with_store(lambda s: api.rollback(
                 s, job_id, self.console_app.settings, to_checkpoint=to_checkpoint))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
-        self.app.call_from_thread(self._done, f"job {job_id}: removed {report['rows']:,} rows; "
-                                              f"status {report['status']}")
+        self.app.call_from_thread(self._done, f"job {job_id}: removed {report.rows:,} rows; "
+                                              f"status {report.status}")
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _preview_cleanup(self) -> None:
-        from ...engine.recovery import cleanup
         self.app.call_from_thread(self._begin, "finding what cleanup would remove …")
         try:
             app = self.console_app
-            actions = app.with_store(lambda s: cleanup(s, app.settings, dry_run=True))
+            actions = app.with_store(lambda s: api.cleanup(s, app.settings, dry_run=True))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
         self.app.call_from_thread(self._confirm_cleanup, actions)
 
-    def _confirm_cleanup(self, actions: list[dict]) -> None:
+    def _confirm_cleanup(self, actions: list[CleanupAction]) -> None:
         if not actions:
             self._done("nothing to clean up")
             return
@@ -330,14 +329,13 @@ class JobsScreen(PolledScreen):
                 self._cleanup()
             else:
                 self._end()
-        body = Text("\n".join(_cleanup_line(a) for a in actions))
+        body = Text("\n".join(a.line() for a in actions))
         self.app.push_screen(ConfirmModal(f"Clean up? ({len(actions)} actions)", body), answer)
 
     @work(thread=True, group="recovery", exit_on_error=False)
     def _cleanup(self) -> None:
-        from ...engine.recovery import cleanup
         try:
-            actions = self.console_app.with_store(lambda s: cleanup(s, self.console_app.settings))
+            actions = self.console_app.with_store(lambda s: api.cleanup(s, self.console_app.settings))
         except UserError as exc:
             self.app.call_from_thread(self._fail, str(exc))
             return
@@ -352,47 +350,39 @@ class JobsScreen(PolledScreen):
         self._end()
 
 
-def rollback_text(r: dict) -> Text:
-    """What a rollback will remove, from its dry-run report."""
-    from ...engine.recovery import rollback_lines
-    out = Text(f"This removes {r['rows']:,} rows:\n")
-    for line in rollback_lines(r):
+def rollback_text(report: RollbackSummary | Mapping[str, Any]) -> Text:
+    """What a rollback will remove, from its dry run (as the facade returns it, or as
+    ``rollback --json`` printed it)."""
+    r = report if isinstance(report, RollbackSummary) else api.rollback_summary(dict(report))
+    out = Text(f"This removes {r.rows:,} rows:\n")
+    for line in r.change_lines():
         out.append(f"  {line}\n")
-    if not r["to_checkpoint"]:
+    if not r.to_checkpoint:
         out.append("The job becomes rolled_back (its workspace is removed).\n")
     else:
         out.append("The job becomes interrupted: resume continues from the checkpoint.\n")
     return out
 
 
-def _cleanup_line(a: dict) -> str:
-    where = f" {a.get('path', '')} {a.get('table', '')}".rstrip()
-    return f"{a['action']}: job {a['job_id']}{where}"
-
-
-def job_details(j: dict) -> Text:
+def job_details(j: Job) -> Text:
     out = Text()
-    out.append(f"pipeline   {j['pipeline_name']} ({j['pipeline_file']})\n")
-    out.append(f"source     {j['source_path']} ({fmt.num(j['bytes_total'])} bytes)\n")
-    for d in j["destinations"] or []:
+    out.append(f"pipeline   {j.pipeline_name} ({j.pipeline_file})\n")
+    out.append(f"source     {j.source_path} ({fmt.num(j.bytes_total)} bytes)\n")
+    for d in j.destinations:
         out.append(f"dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}\n")
     out.append("status     ")
-    out.append_text(fmt.status(j["status"]))
-    out.append(f"\nstarted    {fmt.stamp(j['started_at'])}  finished {fmt.stamp(j['finished_at'])}"
-               f"  ({fmt_duration(j['elapsed_s'])})\n")
-    out.append(f"rows       read {fmt.num(j['rows_read'])}  loaded {fmt.num(j['rows_loaded'])}  "
-               f"rejected {fmt.num(j['rows_rejected'])}  warned {fmt.num(j['rows_warned'])}\n")
-    budget = (j.get("settings") or {}).get("max_memory_mb")
-    out.append(f"memory     peak RSS {j['peak_rss_mb'] or 0:.0f} MB (budget {budget} MB)  "
-               f"retries {j['retries']}\n")
-    if j["error"]:
-        out.append(f"error      {j['error']}\n", style="red")
-    for p in j["phase_stats"] or []:
-        if p.get("branch"):         # a branch's line: what its destination loaded
-            out.append(f"  {'branch ' + p['branch']:<20} in {p['rows_in']:>10,} loaded "
-                       f"{p['loaded']:>10,} rej {p['rejected'] + p['refused']:>7,} "
-                       f"{p.get('seconds', 0):>6.2f}s\n")
-            continue
-        out.append(f"  {p['label']:<20} in {p['rows_in']:>10,} out {p['rows_out']:>10,} "
-                   f"rej {p['rejected']:>7,} {p['seconds']:>6.2f}s\n")
+    out.append_text(fmt.status(j.status))
+    out.append(f"\nstarted    {fmt.stamp(j.started_at)}  finished {fmt.stamp(j.finished_at)}"
+               f"  ({fmt_duration(j.elapsed_s)})\n")
+    out.append(f"rows       read {fmt.num(j.rows_read)}  loaded {fmt.num(j.rows_loaded)}  "
+               f"rejected {fmt.num(j.rows_rejected)}  warned {fmt.num(j.rows_warned)}\n")
+    budget = j.settings.get("max_memory_mb")
+    out.append(f"memory     peak RSS {j.peak_rss_mb or 0:.0f} MB (budget {budget} MB)  "
+               f"retries {j.retries}\n")
+    if j.error:
+        out.append(f"error      {j.error}\n", style="red")
+    for p in phase_lines(j):
+        # a branch's line: what its destination loaded
+        out.append(f"  {p.label:<20} in {p.rows_in:>10,} {'loaded' if p.branch else 'out'} "
+                   f"{p.rows_out:>10,} rej {p.rejected:>7,} {p.seconds:>6.2f}s\n")
     return out

@@ -11,6 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
+from ... import api
+from ...records import Job, JobStatus, PhaseLine
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
@@ -22,7 +24,7 @@ DEAD_CHECK_S = 5.0
 
 @dataclass
 class MonitorData:
-    job: dict | None
+    job: Job | None
     metrics: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     waiting: str | None = None        # launched, no job yet (or it failed to start)
@@ -74,13 +76,13 @@ class MonitorScreen(PolledScreen):
         launched = app.watched_launch
         job_id = app.watch_job_id
         if launched is not None and launched.job_id is None:
-            found = store.job_by_pid(launched.pid)
+            found = api.job_by_pid(store, launched.pid)
             if found is None:
                 if launched.running:
                     return MonitorData(None, waiting=f"starting the engine (pid {launched.pid}) …")
                 error = launched.error_line() or f"the engine exited with code {launched.returncode}"
                 return MonitorData(None, waiting=error, failed_start=True)
-            launched.job_id = found["id"]
+            launched.job_id = found.id
         if launched is not None:
             job_id = launched.job_id
             starting = self._starting(store, launched)
@@ -89,25 +91,25 @@ class MonitorScreen(PolledScreen):
         changed = self.store_changed()
         if time.monotonic() - self._dead_check > DEAD_CHECK_S:
             self._dead_check = time.monotonic()
-            store.mark_dead_jobs()
+            api.mark_dead_jobs(store)
             changed = True      # (its own write does not move data_version: read anyway)
         if not (changed or self.forced) and self.job_id is not None \
                 and job_id in (None, self.job_id):
             return UNCHANGED    # nothing was written since the last poll: nothing to draw
         if job_id is None:
-            running = [j for j in store.jobs(20) if j["status"] in ("running", "pending")]
-            jobs = running or store.jobs(1)
+            running = [j for j in api.recent_jobs(store, 20) if j.status.active]
+            jobs = running or api.recent_jobs(store, 1)
             if not jobs:
                 return MonitorData(None, waiting="no jobs yet: p opens the pipeline builder "
                                    "(a pipeline file, or a new name.toml)")
-            job_id = jobs[0]["id"]
-        job = store.job(job_id)
+            job_id = jobs[0].id
+        job = api.find(store, job_id)
         after = self.last_metric_id if job_id == self.job_id else 0
-        metrics = store.metrics_since(job_id, after, CHART_SAMPLES)
+        metrics = api.metrics_since(store, job_id, after, CHART_SAMPLES)
         note = None
         if launched is not None and not launched.running and launched.returncode == 2:
             note = launched.error_line()      # e.g. resume refused: one line from the engine
-        return MonitorData(job, metrics, store.recent_events(job_id, 12), waiting=note)
+        return MonitorData(job, metrics, api.recent_events(store, job_id, 12), waiting=note)
 
     @staticmethod
     def _starting(store, launched) -> str | None:
@@ -115,10 +117,10 @@ class MonitorScreen(PolledScreen):
         record still holds the stopped run's figures, which are not this run's."""
         if not launched.running:
             return None
-        job = store.job(launched.job_id)
-        if job["pid"] == launched.pid:
+        job = api.find(store, launched.job_id)
+        if job.pid == launched.pid:
             return None
-        return f"starting the engine (pid {launched.pid}) to resume job {job['id']} …"
+        return f"starting the engine (pid {launched.pid}) to resume job {job.id} …"
 
     # -- UI thread ------------------------------------------------------------------
     def render_data(self, data: MonitorData) -> None:
@@ -128,8 +130,8 @@ class MonitorScreen(PolledScreen):
                 Text(data.waiting or "", style="bold red" if data.failed_start else ""))
             return
         job = data.job
-        if job["id"] != self.job_id:
-            self.job_id, self.last_metric_id, self.last_sample = job["id"], 0, None
+        if job.id != self.job_id:
+            self.job_id, self.last_metric_id, self.last_sample = job.id, 0, None
             for chart in self.query(Chart):
                 chart.reset()
         if data.metrics:
@@ -154,22 +156,22 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-phases", LiveTable).sync([])
         self.query_one("#m-events", Static).update("")
 
-    def _render_job(self, job: dict, m: dict | None) -> None:
-        st = job["status"]
-        live = st in ("running", "pending")
+    def _render_job(self, job: Job, m: dict | None) -> None:
+        st = job.status
+        live = st.active
         title = Text.assemble(
-            ("job ", "bold"), (job["id"], "bold"), "  ", fmt.status(st), "  ",
-            fmt.text(f"{job['pipeline_name']}  {_name(job['source_path'])}"))
+            ("job ", "bold"), (job.id, "bold"), "  ", fmt.status(st), "  ",
+            fmt.text(f"{job.pipeline_name}  {_name(job.source_path)}"))
         self.query_one("#m-title", Static).update(title)
-        total = job["bytes_total"] or 0
+        total = job.bytes_total or 0
         if live and m:
             # The sample is up to half a second old; the job's committed counters may be
             # newer, and "read" must never show less than loaded + rejected.
             done, elapsed = m["bytes_read"] or 0, m["elapsed_s"] or 0
-            rows = max(m["rows_read"] or 0, job["rows_read"] or 0)
+            rows = max(m["rows_read"] or 0, job.rows_read or 0)
         else:
-            done, elapsed, rows = job["bytes_read"] or 0, job["elapsed_s"] or 0, job["rows_read"]
-        if st == "succeeded":
+            done, elapsed, rows = job.bytes_read or 0, job.elapsed_s or 0, job.rows_read
+        if st == JobStatus.SUCCEEDED:
             done = total
         pct = done / total if total else 0.0
         seg = _segment(m, elapsed, rows, done)
@@ -178,11 +180,11 @@ class MonitorScreen(PolledScreen):
         self.query_one("#m-progress", Static).update(Text.assemble(
             (fmt.bar(pct, 30), "cyan"), f" {pct:6.1%}  ", f"{_size(done, total)}  {eta_text}"))
         self.query_one("#m-rows", Static).update(Text(
-            f"rows read {fmt.num(rows)} · loaded {fmt.num(job['rows_loaded'])} · "
-            f"rejected {fmt.num(job['rows_rejected'])}"
-            + (f" · warned {fmt.num(job['rows_warned'])}" if job["rows_warned"] else "")))
+            f"rows read {fmt.num(rows)} · loaded {fmt.num(job.rows_loaded)} · "
+            f"rejected {fmt.num(job.rows_rejected)}"
+            + (f" · warned {fmt.num(job.rows_warned)}" if job.rows_warned else "")))
         avg = seg.rate
-        retries = m["retries"] if (live and m) else job["retries"]
+        retries = m["retries"] if (live and m) else job.retries
         runs = f" over {seg.number} runs" if seg.number > 1 else ""
         if live:
             now, batch = (m["rows_per_s"], m["batch_size"]) if m else (0, 0)
@@ -190,11 +192,11 @@ class MonitorScreen(PolledScreen):
                      f" · retries {retries or 0} · elapsed {_seconds(elapsed)}{runs}")
         else:
             speed = (f"rows/s {fmt.rate(avg)} avg{' (last run)' if runs else ''} · retries "
-                     f"{retries or 0} · elapsed {_seconds(job['elapsed_s'])}{runs}")
+                     f"{retries or 0} · elapsed {_seconds(job.elapsed_s)}{runs}")
         self.query_one("#m-speed", Static).update(Text(speed))
-        budget = (job.get("settings") or {}).get("max_memory_mb")
+        budget = job.settings.get("max_memory_mb")
         rss = m["rss_mb"] if (live and m) else None
-        peak = job["peak_rss_mb"]
+        peak = job.peak_rss_mb
         parts = []
         if rss is not None:
             parts.append(f"RSS {rss:,.0f} MB")
@@ -211,13 +213,13 @@ class MonitorScreen(PolledScreen):
         final = Text()
         if not live:
             final = Text.assemble(("finished: ", "bold"), fmt.status(st),
-                                  f" in {_seconds(job['elapsed_s'])}  ")
-            if job["error"]:
-                final.append(job["error"], style="red")
+                                  f" in {_seconds(job.elapsed_s)}  ")
+            if job.error:
+                final.append(job.error, style="red")
         self.query_one("#m-final", Static).update(final)
 
-    def _render_phases(self, job: dict) -> None:
-        rows = [(str(i), _phase_row(p)) for i, p in enumerate(job.get("phase_stats") or [])]
+    def _render_phases(self, job: Job) -> None:
+        rows = [(str(i), _phase_row(p)) for i, p in enumerate(job.phase_stats)]
         self.query_one("#m-phases", LiveTable).sync(rows)
 
     def _render_events(self, events: list[dict[str, Any]]) -> None:
@@ -259,13 +261,11 @@ def _segment(m: dict | None, elapsed: float, rows: int, done: int) -> _Segment:
 
 
 def _phase_row(p: dict) -> tuple:
-    """A line of the phase table; a branch's 'out' is what its destination loaded, its
-    rejects include the rows the destination refused."""
-    if p.get("branch"):
-        return (f"branch {p['branch']}", fmt.num(p["rows_in"]), fmt.num(p["loaded"]),
-                fmt.num(p["rejected"] + p["refused"]), f"{p.get('seconds', 0):.2f}s")
-    return (p["label"], fmt.num(p["rows_in"]), fmt.num(p["rows_out"]), fmt.num(p["rejected"]),
-            f"{p['seconds']:.2f}s")
+    """A line of the phase table (``PhaseLine``: a branch's 'out' is what its destination
+    loaded, its rejects include the rows the destination refused)."""
+    line = PhaseLine.from_json(p)
+    return (line.label, fmt.num(line.rows_in), fmt.num(line.rows_out), fmt.num(line.rejected),
+            f"{line.seconds:.2f}s")
 
 
 def _seconds(value: float | None) -> str:

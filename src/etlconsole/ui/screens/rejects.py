@@ -6,7 +6,6 @@ from a thread worker, never in the console's process."""
 
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from ... import api
+from ...records import FixFile, JobStatus, ReplayStatus
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
@@ -124,7 +125,7 @@ class RejectsScreen(PolledScreen):
         if not (changed or self.forced):
             return UNCHANGED
         try:
-            job = store.job(self.console_app.selected_job_id or "last")
+            job = api.job_row(store, self.console_app.selected_job_id or "last")
         except Exception:
             return RejectsData(None)
         if self._groups_key is not None and job["id"] != self._groups_key[0]:
@@ -133,7 +134,7 @@ class RejectsScreen(PolledScreen):
         groups_key = (job["id"], job.get("updated_at"), job.get("rows_rejected"),
                       job.get("rows_resolved"))
         if groups_key != self._groups_key:
-            self._groups = store.reject_groups(job["id"])
+            self._groups = api.reject_groups(store, job["id"])
             self._groups_key = groups_key
         key, page = self.group, self.page
         page_key = (self._groups_key, key, page)
@@ -145,9 +146,9 @@ class RejectsScreen(PolledScreen):
     @staticmethod
     def _read_page(store, job_id: str, key: str, page: int) -> list[dict]:
         if key == ALL:
-            return store.reject_rows(job_id, limit=PAGE, offset=page * PAGE)
+            return api.reject_rows(store, job_id, limit=PAGE, offset=page * PAGE)
         phase, rule, column = json.loads(key)
-        return store.reject_rows(job_id, phase=phase, rule=rule, column=column, grouped=True,
+        return api.reject_rows(store, job_id, phase=phase, rule=rule, column=column, grouped=True,
                                  limit=PAGE, offset=page * PAGE)
 
     def render_data(self, data: RejectsData) -> None:
@@ -342,7 +343,7 @@ class RejectsScreen(PolledScreen):
         self.app.push_screen(SetModal(group, job), chosen)
 
     def _replayable(self, job: dict) -> bool:
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             self.notify(f"job {job['id']} is {job['status']}: only a succeeded job's rejects "
                         "are replayed", severity="error")
             return False
@@ -359,21 +360,18 @@ class RejectsScreen(PolledScreen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _write_fix_file(self, job_id: str, path: Path) -> None:
-        from ...engine.fixes import write_fix_file
-        from ...store.replays import open_rejects
-
-        def write(store) -> dict:       # the job read again: as the CLI sees it now
-            return write_fix_file(store.job(job_id), open_rejects(store, job_id), path)
+        def write(store) -> FixFile:    # the job read again: as the CLI sees it now
+            return api.write_fix_file(store, job_id, path)
         try:
             done = self.console_app.with_store(write)
         except Exception as exc:          # UserError: its one line; the screen stays usable
             self.app.call_from_thread(self.notify, f"fix file not written: {exc}",
                                       severity="error", timeout=10)
             return
-        extra = f" ({done['raw']:,} as raw text)" if done["raw"] else ""
+        extra = f" ({done.raw:,} as raw text)" if done.raw else ""
         self.app.call_from_thread(
-            self.notify, f"wrote {done['rows']:,} open rejects{extra} to {path}: fix them, "
-            "then F replays it" + (f"\n{done['note']}" if done.get("note") else ""), timeout=10)
+            self.notify, f"wrote {done.rows:,} open rejects{extra} to {path}: fix them, "
+            "then F replays it" + (f"\n{done.note}" if done.note else ""), timeout=10)
 
     def action_replay_file(self) -> None:
         """Replay a fix file: its path, then the dry run's confirmation, as r."""
@@ -432,7 +430,7 @@ class RejectsScreen(PolledScreen):
             if worker.is_cancelled:     # the console is closing: the replay, in its own
                 return None, "cancelled"        # session, finishes without it
         summary = launched.output_json()
-        if summary is None or (summary.get("status") != "succeeded"):
+        if summary is None or (summary.get("status") != JobStatus.SUCCEEDED):
             error = launched.error_line() or (summary or {}).get("error") or \
                 f"replay exited with {launched.returncode} (log: {launched.log_path})"
             return (summary if summary and not dry_run else None), error
@@ -490,14 +488,13 @@ class RejectsScreen(PolledScreen):
     @work(thread=True, group="replay", exit_on_error=False)
     def _undo_preview(self, job: dict) -> None:
         """(worker) the latest replay holding rows, the rollback's dry run, then ask."""
-        from ...store.replays import replays
         number: int | None = None
         summary: dict | None = None
         error: str | None = None
         try:
-            found = self.console_app.with_store(lambda s: replays(s, job["id"]))
+            found = self.console_app.with_store(lambda s: api.replays(s, job["id"]))
             held = [r for r in found
-                    if r["status"] != "rolled_back" and r["batch_first"] is not None]
+                    if r["status"] != ReplayStatus.ROLLED_BACK and r["batch_first"] is not None]
             if not held:
                 summary, error = None, f"job {job['id']}: no replay holds rows, nothing to undo"
             else:
@@ -527,8 +524,6 @@ class RejectsScreen(PolledScreen):
         return summary, None
 
     def _confirm_undo(self, job: dict, number: int, summary: dict) -> None:
-        from ...engine.recovery import rollback_lines
-
         def answer(yes: bool | None) -> None:
             if yes:
                 self.notify(f"undoing replay {number} of job {job['id']} …", timeout=3)
@@ -538,7 +533,7 @@ class RejectsScreen(PolledScreen):
         n = summary["rows"]
         body = Text(f"This removes {n:,} row{'' if n == 1 else 's'} the replay loaded; its "
                     "rejects are open again.\n\n")
-        for line in rollback_lines(summary):
+        for line in api.rollback_summary(summary).change_lines():
             body.append(f"  {line}\n")
         body.append(f"\n(etlconsole rollback {job['id']} --replay {number})", style="dim")
         self.app.push_screen(ConfirmModal(f"Undo replay {number} of job {job['id']}?", body),
@@ -587,24 +582,11 @@ class RejectsScreen(PolledScreen):
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, job_id: str, path: Path) -> None:
         try:
-            n = self.console_app.with_store(lambda s: write_rejects_csv(s, job_id, path))
+            n = self.console_app.with_store(lambda s: api.export_rejects(s, job_id, path))
         except OSError as exc:
             self.app.call_from_thread(self.notify, f"{path}: {exc}", severity="error")
             return
         self.app.call_from_thread(self.notify, f"wrote {n:,} rejected rows to {path}")
-
-
-def write_rejects_csv(store, job_id: str, path: Path) -> int:
-    """The same columns as 'etlconsole rejects JOB --csv FILE'."""
-    n = 0
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "phase", "rule", "column", "message", "values"])
-        for r in store.rejects(job_id):
-            w.writerow([r["row"], r["phase"], r["rule"], r["column"], r["message"],
-                        json.dumps(r["values"], ensure_ascii=False)])
-            n += 1
-    return n
 
 
 class RejectRows(LiveTable):

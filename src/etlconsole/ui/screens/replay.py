@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
-from ...engine.fixes import EXTRA, FixRow, dialect_of, reason_text
+from ...api import EXTRA, FixRow, dialect_of, reason_text
 from .modals import MODAL_CSS
 
 
@@ -37,7 +37,7 @@ def source_row(job: dict, reject: dict) -> FixRow:
     """The reject's record as a fix file gives it: as the source had it (read again when the
     file is unchanged), as the last replay's fix gave it, or as kept where it was rejected.
     Reads the source file: call it from a worker thread."""
-    from ...engine.fixes import rows_for
+    from ...api import rows_for
     rows, _ = rows_for(job, [reject])
     fix = rows[0][1]
     if fix.fields is not None:       # text, as the form holds it (an empty field is "")
