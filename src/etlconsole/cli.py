@@ -119,12 +119,20 @@ def _report(summary: dict, as_json: bool) -> int:
     return EXIT_FOR_STATUS.get(summary["status"], 1)
 
 
+def _named(d: dict) -> tuple[str, str | None]:
+    """A recorded destination as people read it: (location, table left to name); a
+    PostgreSQL one is ``postgres://host/db schema.table`` whole."""
+    from .engine.destinations import named
+    return named(d, d.get("table"))
+
+
 def _print_summary(s: dict) -> None:
     dest = s["destination"]
     click.echo(f"job {s['job_id']} {s['status']} in {s['elapsed_s']:.2f}s")
     click.echo(f"  rows read      {s['rows_read']:>12,}")
-    where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
-    click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
+    path, table = _named(dest)
+    where = f" (table {table})" if table else "" if dest.get("table") else f" ({dest.get('kind')})"
+    click.echo(f"  rows loaded    {s['rows_loaded']:>12,}  -> {path}{where}")
     if s.get("rows_staged"):
         click.echo(f"  rows staged    {s['rows_staged']:>12,}  (not published: resume to publish them)")
     click.echo(f"  rows rejected  {s['rows_rejected']:>12,}")
@@ -327,8 +335,9 @@ def show(obj: Context, job, as_json):
     click.echo(f"job {j['id']}  {j['status']}  pipeline {j['pipeline_name']} ({j['pipeline_file']})")
     click.echo(f"  source     {j['source_path']}  ({j['bytes_total'] or 0:,} bytes)")
     for d in j["destinations"] or []:
-        table = f" table {d['table']}" if d.get("table") else ""
-        click.echo(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
+        path, table = _named(d)
+        table = f" table {table}" if table else ""
+        click.echo(f"  dest       {d['kind']}: {path}{table} mode {d['mode']}")
     segments = store.segments(j["id"])
     click.echo(f"  started    {j['started_at']}  finished {j['finished_at']}  "
                f"({_time_text(j, segments)})")
@@ -568,14 +577,14 @@ def _print_replay(s: dict) -> None:
     dry = s["dry_run"]
     name = "dry run" if dry else f"replay {s['replay']}"
     click.echo(f"{name} of job {s['job_id']}: {s['rows_in']:,} rows ({s['origin']})")
-    d = s["destination"]
-    where = f" (table {d['table']})" if d.get("table") else ""
+    path, table = _named(s["destination"])
+    where = f" (table {table})" if table else ""
     loaded = 'would load' if dry else 'loaded (resolved)'
-    click.echo(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+    click.echo(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {path}{where}")
     click.echo(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
     for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
-        click.echo(f"  {'':<18} {'':>9}  -> {extra['path']}"
-                   + (f" (table {extra['table']})" if extra.get("table") else ""))
+        path, table = _named(extra)
+        click.echo(f"  {'':<18} {'':>9}  -> {path}" + (f" (table {table})" if table else ""))
     if "branch_rejected" in s:
         click.echo(f"  {'rejected in branches':<18} {s['branch_rejected']:>9,}  (rejects of the branches)")
     click.echo(f"  {'refused':<18} {s['rows_refused']:>9,}  (already loaded or resolved)")
@@ -687,13 +696,15 @@ def check(obj: Context, pipeline, source, as_json):
         for p in b["phases"]:
             _print_phase(p, "    ")
         d = b["destination"]
-        table = f" table {d['table']}" if d["table"] else ""
-        click.echo(f"    -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        path, table = _named(d)
+        table = f" table {table}" if table else ""
+        click.echo(f"    -> {d['kind']} {path}{table} ({d['mode']})")
         click.echo(f"    columns loaded: {', '.join(b['phases'][-1]['columns'])}")
     if info["destination"]:
         d = info["destination"]
-        table = f" table {d['table']}" if d["table"] else ""
-        click.echo(f"  -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        path, table = _named(d)
+        table = f" table {table}" if table else ""
+        click.echo(f"  -> {d['kind']} {path}{table} ({d['mode']})")
         click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
 
 

@@ -38,11 +38,18 @@ def test_sample_pipeline_equals_sqlite_and_keeps_no_secret(tmp_path, pg: PgServe
     # the ledger: one row per batch, in the target schema, summing to the rows loaded
     assert lab.q(f"SELECT sum(rows)::bigint FROM public._etl_loads WHERE job_id = '{summary['job_id']}'") \
         == [(summary["rows_loaded"],)]
-    assert lab.q("SELECT count(*) FROM pg_indexes WHERE indexname = '_etl_lineage_orders'") == [(1,)]
+    # the table holds this job's rows only: no lineage index yet (ADR 0024); a second job
+    # that appends builds it before its first batch
+    assert lab.q("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'") == [(0,)]
     # secrets: the store, every output and the job record name the URL without the password
     show = lab.cli("show", summary["job_id"])
     jobs = lab.cli("jobs", "--json")
-    assert show.returncode == 0 and "postgres: postgresql://postgres@127.0.0.1:" in show.stdout
+    assert show.returncode == 0, str(show)
+    # named as people read it: host, database, schema.table (no user, port or password)
+    assert f"dest       postgres: postgres://127.0.0.1/{pgdb} public.orders mode append" in show.stdout
+    preview = lab.cli("rollback", summary["job_id"], "--dry-run")
+    assert f"postgres://127.0.0.1/{pgdb} public.orders: would drop the table" in preview.stdout, \
+        str(preview)
     for text in (show.stdout, show.stderr, jobs.stdout, json.dumps(summary)):
         assert PASSWORD not in text
     for f in lab.state.parent.rglob("*"):
@@ -196,12 +203,28 @@ def test_check_command_connects_and_checks_the_table_without_writing(tmp_path, p
     lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
     ok = lab.cli("check", lab.pipeline)
     assert ok.returncode == 0, str(ok)
-    assert f"-> postgres postgresql://postgres@127.0.0.1:{pg.port}/{pgdb}?schema=public" in ok.stdout
+    assert f"-> postgres postgres://127.0.0.1/{pgdb} public.orders (append)" in ok.stdout
     assert user_tables(pg, pgdb) == []                     # nothing written, not even a ledger
-    assert lab.cli("check", lab.pipeline, env={"PGPASSWORD": "nope"}).returncode == 2
+    bad = lab.cli("check", lab.pipeline, env={"PGPASSWORD": "nope"})
+    assert bad.returncode == 2 and "cannot connect" in bad.stderr and "nope" not in bad.stderr
+    # an existing compatible table with a row: checked (types read), left exactly as it was
+    pg.execute(f"CREATE TABLE orders ({COLUMNS})", db=pgdb)
+    pg.execute("INSERT INTO orders (id) VALUES (7)", db=pgdb)
+    columns = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0"
+    before = pg.execute(columns, db=pgdb)
+    assert lab.cli("check", lab.pipeline).returncode == 0
+    assert pg.execute(columns, db=pgdb) == before          # no lineage columns added
+    assert user_tables(pg, pgdb) == ["orders"] and lab.q("SELECT id FROM orders") == [(7,)]
+    pg.execute("DROP TABLE orders", db=pgdb)
     pg.execute(f"CREATE TABLE orders ({COLUMNS.replace('email text', 'email integer')})", db=pgdb)
     res = lab.cli("check", lab.pipeline)
     assert res.returncode == 2 and "column 'email' is integer" in res.stderr, str(res)
+    # a schema that does not exist: said, nothing created
+    lab.pipeline.write_text(lab.pipeline.read_text().replace('table = "orders"',
+                                                             'table = "orders"\nschema = "nowhere"'))
+    res = lab.cli("check", lab.pipeline)
+    assert res.returncode == 2 and "schema 'nowhere' does not exist" in res.stderr, str(res)
+    assert user_tables(pg, pgdb) == ["orders"]
 
 
 def test_many_refused_rows_in_every_batch_are_found_exactly(tmp_path, pg: PgServer, orders_pg_csv):

@@ -100,13 +100,20 @@ def rollback_lines(r: dict) -> list[str]:
     dry = r["dry_run"]
     lines = []
     for d in r["destinations"]:
+        # a file names its path, then the table; PostgreSQL names both at once
+        # (postgres://host/db schema.table)
         for table, n in d["rows"].items():
-            lines.append(f"{d['path']}: {n:,} rows from {table}")
+            where, left = destinations.named(d, table)
+            lines.append(f"{where}: {n:,} rows" + (f" from {left}" if left else ""))
         for table in d["dropped"]:
-            lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
+            where, left = destinations.named(d, table)
+            lines.append(f"{where}: {'would drop' if dry else 'dropped'} "
+                         + (f"table {left}" if left else "the table"))
         for table in d["restored"]:
-            what = f"the table {table} as it was before the job" if _has_tables(d) else table
-            lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
+            where, left = destinations.named(d, table)
+            what = (f"the table {left} as it was before the job" if left and _has_tables(d)
+                    else left if left else "the table as it was before the job")
+            lines.append(f"{where}: {'would restore' if dry else 'restored'} {what}")
     return lines
 
 

@@ -131,6 +131,19 @@ class Location:
         """How messages name it: the URL and schema, never a password."""
         return f"{self.url} schema {self.schema}"
 
+    def name(self, table: str | None = None) -> str:
+        """How jobs, rollback previews and ``show`` name it: ``postgres://host/db
+        schema.table`` (no user, port or password; a service: ``postgres://?service=NAME``)."""
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        host = parts.hostname or query.get("host", "")
+        db = parts.path.strip("/") or query.get("dbname", "")
+        if not host and not db and query.get("service"):
+            base = f"postgres://?service={query['service']}"
+        else:
+            base = f"postgres://{host}/{db}"
+        return f"{base} {self.schema}.{table}" if table else f"{base} {self.schema}"
+
     def conninfo(self) -> str:
         """The URL for libpq, with the password of ``password_env`` if set (in memory only)."""
         if not self.password_env:
@@ -426,6 +439,10 @@ def _ensure_lineage_index(cur, schema: str, table: str, job_id: str = "") -> Non
                       f"n.oid = c.relnamespace WHERE n.nspname = {lit(schema)} "
                       f"AND c.relname = {lit(name)}")[0][0]:
             name = ident(f"{INDEX_PREFIX}{job_id}_{table}")   # a replaced table keeps the name
+        # a build over the rows of the job(s) before: sorted in memory, not cut by the
+        # batch's statement_timeout (the transaction ends after it)
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        cur.execute(UNBOUNDED)
         cur.execute(f"CREATE INDEX {quote(name)} ON {_q(schema, table)} "
                     f"({', '.join(quote(n) for n, _ in LINEAGE)})")
 
@@ -458,10 +475,6 @@ class PostgresDestination(Destination):
         self._broken = False
         self._columns: dict[str, str] = {}
         self._last: tuple[int, list[RefusedRow]] | None = None
-        # A table this job creates gets its lineage index when the job ends (one sorted
-        # build instead of 1M index insertions: a third of the load's time). Until then
-        # rollback finds the job's rows by a scan, and a table it created is dropped whole.
-        self._index_later = False
 
     # -- where -------------------------------------------------------------------------
     @classmethod
@@ -478,6 +491,10 @@ class PostgresDestination(Destination):
     @classmethod
     def where(cls, path: Path) -> str:
         return str(parse_location(path))
+
+    @classmethod
+    def named(cls, path: Path | str, table: str | None) -> tuple[str, str | None]:
+        return parse_location(path).name(table), None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.loc), "table": self.table, "mode": self.mode}
@@ -574,12 +591,22 @@ class PostgresDestination(Destination):
             if self.mode == "append":
                 cur.execute(f"INSERT INTO {_q(self.schema, TABLES)} (job_id, table_name, action) "
                             f"VALUES ({lit(self.job_id)}, {lit(self.table)}, 'created')")
-            self._index_later = True
         self._add_lineage(cur, self.write_table)
-        if not self._index_later:
+        if not self._own_table(cur):
             _ensure_lineage_index(cur, self.schema, self.write_table, self.job_id)
         self._columns = _columns(cur, self.schema, self.write_table)
         conn.commit()
+
+    def _own_table(self, cur) -> bool:
+        """Does the write table hold this job's rows only (a stage, or a table it created)?
+        Then it needs no lineage index (ADR 0024): every row in it is the job's, so rollback
+        drops it or deletes by a scan that reads what it deletes anyway. The index is built
+        by the first other job that writes to the table (here, in its ``open``)."""
+        if self.write_table != self.table:
+            return True
+        return bool(_rows(cur, f"SELECT count(*) FROM {_q(self.schema, TABLES)} WHERE job_id = "
+                               f"{lit(self.job_id)} AND table_name = {lit(self.table)} AND "
+                               "action = 'created'")[0][0])
 
     def _add_lineage(self, cur, table: str) -> None:
         existing = _columns(cur, self.schema, table)
@@ -732,17 +759,6 @@ class PostgresDestination(Destination):
     def publish(self, schema: pa.Schema) -> None:
         if self.mode != "append":
             self.retrying(self._publish_once, schema)
-        elif self._index_later:
-            self.retrying(self._index_once)
-
-    def _index_once(self) -> None:
-        conn = self._ensure()
-        cur = conn.cursor()
-        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")   # the sort in memory
-        cur.execute(UNBOUNDED)
-        _lock(cur)
-        _ensure_lineage_index(cur, self.schema, self.table, self.job_id)
-        conn.commit()
 
     def _publish_once(self, schema: pa.Schema) -> None:
         conn = self._ensure()
@@ -765,7 +781,7 @@ class PostgresDestination(Destination):
                         f"{lit('replaced' if backup else 'created')}, "
                         f"{lit(backup) if backup else 'NULL'})")
             cur.execute(f"ALTER TABLE {stage} RENAME TO {quote(self.table)}")
-            _ensure_lineage_index(cur, s, self.table, self.job_id)
+            # the job's rows only: no lineage index until another job writes (_own_table)
         else:
             self._add_lineage(cur, self.table)
             _ensure_lineage_index(cur, s, self.table, self.job_id)
@@ -874,9 +890,13 @@ class PostgresDestination(Destination):
 
 # -- rollback --------------------------------------------------------------------------
 def _foreign_rows(cur, schema: str, table: str, job_id: str) -> bool:
-    """A row of no job or another job in the table? Three probes of the lineage index."""
+    """A row of no job or another job in the table? Three probes of the lineage index; a
+    table without one (it held one job's rows, ADR 0024) is read once, up to such a row."""
     t = _q(schema, table)
     j = lit(job_id)
+    if _lineage_index(cur, schema, table) is None:
+        return bool(_rows(cur, f"SELECT EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id IS DISTINCT "
+                               f"FROM {j})::int")[0][0])
     return bool(_rows(cur, f"SELECT (EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id IS NULL) OR "
                            f"EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id < {j}) OR "
                            f"EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id > {j}))::int")[0][0])

@@ -374,8 +374,11 @@ def job_details(j: dict) -> Text:
     out = Text()
     out.append(f"pipeline   {j['pipeline_name']} ({j['pipeline_file']})\n")
     out.append(f"source     {j['source_path']} ({fmt.num(j['bytes_total'])} bytes)\n")
+    from ...engine.destinations import named
     for d in j["destinations"] or []:
-        out.append(f"dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}\n")
+        path, table = named(d, d.get("table"))       # postgres://host/db schema.table
+        table = f" table {table}" if table else ""
+        out.append(f"dest       {d['kind']}: {path}{table} mode {d['mode']}\n")
     out.append("status     ")
     out.append_text(fmt.status(j["status"]))
     out.append(f"\nstarted    {fmt.stamp(j['started_at'])}  finished {fmt.stamp(j['finished_at'])}"
