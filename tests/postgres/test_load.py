@@ -263,3 +263,38 @@ def test_rerun_from_a_checkpoint_replaces_the_jobs_rows(tmp_path, pg: PgServer, 
     assert second["status"] == "succeeded" and second["job_id"] != first["job_id"]
     assert pg_digest(pg, pgdb) == before
     assert lab.q("SELECT DISTINCT _etl_job_id FROM orders") == [(second["job_id"],)]
+
+
+def test_atomic_into_an_existing_table_refuses_violations_at_load(tmp_path, pg: PgServer, pgdb: str,
+                                                                  orders_pg_csv):
+    """The stage carries the target's constraints: a row breaking one is a reject of phase
+    load with PostgreSQL's message (in the target's names) and the rule of its SQLSTATE,
+    and the rest publishes; before, the publish failed on the first such row."""
+    pg.execute(EXISTING.replace("country text)", "country text, origin text NOT NULL DEFAULT 'etl')"),
+               db=pgdb)
+    pg.execute("INSERT INTO orders (id, status) VALUES (5, 'hand')", db=pgdb)
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb, mode="atomic")
+    summary = lab.run()
+    assert summary["status"] == "succeeded", summary
+    job = summary["job_id"]
+    rejects = [r for r in lab.cli("rejects", job, "--json").json_lines() if r["phase"] == "load"]
+    rules = Counter(r["rule"] for r in rejects)
+    assert rules["unique"] == 1 and rules["check"] > 0, rules
+    unique = next(r for r in rejects if r["rule"] == "unique")
+    assert unique["message"] == ('duplicate key value violates unique constraint "orders_pkey": '
+                                 'Key (id)=(5) already exists. (SQLSTATE 23505)')
+    assert unique["column"] == "id" and unique["values"]["id"] == 5
+    check = next(r for r in rejects if r["rule"] == "check")
+    assert 'new row for relation "orders" violates check constraint "qty_rule"' in check["message"]
+    assert "23514" in check["message"] and check["values"]["quantity"] >= 50
+    assert not [r for r in rejects if "_etl_" in r["message"]]      # never the stage's names
+    assert summary["rows_read"] == summary["rows_loaded"] + summary["rows_rejected"]
+    # published: the job's rows, the defaults of the columns it does not load, no _etl_row
+    assert lab.q(f"SELECT count(*), min(origin), max(origin) FROM orders WHERE _etl_job_id = "
+                 f"'{job}'") == [(summary["rows_loaded"], "etl", "etl")]
+    assert lab.q("SELECT count(*) FROM orders") == [(summary["rows_loaded"] + 1,)]
+    assert lab.q("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND "
+                 "attname = '_etl_row'") == [(0,)]
+    assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
+    lab.rollback(job)
+    assert lab.q("SELECT id, status FROM orders") == [(5, "hand")]

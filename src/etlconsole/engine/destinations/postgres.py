@@ -452,6 +452,88 @@ def _lock(cur) -> None:
     _rows(cur, f"SELECT 1 FROM (SELECT pg_advisory_xact_lock({LOCK_KEY})) AS l")
 
 
+# -- the target's constraints on an atomic job's stage ---------------------------------
+ROW = "_etl_row"        # a stage's column: the row's position in its batch (never published)
+
+
+class Key:
+    """A unique constraint (primary key or unique) of the target: its name, its columns
+    (as stored, and as PostgreSQL quotes them in messages)."""
+
+    def __init__(self, name: str, columns: list[str], shown: list[str]):
+        self.name, self.columns, self.shown = name, columns, shown
+
+
+def _constraints(cur, schema: str, table: str) -> list[tuple[str, str, str]]:
+    """(name, contype, definition) of the table's unique, primary key, exclusion and
+    foreign key constraints (a foreign key to the table itself excepted: its rows are
+    the stage's own until the publish)."""
+    return [tuple(r) for r in _rows(
+        cur, "SELECT c.conname, c.contype::text, pg_get_constraintdef(c.oid) FROM "
+             "pg_catalog.pg_constraint c WHERE c.conrelid = "
+             f"{lit(_q(schema, table))}::regclass AND (c.contype IN ('p', 'u', 'x') OR "
+             "(c.contype = 'f' AND c.confrelid <> c.conrelid)) ORDER BY c.conname")]
+
+
+def _keys(cur, schema: str, table: str) -> list[Key]:
+    sep = chr(31)           # a separator no column name holds
+    rows = _rows(cur, "SELECT c.conname, string_agg(a.attname, chr(31) ORDER BY k.ord), "
+                      "string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) FROM "
+                      "pg_catalog.pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH "
+                      "ORDINALITY AS k(attnum, ord) JOIN pg_catalog.pg_attribute a ON "
+                      "a.attrelid = c.conrelid AND a.attnum = k.attnum WHERE c.conrelid = "
+                      f"{lit(_q(schema, table))}::regclass AND c.contype IN ('p', 'u') "
+                      "GROUP BY c.conname ORDER BY c.conname")
+    return [Key(name, cols.split(sep), shown.split(", ")) for name, cols, shown in rows]
+
+
+def _stage_like(cur, schema: str, stage: str, table: str, job_id: str) -> dict[str, str]:
+    """The stage of an atomic job into an existing table: its exact column types, its
+    defaults, NOT NULL and CHECK constraints (LIKE), and copies of its unique, primary
+    key, exclusion and foreign key constraints, so a row that breaks one is refused at
+    the COPY of its batch (phase load) instead of failing the publish. Index names are
+    unique in a schema, so the copies are renamed: returns {copy's name: target's}."""
+    t = _q(schema, table)
+    cur.execute(f"CREATE TABLE {_q(schema, stage)} (LIKE {t} INCLUDING DEFAULTS INCLUDING "
+                "CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED)")
+    cur.execute(f"ALTER TABLE {_q(schema, stage)} ADD COLUMN {quote(ROW)} integer")
+    names = {}
+    for name, kind, definition in _constraints(cur, schema, table):
+        copy = name if kind == "f" else ident(f"_etl_{job_id}_{name}")
+        cur.execute(f"ALTER TABLE {_q(schema, stage)} ADD CONSTRAINT {quote(copy)} {definition}")
+        names[copy] = name
+    return names
+
+
+def _in_target_words(message: str, stage: str, table: str, names: dict[str, str]) -> str:
+    """PostgreSQL's message about the stage, in the target's names (the constraint the
+    operator knows, the relation the rows were meant for)."""
+    for copy, name in names.items():
+        message = message.replace(f'constraint "{copy}"', f'constraint "{name}"')
+    return message.replace(f'"{stage}"', f'"{table}"')
+
+
+def _already_in_target(cur, schema: str, stage: str, table: str, batch: int,
+                       keys: list[Key]) -> dict[int, RefusedRow]:
+    """Rows of the batch (by position) whose key is already in the target, with the
+    message PostgreSQL gives for that violation (23505). The stage's own copies of the
+    constraints see only the job's rows; this sees the rows the publish will meet."""
+    found: dict[int, RefusedRow] = {}
+    s, t = _q(schema, stage), _q(schema, table)
+    for key in keys:
+        match = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in key.columns)
+        values = ", ".join(f"s.{quote(c)}::text" for c in key.columns)
+        for row, shown in _rows(cur, f"SELECT s.{quote(ROW)}, concat_ws(', ', {values}) FROM {s} s "
+                                     f"WHERE s._etl_batch = {int(batch)} AND EXISTS (SELECT 1 "
+                                     f"FROM {t} t WHERE {match})"):
+            column = key.columns[0] if len(key.columns) == 1 else None
+            found.setdefault(int(row), RefusedRow(
+                int(row), "unique", column, f'duplicate key value violates unique constraint '
+                f'"{key.name}": Key ({", ".join(key.shown)})=({shown}) already exists. '
+                "(SQLSTATE 23505)"))
+    return found
+
+
 class PostgresDestination(Destination):
     kind = "postgres"
     title = "PostgreSQL"
@@ -475,6 +557,10 @@ class PostgresDestination(Destination):
         self._broken = False
         self._columns: dict[str, str] = {}
         self._last: tuple[int, list[RefusedRow]] | None = None
+        # an atomic job into an existing table: the target's keys, checked per batch, and
+        # the stage's names of its constraint copies (see _stage_like)
+        self._keys: list[Key] = []
+        self._renamed: dict[str, str] = {}
 
     # -- where -------------------------------------------------------------------------
     @classmethod
@@ -583,9 +669,7 @@ class PostgresDestination(Destination):
         if not _exists(cur, self.schema, self.write_table):
             target = _columns(cur, self.schema, self.table) if self.mode == "atomic" else {}
             if target:
-                # atomic into an existing table: the stage has its exact column types
-                cur.execute(f"CREATE TABLE {_q(self.schema, self.write_table)} (LIKE "
-                            f"{_q(self.schema, self.table)})")
+                _stage_like(cur, self.schema, self.write_table, self.table, self.job_id)
             else:
                 cur.execute(_create_table_sql(self.schema, self.write_table, schema))
             if self.mode == "append":
@@ -595,6 +679,10 @@ class PostgresDestination(Destination):
         if not self._own_table(cur):
             _ensure_lineage_index(cur, self.schema, self.write_table, self.job_id)
         self._columns = _columns(cur, self.schema, self.write_table)
+        if ROW in self._columns:        # (again after a resume: the stage is there)
+            self._keys = _keys(cur, self.schema, self.table)
+            self._renamed = {ident(f"_etl_{self.job_id}_{n}"): n
+                             for n, _, _ in _constraints(cur, self.schema, self.table)}
         conn.commit()
 
     def _own_table(self, cur) -> bool:
@@ -646,7 +734,10 @@ class PostgresDestination(Destination):
     def _with_lineage(self, batch: pa.RecordBatch, number: int) -> pa.RecordBatch:
         n = batch.num_rows
         batch = batch.append_column("_etl_job_id", pa.repeat(pa.scalar(self.job_id), n))
-        return batch.append_column("_etl_batch", pa.repeat(pa.scalar(number, pa.int64()), n))
+        batch = batch.append_column("_etl_batch", pa.repeat(pa.scalar(number, pa.int64()), n))
+        if ROW in self._columns:
+            batch = batch.append_column(ROW, pa.array(range(n), pa.int32()))
+        return batch
 
     def _committed(self, cur, number: int) -> bool:
         return bool(_rows(cur, f"SELECT count(*) FROM {_q(self.schema, LEDGER)} WHERE job_id = "
@@ -666,6 +757,8 @@ class PostgresDestination(Destination):
         if refused and not self.isolate:
             raise RowRefused(refused[min(refused)])
         refused = self._ingest(conn, cur, self._with_lineage(data, number), refused)
+        if ROW in self._columns:
+            refused = self._against_target(cur, number, refused)
         rows = batch.num_rows - len(refused)
         cur.execute(f"INSERT INTO {_q(self.schema, LEDGER)} (job_id, table_name, batch, row_start, "
                     f"row_end, rows) VALUES ({lit(self.job_id)}, {lit(self.write_table)}, "
@@ -675,6 +768,22 @@ class PostgresDestination(Destination):
             before_commit(out)
         self._last = (number, out)
         conn.commit()
+        return out
+
+    def _against_target(self, cur, number: int, refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
+        """An atomic job into an existing table: rows whose key the target already holds
+        are refused now (and leave the stage), and the stage's words for what it refused
+        become the target's (its constraint and table names)."""
+        out = {i: RefusedRow(r.index, r.rule, r.column,
+                             _in_target_words(r.message, self.write_table, self.table, self._renamed))
+               for i, r in refused.items()}
+        dup = _already_in_target(cur, self.schema, self.write_table, self.table, number, self._keys)
+        if dup and not self.isolate:
+            raise RowRefused(dup[min(dup)])
+        if dup:
+            cur.execute(f"DELETE FROM {_q(self.schema, self.write_table)} WHERE _etl_batch = "
+                        f"{int(number)} AND {quote(ROW)} IN ({', '.join(str(i) for i in dup)})")
+            out.update(dup)
         return out
 
     def _copy(self, cur, rows: pa.RecordBatch) -> None:
