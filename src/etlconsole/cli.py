@@ -696,15 +696,15 @@ def check(obj: Context, pipeline, source, as_json):
         for p in b["phases"]:
             _print_phase(p, "    ")
         d = b["destination"]
-        path, table = _named(d)
+        where, table = _named(d)
         table = f" table {table}" if table else ""
-        click.echo(f"    -> {d['kind']} {path}{table} ({d['mode']})")
+        click.echo(f"    -> {d['kind']} {where}{table} ({d['mode']})")
         click.echo(f"    columns loaded: {', '.join(b['phases'][-1]['columns'])}")
     if info["destination"]:
         d = info["destination"]
-        path, table = _named(d)
+        where, table = _named(d)
         table = f" table {table}" if table else ""
-        click.echo(f"  -> {d['kind']} {path}{table} ({d['mode']})")
+        click.echo(f"  -> {d['kind']} {where}{table} ({d['mode']})")
         click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
 
 
