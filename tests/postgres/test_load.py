@@ -265,13 +265,19 @@ def test_rerun_from_a_checkpoint_replaces_the_jobs_rows(tmp_path, pg: PgServer, 
     assert lab.q("SELECT DISTINCT _etl_job_id FROM orders") == [(second["job_id"],)]
 
 
+@pytest.mark.parametrize("key", ["orders_pkey", "orders_id_uq"])
 def test_atomic_into_an_existing_table_refuses_violations_at_load(tmp_path, pg: PgServer, pgdb: str,
-                                                                  orders_pg_csv):
+                                                                  orders_pg_csv, key):
     """The stage carries the target's constraints: a row breaking one is a reject of phase
     load with PostgreSQL's message (in the target's names) and the rule of its SQLSTATE,
-    and the rest publishes; before, the publish failed on the first such row."""
-    pg.execute(EXISTING.replace("country text)", "country text, origin text NOT NULL DEFAULT 'etl')"),
-               db=pgdb)
+    and the rest publishes; before, the publish failed on the first such row. The key is
+    a primary key, or a unique index that is no constraint."""
+    ddl = EXISTING.replace("country text)", "country text, origin text NOT NULL DEFAULT 'etl')")
+    if key == "orders_id_uq":
+        ddl = ddl.replace("id integer PRIMARY KEY", "id integer")
+    pg.execute(ddl, db=pgdb)
+    if key == "orders_id_uq":
+        pg.execute("CREATE UNIQUE INDEX orders_id_uq ON orders (id)", db=pgdb)
     pg.execute("INSERT INTO orders (id, status) VALUES (5, 'hand')", db=pgdb)
     lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb, mode="atomic")
     summary = lab.run()
@@ -281,7 +287,7 @@ def test_atomic_into_an_existing_table_refuses_violations_at_load(tmp_path, pg: 
     rules = Counter(r["rule"] for r in rejects)
     assert rules["unique"] == 1 and rules["check"] > 0, rules
     unique = next(r for r in rejects if r["rule"] == "unique")
-    assert unique["message"] == ('duplicate key value violates unique constraint "orders_pkey": '
+    assert unique["message"] == (f'duplicate key value violates unique constraint "{key}": '
                                  'Key (id)=(5) already exists. (SQLSTATE 23505)')
     assert unique["column"] == "id" and unique["values"]["id"] == 5
     check = next(r for r in rejects if r["rule"] == "check")

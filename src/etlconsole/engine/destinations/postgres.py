@@ -464,45 +464,57 @@ class Key:
         self.name, self.columns, self.shown = name, columns, shown
 
 
-def _constraints(cur, schema: str, table: str) -> list[tuple[str, str, str]]:
-    """(name, contype, definition) of the table's unique, primary key, exclusion and
-    foreign key constraints (a foreign key to the table itself excepted: its rows are
-    the stage's own until the publish)."""
-    return [tuple(r) for r in _rows(
-        cur, "SELECT c.conname, c.contype::text, pg_get_constraintdef(c.oid) FROM "
-             "pg_catalog.pg_constraint c WHERE c.conrelid = "
-             f"{lit(_q(schema, table))}::regclass AND (c.contype IN ('p', 'u', 'x') OR "
+def _constraints(cur, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the table's exclusion and foreign key constraints (a foreign
+    key to the table itself excepted: its rows are the stage's own until the publish)."""
+    return [(n, d) for n, d in _rows(
+        cur, "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c "
+             f"WHERE c.conrelid = {lit(_q(schema, table))}::regclass AND (c.contype = 'x' OR "
              "(c.contype = 'f' AND c.confrelid <> c.conrelid)) ORDER BY c.conname")]
 
 
 def _keys(cur, schema: str, table: str) -> list[Key]:
+    """The table's unique indexes on plain columns: its primary key, unique constraints
+    and unique indexes (an index on expressions or a partial one is left to the publish)."""
     sep = chr(31)           # a separator no column name holds
-    rows = _rows(cur, "SELECT c.conname, string_agg(a.attname, chr(31) ORDER BY k.ord), "
+    rows = _rows(cur, "SELECT i.relname, string_agg(a.attname, chr(31) ORDER BY k.ord), "
                       "string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) FROM "
-                      "pg_catalog.pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH "
-                      "ORDINALITY AS k(attnum, ord) JOIN pg_catalog.pg_attribute a ON "
-                      "a.attrelid = c.conrelid AND a.attnum = k.attnum WHERE c.conrelid = "
-                      f"{lit(_q(schema, table))}::regclass AND c.contype IN ('p', 'u') "
-                      "GROUP BY c.conname ORDER BY c.conname")
+                      "pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+                      "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                      "JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND "
+                      f"a.attnum = k.attnum WHERE x.indrelid = {lit(_q(schema, table))}::regclass "
+                      "AND x.indisunique AND x.indexprs IS NULL AND x.indpred IS NULL "
+                      "AND 0 <> ALL (x.indkey) GROUP BY i.relname ORDER BY i.relname")
     return [Key(name, cols.split(sep), shown.split(", ")) for name, cols, shown in rows]
 
 
-def _stage_like(cur, schema: str, stage: str, table: str, job_id: str) -> dict[str, str]:
-    """The stage of an atomic job into an existing table: its exact column types, its
-    defaults, NOT NULL and CHECK constraints (LIKE), and copies of its unique, primary
-    key, exclusion and foreign key constraints, so a row that breaks one is refused at
-    the COPY of its batch (phase load) instead of failing the publish. Index names are
-    unique in a schema, so the copies are renamed: returns {copy's name: target's}."""
-    t = _q(schema, table)
-    cur.execute(f"CREATE TABLE {_q(schema, stage)} (LIKE {t} INCLUDING DEFAULTS INCLUDING "
-                "CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED)")
-    cur.execute(f"ALTER TABLE {_q(schema, stage)} ADD COLUMN {quote(ROW)} integer")
-    names = {}
-    for name, kind, definition in _constraints(cur, schema, table):
-        copy = name if kind == "f" else ident(f"_etl_{job_id}_{name}")
-        cur.execute(f"ALTER TABLE {_q(schema, stage)} ADD CONSTRAINT {quote(copy)} {definition}")
-        names[copy] = name
+def _copy_name(job_id: str, name: str) -> str:
+    """The stage's name for a copy of the target's index or constraint (index names are
+    unique in a schema)."""
+    return ident(f"_etl_{job_id}_{name}")
+
+
+def _stage_names(cur, schema: str, table: str, job_id: str) -> dict[str, str]:
+    """{the stage's name of a copy: the target's name}."""
+    names = {_copy_name(job_id, k.name): k.name for k in _keys(cur, schema, table)}
+    names.update({_copy_name(job_id, n): n for n, _ in _constraints(cur, schema, table)})
     return names
+
+
+def _stage_like(cur, schema: str, stage: str, table: str, job_id: str) -> None:
+    """The stage of an atomic job into an existing table: its exact column types, its
+    defaults, NOT NULL and CHECK constraints (LIKE), and copies of its unique indexes
+    (primary key, unique), exclusion and foreign key constraints, so a row that breaks one
+    is refused at the COPY of its batch (phase load) instead of failing the publish."""
+    t, st = _q(schema, table), _q(schema, stage)
+    cur.execute(f"CREATE TABLE {st} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                "INCLUDING IDENTITY INCLUDING GENERATED)")
+    cur.execute(f"ALTER TABLE {st} ADD COLUMN {quote(ROW)} integer")
+    for key in _keys(cur, schema, table):
+        cur.execute(f"CREATE UNIQUE INDEX {quote(_copy_name(job_id, key.name))} ON {st} "
+                    f"({', '.join(quote(c) for c in key.columns)})")
+    for name, definition in _constraints(cur, schema, table):
+        cur.execute(f"ALTER TABLE {st} ADD CONSTRAINT {quote(_copy_name(job_id, name))} {definition}")
 
 
 def _in_target_words(message: str, stage: str, table: str, names: dict[str, str]) -> str:
@@ -681,8 +693,7 @@ class PostgresDestination(Destination):
         self._columns = _columns(cur, self.schema, self.write_table)
         if ROW in self._columns:        # (again after a resume: the stage is there)
             self._keys = _keys(cur, self.schema, self.table)
-            self._renamed = {ident(f"_etl_{self.job_id}_{n}"): n
-                             for n, _, _ in _constraints(cur, self.schema, self.table)}
+            self._renamed = _stage_names(cur, self.schema, self.table, self.job_id)
         conn.commit()
 
     def _own_table(self, cur) -> bool:
