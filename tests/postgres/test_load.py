@@ -152,6 +152,18 @@ def test_on_error_fail_fails_the_job_resumably(tmp_path, pg: PgServer, pgdb: str
     assert lab.q("SELECT count(*), count(DISTINCT id) FROM orders")[0] == (done["rows_loaded"],) * 2
 
 
+def test_on_error_fail_in_atomic_mode_names_the_target(tmp_path, pg: PgServer, pgdb: str,
+                                                       orders_pg_csv):
+    pg.execute(EXISTING, db=pgdb)
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb, mode="atomic")
+    lab.pipeline.write_text(lab.pipeline.read_text() + 'on_error = "fail"\n')   # the load's
+    summary = lab.run(expect=1)
+    assert summary["status"] == "failed", summary
+    assert 'new row for relation "orders" violates check constraint "qty_rule"' in summary["error"]
+    assert "_etl_" not in summary["error"]                   # never the stage's names
+    assert lab.q("SELECT count(*) FROM orders") == [(0,)]    # nothing published
+
+
 COLUMNS = ("id bigint, customer_id bigint, email text, customer_name text, status text, "
            "quantity bigint, unit_price float8, total float8, currency text, ordered_on date, "
            "shipped_at timestamp, country text")

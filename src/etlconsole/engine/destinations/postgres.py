@@ -767,7 +767,10 @@ class PostgresDestination(Destination):
         refused = {i: RefusedRow(i, "data", None, m) for i, m in cast_bad.items()}
         if refused and not self.isolate:
             raise RowRefused(refused[min(refused)])
-        refused = self._ingest(conn, cur, self._with_lineage(data, number), refused)
+        try:
+            refused = self._ingest(conn, cur, self._with_lineage(data, number), refused)
+        except RowRefused as exc:          # on_error = "fail": said in the target's names
+            raise RowRefused(self._in_target(exc.row)) from None
         if ROW in self._columns:
             refused = self._against_target(cur, number, refused)
         rows = batch.num_rows - len(refused)
@@ -781,13 +784,17 @@ class PostgresDestination(Destination):
         conn.commit()
         return out
 
+    def _in_target(self, row: RefusedRow) -> RefusedRow:
+        if not self._renamed and self.write_table == self.table:
+            return row
+        return RefusedRow(row.index, row.rule, row.column,
+                          _in_target_words(row.message, self.write_table, self.table, self._renamed))
+
     def _against_target(self, cur, number: int, refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
         """An atomic job into an existing table: rows whose key the target already holds
         are refused now (and leave the stage), and the stage's words for what it refused
         become the target's (its constraint and table names)."""
-        out = {i: RefusedRow(r.index, r.rule, r.column,
-                             _in_target_words(r.message, self.write_table, self.table, self._renamed))
-               for i, r in refused.items()}
+        out = {i: self._in_target(r) for i, r in refused.items()}
         dup = _already_in_target(cur, self.schema, self.write_table, self.table, number, self._keys)
         if dup and not self.isolate:
             raise RowRefused(dup[min(dup)])
