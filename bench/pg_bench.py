@@ -46,8 +46,32 @@ def log(msg: str) -> None:
     print(f"[pg-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of the server so far: the postmaster, its living children and the
+    children it reaped (a backend's time lands in its parent's cutime when it exits)."""
+    if pid is None:
+        return 0.0
+
+    def ticks(p: str, want_parent: int | None) -> int:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        if want_parent is not None and int(fields[1]) != want_parent:
+            return 0
+        return sum(int(x) for x in fields[11:15])     # utime stime cutime cstime
+
+    time.sleep(0.5)     # the backends of the child that just ended: exited and reaped
+    total = ticks(str(pid), None) + sum(ticks(p, pid) for p in os.listdir("/proc") if p.isdigit())
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+LAST_CPU = [0.0]        # the CPU seconds (user + system) of the last child timed
+
+
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB, stdout) of one child."""
+    """(seconds, peak RSS MB, stdout) of one child; its CPU time in LAST_CPU."""
     out = cwd / "child.out"
     with open(out, "w") as f:
         t0 = time.perf_counter()
@@ -55,6 +79,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float,
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
@@ -99,6 +124,7 @@ def main() -> None:
         log(f"{copyable(source, floor_file):,} records COPY accepts")
 
     server = None
+    postmaster: int | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["PYTHONPATH"] = str(ROOT / "src")
     if args.url:
@@ -110,6 +136,7 @@ def main() -> None:
         if bindir is None:
             raise SystemExit("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
         server = PgServer(bindir, durable=True).start()   # fsync on, as in production
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
         env["PGPASSWORD"] = PASSWORD
         base = f"postgresql://postgres@127.0.0.1:{server.port}"
         admin_url = f"{base}/postgres"
@@ -138,19 +165,28 @@ def main() -> None:
                 if tool == "psql":
                     subprocess.run(psql(url, f"CREATE TABLE orders ({cols})"), check=True, env=env)
                     copy = f"\\copy orders FROM '{floor_file}' WITH (FORMAT csv, HEADER true)"
+                    cpu0 = server_cpu(postmaster)
                     wall, rss, _ = timed(psql(url, copy),
                                          env, work)
+                    server_s = server_cpu(postmaster) - cpu0
                     count = ["psql", "-X", "-Atc", "SELECT count(*) FROM orders", "-d", url]
                     rows = int(subprocess.run(count,
                                               check=True, env=env, capture_output=True, text=True).stdout)
-                    results["psql"].append({"wall_s": wall, "rss_mb": rss, "rows": rows})
+                    results["psql"].append({"wall_s": wall, "rss_mb": rss, "rows": rows,
+                                            "client_cpu_s": LAST_CPU[0], "server_cpu_s": server_s})
                 else:
                     state = work / f"state_{r}" / "state.db"
+                    cpu0 = server_cpu(postmaster)
                     wall, rss, out = timed([sys.executable, "-m", "etlconsole.cli", "--state", str(state),
                                             "run", str(pipeline), "--no-ui", "--json", "--source",
                                             str(source), "--dest", url], env, work)
+                    server_s, client_s = server_cpu(postmaster) - cpu0, LAST_CPU[0]
                     summary = json.loads(out.strip().splitlines()[-1])
                     job = summary["job_id"]
+                    shown = json.loads(subprocess.run(
+                        [sys.executable, "-m", "etlconsole.cli", "--state", str(state), "show", job,
+                         "--json"], check=True, env=env, capture_output=True, text=True, cwd=work).stdout)
+                    busy = {f"busy {p['label']}": p["seconds"] for p in shown.get("phase_stats") or []}
                     cps = [json.loads(line) for line in subprocess.run(
                         [sys.executable, "-m", "etlconsole.cli", "--state", str(state), "checkpoints",
                          job, "--json"], check=True, env=env, capture_output=True, text=True,
@@ -164,7 +200,8 @@ def main() -> None:
                     results["etlconsole"].append({
                         "wall_s": wall, "rss_mb": rss, "rows": summary["rows_loaded"],
                         "rejected": summary["rows_rejected"], "rollback_to_first_s": to_s,
-                        "rollback_whole_s": whole_s, "elapsed_s": summary["elapsed_s"]})
+                        "rollback_whole_s": whole_s, "elapsed_s": summary["elapsed_s"],
+                        "client_cpu_s": client_s, "server_cpu_s": server_s, **busy})
                 subprocess.run(psql(admin_url, f"DROP DATABASE {db}"), check=True, env=env,
                                capture_output=True)
                 log(f"round {r + 1} {tool}: {results[tool][-1]}")
@@ -185,7 +222,14 @@ def main() -> None:
         m = med[tool]
         print(f"| {names[tool]} | {m['wall_s']:.2f} | {m['rows']:,.0f} | "
               f"{m['rows'] / m['wall_s']:,.0f} | {m['rss_mb']:.0f} |")
+    print("\n| tool | client CPU s | server CPU s |")
+    print("|---|---:|---:|")
+    for tool in ("psql", "etlconsole"):
+        m = med[tool]
+        print(f"| {names[tool]} | {m['client_cpu_s']:.2f} | {m['server_cpu_s']:.2f} |")
     print(f"\nratio etlconsole / psql \\copy: **{ratio:.2f}x** (goal <= 2.0x)")
+    print("etlconsole's phases, busy seconds (they overlap): " + ", ".join(
+        f"{k[5:]} {v:.2f}" for k, v in e.items() if k.startswith("busy ")))
     if "rollback_to_first_s" in e:
         print(f"rollback --to first checkpoint (DELETE by lineage): {e['rollback_to_first_s']:.2f} s "
               f"= {e['rollback_to_first_s'] / e['wall_s']:.2f}x the load")

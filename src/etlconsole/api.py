@@ -12,14 +12,15 @@ event log on it; the console gives each worker thread its own connection).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import UserError
 from .records import (Batch, Checkpoint, CleanupAction, FixFile, Job, JobDetails, Reject,
-                      ReplaySummary, RollbackSummary, RunSummary, Segment, write_rejects_csv)
+                      ReplaySummary, RollbackSummary, RunSummary, Segment, named, set_destination_namer,
+                      write_rejects_csv)
 from .spec import load_spec
 from .store import StateStore
 from .store import replays as store_replays
@@ -29,6 +30,13 @@ if TYPE_CHECKING:   # at run time through __getattr__: the CLI's commands need n
 
 _FIX_FILE_HELPERS = frozenset({"EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for"})
 
+def _destination_named(record: Mapping[str, Any], table: str | None) -> tuple[str, str | None]:
+    """The engine's names for recorded destinations (postgres://host/db schema.table)."""
+    from .engine.destinations import named as engine_named
+    return engine_named(record, table)
+
+
+set_destination_namer(_destination_named)
 
 def __getattr__(name: str) -> Any:
     """The fix-file helpers the console's reject editor uses, imported when first asked."""
@@ -40,7 +48,7 @@ def __getattr__(name: str) -> Any:
 __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_rejects", "find",
            "job", "jobs", "open_rejects", "phase_types", "plan_pipeline", "rejects", "replay",
            "replays", "rerun", "resume", "resume_check", "rollback", "rollback_summary", "run",
-           "show", "write_fix_file",
+           "show", "write_fix_file", "named",
            # the rows of a fix file, as the console's reject editor builds them
            "EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for",
            # the console's polled reads

@@ -12,7 +12,7 @@ import click
 from . import __version__, api, config, interrupts, logs
 from .errors import UserError
 from .progress import ProgressLine
-from .records import Job, RollbackSummary, RunSummary
+from .records import Job, RollbackSummary, RunSummary, named
 
 
 class Context:
@@ -301,11 +301,6 @@ def show(obj: Context, job, as_json):
         _echo_lines(details.lines())
 
 
-def _limit_option(what: str):
-    return click.option("--limit", type=click.IntRange(min=1), metavar="N",
-                        help=f"Only the last N {what} (the most recent).")
-
-
 def _last(rows: list, limit: int | None) -> list:
     return rows[-limit:] if limit else rows
 
@@ -514,13 +509,15 @@ def check(obj: Context, pipeline, source, as_json):
         for p in b["phases"]:
             _print_phase(p, "    ")
         d = b["destination"]
-        table = f" table {d['table']}" if d["table"] else ""
-        click.echo(f"    -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        where, table = named(d, d.get("table"))
+        table = f" table {table}" if table else ""
+        click.echo(f"    -> {d['kind']} {where}{table} ({d['mode']})")
         click.echo(f"    columns loaded: {', '.join(b['phases'][-1]['columns'])}")
     if info["destination"]:
         d = info["destination"]
-        table = f" table {d['table']}" if d["table"] else ""
-        click.echo(f"  -> {d['kind']} {d['path']}{table} ({d['mode']})")
+        where, table = named(d, d.get("table"))
+        table = f" table {table}" if table else ""
+        click.echo(f"  -> {d['kind']} {where}{table} ({d['mode']})")
         click.echo(f"  columns loaded: {', '.join(info['phases'][-1]['columns'])}")
 
 

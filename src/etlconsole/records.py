@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -325,8 +325,9 @@ class JobDetails:
                f"  source     {j.source_path}  ({j.bytes_total or 0:,} bytes)"]
         out += [f"    file     {line}" for line in self.file_lines]
         for d in j.destinations:
-            table = f" table {d['table']}" if d.get("table") else ""
-            out.append(f"  dest       {d['kind']}: {d['path']}{table} mode {d['mode']}")
+            path, table = named(d, d.get("table"))
+            table = f" table {table}" if table else ""
+            out.append(f"  dest       {d['kind']}: {path}{table} mode {d['mode']}")
         out.append(f"  started    {j.started_at}  finished {j.finished_at}  ({self.time_text()})")
         if len(self.segments) > 1:
             out.append(f"  ran        {self.segments_text()}")
@@ -456,6 +457,24 @@ class FixFile:
         out.append(f"  fix them, then: etlconsole replay {self.job_id} {self.path} --dry-run")
         return out
 
+# How a recorded destination ({"kind", "path", ...}) and one of its tables are named for
+# people: (location, table left to name after it). Each destination class knows its own
+# (PostgreSQL: postgres://host/db schema.table whole); the records may not import the engine
+# (the layers' contracts), so the library facade installs the engine's namer (api.py) and a
+# record read without it names a destination by its stored path.
+Namer = Callable[[Mapping[str, Any], "str | None"], "tuple[str, str | None]"]
+_namer: Namer = lambda record, table: (str(record.get("path", "")), table)  # noqa: E731
+
+
+def set_destination_namer(namer: Namer) -> None:
+    global _namer
+    _namer = namer
+
+
+def named(record: Mapping[str, Any], table: str | None) -> tuple[str, str | None]:
+    return _namer(record, table)
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """What a run, resume or rerun reports at its end. ``data`` is the engine's summary as
@@ -491,8 +510,10 @@ class RunSummary:
         dest = s["destination"]
         out = [f"job {self.job_id} {self.status} in {s['elapsed_s']:.2f}s",
                f"  rows read      {s['rows_read']:>12,}"]
-        where = f" (table {dest['table']})" if dest.get("table") else f" ({dest.get('kind')})"
-        out.append(f"  rows loaded    {s['rows_loaded']:>12,}  -> {dest['path']}{where}")
+        path, table = named(dest, dest.get("table"))
+        where = (f" (table {table})" if table else "" if dest.get("table")
+                 else f" ({dest.get('kind')})")
+        out.append(f"  rows loaded    {s['rows_loaded']:>12,}  -> {path}{where}")
         if s.get("rows_staged"):
             out.append(f"  rows staged    {s['rows_staged']:>12,}  (not published: resume to "
                        "publish them)")
@@ -542,14 +563,21 @@ class RollbackSummary:
         dry = self.dry_run
         lines = []
         for d in self.destinations:
+            # a file names its path, then the table; PostgreSQL names both at once
+            # (postgres://host/db schema.table)
             for table, n in d["rows"].items():
-                lines.append(f"{d['path']}: {n:,} rows from {table}")
+                where, left = named(d, table)
+                lines.append(f"{where}: {n:,} rows" + (f" from {left}" if left else ""))
             for table in d["dropped"]:
-                lines.append(f"{d['path']}: {'would drop' if dry else 'dropped'} table {table}")
+                where, left = named(d, table)
+                lines.append(f"{where}: {'would drop' if dry else 'dropped'} "
+                             + (f"table {left}" if left else "the table"))
             for table in d["restored"]:
-                what = (f"the table {table} as it was before the job"
-                        if d.get("kind") in self.table_kinds else table)
-                lines.append(f"{d['path']}: {'would restore' if dry else 'restored'} {what}")
+                where, left = named(d, table)
+                what = (f"the table {left} as it was before the job"
+                        if left and d.get("kind") in self.table_kinds
+                        else left if left else "the table as it was before the job")
+                lines.append(f"{where}: {'would restore' if dry else 'restored'} {what}")
         return lines
 
     def lines(self) -> list[str]:
@@ -620,14 +648,14 @@ class ReplaySummary:
         s, dry = self.data, self.dry_run
         name = "dry run" if dry else f"replay {s['replay']}"
         out = [f"{name} of job {self.job_id}: {s['rows_in']:,} rows ({s['origin']})"]
-        d = s["destination"]
-        where = f" (table {d['table']})" if d.get("table") else ""
+        path, table = named(s["destination"], s["destination"].get("table"))
+        where = f" (table {table})" if table else ""
         loaded = 'would load' if dry else 'loaded (resolved)'
-        out.append(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {d['path']}{where}")
+        out.append(f"  {loaded:<18} {s['rows_loaded']:>9,}  -> {path}{where}")
         out.append(f"  {'would be rejected' if dry else 'rejected again':<18} {s['rows_rejected']:>9,}")
         for extra in (s.get("destinations") or [])[1:]:     # a branched job: every branch
-            out.append(f"  {'':<18} {'':>9}  -> {extra['path']}"
-                       + (f" (table {extra['table']})" if extra.get("table") else ""))
+            path, table = named(extra, extra.get("table"))
+            out.append(f"  {'':<18} {'':>9}  -> {path}" + (f" (table {table})" if table else ""))
         if "branch_rejected" in s:
             out.append(f"  {'rejected in branches':<18} {s['branch_rejected']:>9,}  (rejects of "
                        "the branches)")

@@ -38,11 +38,18 @@ def test_sample_pipeline_equals_sqlite_and_keeps_no_secret(tmp_path, pg: PgServe
     # the ledger: one row per batch, in the target schema, summing to the rows loaded
     assert lab.q(f"SELECT sum(rows)::bigint FROM public._etl_loads WHERE job_id = '{summary['job_id']}'") \
         == [(summary["rows_loaded"],)]
-    assert lab.q("SELECT count(*) FROM pg_indexes WHERE indexname = '_etl_lineage_orders'") == [(1,)]
+    # the table holds this job's rows only: no lineage index yet (ADR 0024); a second job
+    # that appends builds it before its first batch
+    assert lab.q("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'") == [(0,)]
     # secrets: the store, every output and the job record name the URL without the password
     show = lab.cli("show", summary["job_id"])
     jobs = lab.cli("jobs", "--json")
-    assert show.returncode == 0 and "postgres: postgresql://postgres@127.0.0.1:" in show.stdout
+    assert show.returncode == 0, str(show)
+    # named as people read it: host, database, schema.table (no user, port or password)
+    assert f"dest       postgres: postgres://127.0.0.1/{pgdb} public.orders mode append" in show.stdout
+    preview = lab.cli("rollback", summary["job_id"], "--dry-run")
+    assert f"postgres://127.0.0.1/{pgdb} public.orders: would drop the table" in preview.stdout, \
+        str(preview)
     for text in (show.stdout, show.stderr, jobs.stdout, json.dumps(summary)):
         assert PASSWORD not in text
     for f in lab.state.parent.rglob("*"):
@@ -145,6 +152,18 @@ def test_on_error_fail_fails_the_job_resumably(tmp_path, pg: PgServer, pgdb: str
     assert lab.q("SELECT count(*), count(DISTINCT id) FROM orders")[0] == (done["rows_loaded"],) * 2
 
 
+def test_on_error_fail_in_atomic_mode_names_the_target(tmp_path, pg: PgServer, pgdb: str,
+                                                       orders_pg_csv):
+    pg.execute(EXISTING, db=pgdb)
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb, mode="atomic")
+    lab.pipeline.write_text(lab.pipeline.read_text() + 'on_error = "fail"\n')   # the load's
+    summary = lab.run(expect=1)
+    assert summary["status"] == "failed", summary
+    assert 'new row for relation "orders" violates check constraint "qty_rule"' in summary["error"]
+    assert "_etl_" not in summary["error"]                   # never the stage's names
+    assert lab.q("SELECT count(*) FROM orders") == [(0,)]    # nothing published
+
+
 COLUMNS = ("id bigint, customer_id bigint, email text, customer_name text, status text, "
            "quantity bigint, unit_price float8, total float8, currency text, ordered_on date, "
            "shipped_at timestamp, country text")
@@ -196,12 +215,28 @@ def test_check_command_connects_and_checks_the_table_without_writing(tmp_path, p
     lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
     ok = lab.cli("check", lab.pipeline)
     assert ok.returncode == 0, str(ok)
-    assert f"-> postgres postgresql://postgres@127.0.0.1:{pg.port}/{pgdb}?schema=public" in ok.stdout
+    assert f"-> postgres postgres://127.0.0.1/{pgdb} public.orders (append)" in ok.stdout
     assert user_tables(pg, pgdb) == []                     # nothing written, not even a ledger
-    assert lab.cli("check", lab.pipeline, env={"PGPASSWORD": "nope"}).returncode == 2
+    bad = lab.cli("check", lab.pipeline, env={"PGPASSWORD": "nope"})
+    assert bad.returncode == 2 and "cannot connect" in bad.stderr and "nope" not in bad.stderr
+    # an existing compatible table with a row: checked (types read), left exactly as it was
+    pg.execute(f"CREATE TABLE orders ({COLUMNS})", db=pgdb)
+    pg.execute("INSERT INTO orders (id) VALUES (7)", db=pgdb)
+    columns = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0"
+    before = pg.execute(columns, db=pgdb)
+    assert lab.cli("check", lab.pipeline).returncode == 0
+    assert pg.execute(columns, db=pgdb) == before          # no lineage columns added
+    assert user_tables(pg, pgdb) == ["orders"] and lab.q("SELECT id FROM orders") == [(7,)]
+    pg.execute("DROP TABLE orders", db=pgdb)
     pg.execute(f"CREATE TABLE orders ({COLUMNS.replace('email text', 'email integer')})", db=pgdb)
     res = lab.cli("check", lab.pipeline)
     assert res.returncode == 2 and "column 'email' is integer" in res.stderr, str(res)
+    # a schema that does not exist: said, nothing created
+    lab.pipeline.write_text(lab.pipeline.read_text().replace('table = "orders"',
+                                                             'table = "orders"\nschema = "nowhere"'))
+    res = lab.cli("check", lab.pipeline)
+    assert res.returncode == 2 and "schema 'nowhere' does not exist" in res.stderr, str(res)
+    assert user_tables(pg, pgdb) == ["orders"]
 
 
 def test_many_refused_rows_in_every_batch_are_found_exactly(tmp_path, pg: PgServer, orders_pg_csv):
@@ -240,3 +275,44 @@ def test_rerun_from_a_checkpoint_replaces_the_jobs_rows(tmp_path, pg: PgServer, 
     assert second["status"] == "succeeded" and second["job_id"] != first["job_id"]
     assert pg_digest(pg, pgdb) == before
     assert lab.q("SELECT DISTINCT _etl_job_id FROM orders") == [(second["job_id"],)]
+
+
+@pytest.mark.parametrize("key", ["orders_pkey", "orders_id_uq"])
+def test_atomic_into_an_existing_table_refuses_violations_at_load(tmp_path, pg: PgServer, pgdb: str,
+                                                                  orders_pg_csv, key):
+    """The stage carries the target's constraints: a row breaking one is a reject of phase
+    load with PostgreSQL's message (in the target's names) and the rule of its SQLSTATE,
+    and the rest publishes; before, the publish failed on the first such row. The key is
+    a primary key, or a unique index that is no constraint."""
+    ddl = EXISTING.replace("country text)", "country text, origin text NOT NULL DEFAULT 'etl')")
+    if key == "orders_id_uq":
+        ddl = ddl.replace("id integer PRIMARY KEY", "id integer")
+    pg.execute(ddl, db=pgdb)
+    if key == "orders_id_uq":
+        pg.execute("CREATE UNIQUE INDEX orders_id_uq ON orders (id)", db=pgdb)
+    pg.execute("INSERT INTO orders (id, status) VALUES (5, 'hand')", db=pgdb)
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb, mode="atomic")
+    summary = lab.run()
+    assert summary["status"] == "succeeded", summary
+    job = summary["job_id"]
+    rejects = [r for r in lab.cli("rejects", job, "--json").json_lines() if r["phase"] == "load"]
+    rules = Counter(r["rule"] for r in rejects)
+    assert rules["unique"] == 1 and rules["check"] > 0, rules
+    unique = next(r for r in rejects if r["rule"] == "unique")
+    assert unique["message"] == (f'duplicate key value violates unique constraint "{key}": '
+                                 'Key (id)=(5) already exists. (SQLSTATE 23505)')
+    assert unique["column"] == "id" and unique["values"]["id"] == 5
+    check = next(r for r in rejects if r["rule"] == "check")
+    assert 'new row for relation "orders" violates check constraint "qty_rule"' in check["message"]
+    assert "23514" in check["message"] and check["values"]["quantity"] >= 50
+    assert not [r for r in rejects if "_etl_" in r["message"]]      # never the stage's names
+    assert summary["rows_read"] == summary["rows_loaded"] + summary["rows_rejected"]
+    # published: the job's rows, the defaults of the columns it does not load, no _etl_row
+    assert lab.q(f"SELECT count(*), min(origin), max(origin) FROM orders WHERE _etl_job_id = "
+                 f"'{job}'") == [(summary["rows_loaded"], "etl", "etl")]
+    assert lab.q("SELECT count(*) FROM orders") == [(summary["rows_loaded"] + 1,)]
+    assert lab.q("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND "
+                 "attname = '_etl_row'") == [(0,)]
+    assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
+    lab.rollback(job)
+    assert lab.q("SELECT id, status FROM orders") == [(5, "hand")]

@@ -109,3 +109,26 @@ def test_registered_with_its_capabilities():
     cls = get("postgres")
     assert cls.has_tables and cls.refuses_rows and cls.atomic_publish and cls.locator == "url"
     assert cls.lineage_columns == ("_etl_job_id", "_etl_batch")
+
+
+def test_built_in_found_without_entry_points_and_not_replaceable(monkeypatch):
+    """A source tree without installed metadata still knows postgres (issue 14), and no
+    plugin can take its name."""
+    import importlib.metadata
+
+    from etlconsole.engine import destinations
+    from etlconsole.engine.destinations import Destination
+    from etlconsole.engine.destinations.postgres import PostgresDestination
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(destinations, "_refs", None)
+    monkeypatch.setattr(destinations, "_registered", {})
+    assert "postgres" in destinations.BUILTIN
+    assert destinations.available()[:4] == ["sqlite", "parquet", "csv", "postgres"]
+    assert destinations.get("postgres") is PostgresDestination
+
+    class Impostor(Destination):
+        kind = "postgres"
+
+    with pytest.raises(ValueError, match="built in"):
+        destinations.register("postgres", Impostor)

@@ -385,9 +385,12 @@ class PipelineEditor:
         dest = d.get("destination")
         if not dest:
             return True, f"OK: {len(d['phases'])} phases, {cols} columns"
-        table = f" table {dest['table']}" if dest.get("table") else ""
+        from ..api import named
+        where, table = named(dest, dest.get("table"))     # postgres://host/db schema.table
+        shown = where if dest.get("table") and table is None else Path(where).name
+        table = f" table {table}" if table else ""
         return True, (f"OK: {len(d['phases'])} phases, {cols} columns -> {dest['kind']} "
-                      f"{Path(dest['path']).name}{table} ({dest['mode']})")
+                      f"{shown}{table} ({dest['mode']})")
 
 
 # -- option values as text in the edit form ------------------------------------------

@@ -1,7 +1,7 @@
 """Destinations: the contract (``base``) and the registry of its implementations.
 
 Kinds are registered under the entry-point group ``etlconsole.destinations`` — the
-built-in ``sqlite``, ``parquet`` and ``csv`` the same way as a plugin's — or with
+built-in ``sqlite``, ``parquet``, ``csv`` and ``postgres`` the same way as a plugin's — or with
 ``register(kind, cls)``, the hook the entry-point loader itself uses. A new destination is
 one module with a ``Destination`` subclass plus one entry point::
 
@@ -15,7 +15,7 @@ it through ``base.Destination``; no module outside this package imports a concre
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -32,6 +32,7 @@ _BUILTIN = {
     "sqlite": "etlconsole.engine.destinations.sqlite:SqliteDestination",
     "parquet": "etlconsole.engine.destinations.parquet:ParquetDestination",
     "csv": "etlconsole.engine.destinations.csv:CsvDestination",
+    "postgres": "etlconsole.engine.destinations.postgres:PostgresDestination",
 }
 BUILTIN = tuple(_BUILTIN)
 
@@ -39,7 +40,7 @@ __all__ = ["Destination", "DestinationBusy", "DestinationError", "DestinationFai
            "DestinationUnusable", "LedgerEntry", "Leftover", "RefusedRow", "RollbackReport",
            "RowRefused", "TerminalDestinationError", "TransientDestinationError",
            "WriteResult", "probe_writable", "GROUP", "BUILTIN", "KINDS", "register", "available", "get",
-           "open_destination", "committed", "rollback"]
+           "named", "open_destination", "committed", "rollback"]
 
 _registered: dict[str, type[Destination]] = {}      # kind -> class, once loaded
 _refs: dict[str, str] | None = None                  # kind -> "module:Class", once scanned
@@ -126,6 +127,20 @@ def get(kind: str | None) -> type[Destination]:
     except (TypeError, ValueError) as exc:
         raise SpecError(str(exc), key="destination") from None
     return cls
+
+
+def named(record: Mapping[str, Any], table: str | None) -> tuple[str, str | None]:
+    """How jobs, rollback previews and ``show`` name a destination of a job record
+    (``{"kind", "path", ...}``) and one of its tables: (location, table left to name after
+    it). A record of an unknown kind (a plugin since removed) is named by its path."""
+    try:
+        cls = get(record.get("kind"))
+    except SpecError:
+        return str(record.get("path", "")), table
+    try:
+        return cls.named(record.get("path", ""), table)
+    except Exception:          # a record this version cannot parse: its path, as stored
+        return str(record.get("path", "")), table
 
 
 def open_destination(load: Any, path: Path, job_id: str, settings: Any) -> Destination:

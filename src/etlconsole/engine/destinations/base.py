@@ -242,6 +242,13 @@ class Destination(ABC):
         """How plans and messages name the location ``locate`` returned."""
         return str(path)
 
+    @classmethod
+    def named(cls, path: Path | str, table: str | None) -> tuple[str, str | None]:
+        """How jobs, rollback previews and ``show`` name a recorded location and table:
+        (the location, the table still to be named after it). A file names its path and
+        leaves the table; a server kind may name both at once (``postgres://host/db s.t``)."""
+        return str(path), table
+
     def describe(self) -> dict[str, Any]:
         """What the job record keeps (kind, path, table, mode): enough for the recovery
         half to find the job's effect again."""

@@ -131,6 +131,19 @@ class Location:
         """How messages name it: the URL and schema, never a password."""
         return f"{self.url} schema {self.schema}"
 
+    def name(self, table: str | None = None) -> str:
+        """How jobs, rollback previews and ``show`` name it: ``postgres://host/db
+        schema.table`` (no user, port or password; a service: ``postgres://?service=NAME``)."""
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        host = parts.hostname or query.get("host", "")
+        db = parts.path.strip("/") or query.get("dbname", "")
+        if not host and not db and query.get("service"):
+            base = f"postgres://?service={query['service']}"
+        else:
+            base = f"postgres://{host}/{db}"
+        return f"{base} {self.schema}.{table}" if table else f"{base} {self.schema}"
+
     def conninfo(self) -> str:
         """The URL for libpq, with the password of ``password_env`` if set (in memory only)."""
         if not self.password_env:
@@ -426,6 +439,10 @@ def _ensure_lineage_index(cur, schema: str, table: str, job_id: str = "") -> Non
                       f"n.oid = c.relnamespace WHERE n.nspname = {lit(schema)} "
                       f"AND c.relname = {lit(name)}")[0][0]:
             name = ident(f"{INDEX_PREFIX}{job_id}_{table}")   # a replaced table keeps the name
+        # a build over the rows of the job(s) before: sorted in memory, not cut by the
+        # batch's statement_timeout (the transaction ends after it)
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        cur.execute(UNBOUNDED)
         cur.execute(f"CREATE INDEX {quote(name)} ON {_q(schema, table)} "
                     f"({', '.join(quote(n) for n, _ in LINEAGE)})")
 
@@ -433,6 +450,100 @@ def _ensure_lineage_index(cur, schema: str, table: str, job_id: str = "") -> Non
 def _lock(cur) -> None:
     """etlconsole's DDL in one database, one at a time (CREATE TABLE IF NOT EXISTS races)."""
     _rows(cur, f"SELECT 1 FROM (SELECT pg_advisory_xact_lock({LOCK_KEY})) AS l")
+
+
+# -- the target's constraints on an atomic job's stage ---------------------------------
+ROW = "_etl_row"        # a stage's column: the row's position in its batch (never published)
+
+
+class Key:
+    """A unique constraint (primary key or unique) of the target: its name, its columns
+    (as stored, and as PostgreSQL quotes them in messages)."""
+
+    def __init__(self, name: str, columns: list[str], shown: list[str]):
+        self.name, self.columns, self.shown = name, columns, shown
+
+
+def _constraints(cur, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the table's exclusion and foreign key constraints (a foreign
+    key to the table itself excepted: its rows are the stage's own until the publish)."""
+    return [(n, d) for n, d in _rows(
+        cur, "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c "
+             f"WHERE c.conrelid = {lit(_q(schema, table))}::regclass AND (c.contype = 'x' OR "
+             "(c.contype = 'f' AND c.confrelid <> c.conrelid)) ORDER BY c.conname")]
+
+
+def _keys(cur, schema: str, table: str) -> list[Key]:
+    """The table's unique indexes on plain columns: its primary key, unique constraints
+    and unique indexes (an index on expressions or a partial one is left to the publish)."""
+    sep = chr(31)           # a separator no column name holds
+    rows = _rows(cur, "SELECT i.relname, string_agg(a.attname, chr(31) ORDER BY k.ord), "
+                      "string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) FROM "
+                      "pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+                      "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                      "JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND "
+                      f"a.attnum = k.attnum WHERE x.indrelid = {lit(_q(schema, table))}::regclass "
+                      "AND x.indisunique AND x.indexprs IS NULL AND x.indpred IS NULL "
+                      "AND 0 <> ALL (x.indkey) GROUP BY i.relname ORDER BY i.relname")
+    return [Key(name, cols.split(sep), shown.split(", ")) for name, cols, shown in rows]
+
+
+def _copy_name(job_id: str, name: str) -> str:
+    """The stage's name for a copy of the target's index or constraint (index names are
+    unique in a schema)."""
+    return ident(f"_etl_{job_id}_{name}")
+
+
+def _stage_names(cur, schema: str, table: str, job_id: str) -> dict[str, str]:
+    """{the stage's name of a copy: the target's name}."""
+    names = {_copy_name(job_id, k.name): k.name for k in _keys(cur, schema, table)}
+    names.update({_copy_name(job_id, n): n for n, _ in _constraints(cur, schema, table)})
+    return names
+
+
+def _stage_like(cur, schema: str, stage: str, table: str, job_id: str) -> None:
+    """The stage of an atomic job into an existing table: its exact column types, its
+    defaults, NOT NULL and CHECK constraints (LIKE), and copies of its unique indexes
+    (primary key, unique), exclusion and foreign key constraints, so a row that breaks one
+    is refused at the COPY of its batch (phase load) instead of failing the publish."""
+    t, st = _q(schema, table), _q(schema, stage)
+    cur.execute(f"CREATE TABLE {st} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                "INCLUDING IDENTITY INCLUDING GENERATED)")
+    cur.execute(f"ALTER TABLE {st} ADD COLUMN {quote(ROW)} integer")
+    for key in _keys(cur, schema, table):
+        cur.execute(f"CREATE UNIQUE INDEX {quote(_copy_name(job_id, key.name))} ON {st} "
+                    f"({', '.join(quote(c) for c in key.columns)})")
+    for name, definition in _constraints(cur, schema, table):
+        cur.execute(f"ALTER TABLE {st} ADD CONSTRAINT {quote(_copy_name(job_id, name))} {definition}")
+
+
+def _in_target_words(message: str, stage: str, table: str, names: dict[str, str]) -> str:
+    """PostgreSQL's message about the stage, in the target's names (the constraint the
+    operator knows, the relation the rows were meant for)."""
+    for copy, name in names.items():
+        message = message.replace(f'constraint "{copy}"', f'constraint "{name}"')
+    return message.replace(f'"{stage}"', f'"{table}"')
+
+
+def _already_in_target(cur, schema: str, stage: str, table: str, batch: int,
+                       keys: list[Key]) -> dict[int, RefusedRow]:
+    """Rows of the batch (by position) whose key is already in the target, with the
+    message PostgreSQL gives for that violation (23505). The stage's own copies of the
+    constraints see only the job's rows; this sees the rows the publish will meet."""
+    found: dict[int, RefusedRow] = {}
+    s, t = _q(schema, stage), _q(schema, table)
+    for key in keys:
+        match = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in key.columns)
+        values = ", ".join(f"s.{quote(c)}::text" for c in key.columns)
+        for row, shown in _rows(cur, f"SELECT s.{quote(ROW)}, concat_ws(', ', {values}) FROM {s} s "
+                                     f"WHERE s._etl_batch = {int(batch)} AND EXISTS (SELECT 1 "
+                                     f"FROM {t} t WHERE {match})"):
+            column = key.columns[0] if len(key.columns) == 1 else None
+            found.setdefault(int(row), RefusedRow(
+                int(row), "unique", column, f'duplicate key value violates unique constraint '
+                f'"{key.name}": Key ({", ".join(key.shown)})=({shown}) already exists. '
+                "(SQLSTATE 23505)"))
+    return found
 
 
 class PostgresDestination(Destination):
@@ -459,10 +570,10 @@ class PostgresDestination(Destination):
         self._broken = False
         self._columns: dict[str, str] = {}
         self._last: tuple[int, list[RefusedRow]] | None = None
-        # A table this job creates gets its lineage index when the job ends (one sorted
-        # build instead of 1M index insertions: a third of the load's time). Until then
-        # rollback finds the job's rows by a scan, and a table it created is dropped whole.
-        self._index_later = False
+        # an atomic job into an existing table: the target's keys, checked per batch, and
+        # the stage's names of its constraint copies (see _stage_like)
+        self._keys: list[Key] = []
+        self._renamed: dict[str, str] = {}
 
     # -- where -------------------------------------------------------------------------
     @classmethod
@@ -479,6 +590,10 @@ class PostgresDestination(Destination):
     @classmethod
     def where(cls, path: Path) -> str:
         return str(parse_location(path))
+
+    @classmethod
+    def named(cls, path: Path | str, table: str | None) -> tuple[str, str | None]:
+        return parse_location(path).name(table), None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.loc), "table": self.table, "mode": self.mode}
@@ -567,20 +682,31 @@ class PostgresDestination(Destination):
         if not _exists(cur, self.schema, self.write_table):
             target = _columns(cur, self.schema, self.table) if self.mode == "atomic" else {}
             if target:
-                # atomic into an existing table: the stage has its exact column types
-                cur.execute(f"CREATE TABLE {_q(self.schema, self.write_table)} (LIKE "
-                            f"{_q(self.schema, self.table)})")
+                _stage_like(cur, self.schema, self.write_table, self.table, self.job_id)
             else:
                 cur.execute(_create_table_sql(self.schema, self.write_table, schema))
             if self.mode == "append":
                 cur.execute(f"INSERT INTO {_q(self.schema, TABLES)} (job_id, table_name, action) "
                             f"VALUES ({lit(self.job_id)}, {lit(self.table)}, 'created')")
-            self._index_later = True
         self._add_lineage(cur, self.write_table)
-        if not self._index_later:
+        if not self._own_table(cur):
             _ensure_lineage_index(cur, self.schema, self.write_table, self.job_id)
         self._columns = _columns(cur, self.schema, self.write_table)
+        if ROW in self._columns:        # (again after a resume: the stage is there)
+            self._keys = _keys(cur, self.schema, self.table)
+            self._renamed = _stage_names(cur, self.schema, self.table, self.job_id)
         conn.commit()
+
+    def _own_table(self, cur) -> bool:
+        """Does the write table hold this job's rows only (a stage, or a table it created)?
+        Then it needs no lineage index (ADR 0024): every row in it is the job's, so rollback
+        drops it or deletes by a scan that reads what it deletes anyway. The index is built
+        by the first other job that writes to the table (here, in its ``open``)."""
+        if self.write_table != self.table:
+            return True
+        return bool(_rows(cur, f"SELECT count(*) FROM {_q(self.schema, TABLES)} WHERE job_id = "
+                               f"{lit(self.job_id)} AND table_name = {lit(self.table)} AND "
+                               "action = 'created'")[0][0])
 
     def _add_lineage(self, cur, table: str) -> None:
         existing = _columns(cur, self.schema, table)
@@ -620,7 +746,10 @@ class PostgresDestination(Destination):
     def _with_lineage(self, batch: pa.RecordBatch, number: int) -> pa.RecordBatch:
         n = batch.num_rows
         batch = batch.append_column("_etl_job_id", pa.repeat(pa.scalar(self.job_id), n))
-        return batch.append_column("_etl_batch", pa.repeat(pa.scalar(number, pa.int64()), n))
+        batch = batch.append_column("_etl_batch", pa.repeat(pa.scalar(number, pa.int64()), n))
+        if ROW in self._columns:
+            batch = batch.append_column(ROW, pa.array(range(n), pa.int32()))
+        return batch
 
     def _committed(self, cur, number: int) -> bool:
         return bool(_rows(cur, f"SELECT count(*) FROM {_q(self.schema, LEDGER)} WHERE job_id = "
@@ -639,7 +768,12 @@ class PostgresDestination(Destination):
         refused = {i: RefusedRow(i, "data", None, m) for i, m in cast_bad.items()}
         if refused and not self.isolate:
             raise RowRefused(refused[min(refused)])
-        refused = self._ingest(conn, cur, self._with_lineage(data, number), refused)
+        try:
+            refused = self._ingest(conn, cur, self._with_lineage(data, number), refused)
+        except RowRefused as exc:          # on_error = "fail": said in the target's names
+            raise RowRefused(self._in_target(exc.row)) from None
+        if ROW in self._columns:
+            refused = self._against_target(cur, number, refused)
         rows = batch.num_rows - len(refused)
         cur.execute(f"INSERT INTO {_q(self.schema, LEDGER)} (job_id, table_name, batch, row_start, "
                     f"row_end, rows) VALUES ({lit(self.job_id)}, {lit(self.write_table)}, "
@@ -649,6 +783,26 @@ class PostgresDestination(Destination):
             before_commit(out)
         self._last = (number, out)
         conn.commit()
+        return out
+
+    def _in_target(self, row: RefusedRow) -> RefusedRow:
+        if not self._renamed and self.write_table == self.table:
+            return row
+        return RefusedRow(row.index, row.rule, row.column,
+                          _in_target_words(row.message, self.write_table, self.table, self._renamed))
+
+    def _against_target(self, cur, number: int, refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
+        """An atomic job into an existing table: rows whose key the target already holds
+        are refused now (and leave the stage), and the stage's words for what it refused
+        become the target's (its constraint and table names)."""
+        out = {i: self._in_target(r) for i, r in refused.items()}
+        dup = _already_in_target(cur, self.schema, self.write_table, self.table, number, self._keys)
+        if dup and not self.isolate:
+            raise RowRefused(dup[min(dup)])
+        if dup:
+            cur.execute(f"DELETE FROM {_q(self.schema, self.write_table)} WHERE _etl_batch = "
+                        f"{int(number)} AND {quote(ROW)} IN ({', '.join(str(i) for i in dup)})")
+            out.update(dup)
         return out
 
     def _copy(self, cur, rows: pa.RecordBatch) -> None:
@@ -733,17 +887,6 @@ class PostgresDestination(Destination):
     def publish(self, schema: pa.Schema) -> None:
         if self.mode != "append":
             self.retrying(self._publish_once, schema)
-        elif self._index_later:
-            self.retrying(self._index_once)
-
-    def _index_once(self) -> None:
-        conn = self._ensure()
-        cur = conn.cursor()
-        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")   # the sort in memory
-        cur.execute(UNBOUNDED)
-        _lock(cur)
-        _ensure_lineage_index(cur, self.schema, self.table, self.job_id)
-        conn.commit()
 
     def _publish_once(self, schema: pa.Schema) -> None:
         conn = self._ensure()
@@ -766,7 +909,7 @@ class PostgresDestination(Destination):
                         f"{lit('replaced' if backup else 'created')}, "
                         f"{lit(backup) if backup else 'NULL'})")
             cur.execute(f"ALTER TABLE {stage} RENAME TO {quote(self.table)}")
-            _ensure_lineage_index(cur, s, self.table, self.job_id)
+            # the job's rows only: no lineage index until another job writes (_own_table)
         else:
             self._add_lineage(cur, self.table)
             _ensure_lineage_index(cur, s, self.table, self.job_id)
@@ -875,9 +1018,13 @@ class PostgresDestination(Destination):
 
 # -- rollback --------------------------------------------------------------------------
 def _foreign_rows(cur, schema: str, table: str, job_id: str) -> bool:
-    """A row of no job or another job in the table? Three probes of the lineage index."""
+    """A row of no job or another job in the table? Three probes of the lineage index; a
+    table without one (it held one job's rows, ADR 0024) is read once, up to such a row."""
     t = _q(schema, table)
     j = lit(job_id)
+    if _lineage_index(cur, schema, table) is None:
+        return bool(_rows(cur, f"SELECT EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id IS DISTINCT "
+                               f"FROM {j})::int")[0][0])
     return bool(_rows(cur, f"SELECT (EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id IS NULL) OR "
                            f"EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id < {j}) OR "
                            f"EXISTS (SELECT 1 FROM {t} WHERE _etl_job_id > {j}))::int")[0][0])

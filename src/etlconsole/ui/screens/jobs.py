@@ -18,7 +18,7 @@ from ... import api
 from ...errors import UserError
 from ...progress import fmt_duration
 from ...records import UNFINISHED as RESUMABLE
-from ...records import (Batch, Checkpoint, CleanupAction, Job, JobStatus, RollbackSummary,
+from ...records import (Batch, Checkpoint, CleanupAction, Job, JobStatus, RollbackSummary, named,
                         phase_lines)
 from .. import format as fmt
 from ..widgets.table import LiveTable
@@ -369,7 +369,9 @@ def job_details(j: Job) -> Text:
     out.append(f"pipeline   {j.pipeline_name} ({j.pipeline_file})\n")
     out.append(f"source     {j.source_path} ({fmt.num(j.bytes_total)} bytes)\n")
     for d in j.destinations:
-        out.append(f"dest       {d['kind']}: {d['path']} table {d['table']} mode {d['mode']}\n")
+        path, table = named(d, d.get("table"))       # postgres://host/db schema.table
+        table = f" table {table}" if table else ""
+        out.append(f"dest       {d['kind']}: {path}{table} mode {d['mode']}\n")
     out.append("status     ")
     out.append_text(fmt.status(j.status))
     out.append(f"\nstarted    {fmt.stamp(j.started_at)}  finished {fmt.stamp(j.finished_at)}"

@@ -161,11 +161,15 @@ class OptionsForm(ModalScreen[Edited | None]):
 
     def action_apply(self) -> None:
         from ...conditions import check_when
-        from ...engine.phases import check_options, resolve
+        from ...engine.phases import build, check_options, resolve
         error = self.query_one("#form-error", Static)
         try:
             edited = self.edited()
             check_options(resolve(self.phase_type), edited.options, {"phase": self.label})
+            if self.phase_type == "load":
+                # read as the engine reads it: url or path by kind, and a password in a
+                # postgres URL refused here, before it can be saved in the file
+                build("load", edited.options, where={"phase": self.label})
             if edited.when is not None:
                 check_when(edited.when, file=None, phase=self.label)
         except (ValueError, UserError) as exc:
