@@ -111,3 +111,18 @@ def test_edited_loaded_file_is_refused_on_resume(orders_csv, tmp_path):
     assert res.returncode == 2, res
     assert len(res.stderr_lines) == 1 and str(first) in res.stderr_lines[0], res.stderr
     assert digest(lab.dest) == before
+
+
+def test_kill_mid_single_gzip_file_then_resume(reference, orders_csv, tmp_path):
+    """One compressed file: resume proves the decompressed head its batches were read
+    from (ADR 0017 over the decompressed stream) and ends with the uninterrupted table."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    source = folder / "orders.csv.gz"
+    source.write_bytes(gzip.compress(orders_csv.read_bytes()))
+    lab = Lab(tmp_path / "lab", source)
+    job = run_and_kill(lab, batches=6, check_status=True)
+    summary = lab.resume(job)
+    assert summary["status"] == "succeeded", summary
+    assert digest(lab.dest) == reference.digest
+    assert lab.rejects(job) == reference.rejects

@@ -102,11 +102,14 @@ def fingerprint(plan: Plan, record: dict | None = None) -> dict:
 def note(job: Job, events: list[dict]) -> None:
     """Record what the stream learned at file boundaries in the job's record (the cutter
     calls this before it begins the first batch of a new file)."""
-    files = job.fingerprint.get("files")
-    if not files:
+    if not job.fingerprint.get("files"):
         return
+    # A new dict, never one changed in place: the loader thread serialises the job's
+    # fingerprint into its checkpoints while this (main) thread records file boundaries.
+    files = [dict(f) for f in job.fingerprint["files"]]
     for e in events:
         files[e["index"]].update({k: v for k, v in e.items() if k != "index"})
+    job.fingerprint = {**job.fingerprint, "files": files}
     job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
 
 
