@@ -162,6 +162,9 @@ def run(obj: Context, pipeline, no_ui, as_json, source, dest, executor, workers,
     if isinstance(source, list) and _console_wanted(no_ui, as_json):
         raise UserError("--source given more than once: run it with --no-ui (the console "
                         "takes one source)")
+    if (executor or workers or scheduler) and _console_wanted(no_ui, as_json):
+        raise UserError("--executor, --workers, --scheduler: run it with --no-ui (the console "
+                        "runs the pipeline file's executor)")
     if _console_wanted(no_ui, as_json):
         api.plan_pipeline(pipeline, source=source, dest=dest)   # user errors: one line, exit 2
         sys.exit(_open_console(obj, pipeline=pipeline,

@@ -177,7 +177,7 @@ def kill_worker_mid_part(client: Any, proc: Any, lab: Lab, held: Any) -> int:
     """SIGKILL the worker process running a part of the lab's job once that part has
     committed two batches (``held()``: the batch numbers the destination's ledger holds);
     returns the part. Fails if the job ends first."""
-    from etlconsole.engine.executors.dask import _executing
+    from etlconsole.engine.executors.cluster import _executing
     from etlconsole.engine.executors.parts import part_of
     while proc.poll() is None:
         job_id = job_id_of(lab)

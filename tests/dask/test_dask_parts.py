@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from etlconsole.config import Settings
+from etlconsole.engine.executors import keys as K
 from etlconsole.engine.executors import parts as P
 from etlconsole.engine.plan import make_plan
 from etlconsole.spec import load_spec
@@ -23,7 +24,7 @@ def test_merge_keys_finds_the_first_owner_of_keys_held_by_several_parts():
                   "count": pa.array([1, 1], pa.int32())})
     c = pa.table({"key": pa.array([4, 3], pa.int64()), "part": pa.array([1, 1], pa.int32()),
                   "count": pa.array([1, 1], pa.int32())})
-    dups = P.cross_part(P.merge_keys(P.merge_keys(a, b), c))
+    dups = K.cross_part(K.merge_keys(K.merge_keys(a, b), c))
     assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == [(3, 0), (4, 1)]
 
 
@@ -77,7 +78,9 @@ def test_the_engine_and_the_cli_import_no_dask():
     import subprocess
     import sys
     code = ("import sys, etlconsole.cli, etlconsole.engine.executors, "
-            "etlconsole.engine.executors.dask, etlconsole.engine.executors.parts; "
+            "etlconsole.engine.executors.dask, etlconsole.engine.executors.parts, "
+            "etlconsole.engine.executors.keys, etlconsole.engine.executors.progress, "
+            "etlconsole.engine.executors.cluster; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

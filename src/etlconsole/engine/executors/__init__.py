@@ -20,6 +20,7 @@ from ...store import StateStore
 from .. import extract, manyfiles
 from ..plan import Plan, decisions_from_events, make_plan
 from ..sources import SourceFile
+from .cluster import require_dask
 
 
 def choose(spec_executor: str, option: str | None) -> str:
@@ -58,7 +59,7 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
             return run_new(plan, store, settings, progress=progress, log=log)
         from . import dask as D
         from ..job import Job
-        D.require_dask()
+        require_dask()
         job = Job.new(plan, store, settings)
         D.refuse_unsupported(job)
         return D.DaskRun(job, part_files(plan), dest=None if dest is None else str(dest),
@@ -101,7 +102,7 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
                  scheduler: str | None, progress: Any, log: Any) -> dict:
     from . import dask as D
     from ..job import Job
-    D.require_dask()
+    require_dask()
     events = store.events(job["id"])
     spec = spec_from_text(job["pipeline_toml"], Path(job["pipeline_file"] or "."))
     dests = job["destinations"] or []

@@ -9,16 +9,16 @@ same, by the resume that re-runs it. With a unique rule a key pre-pass runs firs
 task per part), its keys are merged by a tree reduce of tasks, and only the keys held by
 more than one part reach the load tasks.
 
-Dask is imported here only, and only when a job asks for it (``require_dask``).
+Dask is imported only when a job asks for it (``cluster.require_dask``); the cluster's
+lifecycle is ``cluster.py``, the unique rule's pre-pass ``keys.py``, a part ``parts.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from ...errors import DiskFull, JobFailed, UserError
@@ -27,26 +27,9 @@ from .. import manyfiles
 from ..job import Job
 from ..loader import Committed
 from ..sources import SourceFile
+from . import keys as K
 from . import parts as P
-
-INSTALL_HINT = "pip install 'etlconsole[dask]'"
-# A part holds its memory while it streams: there is nothing to spill, and a worker Dask
-# pauses at 80% of its limit never gets below it again (the job stalls; measured: two
-# paused workers at 420-460 MB of 512). Only the nanny's restart at 95% stays, and the
-# part restarted elsewhere skips what its ledger holds. A cluster of your own wants the same
-# (DASK_DISTRIBUTED__WORKER__MEMORY__{TARGET,SPILL,PAUSE}=False; docs/scale-out.md).
-STREAMING_MEMORY = {"distributed.worker.memory.target": False,
-                    "distributed.worker.memory.spill": False,
-                    "distributed.worker.memory.pause": False}
-
-
-def require_dask() -> None:
-    """Refuse (exit 2, one line) a Dask job where dask.distributed is not installed."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise UserError(f"--executor dask needs dask.distributed, which is not installed: "
-                        f"{INSTALL_HINT}") from None
+from .cluster import cluster, wait_for_orphans
 
 
 def refuse_unsupported(job: Job) -> None:
@@ -64,54 +47,6 @@ def refuse_unsupported(job: Job) -> None:
     if len(uniques) > 1:
         raise UserError(f"{plan.spec.file}: the Dask executor handles one unique rule, this "
                         f"pipeline has {len(uniques)} ({'; '.join(uniques)}); use --executor local")
-
-
-@contextmanager
-def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any]:
-    """A client of ``scheduler``, or of a LocalCluster started for the job and stopped after
-    it: ``workers`` processes of one thread each, each with the job's memory budget."""
-    from distributed import Client, LocalCluster
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    import dask
-    with dask.config.set(STREAMING_MEMORY):
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             memory_limit=f"{memory_mb}MB", dashboard_address=":0",
-                             silence_logs=logging.ERROR)
-    client = Client(local)
-    try:
-        # The job's own cluster dies with the driver: distributed's processes exit when
-        # their parent goes (a pipe they watch), so a driver killed with -9 leaves no
-        # worker writing behind the resume (tests/dask: the driver's kill).
-        yield client
-    finally:
-        client.close()
-        local.close()
-
-
-def _executing(dask_worker: Any) -> list[str]:
-    """Keys of the tasks a worker is running now (a task outlives its client)."""
-    return [str(ts.key) for ts in dask_worker.state.executing]
-
-
-def wait_for_orphans(client: Any, job_id: str, timeout_s: float = 600.0) -> None:
-    """Before a resume on a shared cluster: the tasks of this job that a killed driver
-    left running (they finish their part; Dask cannot stop a running function) must end
-    first, or two writers would cut the same part."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        running = [k for keys in client.run(_executing).values() for k in keys if k.endswith(job_id)]
-        if not running:
-            return
-        if time.monotonic() > deadline:
-            raise JobFailed(f"tasks of job {job_id} still run on the cluster ({', '.join(running)}); "
-                            "resume it once they end")
-        time.sleep(0.5)
 
 
 class DaskRun:
@@ -203,18 +138,18 @@ class DaskRun:
     def _duplicates(self, client: Any) -> Any:
         """The future of the cross-part duplicate keys (None: no unique rule, or one part).
         Every part's keys count, those of parts done in an earlier segment too."""
-        if P.unique_rule(self.job.plan) is None or len(self.parts) < 2:
+        if K.unique_rule(self.job.plan) is None or len(self.parts) < 2:
             return None
-        level = [client.submit(P.part_keys, self._task(k), key=f"keys-{k}-{self.job.job_id}",
+        level = [client.submit(K.part_keys, self._task(k), key=f"keys-{k}-{self.job.job_id}",
                                pure=False) for k in range(len(self.parts))]
         depth = 0
         while len(level) > 1:       # a tree reduce: log2(parts) rounds of pairwise merges
             depth += 1
-            nxt = [client.submit(P.merge_keys, level[i], level[i + 1], pure=False,
+            nxt = [client.submit(K.merge_keys, level[i], level[i + 1], pure=False,
                                  key=f"merge-{depth}-{i}-{self.job.job_id}")
                    for i in range(0, len(level) - 1, 2)]
             level = nxt + ([level[-1]] if len(level) % 2 else [])
-        dups = client.submit(P.cross_part, level[0], key=f"dups-{self.job.job_id}",
+        dups = client.submit(K.cross_part, level[0], key=f"dups-{self.job.job_id}",
                              pure=False).result()
         # Broadcast: every worker holds the (small) duplicates, so the load tasks that need
         # them are spread by load, not sent all to the one worker that computed them.

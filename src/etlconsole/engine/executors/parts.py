@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ...config import Settings
 from ...spec import PipelineSpec
-from .. import extract, types
+from .. import extract
 from ..batching import LoadItem, Pending
 from ..destinations import RefusedRow
 from ..figures import BusyClock, PhaseStats
@@ -41,7 +38,6 @@ from ..loader import refused_records
 from ..plan import Plan, PlannedPhase, make_plan
 from ..sources import SourceFile
 from ..targets import Target, targets_for
-from ..unique import UniqueIndex
 
 PART_STRIDE = 1_000_000     # batch numbers per part: part p holds p*STRIDE+1 .. p*STRIDE+999,999
 
@@ -108,88 +104,15 @@ def part_workspace(task: PartTask) -> Path:
     return Path(task.workspace) / f"part-{task.part:05d}"
 
 
-def unique_rule(plan: Plan) -> tuple[int, int, Any] | None:
-    """(phase position, rule index, rule) of the pipeline's unique rule, if any. The Dask
-    executor handles one (the driver refuses more before anything is written)."""
-    for pos, p in enumerate(plan.phases):
-        for i, rule in enumerate(getattr(p.phase, "rules", None) or []):
-            if p.type == "validate" and rule.unique:
-                return pos, i, rule
-    return None
-
-
-def _stats(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyClock]]:
+def stats_for(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyClock]]:
     stats = [PhaseStats("extract")] + [PhaseStats(p.label) for p in phases]
     return stats, [BusyClock(st) for st in stats]
 
 
-def _stream(task: PartTask, plan: Plan) -> extract.CsvStream:
+def stream_of(task: PartTask, plan: Plan) -> extract.CsvStream:
     """The part's records, numbered within its file (1, 2, …): rejects carry the file."""
     return extract.CsvStream(task.file, plan.dialect, block_size=task.settings.stream_high_water_mark,
                              chunk_rows=task.settings.chunk_size)
-
-
-# -- the key pre-pass of the unique rule ------------------------------------------------
-def part_keys(task: PartTask) -> pa.Table:
-    """The keys this part's unique rule registers, as a local run of this file alone
-    would: the chain up to the validate phase holding the rule, its survivors' typed keys
-    (first occurrences in the file; rows failing another rule register nothing). Columns
-    ``key``, ``part``, ``count`` (1): the input of ``merge_keys``."""
-    use_lean_allocator()
-    plan = plan_part(task)
-    found = unique_rule(plan)
-    assert found is not None
-    pos, _, rule = found
-    phases = plan.phases[:pos + 1]
-    stats, clocks = _stats(phases)
-    scratch = Path(tempfile.mkdtemp(prefix=f"keys-{task.part}-", dir=task.workspace))
-    ctx = JobContext(task.job_id, scratch, task.settings)
-    # The validate phase is not attached: its unique index stays in memory (the pre-pass
-    # is never resumed, and the on-disk index fsyncs every chunk, for resume's sake).
-    for p in phases[:-1]:
-        p.phase.attach(ctx)
-    keys: list[pa.Array] = []
-    line = PhaseLine(phases, stats, clocks, scratch).run(_stream(task, plan))
-    try:
-        for work in line:
-            keys.append(_typed(work.batch.column(rule.column), rule).drop_null())
-    finally:
-        line.close()
-        for p in phases:
-            p.phase.teardown()
-        shutil.rmtree(scratch, ignore_errors=True)
-    kind = keys[0].type if keys else pa.string()
-    column = pa.concat_arrays([k.cast(kind) for k in keys]) if keys else pa.array([], kind)
-    return pa.table({"key": column, "part": pa.repeat(pa.scalar(task.part, pa.int32()), len(column)),
-                     "count": pa.repeat(pa.scalar(1, pa.int32()), len(column))})
-
-
-def _typed(col: pa.Array, rule: Any) -> pa.Array:
-    """The key as the unique index compares it: parsed when the rule has a type."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    return types.parse(col, rule.type, rule.formats)[0] if rule.type else col
-
-
-def merge_keys(a: pa.Table, b: pa.Table) -> pa.Table:
-    """One node of the tree reduce: each key once, with its first part and how many parts
-    hold it (a part holds a key once: its survivors are first occurrences)."""
-    # combine_chunks copies the two inputs into new (aligned) buffers: tables unpickled
-    # from another worker sit in unaligned ones, which Acero's group_by warns about.
-    both = pa.concat_tables([a, b], promote_options="permissive").combine_chunks()
-    out = both.group_by("key").aggregate([("part", "min"), ("count", "sum")])
-    # one chunk per column: group_by hands back a chunk per thread, and Dask sizes a
-    # table of many chunks at several times its bytes (a merge then "needs" more memory
-    # than a worker has)
-    return pa.table({"key": out["key"], "part": out["part_min"].cast(pa.int32()),
-                     "count": out["count_sum"].cast(pa.int32())}).combine_chunks()
-
-
-def cross_part(keys: pa.Table) -> pa.Table:
-    """The keys held by more than one part, with their first owner: all the second pass
-    needs (the keys of one part alone never leave it)."""
-    dup = keys.filter(pc.greater(keys["count"], 1))
-    return dup.select(["key", "part"])
 
 
 # -- the load pass ------------------------------------------------------------------------
@@ -205,9 +128,10 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
     shutil.rmtree(ws, ignore_errors=True)      # a re-run starts from nothing: same rejects
     ws.mkdir(parents=True)
     if duplicates is not None:
-        _seed_unique(plan, ws, duplicates, task.part)
+        from .keys import seed_unique
+        seed_unique(plan, ws, duplicates, task.part)
     [target] = targets_for(plan, task.job_id, task.settings)
-    stats, clocks = _stats(plan.phases)
+    stats, clocks = stats_for(plan.phases)
     ctx = JobContext(task.job_id, ws, task.settings)
     for p in plan.phases:
         p.phase.attach(ctx)
@@ -215,7 +139,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
     lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
     held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
     cutter = _PartCutter(task, target, held, _reporter(task))
-    stream = _stream(task, plan)
+    stream = stream_of(task, plan)
     line = PhaseLine(plan.phases, stats, clocks, ws).run(stream)
     try:
         for work in line:
@@ -232,25 +156,6 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
                       worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
                       skipped=sorted(held), content=stream.content_proof())
-
-
-def _seed_unique(plan: Plan, ws: Path, duplicates: pa.Table, part: int) -> None:
-    """Put the keys earlier parts introduced into this part's unique index before its
-    first record, tagged below record 1 (never forgotten): the rule then rejects their
-    rows here exactly as a local run would, with the same message."""
-    found = unique_rule(plan)
-    if found is None:
-        return
-    _, i, rule = found
-    keys = duplicates.filter(pc.less(duplicates["part"], part))["key"].combine_chunks()
-    if not len(keys):
-        return
-    index = UniqueIndex(ws / "unique.db")
-    try:
-        n = len(keys)
-        index.duplicates(f"{i}:{rule.column}", keys, pa.array(range(-n, 0), pa.int64()))
-    finally:
-        index.close()
 
 
 class _PartCutter:

@@ -34,6 +34,7 @@ class Watcher:
         self.latest: dict[str, dict] = {}       # worker -> its last report
         self.rates: dict[str, float] = {}       # worker -> rows/s of its part so far
         self.stop = threading.Event()
+        self._last_workers: list[dict] = []
         self._thread = threading.Thread(target=self._loop, name="dask-progress", daemon=True)
 
     def start(self) -> None:
@@ -67,17 +68,24 @@ class Watcher:
                     self._sample(store)
                     last_sample = now
                 if now - last_event >= WORKERS_S and self.latest:
-                    store.add_event(job.job_id, "workers", workers=self.workers())
+                    self._workers_event(store)
                     last_event = now
             while self.inbox:
                 self._take(self.inbox.popleft())
             if self.latest:     # the last figures: the job's and each worker's
                 self._sample(store)
-                store.add_event(job.job_id, "workers", workers=self.workers())
+                self._workers_event(store)
         except Exception:       # a view: the job goes on without it
             pass
         finally:
             store.close()
+
+    def _workers_event(self, store: Any) -> None:
+        """The workers' figures as an event, unless they did not change since the last."""
+        workers = self.workers()
+        if workers != self._last_workers:
+            store.add_event(self.run.job.job_id, "workers", workers=workers)
+            self._last_workers = workers
 
     def workers(self) -> list[dict]:
         return [{"worker": w, "pid": m["pid"], "part": m["part"], "records": m["records"],

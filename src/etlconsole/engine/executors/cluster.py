@@ -1,0 +1,82 @@
+"""The cluster a Dask job runs on (ADR 0026): the job's own ``LocalCluster`` or a client of a
+scheduler, Dask's presence checked, and the tasks a killed driver left running.
+
+Dask is imported only inside these functions: the engine works without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ...errors import JobFailed, UserError
+
+INSTALL_HINT = "pip install 'etlconsole[dask]'"
+# A part holds its memory while it streams: there is nothing to spill, and a worker Dask
+# pauses at 80% of its limit never gets below it again (the job stalls; measured: two
+# paused workers at 420-460 MB of 512). Only the nanny's restart at 95% stays, and the
+# part restarted elsewhere skips what its ledger holds. A cluster of your own wants the same
+# (DASK_DISTRIBUTED__WORKER__MEMORY__{TARGET,SPILL,PAUSE}=False; docs/scale-out.md).
+STREAMING_MEMORY = {"distributed.worker.memory.target": False,
+                    "distributed.worker.memory.spill": False,
+                    "distributed.worker.memory.pause": False}
+
+
+def require_dask() -> None:
+    """Refuse (exit 2, one line) a Dask job where dask.distributed is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UserError(f"--executor dask needs dask.distributed, which is not installed: "
+                        f"{INSTALL_HINT}") from None
+
+
+@contextmanager
+def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any]:
+    """A client of ``scheduler``, or of a LocalCluster started for the job and stopped after
+    it: ``workers`` processes of one thread each, each with the job's memory budget."""
+    from distributed import Client, LocalCluster
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    import dask
+    with dask.config.set(STREAMING_MEMORY):
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             memory_limit=f"{memory_mb}MB", dashboard_address=":0",
+                             silence_logs=logging.ERROR)
+    client = Client(local)
+    try:
+        # The job's own cluster dies with the driver: distributed's processes exit when
+        # their parent goes (a pipe they watch), so a driver killed with -9 leaves no
+        # worker writing behind the resume (tests/dask: the driver's kill).
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    """Keys of the tasks a worker is running now (a task outlives its client)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def wait_for_orphans(client: Any, job_id: str, timeout_s: float = 600.0) -> None:
+    """Before a resume on a shared cluster: the tasks of this job that a killed driver
+    left running (they finish their part; Dask cannot stop a running function) must end
+    first, or two writers would cut the same part."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = [k for keys in client.run(_executing).values() for k in keys if k.endswith(job_id)]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise JobFailed(f"tasks of job {job_id} still run on the cluster ({', '.join(running)}); "
+                            "resume it once they end")
+        time.sleep(0.5)
