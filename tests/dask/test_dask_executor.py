@@ -122,3 +122,25 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
                                           "ORDER BY id", (got["job_id"],))]
     assert any(0 < r < got["rows_read"] for r in rows), rows
     assert rows == sorted(rows) and rows[-1] == got["rows_read"]
+
+
+def test_executor_options_on_a_terminal_without_no_ui_are_refused(tmp_path, drop):
+    """On a terminal `run` opens the console, which runs the pipeline file's executor: the
+    options would be dropped, so they are refused (one line, exit 2) before anything."""
+    import os
+    import pty
+    import subprocess
+    lab = DropLab(tmp_path / "lab", drop)
+    master, slave = pty.openpty()
+    try:
+        from faults.faultkit import make_env
+        proc = subprocess.run(lab.argv("run", lab.pipeline, "--executor", "dask"), cwd=lab.folder,
+                              env=make_env(), stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: --executor, --workers, --scheduler: run it with --no-ui "
+                                   "(the console runs the pipeline file's executor)")
+    assert not lab.out.exists() and lab.store_jobs() == []
