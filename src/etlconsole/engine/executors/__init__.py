@@ -15,6 +15,7 @@ from typing import Any
 
 from ...config import Settings
 from ...errors import UserError
+from ...records import JobStatus
 from ...spec import EXECUTORS, load_spec, spec_from_text
 from ...store import StateStore
 from .. import extract, manyfiles
@@ -93,7 +94,7 @@ def resume(store: StateStore, ref: str, settings: Settings, *, executor: str | N
         return resume_local(store, ref, settings, progress=progress, log=log)
     message = nothing_to_resume(job)
     if message:
-        return {"job_id": job["id"], "status": "succeeded", "nothing_to_do": True, "message": message}
+        return {"job_id": job["id"], "status": JobStatus.SUCCEEDED, "nothing_to_do": True, "message": message}
     return _resume_dask(store, job, settings, workers=_workers(workers), scheduler=scheduler,
                         progress=progress, log=log)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ...errors import DiskFull, JobFailed, UserError
 from ...interrupts import shielded
+from ...records import JobStatus
 from .. import manyfiles
 from ..job import Job
 from ..loader import Committed
@@ -101,7 +102,7 @@ class DaskRun:
                             scheduler=self.scheduler, parts=len(self.parts),
                             parts_done=len(self.done))
         job.started = time.monotonic()
-        status, error = "failed", "the engine stopped unexpectedly"   # type: str, str | None
+        status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         try:
             job.begin_segment()
             for t in job.targets:       # the table and the ledger, once, before the writers
@@ -111,13 +112,13 @@ class DaskRun:
             self._check_reject_rate()
             for t in job.targets:
                 t.destination.publish(t.schema)
-            status, error = "succeeded", None
+            status, error = JobStatus.SUCCEEDED, None
         except JobFailed as exc:
-            status, error = "failed", str(exc)
+            status, error = JobStatus.FAILED, str(exc)
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by the operator (Ctrl-C or SIGTERM)"
+            status, error = JobStatus.INTERRUPTED, "interrupted by the operator (Ctrl-C or SIGTERM)"
         except Exception as exc:   # a task's crash, a worker killed too often: resumable
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
             with suppress(DiskFull):
                 job.store.add_event(job.job_id, "job.crashed", level="error",
                                     traceback=traceback.format_exc())
