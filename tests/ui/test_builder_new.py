@@ -151,3 +151,34 @@ async def test_letters_typed_in_forms_stay_in_the_form(ws):
         await pilot.press("escape")
         await wait_for(pilot, lambda: pilot.app.screen is screen)
         assert not screen.editor.dirty
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_source_form_takes_a_drop_of_files(ws, size):
+    """[source] path may be a directory or a glob of files (some compressed): the form says
+    how many files it names and shows the sniff of the first, and the builder's check line
+    plans the job (before: 'is a directory, expected a CSV file')."""
+    import gzip
+    drop = ws.root / "drop"
+    drop.mkdir()
+    lines = ws.csv.read_bytes().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    half = len(body) // 2
+    (drop / "a.csv").write_bytes(header + b"".join(body[:half]))
+    (drop / "b.csv.gz").write_bytes(gzip.compress(header + b"".join(body[half:])))
+    async with ws.app(start="builder", pipeline=ws.pipeline).run_test(size=size) as pilot:
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.checks >= 1)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SourceForm))
+        path = pilot.app.screen.query_one("#src-path", Input)
+        path.value = ""
+        await type_text(pilot, "drop")
+        await wait_for(pilot, lambda: "2 files" in static_text(pilot.app, "#src-sniff"),
+                       what="the drop's files")
+        shown = static_text(pilot.app, "#src-sniff")
+        assert "a.csv" in shown and "b.csv.gz" in shown and "order_id" in shown
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert screen.editor.spec.source.path == "drop"
+        assert screen.editor.sniff().names[0] == "order_id"

@@ -114,6 +114,17 @@ def _read_head(file: SourceFile) -> bytes:
     return b"".join(parts)
 
 
+def sniff_source(path: str | list[str], base: Path, *, delimiter: str | None = None,
+                 quote: str | None = None, encoding: str | None = None,
+                 header: bool = True) -> tuple[Dialect, list[SourceFile]]:
+    """What a pipeline's ``[source] path`` names (a file, a glob, a directory or a list)
+    and the sniff of its first file: what the builder's source form shows. A job checks
+    every file's header against the first's when it starts (engine.manyfiles)."""
+    files = sources.resolve(path, base)
+    return sniff(files[0], delimiter=delimiter, quote=quote, encoding=encoding,
+                 header=header), files
+
+
 def _check_readable(path: Path) -> None:
     """Refuse a missing path, a directory or an empty file before reading anything."""
     if not path.exists():

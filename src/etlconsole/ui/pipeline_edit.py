@@ -268,12 +268,11 @@ class PipelineEditor:
     def sniff(self):
         """What the engine sees in the source file (its Dialect); UserError if it cannot."""
         from ..engine import extract
-        path = self.source_path()
-        if path is None:
+        if not self.spec.source.path:
             raise UserError("no source file yet")
-        s = self.spec.source
-        return extract.sniff(path, delimiter=s.delimiter, quote=s.quote, encoding=s.encoding,
-                             header=s.header)
+        s = self.spec.source      # a file, a glob, a directory or a list: its first file
+        return extract.sniff_source(s.where(), self.spec.base_dir, delimiter=s.delimiter,
+                                    quote=s.quote, encoding=s.encoding, header=s.header)[0]
 
     # -- phases -----------------------------------------------------------------------
     def toggle(self, index: int) -> None:

@@ -68,15 +68,17 @@ def sniff_text(base: Path, source: SourceSpec) -> SniffView:
     from ...engine import extract
     if not source.path:
         return SniffView(Text("type the CSV file's path (relative to the pipeline file)"), None)
-    try:
-        d = extract.sniff((base / Path(source.path).expanduser()).resolve(),
-                          delimiter=source.delimiter, quote=source.quote,
-                          encoding=source.encoding, header=source.header)
+    try:     # a file, a glob or a directory: the first of its files is sniffed
+        d, files = extract.sniff_source(str(Path(source.path).expanduser()), base,
+                                        delimiter=source.delimiter, quote=source.quote,
+                                        encoding=source.encoding, header=source.header)
     except (UserError, OSError) as exc:      # e.g. no permission: said, never a crash
         return SniffView(Text(str(exc), style="red"), None)
     cols = ", ".join(d.names[:12]) + (" …" if len(d.names) > 12 else "")
+    many = (f"{len(files)} files, read in this order: {files[0].path.name} … "
+            f"{files[-1].path.name} (the first is sniffed)\n" if len(files) > 1 else "")
     return SniffView(Text.assemble(
-        ("sniffed: ", "bold"), f"delimiter {d.delimiter!r} · quote {d.quote!r} · "
+        many, ("sniffed: ", "bold"), f"delimiter {d.delimiter!r} · quote {d.quote!r} · "
         f"encoding {d.encoding} · header {'yes' if d.header else 'no'}\n",
         (f"{len(d.names)} columns: ", "bold"), cols), d)
 
