@@ -154,7 +154,7 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
     """Remove (or, ``dry_run``, list) what failed jobs left past retention, and orphans."""
     from .engine.recovery import cleanup as cleanup_jobs
     return [CleanupAction(a["job_id"], a["action"], a.get("path"), a.get("table"), a.get("rows"),
-                          tuple(a["tables"]) if "tables" in a else None)
+                          tuple(a["tables"]) if "tables" in a else None, a.get("kind"))
             for a in cleanup_jobs(store, settings, older_than_hours=older_than_hours,
                                   dry_run=dry_run)]
 

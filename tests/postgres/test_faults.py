@@ -160,6 +160,9 @@ def test_cleanup_drops_a_killed_jobs_stage_and_an_expired_backup(tmp_path, pg: P
     assert stages == [f"_etl_stage_{job}_other"]
     dry = atomic.cli("cleanup", "--older-than", "0", "--dry-run")
     assert dry.returncode == 0, str(dry)
+    # the leftovers named as people read a PostgreSQL destination, never with the URL's user
+    assert "postgres://" in dry.stdout and "public._etl_replaced_" in dry.stdout, dry.stdout
+    assert "postgresql://" not in dry.stdout and "@" not in dry.stdout, dry.stdout
     assert stages == [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
     res = atomic.cli("cleanup", "--older-than", "0")
     assert res.returncode == 0, str(res)

@@ -268,7 +268,7 @@ def cleanup(store: StateStore, settings: Settings, *, older_than_hours: float | 
             if orphan or expired:
                 actions.append({"job_id": left.job_id, "action": "drop orphaned table" if orphan
                                 else "drop expired backup of a replaced table", "path": path,
-                                "table": left.name})
+                                "table": left.name, "kind": kind})
                 if not dry_run:
                     kept.remove_leftover(Path(path), left, settings.transaction_timeout_ms)
     workspaces = store.path.parent / "jobs"

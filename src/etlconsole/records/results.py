@@ -169,6 +169,7 @@ class CleanupAction:
     table: str | None = None
     rows: int | None = None
     tables: tuple[str, ...] | None = None
+    kind: str | None = None       # the destination's kind: how it is named (not in the JSON)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"job_id": self.job_id, "action": self.action}
@@ -183,6 +184,9 @@ class CleanupAction:
         return out
 
     def line(self) -> str:
+        if self.kind is not None and self.path is not None:   # postgres://host/db schema.table
+            place, left = named({"kind": self.kind, "path": self.path}, self.table)
+            return f"{self.action}: job {self.job_id} {place}" + (f" {left}" if left else "")
         where = f" {self.path or ''} {self.table or ''}".rstrip()
         return f"{self.action}: job {self.job_id}{where}"
 
