@@ -30,6 +30,20 @@ class LiveTable(DataTable):
         for label, key in self._columns_spec:
             self.add_column(label, key=key)
 
+    def set_columns(self, columns: Sequence[tuple[str, str]]) -> bool:
+        """Other columns (e.g. a column a job of many files adds): the table is emptied, the
+        next ``sync`` fills it again. Returns False when they are the columns it has."""
+        columns = list(columns)
+        if columns == self._columns_spec:
+            return False
+        self._columns_spec = columns
+        if self.is_mounted:
+            self.clear(columns=True)
+            for label, key in columns:
+                self.add_column(label, key=key)
+        self._cells, self._order = {}, []
+        return True
+
     def _update_dimensions(self, new_rows) -> None:
         super()._update_dimensions(new_rows)
         # DataTable measures new rows at idle time but keeps the lines it rendered before
