@@ -237,10 +237,8 @@ class RejectsScreen(PolledScreen):
         if reject is None:
             pane.update("")
             return
-        out = Text(f"row {reject['row']:,}", style="bold")
-        if reject.get("file"):
-            out.append(f" ({file_cell(reject)})", style="bold")
-        out.append(": ", style="bold")
+        where = f" ({file_cell(reject)})" if reject.get("file") else ""
+        out = Text(f"row {reject['row']:,}{where}: ", style="bold")
         if reject.get("resolved_at"):
             out.append(f"resolved by replay {reject['resolved_by']} · ", style="green")
             if reject.get("source"):            # the record as the replay's fix gave it
