@@ -89,6 +89,14 @@ async def test_rejects_of_a_job_of_many_files_say_their_file_and_record(ws, size
         assert f"b.csv.gz, record {second['file_record']:,}" in body
         await pilot.press("escape")
         await wait_for(pilot, lambda: pilot.app.screen is screen)
+        # the column comes and goes with the width; the cursor stays on its reject
+        other = (80, 24) if size[0] >= 120 else (140, 45)
+        await pilot.resize_terminal(*other)
+        await wait_for(pilot, lambda: ("file" in [str(c.label) for c in rows.columns.values()])
+                       == (other[0] >= 120), what="the file column to follow the width")
+        await pilot.pause()
+        assert screen.query_one("#reject-rows").highlighted_reject()["row"] == second["row"]
+        assert f"(b.csv.gz:{second['file_record']:,})" in static_text(pilot.app, "#reject-values")
 
 
 @pytest.mark.parametrize("size", SIZES)
