@@ -176,6 +176,12 @@ async def test_batches_of_a_dask_job_say_their_part(ws):
         store.db.execute("UPDATE pipeline_batches SET batch_number = batch_number + 1000000 "
                          "WHERE job_id = ? AND row_start > ?", [job_id, made["half"]])
         store.db.conn.commit()
+        # the part checkpoint the driver records when part 1 completes (no "last_row" in
+        # its data: the row's row_count is its last record)
+        store.add_checkpoint(job_id, "part", {"part": 1, "file": str(ws.root / "drop" / "b.csv.gz"),
+                                              "records": 999, "rows_loaded": 980, "batch": 1000003,
+                                              "first_record": made["half"] + 1},
+                             made["job"]["rows_read"])
     finally:
         store.close()
     async with ws.app(start="jobs").run_test(size=(140, 45)) as pilot:
@@ -189,3 +195,5 @@ async def test_batches_of_a_dask_job_say_their_part(ws):
                    for n, f in parts.items())
         assert any(int(n.replace(",", "")) < 1_000_000 and f == "p0 a.csv"
                    for n, f in parts.items())
+        checkpoints = screen.query_one("#checkpoints", DataTable)
+        assert f"{made['job']['rows_read']:,}" in column(checkpoints, 1)
