@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import PurePath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -389,7 +390,7 @@ def _batch_file(found: tuple[int | None, str] | None) -> str:
     if found is None:
         return ""
     part, path = found
-    name = path.rsplit("/", 1)[-1]
+    name = PurePath(path).name
     return name if part is None else f"p{part} {name}"
 
 
