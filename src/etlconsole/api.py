@@ -55,7 +55,9 @@ __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_r
            "StateStore", "job_by_pid", "job_row", "jobs_changed_since", "recent_jobs",
            "mark_dead_jobs", "metrics_since", "open_store", "recent_batches",
            "recent_checkpoints", "recent_events", "reject_groups", "reject_rows",
-           "store_changed_since"]
+           "store_changed_since",
+           # what a job of many files (ADR 0025) and a Dask job (ADR 0026) add to its views
+           "executor_of", "file_lines", "file_locator", "batch_files", "latest_workers"]
 
 
 # -- running ---------------------------------------------------------------------------
@@ -200,6 +202,59 @@ def file_locator(j: Job) -> Callable[[int | None], dict[str, Any]]:
     from .engine import manyfiles
     files = manyfiles.files_of(j.as_dict())
     return lambda row: manyfiles.where(files, row)
+
+
+def file_lines(j: Job) -> list[str]:
+    """``show``'s lines of a job of many files (each file, its size and its records; none
+    for a job of one file), from the job's record alone."""
+    from .engine import manyfiles
+    return manyfiles.file_lines(j.as_dict())
+
+
+def executor_of(store: StateStore, job_id: str) -> str:
+    """The executor the job ran on: "local" or "dask" (ADR 0026)."""
+    event = store.latest_event(job_id, "executor")      # not every event of a long job
+    return str((event["details"].get("executor") if event else None) or "local")
+
+
+def batch_files(j: Job, executor: str) -> Callable[[Batch], tuple[int | None, str] | None]:
+    """For a job of many files: batch -> (its part, its file) — the part from the batch
+    number on Dask (part p's batches are numbered from p*1,000,000+1), None as the part
+    on the local executor (a batch never spans files: its last record says which);
+    None for a job of one file."""
+    from .engine import manyfiles
+    from .engine.executors.parts import PART_STRIDE
+    files = manyfiles.files_of(j.as_dict())
+    if not files:
+        return lambda b: None
+    if executor == "dask":
+        def of_part(b: Batch) -> tuple[int | None, str] | None:
+            part = (b.number - 1) // PART_STRIDE
+            return (part, files[part]["path"]) if 0 <= part < len(files) else None
+        return of_part
+
+    def of_row(b: Batch) -> tuple[int | None, str] | None:
+        found = manyfiles.locate(files, b.row_end)
+        return (None, found[0]) if found else None
+    return of_row
+
+
+def latest_workers(store: StateStore, j: Job) -> list[dict[str, Any]] | None:
+    """The Dask workers' figures of the job's latest ``workers`` event (every two seconds
+    while it runs), each with ``file``: the path of the part it streams; None when the
+    job recorded none (a local job)."""
+    from .engine import manyfiles
+    event = store.latest_event(j.id, "workers")
+    if event is None:
+        return None
+    files = manyfiles.files_of(j.as_dict())
+    out = []
+    for w in event["details"].get("workers") or []:
+        part = w.get("part")
+        path = (files[part]["path"] if isinstance(part, int) and 0 <= part < len(files)
+                else j.source_path if part == 0 else None)
+        out.append({**w, "file": path, "at": event["at"]})
+    return out
 
 
 def checkpoints(store: StateStore, ref: str) -> tuple[Job, list[Checkpoint]]:

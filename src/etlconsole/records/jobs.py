@@ -164,7 +164,10 @@ class Checkpoint:
     def from_row(cls, row: Mapping[str, Any]) -> Checkpoint:
         d = row["checkpoint_data"]
         number = row["number"] if row.get("number") is not None else row["id"]
-        return cls(row["id"], number, row["phase"], d["batch"], d["last_row"], d["rows_loaded"],
+        # a Dask job's ``part`` checkpoint (ADR 0026) keeps its last record as the row's
+        # row_count only
+        last_row = d["last_row"] if "last_row" in d else row["row_count"]
+        return cls(row["id"], number, row["phase"], d["batch"], last_row, d["rows_loaded"],
                    row["created_at"], frozen_row(d), frozen_row(row))
 
     def to_json(self) -> dict[str, Any]:

@@ -518,6 +518,15 @@ class StateStore:
             r["details"] = json.loads(r["details"]) if r["details"] else {}
         return rows
 
+    def latest_event(self, job_id: str, event: str) -> dict[str, Any] | None:
+        """The job's last event named ``event`` (the monitor's Dask workers), or None."""
+        rows = list(self.db.query(
+            "SELECT * FROM pipeline_events WHERE job_id = ? AND event = ? ORDER BY id DESC LIMIT 1",
+            [job_id, event]))
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else {}
+        return rows[0] if rows else None
+
     def recent_batches(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """The last ``limit`` batches of the job, in batch order."""
         return list(self.db.query(

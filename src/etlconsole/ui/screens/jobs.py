@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import PurePath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,12 @@ class JobsData:
     selected: Job | None = None
     checkpoints: list[Checkpoint] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
+    # a job of many files: each batch's (part on Dask, file); empty for one file
+    batch_files: dict[int, tuple[int | None, str]] = field(default_factory=dict)
+
+
+BATCH_COLUMNS = [("batch", "n"), ("status", "status"), ("last row", "last"), ("loaded", "loaded"),
+                 ("try", "try")]
 
 
 class JobsTable(LiveTable):
@@ -70,7 +77,8 @@ class JobsScreen(PolledScreen):
         self._jobs: dict[str, Job] | None = None
         self._stamp: str | None = None          # newest updated_at read
         self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
-        self._detail: tuple[list[Checkpoint], list[Batch]] = ([], [])
+        self._detail: tuple[list[Checkpoint], list[Batch], dict] = ([], [], {})
+        self._executors: dict[str, str] = {}     # job id -> its executor (it keeps it)
         self._dead_check = 0.0
         self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
@@ -91,8 +99,7 @@ class JobsScreen(PolledScreen):
                                 id="checkpoints")
             with Vertical(id="batches-pane"):
                 yield Static("batches", classes="caption", markup=False)
-                yield LiveTable([("batch", "n"), ("status", "status"), ("last row", "last"),
-                                 ("loaded", "loaded"), ("try", "try")], id="batches")
+                yield LiveTable(BATCH_COLUMNS, id="batches")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -126,10 +133,20 @@ class JobsScreen(PolledScreen):
             return JobsData(jobs)
         key = (selected.id, selected.updated_at)
         if key != self._detail_key:
+            batches = api.recent_batches(store, selected.id, BATCHES_SHOWN)
             self._detail = (api.recent_checkpoints(store, selected.id, CHECKPOINTS_SHOWN),
-                            api.recent_batches(store, selected.id, BATCHES_SHOWN))
+                            batches, self._batch_files(store, selected, batches))
             self._detail_key = key
         return JobsData(jobs, selected, *self._detail)
+
+    def _batch_files(self, store, job: Job, batches: list[Batch]) -> dict:
+        """Each batch's part and file, for a job of many files (ADR 0025, 0026)."""
+        if not api.file_lines(job):
+            return {}
+        if job.id not in self._executors:
+            self._executors[job.id] = api.executor_of(store, job.id)
+        of = api.batch_files(job, self._executors[job.id])
+        return {b.number: found for b in batches if (found := of(b)) is not None}
 
     def _read_jobs(self, store) -> dict[str, Job]:
         """The jobs known so far, with those changed since the last read; returns them."""
@@ -167,9 +184,13 @@ class JobsScreen(PolledScreen):
         self.query_one("#checkpoints", LiveTable).sync([
             (str(c.number), (c.number, fmt.num(c.last_row), fmt.num(c.rows_loaded)))
             for c in (data.checkpoints if shown else [])])
-        self.query_one("#batches", LiveTable).sync([
+        batches = self.query_one("#batches", LiveTable)
+        files = data.batch_files if shown else {}
+        # last, so that at 80 columns the figures stay where they were
+        batches.set_columns(BATCH_COLUMNS + [("file", "file")] if files else BATCH_COLUMNS)
+        batches.sync([
             (str(b.number), (b.number, b.status, fmt.num(b.row_end), fmt.num(b.rows_loaded),
-                             b.attempts))
+                             b.attempts, *((_batch_file(files.get(b.number)),) if files else ())))
             for b in (data.batches if shown else [])])
         self._open_details_at_top(shown.id if shown else None)
         self._render_info()
@@ -364,10 +385,24 @@ def rollback_text(report: RollbackSummary | Mapping[str, Any]) -> Text:
     return out
 
 
+def _batch_file(found: tuple[int | None, str] | None) -> str:
+    """'p1 b.csv.gz' (a Dask job's part and its file), 'b.csv.gz' (a local job's)."""
+    if found is None:
+        return ""
+    part, path = found
+    name = PurePath(path).name
+    return name if part is None else f"p{part} {name}"
+
+
 def job_details(j: Job) -> Text:
     out = Text()
     out.append(f"pipeline   {j.pipeline_name} ({j.pipeline_file})\n")
     out.append(f"source     {j.source_path} ({fmt.num(j.bytes_total)} bytes)\n")
+    files = api.file_lines(j)       # a job of many files: each, as `show` lists them
+    if files:
+        out.append(f"files      {len(files)}, in this order:\n")
+        for line in files:
+            out.append(f"  {line}\n")
     for d in j.destinations:
         path, table = named(d, d.get("table"))       # postgres://host/db schema.table
         table = f" table {table}" if table else ""

@@ -213,6 +213,8 @@ def reject_text(r: dict, job: dict) -> Text:
     """Rule, column and message, each value on a line of its own, then the raw record."""
     out = Text()
     where = f"{r['phase']}" + (f" ({r['phase_label']})" if r.get("phase_label") else "")
+    if r.get("file"):       # a job of many files: where the record is (ADR 0025)
+        out.append(f"file     {r['file']}, record {r['file_record']:,}\n")
     out.append(f"phase    {where}\nrule     {r['rule']}\ncolumn   {r['column'] or '-'}\n")
     out.append(f"message  {r['message']}\n", style="red")
     if r.get("resolved_at"):

@@ -29,6 +29,7 @@ class MonitorData:
     events: list[dict] = field(default_factory=list)
     waiting: str | None = None        # launched, no job yet (or it failed to start)
     failed_start: bool = False
+    workers: list[dict] | None = None     # a Dask job's latest workers event (ADR 0026)
 
 
 class MonitorScreen(PolledScreen):
@@ -42,6 +43,9 @@ class MonitorScreen(PolledScreen):
     #m-charts { height: 1fr; min-height: 4; max-height: 12; }
     #m-charts > Chart { width: 1fr; margin-right: 1; }
     #m-phases { height: auto; max-height: 9; }
+    /* a Dask job's workers; a local job has none and the table takes no line */
+    #m-workers { height: auto; max-height: 7; display: none; }
+    #m-workers.-shown { display: block; }
     #m-events { height: 1fr; min-height: 3; color: $text-muted; text-wrap: nowrap;
                 text-overflow: ellipsis; }
     """
@@ -66,6 +70,9 @@ class MonitorScreen(PolledScreen):
         yield LiveTable([("phase", "label"), ("rows in", "in"), ("rows out", "out"),
                          ("rejected", "rej"), ("busy", "time")], id="m-phases",
                         cursor_type="none", show_cursor=False)
+        yield LiveTable([("worker", "worker"), ("file", "file"), ("rows/s", "rate"),
+                         ("memory", "rss")], id="m-workers", cursor_type="none",
+                        show_cursor=False)
         yield Static("", id="m-events", markup=False)
         yield Footer(compact=True, show_command_palette=False)
 
@@ -109,7 +116,8 @@ class MonitorScreen(PolledScreen):
         note = None
         if launched is not None and not launched.running and launched.returncode == 2:
             note = launched.error_line()      # e.g. resume refused: one line from the engine
-        return MonitorData(job, metrics, api.recent_events(store, job_id, 12), waiting=note)
+        return MonitorData(job, metrics, api.recent_events(store, job_id, 12), waiting=note,
+                           workers=api.latest_workers(store, job))
 
     @staticmethod
     def _starting(store, launched) -> str | None:
@@ -143,6 +151,7 @@ class MonitorScreen(PolledScreen):
         if data.waiting:
             self.query_one("#m-final", Static).update(Text(data.waiting, style="bold red"))
         self._render_phases(job)
+        self._render_workers(data.workers)
         self._render_events(data.events)
 
     def _clear(self) -> None:
@@ -154,6 +163,7 @@ class MonitorScreen(PolledScreen):
         for chart in self.query(Chart):
             chart.reset()
         self.query_one("#m-phases", LiveTable).sync([])
+        self._render_workers(None)
         self.query_one("#m-events", Static).update("")
 
     def _render_job(self, job: Job, m: dict | None) -> None:
@@ -222,6 +232,16 @@ class MonitorScreen(PolledScreen):
         rows = [(str(i), _phase_row(p)) for i, p in enumerate(job.phase_stats)]
         self.query_one("#m-phases", LiveTable).sync(rows)
 
+    def _render_workers(self, workers: list[dict] | None) -> None:
+        """Each Dask worker: the file of the part it streams, its rows/s and memory, as the
+        driver's last ``workers`` event has them (every two seconds while the job runs)."""
+        table = self.query_one("#m-workers", LiveTable)
+        table.set_class(bool(workers), "-shown")
+        table.sync([(str(w.get("worker")), (_worker(w.get("worker")), _part(w),
+                                            fmt.rate(w.get("rows_per_s") or 0),
+                                            f"{w.get('rss_mb') or 0:,.0f} MB"))
+                    for w in workers or []])
+
     def _render_events(self, events: list[dict[str, Any]]) -> None:
         out = Text(no_wrap=True, overflow="ellipsis")
         for e in reversed(events):
@@ -280,6 +300,19 @@ def _size(done: int, total: int) -> str:
     if total and total < 2**20:
         return f"{done / 1024:,.1f} / {total / 1024:,.1f} KiB"
     return f"{fmt.mib(done)} / {fmt.mib(total)} MiB"
+
+
+def _worker(address: Any) -> str:
+    """'127.0.0.1:40215' for 'tcp://127.0.0.1:40215' (the scheme says nothing here)."""
+    text = str(address or "?")
+    return text.split("://", 1)[-1]
+
+
+def _part(w: dict) -> str:
+    """'p2 orders_3.csv.gz': the worker's part and the name of its file."""
+    part = w.get("part")
+    name = _name(w.get("file")) or "?"
+    return f"p{part} {name}" if part is not None else name
 
 
 def _name(path: str | None) -> str:

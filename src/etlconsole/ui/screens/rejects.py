@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from ... import api
-from ...records import FixFile, JobStatus, ReplayStatus
+from ...records import FixFile, Job, JobStatus, ReplayStatus
 from .. import format as fmt
 from ..widgets.table import LiveTable
 from .base import UNCHANGED, PolledScreen
@@ -30,6 +30,9 @@ from .replay import (Edit, EditRejectModal, FixFileModal, SetModal, group_where,
 
 PAGE = 100          # reject rows read per poll: one page, never the whole table
 ALL = "*"
+FILE_COLUMN_WIDTH = 120     # from this width, a job of many files has a "file" column
+ROW_COLUMNS = [("row", "row"), ("state", "state"), ("column", "column"), ("value", "value"),
+               ("rule", "rule"), ("message", "message")]
 
 
 @dataclass
@@ -39,6 +42,7 @@ class RejectsData:
     rows: list[dict] = field(default_factory=list)
     group_key: str = ALL
     page: int = 0
+    many_files: bool = False      # rows carry "file" and "file_record" (ADR 0025)
 
     @property
     def total(self) -> int:
@@ -94,6 +98,7 @@ class RejectsScreen(PolledScreen):
         self._groups: list[dict] = []
         self._page_key: tuple | None = None      # what the shown page was read for
         self._rows: list[dict] = []
+        self._many_files = False
         self.edits: dict[int, Edit] = {}         # record -> edited values, not replayed yet
         self.edits_job: str | None = None
         self.replaying = False                   # a dry run or replay subprocess is running
@@ -109,10 +114,7 @@ class RejectsScreen(PolledScreen):
                          ("rows", "count"), ("open", "open"), ("resolved", "resolved")],
                         id="groups")
         yield Static("", id="rejects-caption", markup=False)
-        yield RejectRows([("row", "row"), ("state", "state"), ("column", "column"),
-                          ("value", "value"),
-                          ("rule", "rule"), ("message", "message")], id="reject-rows",
-                         cursor_type="row")
+        yield RejectRows(ROW_COLUMNS, id="reject-rows", cursor_type="row")
         yield Static("", id="reject-values", markup=False)
         yield Footer(compact=True, show_command_palette=False)
 
@@ -140,8 +142,13 @@ class RejectsScreen(PolledScreen):
         page_key = (self._groups_key, key, page)
         if page_key != self._page_key:
             self._rows = self._read_page(store, job["id"], key, page)
+            # a job of many files: each record's file and record within it, from where the
+            # job recorded each file starts (the job's row: re-read when it changes)
+            locate = api.file_locator(Job.from_row(job))
+            self._rows = [{**r, **locate(r["row"])} for r in self._rows]
+            self._many_files = bool(locate(1)) or any("file" in r for r in self._rows)
             self._page_key = page_key
-        return RejectsData(job, self._groups, self._rows, key, page)
+        return RejectsData(job, self._groups, self._rows, key, page, self._many_files)
 
     @staticmethod
     def _read_page(store, job_id: str, key: str, page: int) -> list[dict]:
@@ -179,10 +186,20 @@ class RejectsScreen(PolledScreen):
         self.query_one("#rejects-caption", Static).update(_caption(data, len(self.edits)))
         rows = self.query_one("#reject-rows", RejectRows)
         rows.rejects = {str(r["id"]): r for r in data.rows}
-        rows.sync([(str(r["id"]), (fmt.num(r["row"]), self._state(r), r["column"] or "",
+        # the file column only where it leaves the others readable (80 columns: the
+        # values line under the table and Enter say the file)
+        with_file = data.many_files and self.size.width >= FILE_COLUMN_WIDTH
+        rows.set_columns(ROW_COLUMNS[:1] + [("file", "file")] + ROW_COLUMNS[1:] if with_file
+                         else ROW_COLUMNS)
+        rows.sync([(str(r["id"]), (fmt.num(r["row"]),
+                                   *((file_cell(r),) if with_file else ()),
+                                   self._state(r), r["column"] or "",
                                    self._value(r), r["rule"], r["message"]))
                    for r in data.rows])
         self._render_values(rows.highlighted_reject())
+
+    def on_resize(self) -> None:
+        self._render_rows()         # the file column comes and goes with the width
 
     def _value(self, r: dict) -> str:
         """The rejected value; for an edited reject, the value the edit gives it."""
@@ -220,7 +237,8 @@ class RejectsScreen(PolledScreen):
         if reject is None:
             pane.update("")
             return
-        out = Text(f"row {reject['row']:,}: ", style="bold")
+        where = f" ({file_cell(reject)})" if reject.get("file") else ""
+        out = Text(f"row {reject['row']:,}{where}: ", style="bold")
         if reject.get("resolved_at"):
             out.append(f"resolved by replay {reject['resolved_by']} · ", style="green")
             if reject.get("source"):            # the record as the replay's fix gave it
@@ -613,6 +631,13 @@ def _caption(data: RejectsData, edited: int = 0) -> str:
     first = data.page * PAGE + 1
     last = min(n, first + PAGE - 1)
     return f"rows {first:,}-{last:,} of {n:,} ({which})   [ ]: pages   Enter: open (e: edit){replay}"
+
+
+def file_cell(r: dict) -> str:
+    """'b.csv.gz:3': the name of the reject's file and its record within it."""
+    if not r.get("file"):
+        return ""
+    return f"{Path(r['file']).name}:{r['file_record']:,}"
 
 
 def _rejected_value(r: dict) -> object:

@@ -25,10 +25,26 @@ class LiveTable(DataTable):
         self._columns_spec = list(columns)
         self._cells: dict[str, tuple] = {}
         self._order: list[str] = []
+        self._cursor_after: str | None = None     # the row the cursor was on before set_columns
 
     def on_mount(self) -> None:
         for label, key in self._columns_spec:
             self.add_column(label, key=key)
+
+    def set_columns(self, columns: Sequence[tuple[str, str]]) -> bool:
+        """Other columns (e.g. a column a job of many files adds): the table is emptied, the
+        next ``sync`` fills it again. Returns False when they are the columns it has."""
+        columns = list(columns)
+        if columns == self._columns_spec:
+            return False
+        self._columns_spec = columns
+        self._cursor_after = self.cursor_key      # the next sync puts the cursor back there
+        if self.is_mounted:
+            self.clear(columns=True)
+            for label, key in columns:
+                self.add_column(label, key=key)
+        self._cells, self._order = {}, []
+        return True
 
     def _update_dimensions(self, new_rows) -> None:
         super()._update_dimensions(new_rows)
@@ -47,7 +63,8 @@ class LiveTable(DataTable):
 
     def sync(self, rows: Sequence[tuple[str, Sequence]]) -> bool:
         """Returns True when the highlighted row changed identity (e.g. it was removed)."""
-        before = self.cursor_key
+        before = self.cursor_key or self._cursor_after
+        self._cursor_after = None
         cells = {key: tuple(c if isinstance(c, Text) else text(c) for c in row) for key, row in rows}
         order = [key for key, _ in rows]
         keys = [k for _, k in self._columns_spec]

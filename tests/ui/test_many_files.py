@@ -1,0 +1,199 @@
+"""The console on what issue 15 added: a job of many files (each reject's file and record
+within it, the job's files in its details, each batch's file) and a Dask job (its
+workers' table on the monitor, each batch's part). Real jobs of a real drop, run by the
+engine; the Dask workers' event is recorded in the store as the driver records it."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from textual.widgets import DataTable
+
+from etlconsole import api
+from etlconsole.store import StateStore
+from etlconsole.ui.screens.jobs import JobsScreen
+from etlconsole.ui.screens.modals import DetailsModal, RejectModal
+from etlconsole.ui.screens.monitor import MonitorScreen
+from etlconsole.ui.screens.rejects import RejectsScreen
+
+from .helpers import cells, column, polled, static_text, wait_for
+
+SIZES = [(80, 24), (140, 45)]
+
+
+def drop_job(ws) -> dict:
+    """orders.csv split into a drop of two files (the second gzipped), the sample pipeline
+    pointed at the drop, run by the engine: a job of many files with rejects in both."""
+    drop = ws.root / "drop"
+    drop.mkdir()
+    lines = ws.csv.read_bytes().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    half = len(body) // 2
+    (drop / "a.csv").write_bytes(header + b"".join(body[:half]))
+    (drop / "b.csv.gz").write_bytes(gzip.compress(header + b"".join(body[half:])))
+    text = ws.pipeline.read_text()
+    ws.pipeline.write_text(text.replace('path = "orders.csv"', 'path = "drop"', 1))
+    summary = ws.run()
+    assert summary["status"] == "succeeded" and summary["rows_rejected"] > 0
+    return {"job": summary, "half": half}
+
+
+def one_reject_in(ws, job_id: str, name: str) -> dict:
+    """A reject of the job whose record is in file ``name``, with where it is."""
+    store = StateStore(ws.state)
+    try:
+        j = api.find(store, job_id)
+        locate = api.file_locator(j)
+        for r in api.rejects(store, job_id):
+            found = locate(r.row)
+            if found and found["file"].endswith(name):
+                return {"row": r.row, **found}
+    finally:
+        store.close()
+    raise AssertionError(f"no reject in {name}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_rejects_of_a_job_of_many_files_say_their_file_and_record(ws, size):
+    made = drop_job(ws)
+    job_id = made["job"]["job_id"]
+    second = one_reject_in(ws, job_id, "b.csv.gz")
+    assert second["row"] > made["half"] and second["file_record"] == second["row"] - made["half"]
+    async with ws.app(start="rejects").run_test(size=size) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, RejectsScreen)
+        await polled(pilot, screen)
+        rows = screen.query_one("#reject-rows", DataTable)
+        await wait_for(pilot, lambda: rows.row_count > 0, what="the reject rows")
+        labels = [str(c.label) for c in rows.columns.values()]
+        if size[0] >= 120:            # room for a column: each row's file and record
+            assert labels[:2] == ["row", "file"]
+            files = column(rows, 1)
+            assert any(f.startswith("a.csv:") for f in files)
+            assert f"b.csv.gz:{second['file_record']:,}" in files
+        else:                         # 80 columns: the columns of one file, unchanged
+            assert labels == ["row", "state", "column", "value", "rule", "message"]
+        # the highlighted reject's line under the table says its file at every size
+        first = screen.query_one("#reject-rows").highlighted_reject()
+        assert first["file"].endswith("a.csv")
+        assert f"(a.csv:{first['file_record']:,})" in static_text(pilot.app, "#reject-values")
+        # Enter on a reject of the second file: its file and its record within it
+        index = column(rows, 0).index(f"{second['row']:,}")
+        rows.focus()
+        rows.move_cursor(row=index)
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RejectModal))
+        body = static_text(pilot.app, "#reject-body")
+        assert f"b.csv.gz, record {second['file_record']:,}" in body
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        # the column comes and goes with the width; the cursor stays on its reject
+        other = (80, 24) if size[0] >= 120 else (140, 45)
+        await pilot.resize_terminal(*other)
+        await wait_for(pilot, lambda: ("file" in [str(c.label) for c in rows.columns.values()])
+                       == (other[0] >= 120), what="the file column to follow the width")
+        await pilot.pause()
+        assert screen.query_one("#reject-rows").highlighted_reject()["row"] == second["row"]
+        assert f"(b.csv.gz:{second['file_record']:,})" in static_text(pilot.app, "#reject-values")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_job_details_list_the_files_and_batches_say_theirs(ws, size):
+    made = drop_job(ws)
+    job_id = made["job"]["job_id"]
+    async with ws.app(start="jobs").run_test(size=size) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, JobsScreen)
+        await polled(pilot, screen)
+        batches = screen.query_one("#batches", DataTable)
+        await wait_for(pilot, lambda: batches.row_count > 0, what="the batches")
+        labels = [str(c.label) for c in batches.columns.values()]
+        assert labels[-1] == "file"
+        files = [row[-1] for row in cells(batches)]
+        assert files[0] == "a.csv" and files[-1] == "b.csv.gz"
+        assert files == sorted(files)           # a batch never spans files, in file order
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailsModal))
+        shown = "\n".join(str(w.render()) for w in pilot.app.screen.query("Static"))
+        assert "files      2, in this order:" in shown
+        a_line = next(line for line in shown.splitlines() if "a.csv  (" in line)
+        assert f"records 1-{made['half']:,}" in a_line
+        assert "b.csv.gz  (" in shown and "gzip" in shown
+        assert job_id in shown
+
+
+def record_dask(ws, job_id: str) -> None:
+    """What the Dask driver records of a job of two parts: its executor event and a
+    ``workers`` event (as ``engine/executors/progress.py`` writes it)."""
+    store = StateStore(ws.state)
+    try:
+        store.add_event(job_id, "executor", executor="dask", workers=2, scheduler=None, parts=2)
+        store.add_event(job_id, "workers", workers=[
+            {"worker": "tcp://127.0.0.1:40215", "pid": 4242, "part": 0, "records": 900,
+             "rows_per_s": 81234.5, "rss_mb": 211.0},
+            {"worker": "tcp://127.0.0.1:40217", "pid": 4243, "part": 1, "records": 700,
+             "rows_per_s": 70999.0, "rss_mb": 198.4}])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_monitor_draws_a_dask_jobs_workers(ws, size):
+    made = drop_job(ws)
+    job_id = made["job"]["job_id"]
+    record_dask(ws, job_id)
+    async with ws.app(start="monitor").run_test(size=size) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, MonitorScreen)
+        await polled(pilot, screen)
+        table = screen.query_one("#m-workers", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="the workers")
+        assert table.display and table.region.height >= 3     # on screen, with its header
+        assert [str(c.label) for c in table.columns.values()] == ["worker", "file", "rows/s",
+                                                                   "memory"]
+        assert cells(table) == [["127.0.0.1:40215", "p0 a.csv", "81,234", "211 MB"],
+                                ["127.0.0.1:40217", "p1 b.csv.gz", "70,999", "198 MB"]]
+
+
+async def test_monitor_of_a_local_job_has_no_workers_table(ws):
+    ws.run()
+    async with ws.app(start="monitor").run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        table = screen.query_one("#m-workers", DataTable)
+        assert table.row_count == 0 and not table.display
+
+
+async def test_batches_of_a_dask_job_say_their_part(ws):
+    made = drop_job(ws)
+    job_id = made["job"]["job_id"]
+    store = StateStore(ws.state)
+    try:
+        store.add_event(job_id, "executor", executor="dask", workers=2, scheduler=None, parts=2)
+        # part 1's batches numbered from 1,000,001, as the Dask executor numbers them
+        store.db.execute("UPDATE pipeline_batches SET batch_number = batch_number + 1000000 "
+                         "WHERE job_id = ? AND row_start > ?", [job_id, made["half"]])
+        store.db.conn.commit()
+        # the part checkpoint the driver records when part 1 completes (no "last_row" in
+        # its data: the row's row_count is its last record)
+        store.add_checkpoint(job_id, "part", {"part": 1, "file": str(ws.root / "drop" / "b.csv.gz"),
+                                              "records": 999, "rows_loaded": 980, "batch": 1000003,
+                                              "first_record": made["half"] + 1},
+                             made["job"]["rows_read"])
+    finally:
+        store.close()
+    async with ws.app(start="jobs").run_test(size=(140, 45)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        batches = screen.query_one("#batches", DataTable)
+        await wait_for(pilot, lambda: batches.row_count > 0, what="the batches")
+        rows = cells(batches)
+        parts = {row[0]: row[-1] for row in rows}
+        assert any(int(n.replace(",", "")) > 1_000_000 and f == "p1 b.csv.gz"
+                   for n, f in parts.items())
+        assert any(int(n.replace(",", "")) < 1_000_000 and f == "p0 a.csv"
+                   for n, f in parts.items())
+        checkpoints = screen.query_one("#checkpoints", DataTable)
+        assert f"{made['job']['rows_read']:,}" in column(checkpoints, 1)
