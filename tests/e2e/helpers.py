@@ -7,6 +7,8 @@ explicit ``--state`` and a timeout, in an environment scrubbed of ``PIPELINE_*``
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import json
 import os
@@ -16,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+import pyarrow as pa
 
 DEFAULT_TIMEOUT = 60
 
@@ -137,3 +141,31 @@ def assert_summary(summary: dict[str, Any]) -> None:
     assert isinstance(summary["elapsed_s"], (int, float)) and summary["elapsed_s"] >= 0, summary
     assert isinstance(summary["peak_rss_mb"], (int, float)) and summary["peak_rss_mb"] > 0, summary
     assert summary["rows_read"] == summary["rows_loaded"] + summary["rows_rejected"], summary
+
+
+def compress(data: bytes, name: str) -> bytes:
+    """``data`` compressed as the name's extension says (a plain name: as it is)."""
+    if name.endswith(".gz"):
+        return gzip.compress(data)
+    if name.endswith(".bz2"):
+        return bz2.compress(data)
+    codec = {".zst": "zstd", ".lz4": "lz4"}.get(Path(name).suffix)
+    if codec is None:
+        return data
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, codec) as out:
+        out.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+def records_of(data: bytes) -> list[bytes]:
+    """The file's records as bytes, a record with a quoted newline in one piece (an even
+    number of quote characters closes it)."""
+    out, open_record = [], b""
+    for line in data.splitlines(keepends=True):
+        open_record += line
+        if open_record.count(b'"') % 2 == 0:
+            out.append(open_record)
+            open_record = b""
+    assert not open_record, "a quote is never closed"
+    return out

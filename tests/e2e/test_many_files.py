@@ -13,44 +13,18 @@ import io
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from etlconsole.sample import SAMPLE_PIPELINE_TOML, write_orders_csv
 
-from .helpers import Cli, assert_summary, assert_user_error, query, toml_str, write_pipeline
+from .helpers import (Cli, assert_summary, assert_user_error, compress, query, records_of, toml_str,
+                      write_pipeline)
 
 NAMES = ["orders_1.csv.gz", "orders_2.csv", "orders_3.csv.bz2", "orders_4.csv.gz",
          "orders_5.csv.zst", "orders_6.csv.lz4"]
 CUTS = [0, 700, 1_500, 2_300, 3_333, 4_100, 5_000]
 DATA_COLUMNS = ("id, customer_id, email, customer_name, status, quantity, unit_price, total, "
                 "currency, ordered_on, shipped_at, country")
-
-
-def compress(data: bytes, name: str) -> bytes:
-    if name.endswith(".gz"):
-        return gzip.compress(data)
-    if name.endswith(".bz2"):
-        return bz2.compress(data)
-    codec = {".zst": "zstd", ".lz4": "lz4"}.get(Path(name).suffix)
-    if codec is None:
-        return data
-    sink = pa.BufferOutputStream()
-    with pa.CompressedOutputStream(sink, codec) as out:
-        out.write(data)
-    return sink.getvalue().to_pybytes()
-
-def records_of(data: bytes) -> list[bytes]:
-    """The file's records as bytes, a record with a quoted newline in one piece (an even
-    number of quote characters closes it)."""
-    out, open_record = [], b""
-    for line in data.splitlines(keepends=True):
-        open_record += line
-        if open_record.count(b'"') % 2 == 0:
-            out.append(open_record)
-            open_record = b""
-    assert not open_record, "a quote is never closed"
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,43 +5,16 @@ whole copy the job resumes to that same table."""
 
 from __future__ import annotations
 
-import bz2
 import gzip
 from pathlib import Path
 
-import pyarrow as pa
+from e2e.helpers import compress, records_of      # the drop's files, as the e2e tests make them
 
 from .faultkit import Lab, assert_conservation, digest, run_and_kill
 
 # orders.csv cut into six files: 2 gzip, 1 bz2, 1 zstd, 1 lz4 (the lz4 tool's frame), 1 plain
 NAMES = ["orders_1.csv.gz", "orders_2.csv", "orders_3.csv.bz2", "orders_4.csv.gz",
          "orders_5.csv.zst", "orders_6.csv.lz4"]
-
-
-def _compressed(data: bytes, name: str) -> bytes:
-    if name.endswith(".gz"):
-        return gzip.compress(data)
-    if name.endswith(".bz2"):
-        return bz2.compress(data)
-    codec = {".zst": "zstd", ".lz4": "lz4"}.get(Path(name).suffix)
-    if codec is None:
-        return data
-    sink = pa.BufferOutputStream()
-    with pa.CompressedOutputStream(sink, codec) as out:
-        out.write(data)
-    return sink.getvalue().to_pybytes()
-
-def records_of(data: bytes) -> list[bytes]:
-    """The file's records as bytes, a record with a quoted newline in one piece (an even
-    number of quote characters closes it)."""
-    out, open_record = [], b""
-    for line in data.splitlines(keepends=True):
-        open_record += line
-        if open_record.count(b'"') % 2 == 0:
-            out.append(open_record)
-            open_record = b""
-    assert not open_record, "a quote is never closed"
-    return out
 
 
 def split_into_drop(source: Path, folder: Path) -> list[tuple[Path, int]]:
@@ -52,7 +25,7 @@ def split_into_drop(source: Path, folder: Path) -> list[tuple[Path, int]]:
     out = []
     for name, a, b in zip(NAMES, cuts, cuts[1:], strict=False):
         path = folder / name
-        path.write_bytes(_compressed(header + b"".join(records[a:b]), name))
+        path.write_bytes(compress(header + b"".join(records[a:b]), name))
         out.append((path, b - a))
     return out
 

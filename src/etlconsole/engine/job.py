@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import traceback
 from contextlib import suppress
 import time
 from dataclasses import dataclass
@@ -139,6 +140,20 @@ class Job:
     def mark_process(self, resumes: int) -> None:
         self.store.update_job(self.job_id, pid=os.getpid(), pid_started=psutil.Process().create_time(),
                               error=None, finished_at=None, resumes=resumes)
+
+    def ended_by(self, exc: BaseException) -> tuple[JobStatus, str]:
+        """The status and error of a job ``exc`` ended (called in its ``except``; the
+        local runner and the Dask driver alike): a job failure says why; Ctrl-C or SIGTERM
+        interrupts it; anything else (a bug, a plugin's or a task's crash) fails it
+        resumably, its traceback kept as an event."""
+        if isinstance(exc, JobFailed):
+            return JobStatus.FAILED, str(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return JobStatus.INTERRUPTED, "interrupted by the operator (Ctrl-C or SIGTERM)"
+        with suppress(DiskFull):
+            self.store.add_event(self.job_id, "job.crashed", level="error",
+                                 traceback=traceback.format_exc())
+        return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
 
     def begin_segment(self) -> None:
         """The job is running; a segment of it begins. ``started_at`` stays the job's

@@ -18,14 +18,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import DiskFull, JobFailed
+from ..errors import DiskFull
 from ..interrupts import shielded
 from ..records import JobStatus
 from ..store import StateStore
@@ -146,15 +145,8 @@ class Runner:
             for t in job.targets:
                 t.destination.publish(t.schema)
             status, error = JobStatus.SUCCEEDED, None
-        except JobFailed as exc:
-            status, error = JobStatus.FAILED, str(exc)
-        except KeyboardInterrupt:
-            status, error = JobStatus.INTERRUPTED, "interrupted by the operator (Ctrl-C or SIGTERM)"
-        except Exception as exc:   # a bug or a plugin crash: keep the job resumable
-            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            with suppress(DiskFull):
-                job.store.add_event(job.job_id, "job.crashed", level="error",
-                                    traceback=traceback.format_exc())
+        except (KeyboardInterrupt, Exception) as exc:   # a bug or a plugin crash: keep the job resumable
+            status, error = job.ended_by(exc)
         finally:
             # The job ends either way: a Ctrl-C now has nothing left to stop, and must not
             # leave it half closed or its end unrecorded (interrupts.py).

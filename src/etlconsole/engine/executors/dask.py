@@ -16,12 +16,10 @@ lifecycle is ``cluster.py``, the unique rule's pre-pass ``keys.py``, a part ``pa
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
-from ...errors import DiskFull, JobFailed, UserError
+from ...errors import JobFailed, UserError
 from ...interrupts import shielded
 from ...records import JobStatus
 from .. import manyfiles
@@ -113,15 +111,8 @@ class DaskRun:
             for t in job.targets:
                 t.destination.publish(t.schema)
             status, error = JobStatus.SUCCEEDED, None
-        except JobFailed as exc:
-            status, error = JobStatus.FAILED, str(exc)
-        except KeyboardInterrupt:
-            status, error = JobStatus.INTERRUPTED, "interrupted by the operator (Ctrl-C or SIGTERM)"
-        except Exception as exc:   # a task's crash, a worker killed too often: resumable
-            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            with suppress(DiskFull):
-                job.store.add_event(job.job_id, "job.crashed", level="error",
-                                    traceback=traceback.format_exc())
+        except (KeyboardInterrupt, Exception) as exc:   # a task's crash, a worker killed too often: resumable
+            status, error = job.ended_by(exc)
         finally:
             with shielded(drop=True):
                 summary = self._end(status, error)
