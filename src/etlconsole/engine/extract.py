@@ -291,9 +291,11 @@ class CsvStream:
     """Iterate a CSV file as Chunks of at most ``chunk_rows`` rows, memory bounded."""
 
     def __init__(self, path: Path | SourceFile, dialect: Dialect, *, block_size: int,
-                 chunk_rows: int, start_after: int = 0, offset: int = 0):
+                 chunk_rows: int, start_after: int = 0, offset: int = 0,
+                 prefixes: PrefixHashes | None = None):
         # One file of a source (sources.SourceFile, maybe compressed) or a plain path.
         self.file = path if isinstance(path, SourceFile) else plain_file(path)
+        self.prefixes = prefixes      # the job's one hash pass over the file, if it makes one
         self.path, self.dialect = self.file.path, dialect
         self.block_size, self.chunk_rows = block_size, chunk_rows
         self.size = self.file.size             # on disk: progress is over compressed bytes
@@ -345,7 +347,7 @@ class CsvStream:
         convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in d.names},
                                       check_utf8=False, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        self._file = HashingFile(self.file)
+        self._file = HashingFile(self.file, self.prefixes)
         return pcsv.open_csv(pa.PythonFile(self._file, mode="r"), read_options=read,
                              parse_options=parse, convert_options=convert)
 
@@ -543,15 +545,19 @@ class HashingFile(io.RawIOBase):
     keeps its last chunk's proof, and resume checks that the file still starts with those
     bytes before skipping the records they hold (ADR 0017). The reader reads ahead, so a
     proof covers a little more than its records (up to a few blocks): an edit there is
-    refused too. hashlib releases the GIL on these block-sized updates."""
+    refused too. hashlib releases the GIL on these block-sized updates.
 
-    def __init__(self, path: Path | SourceFile):
+    Given ``prefixes`` (a plain file whose whole-file digest the job computes anyway), the
+    proofs are taken from that pass instead of hashing every byte a second time."""
+
+    def __init__(self, path: Path | SourceFile, prefixes: PrefixHashes | None = None):
         super().__init__()
         file = path if isinstance(path, SourceFile) else plain_file(path)
         # For a compressed file the bytes hashed and counted are the decompressed ones:
         # the proof is about the CSV text, and resume decompresses again to check it.
         raw, self._disk = sources.open_counted(file)
         self._raw: Any = raw      # a file object, or pyarrow's stream: both have readinto
+        self._prefixes = prefixes
         self._hash = hashlib.sha256()
         self._pos = 0
         self._lock = threading.Lock()
@@ -575,7 +581,8 @@ class HashingFile(io.RawIOBase):
             self.at_end = True
         if n:
             with self._lock:
-                self._hash.update(memoryview(buffer)[:n])
+                if self._prefixes is None:
+                    self._hash.update(memoryview(buffer)[:n])
                 self._pos += n
         return n
 
@@ -585,13 +592,91 @@ class HashingFile(io.RawIOBase):
     def seekable(self) -> bool:
         return False
 
-    def proof(self) -> tuple[int, str]:
+    def proof(self) -> tuple[int, str] | None:
         with self._lock:
-            return self._pos, f"sha256:{self._hash.copy().hexdigest()}"
+            if self._prefixes is None:
+                return self._pos, f"sha256:{self._hash.copy().hexdigest()}"
+            read = self._pos
+        return self._prefixes.covering(read)
 
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+class PrefixHashes:
+    """One SHA-256 pass over a plain file serving two readers: the job's digest thread
+    runs it to the end (the whole-file digest resume compares), and the CSV reader asks it
+    for proofs of the bytes it has read (``covering``). Each ``STEP`` bytes the hash state
+    is kept, so a proof is the hash of the first multiple of STEP at or past the bytes
+    read (a few MB more than its records: an edit there is refused too, as the reader's
+    read-ahead already was). Whoever needs bytes not hashed yet hashes them, under the
+    lock: one block at a time, so neither waits long on the other."""
+
+    STEP = 4 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._marks: list[tuple[int, Any]] = []   # (bytes, hash state) at each step, ascending
+        self._file: Any = None
+        self._ended = False                       # hashed to the end of the file
+
+    def _advance(self) -> bool:
+        """Hash one more step (the lock held); False at the end of the file."""
+        if self._ended:
+            return False
+        try:
+            if self._file is None:
+                self._file = self.path.open("rb")
+                self._file.seek(self._pos)
+            block = self._file.read(self.STEP)
+        except OSError:         # the reader meets it too, and says so; here: no proof
+            self.close_locked()
+            return False
+        if block:
+            self._hash.update(block)
+            self._pos += len(block)
+        if not block or len(block) < self.STEP:
+            self.close_locked()
+        if block:
+            self._marks.append((self._pos, self._hash.copy()))
+        return bool(block)
+
+    def covering(self, n: int) -> tuple[int, str] | None:
+        """(m, "sha256:hex" of the first m bytes) for the first kept m >= n; None if the
+        file ends before n (it grew or changed while being read: no proof)."""
+        with self._lock:
+            while self._pos < n and self._advance():
+                pass
+            # the reader only moves forward: marks before n are not asked for again
+            keep = next((i for i, (m, _) in enumerate(self._marks) if m >= n), len(self._marks))
+            del self._marks[:keep]
+            if not self._marks:
+                return None if n > 0 else (0, f"sha256:{hashlib.sha256().hexdigest()}")
+            m, state = self._marks[0]
+        return m, f"sha256:{state.hexdigest()}"
+
+    def run_to_end(self, stop: threading.Event) -> str | None:
+        """The whole file's "sha256:hex", or None if ``stop`` came first."""
+        while True:
+            if stop.is_set():
+                return None
+            with self._lock:
+                if not self._advance():
+                    return f"sha256:{self._hash.hexdigest()}"
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._ended = True
 
 
 def prefix_digest(path: Path | SourceFile, size: int) -> str | None:

@@ -40,6 +40,13 @@ from .targets import Target, targets_for
 RESERVE_BYTES = 256 * 1024
 
 
+def plain_source(plan: Plan) -> bool:
+    """The plan reads one regular, uncompressed file (which can be hashed on its own)."""
+    first = plan.files[0] if plan.files else None
+    return (first is not None and first.compression is None and len(plan.files) == 1
+            and first.path.is_file())
+
+
 @dataclass
 class JobContext:
     job_id: str
@@ -75,6 +82,10 @@ class Job:
         self.bytes_before = 0         # bytes done when this segment started
         self.start_after = 0          # last source record already done (resume)
         self.started = 0.0            # time.monotonic() when this segment began
+        # A new job reading one plain file hashes it once: the digest thread's whole-file
+        # digest and the reader's proofs of what each batch was read from (extract).
+        self.prefixes = (extract.PrefixHashes(plan.source) if kind == "run" and stream is None
+                         and plain_source(plan) else None)
 
     @classmethod
     def new(cls, plan: Plan, store: StateStore, settings: Settings) -> Job:
@@ -176,13 +187,16 @@ class Job:
         except UserError:
             return
         try:
-            value = extract.digest(self.plan.source, stop=stop)
+            value = (self.prefixes.run_to_end(stop) if self.prefixes is not None
+                     else extract.digest(self.plan.source, stop=stop))
             if value:
                 store.update_job(self.job_id, source_digest=value)
         except (OSError, JobFailed):
             pass
         finally:
             store.close()
+            if self.prefixes is not None:
+                self.prefixes.close()
 
     def _reserve_space(self) -> None:
         """Set RESERVE_BYTES aside on the state store's disk (see there); a disk already too

@@ -168,7 +168,8 @@ def open_stream(job: Job, chunk_rows: int) -> Any:
     if not is_many(plan):
         return extract.CsvStream(plan.files[0] if plan.files else plan.source, plan.dialect,
                                  block_size=settings.stream_high_water_mark,
-                                 chunk_rows=chunk_rows, start_after=job.start_after)
+                                 chunk_rows=chunk_rows, start_after=job.start_after,
+                                 prefixes=job.prefixes)
     index, offset = resume_point(job.fingerprint["files"], job.start_after)
     return ManyFiles(plan.files, plan.dialects, block_size=settings.stream_high_water_mark,
                      chunk_rows=chunk_rows, index=index, offset=offset,
