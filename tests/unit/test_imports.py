@@ -46,3 +46,27 @@ def test_headless_modules_do_not_import_textual():
     assert not any(m.startswith("etlconsole.ui") for m in modules)
     assert result["ui"] == []
     assert result["textual"] == []
+
+
+def test_a_plain_run_does_not_scan_entry_points(tmp_path):
+    """Planning a pipeline of built-in phases and a built-in destination never asks the
+    installed packages for plugins (importlib.metadata scans every dist-info: ~30 ms of a
+    short job). The load phase's ``destination`` choices used to be scanned to check
+    that they were not empty."""
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "p.toml").write_text(
+        'name = "p"\n[source]\npath = "d.csv"\n[[phases]]\ntype = "validate"\n'
+        'rules = [{ column = "a", type = "int64" }]\n[[phases]]\ntype = "load"\n'
+        'destination = "sqlite"\npath = "o.db"\ntable = "t"\n')
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from etlconsole.engine.plan import make_plan
+        from etlconsole.spec import load_spec
+        make_plan(load_spec(Path(sys.argv[1])))
+        print(sorted(m for m in sys.modules if m.startswith("importlib.metadata")))
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p.toml")],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

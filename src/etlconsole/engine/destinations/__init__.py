@@ -96,6 +96,9 @@ class _Kinds(Sequence[str]):
     def __len__(self) -> int:
         return len(available())
 
+    def __bool__(self) -> bool:     # never empty (the built-in kinds): no scan to say so
+        return True
+
     def __contains__(self, kind: object) -> bool:
         return kind in _BUILTIN or kind in _registered or kind in _scan()
 
