@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from compiled import compile_package
+
 BENCH_DIR = Path(__file__).resolve().parent
 ENTRY = ("import sys; from etlconsole.cli import entry; sys.argv[0] = 'etlconsole'; "
          "sys.exit(entry())")
@@ -68,6 +70,8 @@ def main() -> None:
     for f in (args.csv, args.pipeline):
         if not f.is_file():
             ap.error(f"{f}: no such file (run bench/run_bench.py once to make it)")
+    for _, path in versions:
+        compile_package(pythonpath=path)
     results: dict[str, list[dict]] = {label: [] for label, _ in versions}
     with tempfile.TemporaryDirectory(prefix="cpu_compare_") as tmp:
         for r in range(args.rounds):
