@@ -17,15 +17,17 @@ from etlconsole.spec import load_spec
 from daskkit import DropLab, ledger_batches, parquet_digest
 
 
-def test_merge_keys_finds_the_first_owner_of_keys_held_by_several_parts():
-    a = pa.table({"key": pa.array([1, 2, 3], pa.int64()), "part": pa.array([0, 0, 0], pa.int32()),
-                  "count": pa.array([1, 1, 1], pa.int32())})
-    b = pa.table({"key": pa.array([3, 4], pa.int64()), "part": pa.array([2, 2], pa.int32()),
-                  "count": pa.array([1, 1], pa.int32())})
-    c = pa.table({"key": pa.array([4, 3], pa.int64()), "part": pa.array([1, 1], pa.int32()),
-                  "count": pa.array([1, 1], pa.int32())})
-    dups = K.cross_part(K.merge_keys(K.merge_keys(a, b), c))
-    assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == [(3, 0), (4, 1)]
+def test_cross_part_finds_the_first_owner_of_keys_held_by_several_parts():
+    def keys(values, part):
+        return pa.table({"key": pa.array(values, pa.int64()),
+                         "part": pa.array([part] * len(values), pa.int32())})
+    # in any order of the parts; a key of one part alone (1, 2, 5, 7) never comes out
+    dups = K.cross_part(keys([1, 2, 3, 9], 0), keys([3, 4, 9], 2), keys([4, 3, 5], 1), keys([7], 3),
+                        keys([], 4))
+    assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == \
+        [(3, 0), (4, 1), (9, 0)]
+    assert K.cross_part(keys([1], 0), keys([2], 1)).num_rows == 0
+    assert K.cross_part().num_rows == 0
 
 
 def _task(lab: DropLab, k: int, tmp: Path, batch_rows: int = 500) -> P.PartTask:
