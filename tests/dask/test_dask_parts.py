@@ -86,3 +86,56 @@ def test_the_engine_and_the_cli_import_no_dask():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _lines(stats: list[dict]) -> list[tuple]:
+    """A phase table without its times."""
+    return [(s["label"], s["rows_in"], s["rows_out"], s["rejected"], s["warned"]) for s in stats]
+
+
+def test_a_load_pass_from_its_spill_gives_what_the_file_gives(tmp_path, drop):
+    """ADR 0028: the pre-pass spills what its validate phase lets through, and the load
+    pass streams that instead of the file — the same batches, rejects (the cross-part
+    duplicate rejected by the unique rule, same message), rows and phase table. The file
+    is gone when the spilled pass runs: it reads only the spill, which it then removes."""
+    copy = tmp_path / "drop"
+    copy.mkdir()
+    for f in drop.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    lab = DropLab(tmp_path / "lab", copy)
+    tasks = [_task(lab, k, tmp_path) for k in range(6)]
+    spill = tmp_path / "spill" / "part-00003.spill"
+    keys = [K.part_keys(t, str(spill) if t.part == 3 else None) for t in tasks]
+    dups = K.cross_part(*keys)
+    owners = dict(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True))
+    assert (owners[9_000_001], owners[9_000_002]) == (0, 4)     # the crafted ones (daskkit)
+    from_file = P.run_part(tasks[3], dups)
+    digest = parquet_digest(lab.out)
+    shutil.rmtree(lab.out)
+    assert spill.is_file()
+    tasks[3].file.path.unlink()             # the load pass below cannot read the file
+    from_spill = P.run_part(tasks[3], dups, str(spill))
+    assert not spill.exists() and not list(spill.parent.iterdir())
+    assert parquet_digest(lab.out) == digest
+    assert [b.rejects for b in from_spill.batches] == [b.rejects for b in from_file.batches]
+    assert [(b.number, b.row_start, b.row_end, b.rows, b.loaded) for b in from_spill.batches] == \
+        [(b.number, b.row_start, b.row_end, b.rows, b.loaded) for b in from_file.batches]
+    assert [r["message"] for b in from_spill.batches for r in b.rejects if r["rule"] == "unique"
+            and r["row"] == 2_001] == ["duplicate value '9000001' (already seen in this job)"]
+    assert _lines(from_spill.stats) == _lines(from_file.stats)
+    assert (from_spill.records, from_spill.bytes_read, from_spill.content, from_spill.warned) == \
+        (from_file.records, from_file.bytes_read, from_file.content, from_file.warned)
+
+
+def test_a_part_without_its_spill_reads_its_file(tmp_path, drop):
+    """A load task that finds no spill (another machine's, or removed by a run whose result
+    was then lost) runs the whole chain from its file: the same result."""
+    lab = DropLab(tmp_path / "lab", drop)
+    tasks = [_task(lab, k, tmp_path) for k in range(6)]
+    dups = K.cross_part(*[K.part_keys(t) for t in tasks])
+    first = P.run_part(tasks[5], dups)
+    shutil.rmtree(lab.out)
+    again = P.run_part(tasks[5], dups, str(tmp_path / "nowhere" / "part-00005.spill"))
+    assert [b.rejects for b in again.batches] == [b.rejects for b in first.batches]
+    assert [r["row"] for b in again.batches for r in b.rejects if r["rule"] == "unique"
+            and r["message"].startswith("duplicate value '9000002'")]

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from .. import types
 from ..governor import use_lean_allocator
 from ..job import JobContext
-from ..line import PhaseLine
+from ..line import PhaseLine, Work
+from ..phases.base import ROW, Rejects
 from ..phases.validate import Rule, Validate
 from ..plan import Plan, PlannedPhase
 from ..unique import UniqueIndex
@@ -74,7 +75,8 @@ def part_keys(task: PartTask, spill: str | None = None) -> pa.Table:
         p.phase.attach(ctx)
     keys: list[pa.Array] = []
     stream = stream_of(task, plan)
-    writer = SpillWriter(Path(spill)) if spill and spillable(plan) else None
+    typed = [(r.column, r.type, r.formats) for r in getattr(phases[-1].phase, "rules", []) if r.type]
+    writer = SpillWriter(Path(spill), typed) if spill and spillable(plan) else None
     line = PhaseLine(phases, stats, clocks, scratch).run(stream)
     try:
         for work in line:
@@ -185,3 +187,29 @@ def seeded_phase(plan: Plan, seeds: pa.Array) -> PlannedPhase:
     planned = plan.phases[pos]
     phase = SeededUnique(rule, planned.phase.on_error, seeds)
     return dataclasses.replace(planned, phase=phase)
+
+
+def merge_seeded(work: Work, label: str) -> Work:
+    """One chunk's rejects of the validate phase ``label`` as that phase alone would have
+    told them: its pre-pass rejects and the seeded rule's (the load pass) in one list,
+    the unique rule's last and by record (``split_with_mask``'s order, the unique rule's
+    check coming after every other) — so the store gets them in a local run's order."""
+    mine = [i for i, (_, _, lab) in enumerate(work.rejects) if lab == label]
+    if len(mine) < 2:
+        return work
+    parts = [work.rejects[i][0] for i in mine]
+    rows = pa.Table.from_batches([r.rows for r in parts]).combine_chunks()
+    rule = [x for r in parts for x in r.rule]
+    column = [x for r in parts for x in r.column]
+    message = [x for r in parts for x in r.message]
+    unique = pa.array([x == "unique" for x in rule])
+    others = pc.indices_nonzero(pc.invert(unique))
+    dups = pc.indices_nonzero(unique)
+    dups = dups.take(pc.sort_indices(rows[ROW].combine_chunks().take(dups)))
+    order = pa.concat_arrays([others, dups]).to_pylist()
+    merged = Rejects(rows.take(order).combine_chunks().to_batches()[0], [rule[i] for i in order],
+                     [column[i] for i in order], [message[i] for i in order])
+    phase = work.rejects[mine[0]][1]
+    work.rejects = [b for i, b in enumerate(work.rejects) if i not in mine[1:]]
+    work.rejects[mine[0]] = (merged, phase, label)
+    return work

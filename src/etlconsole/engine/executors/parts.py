@@ -21,7 +21,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -144,9 +145,17 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     cutter = _PartCutter(task, target, held, _reporter(task))
     pipe = PhaseLine(phases, stats, clocks, ws)
     stream = stream_of(task, plan) if spilled is None else None
-    line = pipe.run(stream) if stream is not None else pipe.run_works(timed(spilled.works(), clocks[0]))
+    if spilled is not None:
+        line = pipe.run_works(timed(spilled.works(), clocks[0]))
+    else:
+        assert stream is not None
+        line = pipe.run(stream)
+    works: Iterator[Work] = line
+    if seeded:      # the seeded rule's rejects told with its validate phase's
+        from .keys import merge_seeded
+        works = (merge_seeded(w, phases[0].label) for w in line)
     try:
-        for work in line:
+        for work in works:
             cutter.add(work, stats[0])
         cutter.finish()
     finally:
@@ -155,6 +164,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
             p.phase.teardown()
         target.destination.close()
     shutil.rmtree(ws, ignore_errors=True)
+    figures: dict[str, Any]
     if stream is not None:
         figures = {"stats": [s.to_json() for s in stats], "records": stream.records_done(),
                    "bytes_read": stream.size, "content": stream.content_proof()}
@@ -162,7 +172,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
         assert spilled is not None and spilled.trailer is not None
         figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}
         # Done with: a re-run of this task (its result lost with a worker) reads the file.
-        spilled.path.unlink(missing_ok=True)
+        spilled.remove()
     return PartResult(task.part, str(task.file.path), cutter.done, figures["stats"],
                       records=figures["records"], bytes_read=figures["bytes_read"],
                       warned=cutter.warned, worker=f"{os.uname().nodename}:{os.getpid()}",

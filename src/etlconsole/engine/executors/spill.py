@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+from .. import types
 from ..extract import Chunk
 from ..line import Blamed, Work
 from ..phases.base import Rejects
@@ -34,6 +35,7 @@ MAGIC = "etlconsole-spill-1"
 
 
 def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
+    """A (small) batch as IPC bytes: rejects."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
@@ -52,40 +54,70 @@ def _unpack_rejects(packed: list[tuple]) -> list[Rejects]:
     return [Rejects(_batch(rows), rule, column, message) for rows, rule, column, message in packed]
 
 
-class SpillWriter:
-    """Frames of one part's pre-pass, then its trailer (``close``), renamed into place."""
+TYPED = "\x00typed\x00"     # a typed column riding along with the survivors (see add)
 
-    def __init__(self, path: Path):
-        self.path = path
+
+class SpillWriter:
+    """One part's pre-pass: the survivors as one Arrow IPC stream (``PATH.arrow``, written
+    straight to the file: no copy), and frames of the rest (``PATH``: each chunk's record
+    range and rejects, then the trailer). Both are renamed into place on ``close``, the
+    frames last: a spill is whole where ``PATH`` exists."""
+
+    def __init__(self, path: Path, typed: list[tuple[str, str, Any]]):
+        self.path, self.typed = path, typed
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tag = uuid.uuid4().hex[:8]
+        self.tmp = path.with_name(f"{path.name}.{tag}.tmp")
+        self.tmp_data = path.with_name(f"{path.name}.arrow.{tag}.tmp")
         self.f: BinaryIO = self.tmp.open("wb")
         pickle.dump(MAGIC, self.f, protocol=5)
+        self.sink = pa.OSFile(str(self.tmp_data), "wb")
+        self.data: pa.ipc.RecordBatchStreamWriter | None = None
 
     def add(self, work: Work) -> None:
         chunk = work.chunk
+        batch = work.batch
+        # The validate phase parsed its typed columns and told the parser (types.remember),
+        # so a later cast of them is free; the load pass would parse them again. They
+        # ride along as extra columns and are remembered again when read (types.parse
+        # gives them back from the memo here, unless it has moved on).
+        for i, (name, type_, formats) in enumerate(self.typed):
+            batch = batch.append_column(f"{TYPED}{i}", types.parse(batch.column(name), type_, formats)[0])
+        if self.data is None:
+            self.data = pa.ipc.new_stream(self.sink, batch.schema)
+        self.data.write_batch(batch)
         # The chunk's own batch is what entered the chain: the load pass never reads it.
         meta = dataclasses.replace(chunk, batch=None, rejects=[], carried=[])
         frame = {"chunk": meta, "chunk_rejects": _pack_rejects(chunk.rejects),
-                 "carried": chunk.carried, "batch": _ipc(work.batch),
+                 "carried": chunk.carried,
                  "rejects": [(_pack_rejects([r])[0], phase, label) for r, phase, label in work.rejects],
-                 "warnings": work.warnings}
+                 "warnings": work.warnings, "typed": self.typed}
         pickle.dump(("work", frame), self.f, protocol=5)
 
     def close(self, trailer: dict[str, Any]) -> None:
+        if self.data is not None:
+            self.data.close()
+        self.sink.close()
         pickle.dump(("end", trailer), self.f, protocol=5)
         self.f.close()
+        os.replace(self.tmp_data, _data(self.path))
         os.replace(self.tmp, self.path)
 
     def abandon(self) -> None:
         self.f.close()
+        self.sink.close()
         self.tmp.unlink(missing_ok=True)
+        self.tmp_data.unlink(missing_ok=True)
+
+
+def _data(path: Path) -> Path:
+    return path.with_name(path.name + ".arrow")
 
 
 class Spill:
-    """A whole spill: a file at its final name is whole (it is renamed there after its
-    trailer). ``works()`` streams its chunks as the validate phase left them; the trailer
-    (the pre-pass's figures) is read at the end."""
+    """A whole spill: its frames are at their final name only once both files are whole
+    (renamed there last). ``works()`` streams its chunks as the validate phase left them;
+    the trailer (the pre-pass's figures) is read at the end."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -102,16 +134,33 @@ class Spill:
         with self.path.open("rb") as f:
             if pickle.load(f) != MAGIC:
                 raise ValueError(f"{self.path}: not a spill of this version")
-            while True:
-                kind, frame = pickle.load(f)
-                if kind == "end":
-                    self.trailer = frame
-                    return
-                yield _work(frame)
+            # Mapped, not read: the batches point into the page cache (no copy).
+            data = None
+            try:
+                while True:
+                    kind, frame = pickle.load(f)
+                    if kind == "end":
+                        self.trailer = frame
+                        return
+                    if data is None:
+                        data = pa.ipc.open_stream(pa.memory_map(str(_data(self.path))))
+                    yield _work(frame, data.read_next_batch())
+            finally:
+                del data
+
+    def remove(self) -> None:
+        _data(self.path).unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
-def _work(frame: dict) -> Work:
-    batch = _batch(frame["batch"])
+def _work(frame: dict, batch: pa.RecordBatch) -> Work:
+    typed = [i for i, name in enumerate(batch.schema.names) if name.startswith(TYPED)]
+    if typed:
+        plain = batch.select([i for i in range(batch.num_columns) if i not in typed])
+        for i in typed:
+            name, type_, formats = frame["typed"][int(batch.schema.names[i][len(TYPED):])]
+            types.remember(plain.column(name), type_, formats, batch.column(i))
+        batch = plain
     chunk: Chunk = dataclasses.replace(frame["chunk"], batch=batch,
                                        rejects=_unpack_rejects(frame["chunk_rejects"]),
                                        carried=frame["carried"])
