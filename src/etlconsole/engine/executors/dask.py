@@ -131,28 +131,25 @@ class DaskRun:
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
 
-    def _prepass(self, client: Any, todo: list[int]) -> tuple[Any, dict[int, tuple[str, str]]]:
+    def _prepass(self, client: Any, todo: list[int]) -> tuple[Any, dict[int, str]]:
         """The unique rule's pre-pass: the future of the cross-part duplicate keys (None: no
-        unique rule, or one part) and, for each part to load whose pre-pass spilled, where
-        its spill is and which worker wrote it (ADR 0028). Every part's keys count, those
-        of parts done in an earlier segment too; only the parts to load spill."""
+        unique rule, or one part) and where the pre-pass of each part to load spilled
+        (ADR 0028). Every part's keys count, those of parts done in an earlier segment
+        too; only the parts to load spill."""
         plan = self.job.plan
         if K.unique_rule(plan) is None or len(self.parts) < 2:
             return None, {}
         # A fresh folder per segment: a spill an earlier segment left is never read.
         folder = self.job.workspace.resolve() / "spill" / uuid.uuid4().hex[:12]
-        paths = {k: str(folder / f"part-{k:05d}.spill") for k in todo} \
+        spills = {k: str(folder / f"part-{k:05d}.spill") for k in todo} \
             if K.spillable(plan) and spill_fits(self.job.workspace, [self.parts[k] for k in todo]) else {}
-        keyed = {k: client.submit(K.part_keys, self._task(k), paths.get(k), pure=False,
-                                  key=f"keys-{k}-{self.job.job_id}") for k in range(len(self.parts))}
+        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), pure=False,
+                               key=f"keys-{k}-{self.job.job_id}") for k in range(len(self.parts))]
         # One task sorts every part's keys (cross_part): a few bytes a key, once.
-        dups = client.submit(K.cross_part, *keyed.values(), key=f"dups-{self.job.job_id}",
-                             pure=False).result()
-        # The worker that holds a part's keys wrote its spill: its load task goes there.
-        held = client.who_has([keyed[k] for k in paths])
-        spills = {k: (path, (held.get(keyed[k].key) or [""])[0]) for k, path in paths.items()}
-        # Broadcast: every worker holds the (small) duplicates, so the load tasks that need
-        # them are spread by load, not sent all to the one worker that computed them.
+        dups = client.submit(K.cross_part, *keyed, key=f"dups-{self.job.job_id}", pure=False).result()
+        # Broadcast: every worker holds the (small) duplicates, so the load tasks are spread
+        # by load (the scheduler's choice: a worker that did not write a part's spill reads
+        # it from the job's workspace, or, on another machine without it, reads the file).
         return client.scatter(dups, broadcast=True, hash=False), spills
 
     def _run_parts(self, client: Any) -> None:
@@ -188,15 +185,9 @@ class DaskRun:
             client.cancel(futures)
             raise
 
-    def _submit(self, client: Any, k: int, dups: Any, spill: tuple[str, str] | None = None) -> Any:
-        if spill is None:
-            return client.submit(P.run_part, self._task(k), dups, key=f"part-{k}-{self.job.job_id}",
-                                 pure=False)
-        path, worker = spill
-        # Preferred, not bound, to the spill's worker: elsewhere the part reads its file.
-        return client.submit(P.run_part, self._task(k), dups, path, key=f"part-{k}-{self.job.job_id}",
-                             pure=False, workers=[worker] if worker else None,
-                             allow_other_workers=bool(worker))
+    def _submit(self, client: Any, k: int, dups: Any, spill: str | None = None) -> Any:
+        return client.submit(P.run_part, self._task(k), dups, spill, key=f"part-{k}-{self.job.job_id}",
+                             pure=False)
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its
