@@ -169,13 +169,27 @@ class SeededUnique(Validate):
             {"type": rule.type} if rule.type else {}) | (
             {"formats": rule.formats} if rule.formats else {})
         super().__init__([raw], on_error)
-        index = UniqueIndex()
-        if len(seeds):
-            index.duplicates(f"0:{rule.column}", seeds, pa.array(range(-len(seeds), 0), pa.int64()))
-        self._unique = index
+        self._unique = _Seeds(seeds)
 
     def attach(self, job: Any) -> None:
-        """Nothing on disk: the seeded index stays in memory."""
+        """Nothing on disk: the seeds stay in memory."""
+
+
+class _Seeds(UniqueIndex):
+    """The seeded rule's index: the keys earlier parts own, and nothing else. The rows it
+    is asked about hold no key twice (the pre-pass rejected their part's repeats), so a
+    key is a duplicate exactly when an earlier part owns it — one vectorized lookup, no
+    SQLite (which sorted and stored every key: ~0.07 s a part of 250,000 rows)."""
+
+    def __init__(self, seeds: pa.Array):
+        super().__init__()
+        self.seeds = seeds
+
+    def duplicates(self, name: str, keys: pa.Array, rows: pa.Array) -> pa.Array:
+        if not len(keys):
+            return pa.array([], pa.bool_())
+        found = pc.is_in(keys, value_set=self.seeds.cast(keys.type), skip_nulls=True)
+        return pc.fill_null(found, False)
 
 
 def seeded_phase(plan: Plan, seeds: pa.Array) -> PlannedPhase:
