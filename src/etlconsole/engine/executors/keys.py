@@ -161,8 +161,8 @@ class SeededUnique(Validate):
     passed every rule of the validate phase already (the unique one against this part's
     own keys), so what is left is to reject the keys an earlier part owns — this class
     does it with validate's own code, so the rejects carry the same rule, column and
-    message as a local run's. Its index is in memory, seeded before the first record: a
-    load pass is never resumed midway (a re-run starts again from its spill or its file)."""
+    message as a local run's. Its index is the seeds, in memory: a load pass is never
+    resumed midway (a re-run starts again from its spill or its file)."""
 
     def __init__(self, rule: Rule, on_error: str, seeds: pa.Array):
         raw = {"column": rule.column, "unique": True} | (
