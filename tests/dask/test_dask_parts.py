@@ -139,3 +139,29 @@ def test_a_part_without_its_spill_reads_its_file(tmp_path, drop):
     assert [b.rejects for b in again.batches] == [b.rejects for b in first.batches]
     assert [r["row"] for b in again.batches for r in b.rejects if r["rule"] == "unique"
             and r["message"].startswith("duplicate value '9000002'")]
+
+
+def test_a_validate_phase_that_only_warns_never_spills(tmp_path, drop):
+    """With on_error = "warn" the failing rows go on, and the unique rule alone could not
+    tell them apart again: the pre-pass writes no spill and the load pass reads the file."""
+    lab = DropLab(tmp_path / "lab", drop)
+    assert K.spillable(make_plan(load_spec(lab.pipeline)))
+    text = lab.pipeline.read_text(encoding="utf-8")
+    assert text.count('on_error = "reject"') == 1
+    lab.pipeline.write_text(text.replace('on_error = "reject"', 'on_error = "warn"'), encoding="utf-8")
+    assert not K.spillable(make_plan(load_spec(lab.pipeline)))
+    spill = tmp_path / "spill" / "part-00002.spill"
+    K.part_keys(_task(lab, 2, tmp_path), str(spill))
+    assert not spill.parent.exists() or not list(spill.parent.iterdir())
+
+
+def test_spills_that_would_fill_half_the_disk_are_not_written(tmp_path):
+    from etlconsole.engine.executors.spill import spill_fits
+    from etlconsole.engine.sources import SourceFile
+    free = shutil.disk_usage(tmp_path).free
+    small = SourceFile(tmp_path / "a.csv", 0, None, 1_000_000)
+    assert spill_fits(tmp_path, [small, small])
+    assert not spill_fits(tmp_path, [SourceFile(tmp_path / "b.csv", 1, None, free // 2)])
+    # a compressed file's spill is counted at 10x its bytes
+    assert not spill_fits(tmp_path, [SourceFile(tmp_path / "c.csv.gz", 2, "gzip", free // 15)])
+    assert spill_fits(tmp_path, [SourceFile(tmp_path / "d.csv", 3, None, free // 15)])
