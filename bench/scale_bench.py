@@ -7,19 +7,25 @@ load into a Parquet folder with the sample pipeline:
 
   local   taskset -c 0 etlconsole run P --executor local              (one core)
   dask    etlconsole run P --executor dask --scheduler ADDR           (two pinned workers:
-          taskset -c 0 dask worker ADDR --nthreads 1 ; taskset -c 1 dask worker ADDR ...)
+          taskset -c 0 dask worker ADDR --nthreads 1 --preload etlconsole.engine.executors.keys
+          taskset -c 1 dask worker ADDR ...)
 
 each with the sample pipeline as is (its ``unique`` order id: the Dask run makes a key
-pre-pass) and without the unique rule (one pass, the executor's own efficiency). Rounds
-are interleaved. Speed-up = local wall / dask wall (medians). The per-task overhead is the
-slope of the Dask job's wall time over 8 and 32 tiny files (100 rows each).
+pre-pass that spills for the load pass, ADR 0028) and without the unique rule (one pass,
+the executor's own efficiency). Rounds are interleaved. Speed-up = local wall / dask wall
+(medians). The per-task overhead is the slope of the Dask job's wall time over 8 and 32
+tiny files (100 rows each).
 
-The driver and the scheduler are not pinned (they mostly wait); the figures are the
-child's wall time (time.perf_counter around it). Other work on the machine shows in them:
-say so when you quote them.
+The workers are WARM: started once before the rounds and preloaded with the engine
+(``dask worker --preload``), as an operator's long-lived cluster is, so no job pays the
+engine's import in its workers; ``--no-preload`` gives cold workers (the first task of
+each imports the engine, ~0.4 s, in the first round only). The driver and the scheduler
+are not pinned; the figures are the child's wall time (time.perf_counter around it) and
+the CPU seconds of each process (driver, scheduler, each worker with its nanny). Other
+work on the machine shows in them: say so when you quote them.
 
     python bench/scale_bench.py                     # 8 x 250K, 2 rounds
-    python bench/scale_bench.py --rows 50000 --rounds 1
+    python bench/scale_bench.py --rows 50000 --rounds 1 --only unique --no-overhead
 """
 
 from __future__ import annotations
