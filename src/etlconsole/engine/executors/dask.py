@@ -167,11 +167,12 @@ class DaskRun:
     def _submit_all(self, client: Any) -> None:
         from distributed import as_completed
         todo = [k for k in range(len(self.parts)) if k not in self.done]
-        futures = []
+        futures, rest = [], todo
         if todo and todo[0] == 0 and not K.spillable(self.job.plan):
             futures.append(self._submit(client, 0, None))   # no duplicates to wait for
+            rest = todo[1:]
         dups, spills = self._prepass(client, todo)
-        futures += [self._submit(client, k, dups, spills.get(k)) for k in todo if k > 0 or not futures]
+        futures += [self._submit(client, k, dups, spills.get(k)) for k in rest]
         try:
             for future in as_completed(futures):
                 result = future.result()
