@@ -123,10 +123,14 @@ class PhaseLine:
 
     def run(self, stream: Iterable[extract.Chunk]) -> Generator[Work, None, None]:
         """The line over ``stream``: a generator; closing it stops and joins its threads."""
+        return self.run_works(map(Work.of, timed(stream, self.clocks[0])))
+
+    def run_works(self, works: Iterable[Work]) -> Generator[Work, None, None]:
+        """The line over work already under way: chunks an earlier line took part of the way
+        and spilled (a Dask part's pre-pass, executors.spill)."""
         steps = [s for p, st, clock in zip(self.phases, self.stats[1:], self.clocks[1:], strict=True)
                  for s in self._phase_steps(p, st, clock)]
-        return staged(map(Work.of, timed(stream, self.clocks[0])), steps, in_flight=IN_FLIGHT,
-                      name="phase", nice=PHASE_NICE)
+        return staged(works, steps, in_flight=IN_FLIGHT, name="phase", nice=PHASE_NICE)
 
     def _phase_steps(self, planned: PlannedPhase, stats: PhaseStats, clock: BusyClock
                      ) -> list[Callable[[Work], Work]]:

@@ -6,8 +6,9 @@ table and ledger made), records the job, submits the tasks, and records each par
 completes: its batches (begin + commit, idempotent per batch number), their rejects, then
 a ``part`` checkpoint. A part recorded by a driver killed half way is recorded again, the
 same, by the resume that re-runs it. With a unique rule a key pre-pass runs first (one
-task per part), its keys are merged by a tree reduce of tasks, and only the keys held by
-more than one part reach the load tasks.
+task per part, spilling its validate phase's output for the part's load task, ADR 0028),
+one task sorts their keys, and only the keys held by more than one part reach the load
+tasks.
 
 Dask is imported only when a job asks for it (``cluster.require_dask``); the cluster's
 lifecycle is ``cluster.py``, the unique rule's pre-pass ``keys.py``, a part ``parts.py``.
@@ -15,7 +16,9 @@ lifecycle is ``cluster.py``, the unique rule's pre-pass ``keys.py``, a part ``pa
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,7 @@ from ..sources import SourceFile
 from . import keys as K
 from . import parts as P
 from .cluster import cluster, wait_for_orphans
+from .spill import spill_fits
 
 
 def refuse_unsupported(job: Job) -> None:
@@ -127,25 +131,26 @@ class DaskRun:
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
 
-    def _duplicates(self, client: Any) -> Any:
-        """The future of the cross-part duplicate keys (None: no unique rule, or one part).
-        Every part's keys count, those of parts done in an earlier segment too."""
-        if K.unique_rule(self.job.plan) is None or len(self.parts) < 2:
-            return None
-        level = [client.submit(K.part_keys, self._task(k), key=f"keys-{k}-{self.job.job_id}",
-                               pure=False) for k in range(len(self.parts))]
-        depth = 0
-        while len(level) > 1:       # a tree reduce: log2(parts) rounds of pairwise merges
-            depth += 1
-            nxt = [client.submit(K.merge_keys, level[i], level[i + 1], pure=False,
-                                 key=f"merge-{depth}-{i}-{self.job.job_id}")
-                   for i in range(0, len(level) - 1, 2)]
-            level = nxt + ([level[-1]] if len(level) % 2 else [])
-        dups = client.submit(K.cross_part, level[0], key=f"dups-{self.job.job_id}",
-                             pure=False).result()
-        # Broadcast: every worker holds the (small) duplicates, so the load tasks that need
-        # them are spread by load, not sent all to the one worker that computed them.
-        return client.scatter(dups, broadcast=True, hash=False)
+    def _prepass(self, client: Any, todo: list[int]) -> tuple[Any, dict[int, str]]:
+        """The unique rule's pre-pass: the future of the cross-part duplicate keys (None: no
+        unique rule, or one part) and where the pre-pass of each part to load spilled
+        (ADR 0028). Every part's keys count, those of parts done in an earlier segment
+        too; only the parts to load spill."""
+        plan = self.job.plan
+        if K.unique_rule(plan) is None or len(self.parts) < 2:
+            return None, {}
+        # A fresh folder per segment: a spill an earlier segment left is never read.
+        folder = self.job.workspace.resolve() / "spill" / uuid.uuid4().hex[:12]
+        spills = {k: str(folder / f"part-{k:05d}.spill") for k in todo} \
+            if K.spillable(plan) and spill_fits(self.job.workspace, [self.parts[k] for k in todo]) else {}
+        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), pure=False,
+                               key=f"keys-{k}-{self.job.job_id}") for k in range(len(self.parts))]
+        # One task sorts every part's keys (cross_part): a few bytes a key, once.
+        dups = client.submit(K.cross_part, *keyed, key=f"dups-{self.job.job_id}", pure=False).result()
+        # Broadcast: every worker holds the (small) duplicates, so the load tasks are spread
+        # by load (the scheduler's choice: a worker that did not write a part's spill reads
+        # it from the job's workspace, or, on another machine without it, reads the file).
+        return client.scatter(dups, broadcast=True, hash=False), spills
 
     def _run_parts(self, client: Any) -> None:
         if self.done or self.job.record is not None:
@@ -157,15 +162,17 @@ class DaskRun:
             self._submit_all(client)
         finally:
             self.watcher.close()
+            shutil.rmtree(self.job.workspace / "spill", ignore_errors=True)
 
     def _submit_all(self, client: Any) -> None:
         from distributed import as_completed
         todo = [k for k in range(len(self.parts)) if k not in self.done]
-        futures = []
-        if todo and todo[0] == 0:       # part 0 needs no duplicates: it starts at once
-            futures.append(self._submit(client, 0, None))
-        dups = self._duplicates(client)
-        futures += [self._submit(client, k, dups) for k in todo if k > 0]
+        futures, rest = [], todo
+        if todo and todo[0] == 0 and not K.spillable(self.job.plan):
+            futures.append(self._submit(client, 0, None))   # no duplicates to wait for
+            rest = todo[1:]
+        dups, spills = self._prepass(client, todo)
+        futures += [self._submit(client, k, dups, spills.get(k)) for k in rest]
         try:
             for future in as_completed(futures):
                 result = future.result()
@@ -179,8 +186,8 @@ class DaskRun:
             client.cancel(futures)
             raise
 
-    def _submit(self, client: Any, k: int, dups: Any) -> Any:
-        return client.submit(P.run_part, self._task(k), dups, key=f"part-{k}-{self.job.job_id}",
+    def _submit(self, client: Any, k: int, dups: Any, spill: str | None = None) -> Any:
+        return client.submit(P.run_part, self._task(k), dups, spill, key=f"part-{k}-{self.job.job_id}",
                              pure=False)
 
     def _record(self, r: P.PartResult) -> None:

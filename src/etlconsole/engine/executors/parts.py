@@ -21,7 +21,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -30,7 +31,7 @@ from ...spec import PipelineSpec
 from .. import extract
 from ..batching import LoadItem, Pending
 from ..destinations import RefusedRow
-from ..figures import BusyClock, PhaseStats
+from ..figures import BusyClock, PhaseStats, timed
 from ..governor import Governor, use_lean_allocator
 from ..job import JobContext
 from ..line import PhaseLine, Work
@@ -38,6 +39,7 @@ from ..loader import refused_records
 from ..plan import Plan, PlannedPhase, make_plan
 from ..sources import SourceFile
 from ..targets import Target, targets_for
+from .spill import Spill
 
 PART_STRIDE = 1_000_000     # batch numbers per part: part p holds p*STRIDE+1 .. p*STRIDE+999,999
 
@@ -116,9 +118,12 @@ def stream_of(task: PartTask, plan: Plan) -> extract.CsvStream:
 
 
 # -- the load pass ------------------------------------------------------------------------
-def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
+def run_part(task: PartTask, duplicates: pa.Table | None = None,
+             spill: str | None = None) -> PartResult:
     """Stream the part through the whole chain and commit its batches; ``duplicates``
-    (``cross_part``): keys an earlier part introduced, rejected here by the unique rule."""
+    (``cross_part``): keys an earlier part introduced, rejected here by the unique rule.
+    ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
+    it is there the load pass streams it and runs only the phases after, else the file."""
     t0 = time.perf_counter()
     use_lean_allocator()        # as the local engine: ~80 MB less RSS per worker
     plan = plan_part(task)
@@ -127,35 +132,90 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None) -> PartResult:
     ws = part_workspace(task)
     shutil.rmtree(ws, ignore_errors=True)      # a re-run starts from nothing: same rejects
     ws.mkdir(parents=True)
-    if duplicates is not None:
-        from .keys import seed_unique
-        seed_unique(plan, ws, duplicates, task.part)
+    spilled = Spill.open(Path(spill)) if spill else None
+    phases, seeded = _load_phases(plan, ws, task, duplicates, spilled is not None)
     [target] = targets_for(plan, task.job_id, task.settings)
-    stats, clocks = stats_for(plan.phases)
+    stats, clocks = stats_for(phases)
     ctx = JobContext(task.job_id, ws, task.settings)
-    for p in plan.phases:
+    for p in phases:
         p.phase.attach(ctx)
     target.destination.open(target.schema)
     lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
     held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
     cutter = _PartCutter(task, target, held, _reporter(task))
-    stream = stream_of(task, plan)
-    line = PhaseLine(plan.phases, stats, clocks, ws).run(stream)
+    pipe = PhaseLine(phases, stats, clocks, ws)
+    stream = stream_of(task, plan) if spilled is None else None
+    if spilled is not None:
+        line = pipe.run_works(timed(spilled.works(), clocks[0]))
+    else:
+        assert stream is not None
+        line = pipe.run(stream)
+    works: Iterator[Work] = line
+    if seeded:      # the seeded rule's rejects told with its validate phase's
+        from .keys import merge_seeded
+        works = (merge_seeded(w, phases[0].label) for w in line)
     try:
-        for work in line:
+        for work in works:
             cutter.add(work, stats[0])
         cutter.finish()
     finally:
         line.close()
-        for p in plan.phases:
+        for p in phases:
             p.phase.teardown()
         target.destination.close()
     shutil.rmtree(ws, ignore_errors=True)
-    return PartResult(task.part, str(task.file.path), cutter.done, [s.to_json() for s in stats],
-                      records=stream.records_done(), bytes_read=stream.size, warned=cutter.warned,
-                      worker=f"{os.uname().nodename}:{os.getpid()}",
+    figures: dict[str, Any]
+    if stream is not None:
+        figures = {"stats": [s.to_json() for s in stats], "records": stream.records_done(),
+                   "bytes_read": stream.size, "content": stream.content_proof()}
+    else:
+        assert spilled is not None and spilled.trailer is not None
+        figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}
+        # Done with: a re-run of this task (its result lost with a worker) reads the file.
+        spilled.remove()
+    return PartResult(task.part, str(task.file.path), cutter.done, figures["stats"],
+                      records=figures["records"], bytes_read=figures["bytes_read"],
+                      warned=cutter.warned, worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
-                      skipped=sorted(held), content=stream.content_proof())
+                      skipped=sorted(held), content=figures["content"])
+
+
+def _load_phases(plan: Plan, ws: Path, task: PartTask, duplicates: pa.Table | None,
+                 spilled: bool) -> tuple[list[PlannedPhase], bool]:
+    """The phases the load pass runs, and whether the first is the seeded unique rule.
+    From the file: all of them, the unique index seeded on disk with the keys earlier
+    parts own. From a spill (the phases up to the unique rule's validate ran in the
+    pre-pass): that rule alone against those keys (none: skipped), then the rest."""
+    if not spilled:
+        if duplicates is not None:
+            from .keys import seed_unique
+            seed_unique(plan, ws, duplicates, task.part)
+        return plan.phases, False
+    from .keys import earlier, seeded_phase, unique_rule
+    found = unique_rule(plan)
+    assert found is not None
+    rest = plan.phases[found[0] + 1:]
+    seeds = earlier(duplicates, task.part)
+    if not len(seeds):
+        return rest, False
+    return [seeded_phase(plan, seeds)] + rest, True
+
+
+def _joined(pre: list[dict], post: list[PhaseStats], seeded: bool) -> list[dict]:
+    """The part's phase table from its two passes: extract's rows as the load pass counted
+    them (with both passes' time), the pre-pass's lines up to the unique rule's validate,
+    that line less what the load pass's seeded rule rejected, then the load pass's lines."""
+    table = [dict(line) for line in pre]
+    extract = post[0].to_json()
+    table[0] = extract | {"seconds": round(table[0]["seconds"] + extract["seconds"], 4)}
+    later = [s.to_json() for s in post[1:]]
+    if seeded:
+        again, later = later[0], later[1:]
+        v = table[-1]
+        v |= {"rows_out": v["rows_out"] - again["rejected"], "rejected": v["rejected"] + again["rejected"],
+              "warned": v["warned"] + again["warned"],
+              "seconds": round(v["seconds"] + again["seconds"], 4)}
+    return table + later
 
 
 class _PartCutter:
