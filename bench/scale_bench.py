@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from compiled import compile_package
+
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "out" / "scale"
 BIN = Path(sys.executable).parent
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-task overhead runs")
     ap.add_argument("--only", choices=("unique", "plain"), help="one of the two pipelines")
     args = ap.parse_args(argv)
+    compile_package()      # what `pip install .` does (see compiled.py)
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs 2 cores (taskset -c 0 and -c 1)")
     args.work.mkdir(parents=True, exist_ok=True)
