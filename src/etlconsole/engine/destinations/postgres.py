@@ -13,7 +13,9 @@ is refused; libpq finds it in ``PGPASSWORD``, ``~/.pgpass`` or a service file, o
 engine reads the variable ``password_env`` names when it connects.
 
 Each batch is one transaction: ``adbc_ingest`` (binary COPY) of its rows with their
-lineage (``_etl_job_id``, ``_etl_batch``), then its row in ``<schema>._etl_loads``.
+lineage (``_etl_job_id``, ``_etl_batch``), then its row in ``<schema>._etl_loads``. The
+COPY is fed a stream of slices of the batch, so the server parses one while the client
+encodes the next (ADR 0027).
 Appending to an existing table casts each batch to the table's exact column types first
 (ADBC does not coerce: an int64 into an ``integer`` column fails with "incorrect binary
 data format"); ``check`` refuses a missing or uncastable column before anything is written.
