@@ -13,7 +13,9 @@ is refused; libpq finds it in ``PGPASSWORD``, ``~/.pgpass`` or a service file, o
 engine reads the variable ``password_env`` names when it connects.
 
 Each batch is one transaction: ``adbc_ingest`` (binary COPY) of its rows with their
-lineage (``_etl_job_id``, ``_etl_batch``), then its row in ``<schema>._etl_loads``.
+lineage (``_etl_job_id``, ``_etl_batch``), then its row in ``<schema>._etl_loads``. The
+COPY is fed a stream of slices of the batch, so the server parses one while the client
+encodes the next (ADR 0027).
 Appending to an existing table casts each batch to the table's exact column types first
 (ADBC does not coerce: an int64 into an ``integer`` column fails with "incorrect binary
 data format"); ``check`` refuses a missing or uncastable column before anything is written.
@@ -37,7 +39,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -79,6 +81,13 @@ _PG_TO_ARROW: dict[str, pa.DataType] = {
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
 }
 _INT_RANGE = {"smallint": (-2**15, 2**15 - 1), "integer": (-2**31, 2**31 - 1)}
+# A batch goes to COPY as a stream of slices of about this many bytes of Arrow data. ADBC
+# encodes a stream one slice at a time and hands each to the server before encoding the
+# next, so the server parses slice k while the client encodes slice k+1; given one record
+# batch, it encoded all of it before sending a byte, and client and server took turns
+# (1M rows: 0.55 s encoding + 1.0 s parsing, serial). Small enough to overlap well, large
+# enough that the per-slice cost (a flush, a syscall) stays negligible.
+COPY_SLICE_BYTES = 1 << 19
 
 
 # -- names ------------------------------------------------------------------------------
@@ -294,6 +303,14 @@ def cast_batch(batch: pa.RecordBatch, columns: dict[str, str]) -> tuple[pa.Recor
         arrays.append(col)
         fields.append(pa.field(field.name, target))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), bad
+
+
+def copy_stream(rows: pa.RecordBatch, slice_bytes: int | None = None) -> pa.Table:
+    """``rows`` as a table of zero-copy slices of about ``slice_bytes`` (default
+    COPY_SLICE_BYTES) each. One COPY still: its line numbers count across the slices."""
+    per = max(1, rows.num_rows * (slice_bytes or COPY_SLICE_BYTES) // max(1, rows.nbytes))
+    return pa.Table.from_batches([rows.slice(i, per) for i in range(0, rows.num_rows, per)],
+                                 schema=rows.schema)
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -807,7 +824,8 @@ class PostgresDestination(Destination):
 
     def _copy(self, cur, rows: pa.RecordBatch) -> None:
         if rows.num_rows:
-            cur.adbc_ingest(self.write_table, rows, mode="append", db_schema_name=self.schema)
+            cur.adbc_ingest(self.write_table, copy_stream(rows), mode="append",
+                            db_schema_name=self.schema)
 
     def _ingest(self, conn, cur, batch: pa.RecordBatch,
                 refused: dict[int, RefusedRow]) -> dict[int, RefusedRow]:
@@ -821,7 +839,10 @@ class PostgresDestination(Destination):
         pass plus k short COPYs, not k passes. Then the batch is copied for good; a row it
         still refuses (one that conflicts with an earlier row of the batch) starts again."""
         while True:
-            keep = [i for i in range(batch.num_rows) if i not in refused]
+            # the positions kept: a range while nothing is refused (no list per row for the
+            # batches that go through whole, nearly all of them)
+            keep: Sequence[int] = range(batch.num_rows) if not refused else \
+                [i for i in range(batch.num_rows) if i not in refused]
             rows = batch.take(pa.array(keep, pa.int64())) if refused else batch
             try:
                 self._copy(cur, rows)
@@ -830,6 +851,7 @@ class PostgresDestination(Destination):
                 failure = row_failure(exc)
                 if failure is None:
                     raise
+                keep = list(keep)
                 conn.rollback()
                 line = failure.line if failure.line is not None and 1 <= failure.line <= len(keep) else None
                 if not self.isolate:
