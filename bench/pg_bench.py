@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
 
+from compiled import compile_package  # noqa: E402  (bench/, this script's folder)
+
 COLUMNS = 14
 
 
@@ -109,6 +111,7 @@ def main() -> None:
     ap.add_argument("--url", help="an existing server (postgresql://user@host:port/postgres)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = ap.parse_args()
+    compile_package()      # what `pip install .` does (see compiled.py)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
