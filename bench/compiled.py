@@ -27,8 +27,11 @@ def interpreter_of(script: str) -> str:
 
 
 def compile_package(python: str = sys.executable, pythonpath: str | None = None) -> None:
-    """Compile the etlconsole package ``python`` imports (with ``pythonpath`` first)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    """Compile the etlconsole package ``python`` imports: with this process's PYTHONPATH,
+    or with ``pythonpath`` instead ("": none)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env.pop("PYTHONPATH", None)
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
     subprocess.run([python, "-c", _SCRIPT], env=env, check=True)
