@@ -296,3 +296,58 @@ def test_show_of_a_running_job_gives_its_time_and_memory_so_far(cli, tmp_path):
     assert res.returncode == 0, str(res)
     assert "(running for " in res.stdout, res.stdout
     assert "RSS 170 MB last sampled, 180 MB at most" in res.stdout, res.stdout
+
+
+SLOW = '''
+import time
+
+class Slow:
+    def __init__(self, seconds):
+        self.seconds = seconds
+    def process(self, batch):
+        time.sleep(self.seconds)
+        return batch
+'''
+
+
+def test_the_live_phase_table_never_shows_a_phase_ahead_of_its_source(cli, tmp_path):
+    """While a job runs, each line of the phase table the store holds has passed on at
+    least what the next line took in: chunks are counted as they leave the reader, and the
+    table is read from its last line up. (The extract's line used to be counted when a
+    chunk reached the end of the line, so with chunks in flight the console showed clean
+    taking in more rows than the extract had read.)"""
+    import threading
+
+    (tmp_path / "slowmod.py").write_text(SLOW, encoding="utf-8")
+    pipeline, _ = sample_pipeline(tmp_path, 20_000, extra_phase=(
+        '[[phases]]\ntype = "slowmod:Slow"\nseconds = 0.02\n'))
+    env = {**SMALL, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    seen: list[list[dict]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cli.state.exists():
+                try:
+                    rows = store_rows(cli.state, "SELECT phase_stats FROM import_jobs")
+                except sqlite3.OperationalError:       # the store being created
+                    rows = []
+                for r in rows:
+                    if r["phase_stats"]:
+                        seen.append([p for p in json.loads(r["phase_stats"]) if not p.get("branch")])
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        res = cli("run", pipeline, "--no-ui", "--json", env=env)
+    finally:
+        done.set()
+        watcher.join()
+    assert res.returncode == 0, str(res)
+    live = [t for t in seen if t[0]["rows_in"] < 20_000]
+    assert len(live) >= 5, f"only {len(live)} live tables seen"
+    for table in live:
+        for a, b in zip(table, table[1:], strict=False):
+            assert b["rows_in"] <= a["rows_out"], (a, b)

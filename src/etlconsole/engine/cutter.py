@@ -4,9 +4,10 @@ receives, writing the batch's PENDING record with its rejects (ADR 0012), and ha
 to the loader.
 
 Who writes what (ADR 0020): the cutter (main thread) is the only writer of the sizer, of
-the reading counters (``Progress``), of the extract's line of the phase table and of the
-targets' ``rows_in``/``filtered``/``rejected`` stats. The loader (a commit's outcome) and
-the sampler (memory pressure) send the sizer ``SizeSignals``, applied here before each cut.
+the reading counters (``Progress``) and of the targets' ``rows_in``/``filtered``/``rejected``
+stats (the extract's line of the phase table is the reader's: ``figures.counted_extract``).
+The loader (a commit's outcome) and the sampler (memory pressure) send the sizer
+``SizeSignals``, applied here before each cut.
 """
 
 from __future__ import annotations
@@ -115,7 +116,6 @@ class Cutter:
             self.file = chunk.file
         if chunk.files:               # where files start and end, before their batches
             manyfiles.note(self.job, chunk.files)
-        self._count_extract(work)
         p = self.progress
         p.rows_warned += work.warnings
         if self.pending is None:
@@ -157,15 +157,6 @@ class Cutter:
 
     def _put(self, item: LoadItem) -> None:
         self._hand_over(self._prepare(item))
-
-    def _count_extract(self, work: Work) -> None:
-        """The extract's line of the phase table: records read, and rows rejected on
-        read (or, in a rerun, carried from the first job's earlier phases)."""
-        st, chunk = self.job.stats[0], work.chunk
-        rejected = len(chunk.carried) + sum(len(r) for r in chunk.rejects)
-        st.rows_in += max(0, chunk.last_row - chunk.first_row + 1)
-        st.rejected += rejected
-        st.rows_out = st.rows_in - st.rejected
 
     def _prepare(self, item: LoadItem) -> LoadItem:
         """Snapshots written, each target's output made, the PENDING record with its

@@ -34,7 +34,10 @@ class PhaseStats:
 def phase_table(stats: list[PhaseStats], refused: int = 0) -> list[dict]:
     """The table as the store keeps it; ``refused``: rows the destination refused in this
     segment (the loader's count), shown on the load's line (the last) as its rejects."""
-    table = [st.to_json() for st in stats]
+    # Read from the last line up: every line counts a chunk before it hands it on, so a
+    # line read after the ones below it never shows fewer rows than they do (read top
+    # down, a chunk passing between two reads made a phase look ahead of its source).
+    table = [st.to_json() for st in reversed(stats)][::-1]
     if refused:
         table[-1]["rejected"] += refused
         table[-1]["rows_out"] -= refused
@@ -82,6 +85,19 @@ def committed_phase_stats(stats: list[PhaseStats], rows_read: int,
         st.rows_in = n
         st.rejected = rejects.get(st.label, 0) + (carried if i == 0 else 0)
         st.rows_out = n = max(0, n - st.rejected)
+
+
+def counted_extract(chunks, stats: PhaseStats):
+    """``chunks`` (extract.Chunk) counted on the extract's line of the phase table as they
+    leave the reader, before any phase sees them: records read, and rows rejected on read
+    (or, in a rerun, carried from the first job's earlier phases). Runs in the reader's
+    thread, the line's only writer."""
+    for chunk in chunks:
+        rejected = len(chunk.carried) + sum(len(r) for r in chunk.rejects)
+        stats.rows_in += max(0, chunk.last_row - chunk.first_row + 1)
+        stats.rejected += rejected
+        stats.rows_out = stats.rows_in - stats.rejected
+        yield chunk
 
 
 def timed(items, clock: BusyClock):

@@ -31,7 +31,7 @@ from ..store import StateStore
 from . import manyfiles
 from .batching import BatchSizer
 from .cutter import Cutter, Progress, SizeSignals, snapshot_dir
-from .figures import BusyClock, PhaseStats, committed_phase_stats
+from .figures import BusyClock, PhaseStats, committed_phase_stats, counted_extract
 from .governor import Governor, use_lean_allocator
 from .job import Job, JobContext
 from .line import PhaseLine, records_of
@@ -192,7 +192,8 @@ class Runner:
             t.destination.open(t.schema)
         loader.start()
         stream = job.stream or manyfiles.open_stream(job, sampler.chunk_rows)
-        line = PhaseLine(job.plan.phases, job.stats, job.clocks, job.workspace).run(stream)
+        line = PhaseLine(job.plan.phases, job.stats, job.clocks, job.workspace).run(
+            counted_extract(stream, job.stats[0]))
         try:
             for work in line:
                 self._check_helpers()
