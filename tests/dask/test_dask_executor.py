@@ -108,7 +108,10 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
     """Workers report through Dask (Pub/Sub); the driver writes the job's metrics and a
     per-worker sample (part, rows/s, memory) while the parts run, not only as they end."""
     lab = DropLab(tmp_path / "lab", big_drop)
-    lab.env.update(SMALL_BATCHES)
+    # Batches of 50 rows: the parts run for several of the watcher's 1 s samples, however
+    # fast the machine (with 200-row batches they could end within the first second).
+    lab.env.update({**SMALL_BATCHES, "PIPELINE_BATCH_SIZE_MIN": "50",
+                    "PIPELINE_BATCH_SIZE_MAX": "50", "PIPELINE_CHUNK_SIZE": "50"})
     got = lab.run_with("--executor", "dask", "--scheduler", cluster.scheduler.address)
     samples = [json.loads(d)["workers"] for (d,) in lab.store_query(
         "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'workers'", (got["job_id"],))]
