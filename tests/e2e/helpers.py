@@ -169,3 +169,17 @@ def records_of(data: bytes) -> list[bytes]:
             open_record = b""
     assert not open_record, "a quote is never closed"
     return out
+
+
+# A plugin phase that sleeps on every chunk (a slow phase keeps chunks in flight), as
+# module source: tests write it next to their pipeline and put that folder on PYTHONPATH.
+SLOW_PHASE = '''
+import time
+
+class Slow:
+    def __init__(self, seconds):
+        self.seconds = seconds
+    def process(self, batch):
+        time.sleep(self.seconds)
+        return batch
+'''

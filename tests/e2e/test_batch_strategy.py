@@ -13,15 +13,13 @@ import pytest
 
 from etlconsole.sample import SAMPLE_PIPELINE_TOML, write_orders_csv
 
-from .helpers import Cli, assert_summary, assert_user_error, query
+from .helpers import SLOW_PHASE, Cli, assert_summary, assert_user_error, query
 
 ROWS = 20_000
 COLUMNS = ("id, customer_id, email, customer_name, status, quantity, unit_price, total, "
            "currency, ordered_on, shipped_at, country")
 
 PLUGIN = '''
-import time
-
 class Explode:
     """Raises on the batches holding one of ``values`` in ``column``."""
     def __init__(self, column, values, on_error="reject"):
@@ -31,14 +29,7 @@ class Explode:
         if hit:
             raise ValueError(f"cannot handle {min(hit)!r}")
         return batch
-
-class Slow:
-    def __init__(self, seconds):
-        self.seconds = seconds
-    def process(self, batch):
-        time.sleep(self.seconds)
-        return batch
-'''
+''' + SLOW_PHASE
 
 
 @pytest.fixture(scope="module")

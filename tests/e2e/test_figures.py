@@ -14,7 +14,7 @@ import pytest
 
 from etlconsole.sample import SAMPLE_PIPELINE_TOML, write_orders_csv
 
-from .helpers import Cli, assert_summary
+from .helpers import SLOW_PHASE, Cli, assert_summary
 
 SMALL = {"PIPELINE_BATCH_SIZE_MIN": "500", "PIPELINE_BATCH_SIZE_MAX": "500",
          "PIPELINE_CHUNK_SIZE": "500", "PIPELINE_CHECKPOINT_INTERVAL": "1000"}
@@ -298,18 +298,6 @@ def test_show_of_a_running_job_gives_its_time_and_memory_so_far(cli, tmp_path):
     assert "RSS 170 MB last sampled, 180 MB at most" in res.stdout, res.stdout
 
 
-SLOW = '''
-import time
-
-class Slow:
-    def __init__(self, seconds):
-        self.seconds = seconds
-    def process(self, batch):
-        time.sleep(self.seconds)
-        return batch
-'''
-
-
 def test_the_live_phase_table_never_shows_a_phase_ahead_of_its_source(cli, tmp_path):
     """While a job runs, each line of the phase table the store holds has passed on at
     least what the next line took in: chunks are counted as they leave the reader, and the
@@ -318,7 +306,7 @@ def test_the_live_phase_table_never_shows_a_phase_ahead_of_its_source(cli, tmp_p
     taking in more rows than the extract had read.)"""
     import threading
 
-    (tmp_path / "slowmod.py").write_text(SLOW, encoding="utf-8")
+    (tmp_path / "slowmod.py").write_text(SLOW_PHASE, encoding="utf-8")
     pipeline, _ = sample_pipeline(tmp_path, 20_000, extra_phase=(
         '[[phases]]\ntype = "slowmod:Slow"\nseconds = 0.02\n'))
     env = {**SMALL, "PYTHONPATH": os.pathsep.join(filter(None, [

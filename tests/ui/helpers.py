@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import time
+from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
@@ -51,3 +53,15 @@ def cells(table: DataTable) -> list[list[str]]:
 
 def column(table: DataTable, index: int) -> list[str]:
     return [row[index] for row in cells(table)]
+
+
+def split_into_drop(csv: Path, drop: Path) -> int:
+    """``csv`` split into a drop of two files, a.csv and b.csv.gz (gzipped), each with the
+    header; returns the records in the first."""
+    drop.mkdir()
+    lines = csv.read_bytes().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    half = len(body) // 2
+    (drop / "a.csv").write_bytes(header + b"".join(body[:half]))
+    (drop / "b.csv.gz").write_bytes(gzip.compress(header + b"".join(body[half:])))
+    return half

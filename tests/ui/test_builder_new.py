@@ -14,7 +14,7 @@ from etlconsole.ui.screens.modals import AddPhaseModal
 from etlconsole.ui.screens.options_form import OptionsForm
 from etlconsole.ui.screens.source_form import SourceForm
 
-from .helpers import column, static_text, wait_for
+from .helpers import column, split_into_drop, static_text, wait_for
 
 SIZES = [(80, 24), (140, 45)]
 KEY_NAMES = {" ": "space", "\n": "enter", "\t": "tab"}
@@ -158,14 +158,7 @@ async def test_source_form_takes_a_drop_of_files(ws, size):
     """[source] path may be a directory or a glob of files (some compressed): the form says
     how many files it names and shows the sniff of the first, and the builder's check line
     plans the job (before: 'is a directory, expected a CSV file')."""
-    import gzip
-    drop = ws.root / "drop"
-    drop.mkdir()
-    lines = ws.csv.read_bytes().splitlines(keepends=True)
-    header, body = lines[0], lines[1:]
-    half = len(body) // 2
-    (drop / "a.csv").write_bytes(header + b"".join(body[:half]))
-    (drop / "b.csv.gz").write_bytes(gzip.compress(header + b"".join(body[half:])))
+    split_into_drop(ws.csv, ws.root / "drop")
     async with ws.app(start="builder", pipeline=ws.pipeline).run_test(size=size) as pilot:
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.checks >= 1)

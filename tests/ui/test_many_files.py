@@ -5,7 +5,6 @@ engine; the Dask workers' event is recorded in the store as the driver records i
 
 from __future__ import annotations
 
-import gzip
 
 import pytest
 from textual.widgets import DataTable
@@ -17,7 +16,7 @@ from etlconsole.ui.screens.modals import DetailsModal, RejectModal
 from etlconsole.ui.screens.monitor import MonitorScreen
 from etlconsole.ui.screens.rejects import RejectsScreen
 
-from .helpers import cells, column, polled, static_text, wait_for
+from .helpers import cells, column, polled, split_into_drop, static_text, wait_for
 
 SIZES = [(80, 24), (140, 45)]
 
@@ -25,13 +24,7 @@ SIZES = [(80, 24), (140, 45)]
 def drop_job(ws) -> dict:
     """orders.csv split into a drop of two files (the second gzipped), the sample pipeline
     pointed at the drop, run by the engine: a job of many files with rejects in both."""
-    drop = ws.root / "drop"
-    drop.mkdir()
-    lines = ws.csv.read_bytes().splitlines(keepends=True)
-    header, body = lines[0], lines[1:]
-    half = len(body) // 2
-    (drop / "a.csv").write_bytes(header + b"".join(body[:half]))
-    (drop / "b.csv.gz").write_bytes(gzip.compress(header + b"".join(body[half:])))
+    half = split_into_drop(ws.csv, ws.root / "drop")
     text = ws.pipeline.read_text()
     ws.pipeline.write_text(text.replace('path = "orders.csv"', 'path = "drop"', 1))
     summary = ws.run()

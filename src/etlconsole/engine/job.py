@@ -42,9 +42,8 @@ RESERVE_BYTES = 256 * 1024
 
 def plain_source(plan: Plan) -> bool:
     """The plan reads one regular, uncompressed file (which can be hashed on its own)."""
-    first = plan.files[0] if plan.files else None
-    return (first is not None and first.compression is None and len(plan.files) == 1
-            and first.path.is_file())
+    return (len(plan.files) == 1 and plan.files[0].compression is None
+            and plan.files[0].path.is_file())
 
 
 @dataclass
