@@ -23,6 +23,8 @@ from typing import Any, Callable, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..rowjson import values_json
+
 ROW = "_etl_row"
 
 
@@ -67,17 +69,21 @@ class Rejects:
 
         Converted a slice at a time: a row as a dict of Python values takes several times
         its record (whose values are one JSON string), and a chunk of 30,000 rejected rows
-        converted at once took ~60 MB for the ~20 MB kept."""
+        converted at once took ~60 MB for the ~20 MB kept. The values' JSON is made by
+        Arrow (``rowjson``) where it can be, else row by row here."""
         out = []
+        has_row = ROW in self.rows.schema.names
         for start in range(0, self.rows.num_rows, _SLICE):
-            data = self.rows.slice(start, _SLICE).to_pylist()
-            end = start + len(data)
-            for values, rule, column, message in zip(data, self.rule[start:end],
-                                                     self.column[start:end],
-                                                     self.message[start:end], strict=False):
-                row = values.pop(ROW, None)
+            data = self.rows.slice(start, _SLICE)
+            end = start + data.num_rows
+            rows = data.column(ROW).to_pylist() if has_row else [None] * data.num_rows
+            values = data.drop_columns([ROW]) if has_row else data
+            texts = values_json(values) or [_ENCODE(v) for v in values.to_pylist()]
+            for row, text, rule, column, message in zip(rows, texts, self.rule[start:end],
+                                                        self.column[start:end],
+                                                        self.message[start:end], strict=False):
                 out.append({"row": row, "phase": phase, "phase_label": label, "rule": rule,
-                            "column": column, "message": message, "values": _ENCODE(values)})
+                            "column": column, "message": message, "values": text})
         return out
 
 
