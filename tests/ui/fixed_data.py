@@ -39,7 +39,7 @@ def _job(store: StateStore, job_id: str, day: str, status: str, rows: int, rejec
 
 
 def _event(store: StateStore, job_id: str, at: str, event: str, level: str = "info", **details):
-    store.db.conn.execute("INSERT INTO pipeline_events (job_id, at, level, event, details) VALUES "
+    store.conn.execute("INSERT INTO pipeline_events (job_id, at, level, event, details) VALUES "
                           "(?, ?, ?, ?, ?)", [job_id, at, level, event, json.dumps(details)])
 
 

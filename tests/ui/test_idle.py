@@ -61,7 +61,7 @@ def many_rejects(ws, n: int = REJECTS) -> str:
 
 async def idle_statements(pilot, screen) -> list[str]:
     await polled(pilot, screen, 2)                 # the first polls read everything
-    trace = Statements(screen.store.db.conn)
+    trace = Statements(screen.store.conn)
     try:
         await polled(pilot, screen, IDLE_POLLS)
         return trace.take()
@@ -110,7 +110,7 @@ async def test_idle_monitor_reads_nothing_but_a_pragma_between_dead_engine_check
         assert not [s for s in statements if "FROM pipeline_" in s or "FROM import_jobs" in s]
         assert len(statements) <= IDLE_POLLS, statements[:5]
         # another connection's write is drawn at the next poll
-        trace = Statements(screen.store.db.conn)
+        trace = Statements(screen.store.conn)
         writer = StateStore(ws.state)
         writer.update_job(job, error="noted by a test")
         writer.close()
@@ -124,7 +124,7 @@ async def test_a_change_reads_only_the_changed_job_rows(ws):
     async with ws.app(start="jobs").run_test(size=(140, 45)) as pilot:
         screen = pilot.app.screen
         await polled(pilot, screen, 2)
-        trace = Statements(screen.store.db.conn)
+        trace = Statements(screen.store.conn)
         writer = StateStore(ws.state)                 # another process's write, in effect
         writer.update_job(jobs[0], error="noted by a test")
         writer.close()
@@ -147,7 +147,7 @@ async def test_a_change_reads_one_page_of_rejects(ws):
         await polled(pilot, screen, 2)
         rows = screen.query_one("#reject-rows")
         assert rows.row_count == PAGE
-        trace = Statements(screen.store.db.conn)
+        trace = Statements(screen.store.conn)
         writer = StateStore(ws.state)
         writer.update_job(job, error="noted by a test")   # the job row changed
         writer.close()

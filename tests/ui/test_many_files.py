@@ -166,9 +166,9 @@ async def test_batches_of_a_dask_job_say_their_part(ws):
     try:
         store.add_event(job_id, "executor", executor="dask", workers=2, scheduler=None, parts=2)
         # part 1's batches numbered from 1,000,001, as the Dask executor numbers them
-        store.db.execute("UPDATE pipeline_batches SET batch_number = batch_number + 1000000 "
+        store.conn.execute("UPDATE pipeline_batches SET batch_number = batch_number + 1000000 "
                          "WHERE job_id = ? AND row_start > ?", [job_id, made["half"]])
-        store.db.conn.commit()
+        store.conn.commit()
         # the part checkpoint the driver records when part 1 completes (no "last_row" in
         # its data: the row's row_count is its last record)
         store.add_checkpoint(job_id, "part", {"part": 1, "file": str(ws.root / "drop" / "b.csv.gz"),

@@ -29,7 +29,7 @@ def prepare(state_dir) -> None:
     store = StateStore(state_dir / "state.db")
     store.update_job("a1b2c3d4", dialect={"encoding": "utf-8", "delimiter": ",", "quote": '"',
                                           "header": True, "names": list(COLUMNS)})
-    store.db.conn.execute("UPDATE pipeline_rejects SET resolved_at = '2025-03-03T10:00:00.000+00:00', "
+    store.conn.execute("UPDATE pipeline_rejects SET resolved_at = '2025-03-03T10:00:00.000+00:00', "
                           "resolved_by = 1 WHERE job_id = 'a1b2c3d4' AND row = 300")
     store.close()
 

@@ -81,7 +81,7 @@ def test_an_old_store_is_migrated_and_stays_readable(tmp_path):
     path = tmp_path / "state.db"
     old_store(path)
     store = StateStore(path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     second = store.checkpoints("bbbb0002")
     assert [c["number"] for c in second] == [1, 2, 3] and [c["id"] for c in second] == [4, 5, 6]
     assert store.checkpoint("bbbb0002", 2)["id"] == 5            # by number

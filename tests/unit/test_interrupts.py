@@ -54,11 +54,11 @@ def test_an_interrupt_right_after_begin_waits_for_the_commit(tmp_path, handlers,
     store.create_job(job, pipeline_name="p", pipeline_file="p.toml", pipeline_toml="",
                      source_path="s.csv", source_fingerprint={}, dialect={}, destinations=[],
                      bytes_total=0, settings={})
-    real = store.db.conn
-    store.db.conn = SignalAfterBegin(real, sig)
+    real = store.conn
+    store.conn = SignalAfterBegin(real, sig)
     with pytest.raises(KeyboardInterrupt):
         store.update_job(job, status="running")
-    assert store.db.conn.sent == 1
+    assert store.conn.sent == 1
     assert not real.in_transaction                     # the write ended, nothing left open
     other = sqlite3.connect(tmp_path / "state.db")
     assert other.execute("SELECT status FROM import_jobs WHERE id = ?", [job]).fetchone() == (

@@ -34,7 +34,7 @@ def test_old_rejects_get_their_branch_from_their_label(tmp_path):
     conn.close()
     store = StateStore(path)
     try:
-        got = store.db.conn.execute("SELECT row, branch FROM pipeline_rejects ORDER BY row").fetchall()
+        got = store.conn.execute("SELECT row, branch FROM pipeline_rejects ORDER BY row").fetchall()
         assert got == [(1, None), (2, "eu"), (3, "us"), (4, None)]
     finally:
         store.close()
@@ -52,7 +52,7 @@ def test_the_main_line_is_told_by_the_column_not_the_label(tmp_path):
                                    branched=True)
         assert counters["rows_rejected"] == 2
         assert sorted(r["row"] for r in open_rejects(store, "j")) == [1, 3]
-        assert store.db.conn.execute("SELECT row, branch FROM pipeline_rejects ORDER BY row"
+        assert store.conn.execute("SELECT row, branch FROM pipeline_rejects ORDER BY row"
                                      ).fetchall() == [(1, None), (2, "eu"), (3, None)]
     finally:
         store.close()
@@ -96,7 +96,7 @@ def test_the_engine_writes_the_branch_of_a_branchs_rejects(tmp_path):
     assert summary.exit_code == 0, summary.to_json()
     store = StateStore(tmp_path / "state.db")
     try:
-        by_branch = dict(store.db.conn.execute(
+        by_branch = dict(store.conn.execute(
             "SELECT coalesce(branch, '-'), count(*) FROM pipeline_rejects WHERE job_id = ? "
             "GROUP BY 1", (summary.job_id,)).fetchall())
         strict = next(b for b in summary.data["branches"] if b["branch"] == "strict")

@@ -29,7 +29,7 @@ def reject(row, message="bad", column="c", values=None):
 
 
 def counts(store, job_id):
-    db = store.db.conn
+    db = store.conn
     return (db.execute("SELECT count(*) FROM pipeline_batches WHERE job_id=?", [job_id]).fetchone()[0],
             db.execute("SELECT count(*) FROM pipeline_rejects WHERE job_id=?", [job_id]).fetchone()[0])
 
@@ -52,7 +52,7 @@ def test_migrations_set_user_version_and_tables(store):
 
 
 def test_wal_mode(store):
-    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn = sqlite3.connect(store.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # persistent
@@ -67,7 +67,7 @@ def test_reopen_is_idempotent(tmp_path):
     a.close()
     b = StateStore(path)
     assert b.job("aaaa1111")["pipeline_name"] == "p"
-    assert b.db.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert b.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     b.close()
 
 
@@ -232,7 +232,7 @@ def test_clone_is_a_second_connection_on_the_same_file(store):
     store.create_job("job00001", pipeline_name="p")
     other = store.clone()
     try:
-        assert other.db.conn is not store.db.conn
+        assert other.conn is not store.conn
         assert other.job("job00001")["pipeline_name"] == "p"
     finally:
         other.close()

@@ -66,7 +66,7 @@ def test_reject_groups_and_rows(store):
     assert [r["row"] for r in ragged] == [5]
     assert len(store.reject_rows("aaaa0001", limit=2)) == 2
     # a replay resolved one (issue 16): the group splits open/resolved, the row says by which
-    store.db.conn.execute("UPDATE pipeline_rejects SET resolved_at = '2025-01-01T00:00:00', "
+    store.conn.execute("UPDATE pipeline_rejects SET resolved_at = '2025-01-01T00:00:00', "
                           "resolved_by = 1 WHERE row = 3")
     assert {k: store.reject_groups("aaaa0001")[0][k] for k in ("count", "open", "resolved")} == {
         "count": 2, "open": 1, "resolved": 1}

@@ -20,7 +20,7 @@ def store(tmp_path):
 
 
 def stamp(store, job_id) -> str:
-    return store.db.conn.execute("SELECT updated_at FROM import_jobs WHERE id = ?",
+    return store.conn.execute("SELECT updated_at FROM import_jobs WHERE id = ?",
                                  (job_id,)).fetchone()[0]
 
 
@@ -33,7 +33,7 @@ def test_every_write_to_a_job_row_moves_updated_at(store):
     # Each write is checked against a stamp set long ago just before it: writes a
     # millisecond apart can share a stamp, so comparing them with each other proves nothing.
     def moved(write) -> bool:
-        store.db.conn.execute("UPDATE import_jobs SET updated_at = '2000-01-01' WHERE id = 'a'")
+        store.conn.execute("UPDATE import_jobs SET updated_at = '2000-01-01' WHERE id = 'a'")
         write()
         return stamp(store, "a") > "2000-01-01"
 
@@ -55,7 +55,7 @@ def test_jobs_changed_since_reads_only_the_rows_written_since(store):
     assert {j["id"] for j in first} == {"a", "b", "c"}
     newest = max(j["updated_at"] for j in first)
     assert {j["id"] for j in store.jobs_changed_since(newest)} <= {"a", "b", "c"}
-    store.db.conn.execute("UPDATE import_jobs SET updated_at = '2000-01-01'")   # long ago
+    store.conn.execute("UPDATE import_jobs SET updated_at = '2000-01-01'")   # long ago
     store.update_job("b", status="running")
     changed = store.jobs_changed_since("2000-01-02")
     assert [j["id"] for j in changed] == ["b"] and changed[0]["status"] == "running"
@@ -98,7 +98,7 @@ def test_a_store_of_schema_2_gets_updated_at_from_its_last_write(tmp_path):
     conn.close()
     store = StateStore(path)
     try:
-        assert store.db.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert stamp(store, "old") == "2025-01-01T00:05:00"
         assert [j["id"] for j in store.jobs_changed_since("2025-01-01T00:01:00")] == ["old"]
     finally:

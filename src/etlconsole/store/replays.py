@@ -43,7 +43,7 @@ def numbered_rejects(store: StateStore, job_id: str) -> dict[int, dict[str, Any]
 
 def resolutions(store: StateStore, job_id: str) -> dict[int, tuple[int, str]]:
     """{record: (replay number, when)} of the job's rejects a replay loaded."""
-    return {r: (by, at) for r, by, at in store.db.execute(
+    return {r: (by, at) for r, by, at in store.conn.execute(
         "SELECT row, resolved_by, resolved_at FROM pipeline_rejects WHERE job_id = ? AND "
         "resolved_at IS NOT NULL AND row IS NOT NULL", [job_id]).fetchall()}
 
@@ -73,14 +73,14 @@ def running(store: StateStore, job_id: str) -> list[int]:
 
 def batch_numbers(store: StateStore, job_id: str) -> set[int]:
     """The job's batches written by replays (whatever their status)."""
-    return {b for (b,) in store.db.execute(
+    return {b for (b,) in store.conn.execute(
         "SELECT batch_number FROM pipeline_batches WHERE job_id = ? AND "
         "json_extract(error_details, '$.replay') IS NOT NULL", [job_id]).fetchall()}
 
 
 def next_batch_number(store: StateStore, job_id: str) -> int:
     """After every batch the job ever had (rolled-back numbers are not reused)."""
-    return store.db.execute("SELECT coalesce(max(batch_number), 0) + 1 FROM pipeline_batches "
+    return store.conn.execute("SELECT coalesce(max(batch_number), 0) + 1 FROM pipeline_batches "
                             "WHERE job_id = ?", [job_id]).fetchone()[0]
 
 
@@ -211,7 +211,7 @@ def settle(store: StateStore, job_id: str, held: set[int]) -> dict[str, int]:
     their rejects resolved — and the others dropped, their rejects open again. A replay
     still marked running whose process is gone becomes failed."""
     done = {"committed": 0, "dropped": 0, "gone": 0}
-    batches = [(b, s, json.loads(d or "{}").get("replay")) for b, s, d in store.db.execute(
+    batches = [(b, s, json.loads(d or "{}").get("replay")) for b, s, d in store.conn.execute(
         "SELECT batch_number, status, error_details FROM pipeline_batches WHERE job_id = ? AND "
         "status IN ('PENDING', 'COMMITTED')", [job_id]).fetchall()]
     for batch, status, number in batches:
