@@ -168,6 +168,23 @@ def test_record_batch_writes_batch_rejects_and_counters(store):
     assert job["heartbeat_at"]
 
 
+def test_a_batch_of_many_rejects_is_stored_whole_and_in_order(store):
+    """Rejects go in several rows per statement (store._insert_rejects): a batch of more
+    than one statement's worth keeps every reject, each field in its column, in the
+    order the engine gave them (their ids), with a branch on those that have one."""
+    store.create_job("job00001", pipeline_name="p")
+    rejects = [dict(reject(row, message=f"m{row}", values={"c": str(row)}),
+                    **({"branch": "eu", "phase_label": "eu > load"} if row % 7 == 0 else {}))
+               for row in range(2_500, 0, -1)]
+    record_batch(store, "job00001", 1, row_start=1, row_end=2_500, rows_loaded=0, rejects=rejects,
+                 attempts=1, duration_ms=1.0, counters={})
+    got = store.conn.execute('SELECT job_id, batch_number, row, phase, phase_label, branch, rule, '
+                             'column_name, message, "values" FROM pipeline_rejects ORDER BY id').fetchall()
+    assert got == [("job00001", 1, r["row"], r["phase"], r.get("phase_label"), r.get("branch"),
+                    r["rule"], r["column"], r["message"], r["values"]) for r in rejects]
+    assert store.batches("job00001")[0]["rows_rejected"] == 2_500
+
+
 def test_record_batch_replaces_same_batch_number(store):
     store.create_job("job00001", pipeline_name="p")
     for attempt in (1, 2):

@@ -62,6 +62,11 @@ def _open_writable(path: Path, attempts: int = 8) -> sqlite3.Connection:
     raise AssertionError("unreachable")
 
 
+_INSERT_REJECTS = ('INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, '
+                   'branch, rule, column_name, message, "values") VALUES ')
+_REJECTS_PER_INSERT = 1000     # rows per statement (10 parameters each; SQLite allows 32,766)
+
+
 class StateStore:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         """``readonly``: for commands that only read (jobs, show, …). The file is opened
@@ -238,12 +243,19 @@ class StateStore:
     @staticmethod
     def _insert_rejects(conn, job_id: str, batch_number: int, rejects: list[dict[str, Any]]) -> None:
         """``rejects``: the engine's reject records; ``branch`` is set on those of a
-        branch (its phases' and its destination's), absent on the main line's."""
-        conn.executemany(
-            'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, branch,'
-            ' rule, column_name, message, "values") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            [(job_id, batch_number, r["row"], r["phase"], r.get("phase_label"), r.get("branch"),
-              r["rule"], r["column"], r["message"], r["values"]) for r in rejects])
+        branch (its phases' and its destination's), absent on the main line's.
+
+        Many rows per statement, not ``executemany``: that steps SQLite once per row and
+        hands the GIL back each time, and while the job's other threads want it, every
+        handback waits its turn (20,000 rejects with two busy threads: 3.5-6 s row by row,
+        0.4 s in statements of 1,000 rows; alone, 0.10 s against 0.07 s)."""
+        per = max(1, min(_REJECTS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 10))
+        for start in range(0, len(rejects), per):
+            part = rejects[start:start + per]
+            conn.execute(_INSERT_REJECTS + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)),
+                         [v for r in part for v in (
+                             job_id, batch_number, r["row"], r["phase"], r.get("phase_label"),
+                             r.get("branch"), r["rule"], r["column"], r["message"], r["values"])])
 
     def commit_batch(self, job_id: str, batch_number: int, *, rows_loaded: int, attempts: int,
                      duration_ms: float, counters: dict[str, Any]) -> None:
