@@ -80,3 +80,23 @@ def test_the_check_command_closes_the_session_it_kept(tmp_path, pg: PgServer, pg
     lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
     api.check(lab.pipeline, Settings())
     assert len(connects) == 1 and connects[0]._closed    # not left to the garbage collector
+
+
+def test_a_session_lost_between_check_and_open_is_made_again(pg: PgServer, pgdb: str, monkeypatch,
+                                                             connects):
+    """The kept session may die before the open (a server restart, an administrator's
+    pg_terminate_backend): the open's retry connects again, as for any transient error."""
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    d = PostgresDestination(str(make_location(pg.url(pgdb))), "job1", table="t",
+                            retry_delay_ms=1)
+    batch = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    try:
+        d.check(batch.schema)
+        assert pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          f"datname = '{pgdb}' AND pid <> pg_backend_pid()", db=pgdb) == [(1,)]
+        d.open(batch.schema)
+        d.write(1, batch, 1, 3)
+        assert len(connects) == 2 and d.retries == 1
+    finally:
+        d.close()
+    assert pg.execute("SELECT sum(id)::bigint FROM t", db=pgdb) == [(6,)]
