@@ -643,9 +643,10 @@ class PostgresDestination(Destination):
                     self._check_columns(schema, existing)
                     self._check_required(cur, schema)
             conn.rollback()
-            # The job's open comes next: it takes this session instead of a new one (a
-            # connect is ~40 ms of the job's single-threaded start: a backend and SCRAM).
-            # ``close`` ends it, also when no open follows.
+            # The job's open comes next: it takes this session instead of a new one (an
+            # ADBC connect is 40-60 ms of the job's single-threaded start: a session of its
+            # own to read pg_type, then the connection's). ``close`` ends it, also when no
+            # open follows; a session lost meanwhile is a transient error the open retries.
             if self._conn is None:
                 self._conn, self._broken, kept = conn, False, True
         finally:
