@@ -236,6 +236,10 @@ def main() -> None:
     best = {t: min(x["wall_s"] for x in v) for t, v in results.items()}
     print(f"best rounds: psql \\copy {best['psql']:.2f} s, etlconsole {best['etlconsole']:.2f} s, "
           f"ratio {best['etlconsole'] / best['psql']:.2f}x")
+    # CPU seconds barely move with the machine's load: the figure to compare versions by.
+    low = {k: min(x[k] for x in results["etlconsole"]) for k in ("client_cpu_s", "server_cpu_s")}
+    print(f"etlconsole's least CPU of the rounds: client {low['client_cpu_s']:.2f} s, server "
+          f"{low['server_cpu_s']:.2f} s")
     print("etlconsole's phases, busy seconds (they overlap): " + ", ".join(
         f"{k[5:]} {v:.2f}" for k, v in e.items() if k.startswith("busy ")))
     if "rollback_to_first_s" in e:

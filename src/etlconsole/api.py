@@ -116,7 +116,11 @@ def check(pipeline: str | Path, settings: Settings, *, source=None):
         assert plan.load is not None and plan.destination_path is not None
         targets = [(plan.load, plan.destination_path, plan.output_schema)]
     for load, path, schema in targets:
-        destinations.open_destination(load, path, "check", settings).check(schema)
+        destination = destinations.open_destination(load, path, "check", settings)
+        try:
+            destination.check(schema)
+        finally:
+            destination.close()     # a session the check kept for an open that never comes
     return plan
 
 

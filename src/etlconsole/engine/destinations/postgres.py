@@ -630,21 +630,29 @@ class PostgresDestination(Destination):
                     "password_env)") if "password" in reason else ""
             raise DestinationUnusable(f"{self.loc.display}: cannot connect: {reason}{hint}; "
                                       "nothing was written") from None
+        kept = False
         try:
             cur = conn.cursor()
             if not _rows(cur, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = "
                          f"{lit(self.schema)}")[0][0]:
                 raise DestinationUnusable(f"{self.loc.display}: schema {self.schema!r} does not "
                                           "exist; nothing was written")
-            if self.mode == "replace":
-                return
-            existing = _columns(cur, self.schema, self.table)
-            if existing:
-                self._check_columns(schema, existing)
-                self._check_required(cur, schema)
-        finally:
+            if self.mode != "replace":
+                existing = _columns(cur, self.schema, self.table)
+                if existing:
+                    self._check_columns(schema, existing)
+                    self._check_required(cur, schema)
             conn.rollback()
-            conn.close()
+            # The job's open comes next: it takes this session instead of a new one (an
+            # ADBC connect is 40-60 ms of the job's single-threaded start: a session of its
+            # own to read pg_type, then the connection's). ``close`` ends it, also when no
+            # open follows; a session lost meanwhile is a transient error the open retries.
+            if self._conn is None:
+                self._conn, self._broken, kept = conn, False, True
+        finally:
+            if not kept:
+                conn.rollback()
+                conn.close()
 
     def _check_columns(self, schema: pa.Schema, existing: dict[str, str]) -> None:
         for f in schema:
