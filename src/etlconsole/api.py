@@ -57,7 +57,7 @@ __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_r
            "recent_checkpoints", "recent_events", "reject_groups", "reject_rows",
            "store_changed_since",
            # what a job of many files (ADR 0025) and a Dask job (ADR 0026) add to its views
-           "executor_of", "file_lines", "file_locator", "batch_files", "latest_workers"]
+           "file_lines", "file_locator", "batch_files", "latest_workers"]
 
 
 # -- running ---------------------------------------------------------------------------
@@ -215,27 +215,42 @@ def file_lines(j: Job) -> list[str]:
     return manyfiles.file_lines(j.as_dict())
 
 
-def executor_of(store: StateStore, job_id: str) -> str:
-    """The executor the job ran on: "local" or "dask" (ADR 0026)."""
+def _execution(store: StateStore, job_id: str) -> dict[str, Any]:
+    """The details of the job's ``executor`` event: the executor, and on Dask ``split``,
+    each part's [file index, start byte, end byte or None] (ADR 0029)."""
     event = store.latest_event(job_id, "executor")      # not every event of a long job
-    return str((event["details"].get("executor") if event else None) or "local")
+    return event["details"] if event else {}
 
 
-def batch_files(j: Job, executor: str) -> Callable[[Batch], tuple[int | None, str] | None]:
-    """For a job of many files: batch -> (its part, its file) — the part from the batch
-    number on Dask (part p's batches are numbered from p*1,000,000+1), None as the part
-    on the local executor (a batch never spans files: its last record says which);
-    None for a job of one file."""
+def _part_paths(store: StateStore, j: Job) -> list[str] | None:
+    """A Dask job's parts -> the path of each one's file (a part is a file, or a byte
+    range of one); None for a local job."""
+    from .engine import manyfiles
+    details = _execution(store, j.id)
+    if details.get("executor") != "dask":
+        return None
+    files = manyfiles.files_of(j.as_dict())
+    paths = [f["path"] for f in files] if files else [j.source_path]
+    split = details.get("split") or [[i, 0, None] for i in range(len(paths))]   # before ranges
+    return [paths[index] if 0 <= index < len(paths) else "?" for index, *_ in split]
+
+
+def batch_files(store: StateStore, j: Job) -> Callable[[Batch], tuple[int | None, str] | None]:
+    """batch -> (its part, its file) for a job of parts or of many files: on Dask the part
+    from the batch number (part p's batches are numbered from p*1,000,000+1) and its file
+    from the split the job recorded; on the local executor None as the part (a batch never
+    spans files: its last record says which); None for a local job of one file."""
     from .engine import manyfiles
     from .engine.executors.parts import PART_STRIDE
+    parts = _part_paths(store, j)
+    if parts is not None:
+        def of_part(b: Batch) -> tuple[int | None, str] | None:
+            part = (b.number - 1) // PART_STRIDE
+            return (part, parts[part]) if 0 <= part < len(parts) else None
+        return of_part
     files = manyfiles.files_of(j.as_dict())
     if not files:
         return lambda b: None
-    if executor == "dask":
-        def of_part(b: Batch) -> tuple[int | None, str] | None:
-            part = (b.number - 1) // PART_STRIDE
-            return (part, files[part]["path"]) if 0 <= part < len(files) else None
-        return of_part
 
     def of_row(b: Batch) -> tuple[int | None, str] | None:
         found = manyfiles.locate(files, b.row_end)
@@ -247,16 +262,14 @@ def latest_workers(store: StateStore, j: Job) -> list[dict[str, Any]] | None:
     """The Dask workers' figures of the job's latest ``workers`` event (every two seconds
     while it runs), each with ``file``: the path of the part it streams; None when the
     job recorded none (a local job)."""
-    from .engine import manyfiles
     event = store.latest_event(j.id, "workers")
     if event is None:
         return None
-    files = manyfiles.files_of(j.as_dict())
+    parts = _part_paths(store, j) or []
     out = []
     for w in event["details"].get("workers") or []:
         part = w.get("part")
-        path = (files[part]["path"] if isinstance(part, int) and 0 <= part < len(files)
-                else j.source_path if part == 0 else None)
+        path = parts[part] if isinstance(part, int) and 0 <= part < len(parts) else None
         out.append({**w, "file": path, "at": event["at"]})
     return out
 

@@ -190,3 +190,71 @@ async def test_batches_of_a_dask_job_say_their_part(ws):
                    for n, f in parts.items())
         checkpoints = screen.query_one("#checkpoints", DataTable)
         assert f"{made['job']['rows_read']:,}" in column(checkpoints, 1)
+
+
+def renumber_as_parts(ws, job_id: str, split: list, part_of_row) -> None:
+    """Record a Dask job of byte-range parts (ADR 0029) over a job the engine ran: its
+    executor event with the split, each batch numbered in its part's range, and a
+    ``workers`` event naming the last two parts."""
+    store = StateStore(ws.state)
+    try:
+        store.add_event(job_id, "executor", executor="dask", workers=2, scheduler=None,
+                        parts=len(split), split=split)
+        for number, row_start in store.conn.execute(
+                "SELECT batch_number, row_start FROM pipeline_batches WHERE job_id = ? "
+                "ORDER BY batch_number DESC", [job_id]).fetchall():
+            store.conn.execute("UPDATE pipeline_batches SET batch_number = ? WHERE job_id = ? "
+                               "AND batch_number = ?",
+                               [number + 1_000_000 * part_of_row(row_start), job_id, number])
+        store.conn.commit()
+        last = len(split) - 1
+        store.add_event(job_id, "workers", workers=[
+            {"worker": "tcp://127.0.0.1:40215", "pid": 4242, "part": last - 1, "records": 900,
+             "rows_per_s": 81234.5, "rss_mb": 211.0},
+            {"worker": "tcp://127.0.0.1:40217", "pid": 4243, "part": last, "records": 700,
+             "rows_per_s": 70999.0, "rss_mb": 198.4}])
+    finally:
+        store.close()
+
+
+async def shown_parts(ws) -> tuple[set[str], list[list[str]]]:
+    """The jobs screen's batches' file column, and the monitor's workers' rows."""
+    async with ws.app(start="jobs").run_test(size=(140, 45)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        batches = screen.query_one("#batches", DataTable)
+        await wait_for(pilot, lambda: batches.row_count > 0, what="the batches")
+        assert [str(c.label) for c in batches.columns.values()][-1] == "file"
+        files = {row[-1] for row in cells(batches)}
+    async with ws.app(start="monitor").run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await polled(pilot, screen)
+        table = screen.query_one("#m-workers", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="the workers")
+        workers = [row[:2] for row in cells(table)]
+    return files, workers
+
+
+async def test_byte_range_parts_of_a_drop_say_their_file(ws):
+    """A drop whose second file was cut into two byte ranges: part 2 is b.csv.gz's second
+    range (the part number is no longer the file's index)."""
+    made = drop_job(ws)
+    half = made["half"]
+    quarter = half + (made["job"]["rows_read"] - half) // 2
+    renumber_as_parts(ws, made["job"]["job_id"], [[0, 0, None], [1, 0, 40_000], [1, 40_000, None]],
+                      lambda row: 0 if row <= half else 1 if row <= quarter else 2)
+    files, workers = await shown_parts(ws)
+    assert {"p0 a.csv", "p1 b.csv.gz", "p2 b.csv.gz"} <= files
+    assert workers == [["127.0.0.1:40215", "p1 b.csv.gz"], ["127.0.0.1:40217", "p2 b.csv.gz"]]
+
+
+async def test_byte_range_parts_of_one_file_say_their_part(ws):
+    """One plain file cut into three ranges: the batches say their part (and the file),
+    though a job of one file has no file column otherwise."""
+    summary = ws.run()
+    rows = summary["rows_read"]
+    renumber_as_parts(ws, summary["job_id"], [[0, 0, 30_000], [0, 30_000, 60_000], [0, 60_000, None]],
+                      lambda row: min(2, (row - 1) * 3 // rows))
+    files, workers = await shown_parts(ws)
+    assert files == {"p0 orders.csv", "p1 orders.csv", "p2 orders.csv"}
+    assert workers == [["127.0.0.1:40215", "p1 orders.csv"], ["127.0.0.1:40217", "p2 orders.csv"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +78,8 @@ class JobsScreen(PolledScreen):
         self._stamp: str | None = None          # newest updated_at read
         self._detail_key: tuple | None = None   # (job id, updated_at) of checkpoints/batches
         self._detail: tuple[list[Checkpoint], list[Batch], dict] = ([], [], {})
-        self._executors: dict[str, str] = {}     # job id -> its executor (it keeps it)
+        # job id -> batch -> (part, file): its executor and split are the job's for good
+        self._locators: dict[str, Callable[[Batch], tuple[int | None, str] | None]] = {}
         self._dead_check = 0.0
         self._shown_job: str | None = None       # whose checkpoints/batches are on screen
 
@@ -140,12 +141,11 @@ class JobsScreen(PolledScreen):
         return JobsData(jobs, selected, *self._detail)
 
     def _batch_files(self, store, job: Job, batches: list[Batch]) -> dict:
-        """Each batch's part and file, for a job of many files (ADR 0025, 0026)."""
-        if not api.file_lines(job):
-            return {}
-        if job.id not in self._executors:
-            self._executors[job.id] = api.executor_of(store, job.id)
-        of = api.batch_files(job, self._executors[job.id])
+        """Each batch's part and file, for a job of parts or of many files (ADR 0025, 0026,
+        0029); empty for a local job of one file."""
+        if job.id not in self._locators:
+            self._locators[job.id] = api.batch_files(store, job)
+        of = self._locators[job.id]
         return {b.number: found for b in batches if (found := of(b)) is not None}
 
     def _read_jobs(self, store) -> dict[str, Job]:
