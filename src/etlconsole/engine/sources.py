@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import UserError
 
@@ -62,6 +63,16 @@ class SourceFile:
     @property
     def is_part(self) -> bool:
         return self.start > 0 or self.end is not None
+
+    @property
+    def span(self) -> int:
+        """Bytes on disk of the part (about: its ends move onto record boundaries)."""
+        return max(0, min(self.size if self.end is None else self.end, self.size) - self.start)
+
+    @property
+    def nothing(self) -> bool:
+        """A part that holds no byte of the file (its range is empty)."""
+        return self.end is not None and self.start >= min(self.end, self.size) and self.start > 0
 
     def part(self, start: int, end: int | None) -> SourceFile:
         """The records of this file that begin in bytes [start, end): splitting a file at
@@ -289,6 +300,187 @@ def _readline(raw, block: int = 1 << 16) -> bytes:
     line = b"".join(parts)
     raw.seek(start + len(line))
     return line
+
+
+# -- byte-range parts: record boundaries proven, not guessed ------------------------------
+_SCAN_BLOCK = 8 << 20       # bytes per step of the boundary scan (bounded memory, any file)
+_BOM = b"\xef\xbb\xbf"
+
+
+def splittable(f: SourceFile, encoding: str, quote: str, delimiter: str, header: bool) -> bool:
+    """Whether ``f`` may be read in byte ranges at all: a plain file of an ASCII-compatible
+    encoding (a newline byte is a newline), one-byte quote and delimiter, and a header line
+    (each part is read after it; a file without one would have a record read twice)."""
+    ascii_like = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig", "ascii",
+                                                         "latin-1", "latin1", "iso-8859-1",
+                                                         "cp1252", "windows-1252")
+    one_byte = all(len(c.encode("latin-1", "replace")) == 1 for c in (quote, delimiter) if c)
+    return f.compression is None and not f.is_part and header and ascii_like and one_byte \
+        and len(delimiter) == 1 and len(quote) <= 1
+
+
+def resync(f: SourceFile, quote: str, delimiter: str) -> SourceFile:
+    """Part ``f`` with both ends moved onto proven record boundaries (the nominal split is
+    a byte count, blind to records). A boundary at byte ``b`` is the end of the first
+    newline at or after ``b - 1`` that a scan from the file's first byte proves is outside
+    quotes; the part before and the part after compute the same boundary from the same
+    bytes, so every record is read by exactly one part, whole — quoted newlines included.
+    Where the scan cannot follow the quoting (a quote in the middle of an unquoted field,
+    text after a closing quote: CSV that parsers read differently), nothing after that
+    point is a boundary: the part before it reads to the end of the file, those after
+    it are empty. A plain (unsplit) file is returned as is."""
+    if not f.is_part:
+        return f
+    with open(f.path, "rb", buffering=0) as raw:
+        header = _header_end(raw)
+    wanted = [header] + [b for b in (f.start, f.end) if b is not None and header < b < f.size]
+    found = dict(zip(wanted, _boundaries(f.path, wanted, quote, delimiter), strict=True))
+    if found[header] != header:     # the header's own quoting not proven: no boundary after it
+        found = dict.fromkeys(found, f.size)
+    first = header if f.start <= header else found[f.start]
+    last = (f.size if f.end is None or f.end >= f.size else
+            header if f.end <= header else found[f.end])
+    return f.part(first, max(first, last))
+
+
+def _boundaries(path: Path, targets: list[int], quote: str, delimiter: str) -> list[int]:
+    """For each target byte ``t`` (any order), the position after the first newline at or
+    after ``t - 1`` proven to end a record, or the file's size when none is."""
+    found: dict[int, int] = {}
+    scan = _QuoteScan(path, quote.encode("latin-1") if quote else b"",
+                      delimiter.encode("latin-1"))
+    try:
+        for t in sorted(set(targets)):
+            found[t] = scan.boundary_from(max(t - 1, 0))
+    finally:
+        scan.close()
+    return [found[t] for t in targets]
+
+
+class _QuoteScan:
+    """A forward scan of a file's quoting, one block at a time (each block ends with a
+    newline, so no run of quotes straddles two). The model is RFC 4180's, as the CSV reader
+    reads it: a quote opens a field only at its start (after the delimiter, a line end or
+    the file's start), a doubled quote inside quotes is one quote, a closing quote is
+    followed by the delimiter or a line end. Each run of quotes is checked against that
+    (vectorized: pyarrow.compute over the block), the state after it is the parity of
+    the quotes before; the first run that breaks the model ends what can be proven."""
+
+    def __init__(self, path: Path, quote: bytes, delimiter: bytes):
+        self.raw = open(path, "rb", buffering=0)
+        self.q, self.d = quote, delimiter
+        self.size = os.fstat(self.raw.fileno()).st_size
+        head = self.raw.read(len(_BOM))
+        self.pos = len(_BOM) if head == _BOM else 0    # where the next block starts
+        self.raw.seek(self.pos)
+        self.block, self.at = b"", self.pos             # the block in hand and its offset
+        self.inside = False                             # in quotes at the block's start
+        self.broken: int | None = None                  # where the model stopped holding
+
+    def boundary_from(self, offset: int) -> int:
+        """The end of the first newline at or after ``offset`` (ascending calls) that is
+        proven outside quotes; the file's size when there is none."""
+        while True:
+            if self.at + len(self.block) <= offset and not self._next_block():
+                return self.size
+            if self.at + len(self.block) > offset:
+                found = self._in_block(offset)
+                if found is not None:
+                    return found
+                if self.broken is not None or not self._next_block():
+                    return self.size
+                offset = self.at
+
+    def _next_block(self) -> bool:
+        """Step past the block in hand (its quotes' parity carried) to the next one."""
+        if self.broken is not None:
+            return False
+        if self.q:
+            self.inside ^= bool(self.block.count(self.q) % 2)
+        self.at += len(self.block)
+        data = self.raw.read(_SCAN_BLOCK) if not self.raw.closed else b""
+        if not data:
+            self.block = b""
+            return False
+        while True:      # cut after the block's last newline; a line longer than a block grows it
+            cut = data.rfind(b"\n")
+            more = self.raw.read(_SCAN_BLOCK) if cut < 0 else b""
+            if cut >= 0 or not more:
+                break
+            data += more
+        if cut >= 0 and cut + 1 < len(data):
+            self.raw.seek(self.at + cut + 1)
+            data = data[:cut + 1]
+        self.block = data
+        self.broken = self._check(data) if self.q else None
+        return True
+
+    def _check(self, block: bytes) -> int | None:
+        """Where in the file the first run of quotes of ``block`` breaks the model, if any."""
+        if self.q not in block:
+            return None
+        arr = pa.Array.from_buffers(pa.uint8(), len(block), [None, pa.py_buffer(block)])
+        at = pc.indices_nonzero(pc.equal(arr, self.q[0])).cast(pa.int64())
+        n = len(at)
+        step = pc.subtract(at.slice(1), at.slice(0, n - 1))     # 1 inside a run of quotes
+        gap = pc.not_equal(step, 1)
+        true = pa.array([True])
+        starts = at.filter(pa.concat_arrays([true, gap]))
+        ends = at.filter(pa.concat_arrays([gap, true]))
+        odd = pc.bit_wise_and(pc.add(pc.subtract(ends, starts), 1), 1)
+        after = pc.cumulative_sum(odd)
+        base = int(self.inside)
+        open_before = pc.equal(pc.bit_wise_and(pc.add(pc.subtract(after, odd), base), 1), 0)
+        closed_after = pc.equal(pc.bit_wise_and(pc.add(after, base), 1), 0)
+        bounds = pa.array([self.d[0], 10, 13], pa.uint8())
+        # the byte before a run (a block starts after a newline: a boundary) and after it
+        # (a block ends with a newline, never a quote; the file's last line may not)
+        before = pc.is_in(arr.take(pc.max_element_wise(pc.subtract(starts, 1), 0)), value_set=bounds)
+        before = pc.or_(before, pc.equal(starts, 0))
+        after_i = pc.min_element_wise(pc.add(ends, 1), len(block) - 1)
+        follow = pc.or_(pc.is_in(arr.take(after_i), value_set=bounds),
+                        pc.equal(pc.add(ends, 1), len(block)))
+        bad = pc.or_(pc.and_(open_before, pc.invert(before)),      # opens mid-field
+                     pc.and_(closed_after, pc.invert(follow)))     # text after a close
+        hits = pc.indices_nonzero(bad)
+        return self.at + starts[hits[0].as_py()].as_py() if len(hits) else None
+
+    def _in_block(self, offset: int) -> int | None:
+        """The first proven boundary at or after ``offset`` within the block in hand."""
+        block, q = self.block, self.q
+        i = max(offset - self.at, 0)
+        state = self.inside ^ bool(block.count(q, 0, i) % 2) if q else False
+        limit = len(block) if self.broken is None else self.broken - self.at
+        while True:
+            nl = block.find(b"\n", i)
+            if nl < 0 or nl >= limit:
+                return None
+            if q:
+                state ^= bool(block.count(q, i, nl) % 2)
+            if not state:
+                return self.at + nl + 1
+            i = nl + 1
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def quotes_in(f: SourceFile, quote: str) -> int:
+    """Quote characters in the bytes part ``f`` reads (after the header): even exactly when
+    a range that starts outside quotes ends outside them (RFC 4180 quoting)."""
+    if not quote:
+        return 0
+    q, n = quote.encode("latin-1"), 0
+    with _Part(f) as part:
+        raw, left = part._raw, part.last - part.first
+        raw.seek(part.first)
+        while left > 0:
+            block = raw.read(min(_SCAN_BLOCK, left))
+            if not block:
+                break
+            n += block.count(q)
+            left -= len(block)
+    return n
 
 
 def records_before(f: SourceFile) -> int:

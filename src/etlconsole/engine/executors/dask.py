@@ -102,7 +102,8 @@ class DaskRun:
             job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
                             scheduler=self.scheduler, parts=len(self.parts),
-                            parts_done=len(self.done))
+                            parts_done=len(self.done),
+                            split=[[p.index, p.start, p.end] for p in self.parts])
         job.started = time.monotonic()
         status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         try:
@@ -125,9 +126,9 @@ class DaskRun:
     def _task(self, k: int) -> P.PartTask:
         job = self.job
         decisions = {d["phase"]: d for d in job.plan.conditions}
-        dialects = job.plan.dialects
+        dialects, index = job.plan.dialects, self.parts[k].index    # a file's parts share its sniff
         return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec,
-                          dialects[k] if k < len(dialects) else job.plan.dialect,
+                          dialects[index] if index < len(dialects) else job.plan.dialect,
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
 
@@ -196,12 +197,9 @@ class DaskRun:
         here (the worker counts within its file) and where the file starts is noted in
         the job's record, as a local run of the same files does (engine.manyfiles)."""
         job, store = self.job, self.job.store
-        offset = self.committed.rows_read       # records of the files before this one
+        offset = self.committed.rows_read       # records of the parts before this one
         if job.fingerprint.get("files"):
-            event: dict[str, Any] = {"index": r.part, "first_record": offset + 1, "records": r.records}
-            if r.content:
-                event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
-            manyfiles.note(job, [event])
+            manyfiles.note(job, [self._file_event(r, offset)])
         loaded = sum(b.loaded for b in r.batches)
         rejected = sum(len(b.rejects) for b in r.batches)
         data = {"part": r.part, "file": r.path, "records": r.records, "rows_loaded": loaded,
@@ -226,6 +224,21 @@ class DaskRun:
         if self.log:
             self.log.info("part.done", job=job.job_id, part=r.part, file=r.path, worker=r.worker,
                           rows=r.records, seconds=round(r.seconds, 3))
+
+    def _file_event(self, r: P.PartResult, offset: int) -> dict[str, Any]:
+        """What the job's record learns of the part's file: where it starts (its first
+        part) and its records so far (a byte range adds its own to those of the ranges
+        before it, recorded before it: parts are recorded in order). The content proof
+        is of a whole file only (a range's reader hashed the range)."""
+        f = self.parts[r.part]
+        if f.start == 0:
+            event: dict[str, Any] = {"index": f.index, "first_record": offset + 1, "records": r.records}
+        else:
+            before = self.job.fingerprint["files"][f.index].get("records") or 0
+            event = {"index": f.index, "records": before + r.records}
+        if r.content and not f.is_part:
+            event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
+        return event
 
     def _sample(self, r: P.PartResult) -> None:
         """A metrics sample of the job after a part, unless the watcher (progress.py) is

@@ -85,7 +85,7 @@ def part_keys(task: PartTask, spill: str | None = None) -> pa.Table:
                 writer.add(work)
         if writer is not None:
             writer.close({"stats": [s.to_json() for s in stats], "records": stream.records_done(),
-                          "bytes_read": stream.size, "content": stream.content_proof()})
+                          "bytes_read": stream.read_bytes(), "content": stream.content_proof()})
             writer = None
     finally:
         if writer is not None:

@@ -39,6 +39,8 @@ from ..loader import refused_records
 from ..plan import Plan, PlannedPhase, make_plan
 from ..sources import SourceFile
 from ..targets import Target, targets_for
+from . import ranges
+from .ranges import PartStream
 from .spill import Spill
 
 PART_STRIDE = 1_000_000     # batch numbers per part: part p holds p*STRIDE+1 .. p*STRIDE+999,999
@@ -111,10 +113,10 @@ def stats_for(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyCl
     return stats, [BusyClock(st) for st in stats]
 
 
-def stream_of(task: PartTask, plan: Plan) -> extract.CsvStream:
-    """The part's records, numbered within its file (1, 2, …): rejects carry the file."""
-    return extract.CsvStream(task.file, plan.dialect, block_size=task.settings.stream_high_water_mark,
-                             chunk_rows=task.settings.chunk_size)
+def stream_of(task: PartTask, plan: Plan) -> PartStream:
+    """The part's records, numbered within it (1, 2, …; the driver renumbers them after
+    the parts before it): a whole file, or a byte range on proven record boundaries."""
+    return ranges.stream(task.file, plan.dialect, task.settings)
 
 
 # -- the load pass ------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     figures: dict[str, Any]
     if stream is not None:
         figures = {"stats": [s.to_json() for s in stats], "records": stream.records_done(),
-                   "bytes_read": stream.size, "content": stream.content_proof()}
+                   "bytes_read": stream.read_bytes(), "content": stream.content_proof()}
     else:
         assert spilled is not None and spilled.trailer is not None
         figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}
