@@ -200,3 +200,72 @@ def test_what_is_split_and_what_is_not(tmp_path, drop):
     # the recorded split gives the same parts again, whatever the setting says now
     from etlconsole.engine.executors import split_of
     assert part_files(plan, ranges=split_of(parts)) == parts
+
+
+# -- faults with ranges --------------------------------------------------------------------
+BIG_RANGES = {"PIPELINE_PART_SIZE_KB": "256"}     # the big drop's plain files: 3 ranges each
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, big_drop):
+    lab = DropLab(tmp_path_factory.mktemp("ref"), big_drop)
+    summary = lab.run_with("--executor", "local")
+    return summary, lab.digest(), lab.rejects_of(summary["job_id"])
+
+
+def test_the_driver_killed_then_resumed_with_ranges_is_exactly_once(tmp_path, big_drop, reference):
+    """The driver is killed with -9 once a range is recorded and a later one has batches
+    committed; resume — told a different part size, which it must ignore — runs the
+    split the job recorded and ends with the uninterrupted run's table and rejects."""
+    import psutil
+    from daskkit import SMALL_BATCHES, job_id_of, ledger_batches, wait_until
+    from faults.faultkit import kill9
+    expected, digest, rejects = reference
+    lab = DropLab(tmp_path / "lab", big_drop)
+    lab.env.update(SMALL_BATCHES | BIG_RANGES)
+    proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json", "--executor", "dask", "--workers", "2")
+
+    def mid_job() -> bool:
+        job_id = job_id_of(lab)
+        if job_id is None or proc.poll() is not None:
+            return proc.poll() is not None
+        done = {p["part"] for p in recorded_parts(lab, job_id)}
+        return bool(done) and any(part_of(n) not in done for n in ledger_batches(lab.out))
+
+    wait_until(mid_job, what="a range recorded and another one's batches committed")
+    assert proc.poll() is None, "the job ended before the driver could be killed"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    kill9(proc)
+    wait_until(lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+               timeout=30, what="the workers of the killed driver to die")
+    job_id = job_id_of(lab)
+    split = _ranges_of(lab, job_id)
+    assert len(split) == 14          # 4 plain files x 3 ranges, 2 gzipped files whole
+    before = ledger_batches(lab.out)
+    res = lab.cli("resume", job_id, "--json", "--workers", "2", env={"PIPELINE_PART_SIZE_KB": "0"})
+    assert res.returncode == 0, str(res)
+    got = res.last_json()
+    assert got["status"] == "succeeded" and got["parts"] == 14
+    assert (got["rows_loaded"], got["rows_rejected"]) == (expected["rows_loaded"], expected["rows_rejected"])
+    assert lab.digest() == digest
+    assert lab.rejects_of(job_id) == rejects
+    skipped = [n for p in recorded_parts(lab, job_id) for n in p["skipped"]]
+    assert skipped and set(skipped) <= set(before)
+
+
+def test_a_worker_killed_mid_range_leaves_the_job_exactly_once(tmp_path, big_drop, reference, cluster):
+    from daskkit import SMALL_BATCHES, kill_worker_mid_part, ledger_batches
+    expected, digest, rejects = reference
+    lab = DropLab(tmp_path / "lab", big_drop)
+    lab.env.update(SMALL_BATCHES | BIG_RANGES)
+    proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json", "--executor", "dask",
+                     "--scheduler", cluster.scheduler.address)
+    part = kill_worker_mid_part(cluster, proc, lab, lambda: ledger_batches(lab.out))
+    assert proc.wait(timeout=180) == 0, proc.err_path.read_text()[-3000:]
+    got = json.loads(proc.out_path.read_text().strip().splitlines()[-1])
+    assert got["status"] == "succeeded" and got["parts"] == 14
+    assert (got["rows_loaded"], got["rows_rejected"]) == (expected["rows_loaded"], expected["rows_rejected"])
+    assert lab.digest() == digest
+    assert lab.rejects_of(got["job_id"]) == rejects
+    parts = {p["part"]: p for p in recorded_parts(lab, got["job_id"])}
+    assert len(parts[part]["skipped"]) >= 2
