@@ -28,7 +28,7 @@ class Settings:
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints
     transaction_timeout_ms: int = 30_000  # PIPELINE_TRANSACTION_TIMEOUT_MS: max wait for a destination lock
     rollback_retention_hours: int = 168   # PIPELINE_ROLLBACK_RETENTION_HOURS: keep rollback data this long
-    part_size_kb: int = 32_768          # PIPELINE_PART_SIZE_KB: Dask parts of a large plain file (0: whole files)
+    part_size_kb: int = 32_768          # PIPELINE_PART_SIZE_KB: Dask ranges of a plain file (0: none)
     state_db: str = ".etlconsole/state.db"  # PIPELINE_STATE_DB: the state store
 
     @property

@@ -319,7 +319,23 @@ def splittable(f: SourceFile, encoding: str, quote: str, delimiter: str, header:
         and len(delimiter) == 1 and len(quote) <= 1
 
 
-def resync(f: SourceFile, quote: str, delimiter: str) -> SourceFile:
+def cut_points(f: SourceFile, cuts: list[int], quote: str, delimiter: str) -> dict[int, int]:
+    """The proven record boundary of each nominal cut of file ``f`` (what ``resync``
+    moves a range's ends to), in one scan of the file up to its last cut: the ranges of
+    one file take them from here instead of each scanning from the file's start again
+    (ranges of a file would scan it over and over). Keyed by cut; ``-1``: the header's end
+    when the header's own quoting is proven, else the file's size."""
+    with open(f.path, "rb", buffering=0) as raw:
+        header = _header_end(raw)
+    wanted = [header] + [c for c in cuts if header < c < f.size]
+    found = dict(zip(wanted, _boundaries(f.path, wanted, quote, delimiter), strict=True))
+    if found[header] != header:     # the header's own quoting not proven: no boundary after it
+        found = dict.fromkeys(found, f.size)
+    return {c: found.get(c, header if c <= header else f.size) for c in cuts} | {-1: found[header]}
+
+
+def resync(f: SourceFile, quote: str, delimiter: str,
+           points: dict[int, int] | None = None) -> SourceFile:
     """Part ``f`` with both ends moved onto proven record boundaries (the nominal split is
     a byte count, blind to records). A boundary at byte ``b`` is the end of the first
     newline at or after ``b - 1`` that a scan from the file's first byte proves is outside
@@ -331,15 +347,11 @@ def resync(f: SourceFile, quote: str, delimiter: str) -> SourceFile:
     it are empty. A plain (unsplit) file is returned as is."""
     if not f.is_part:
         return f
-    with open(f.path, "rb", buffering=0) as raw:
-        header = _header_end(raw)
-    wanted = [header] + [b for b in (f.start, f.end) if b is not None and header < b < f.size]
-    found = dict(zip(wanted, _boundaries(f.path, wanted, quote, delimiter), strict=True))
-    if found[header] != header:     # the header's own quoting not proven: no boundary after it
-        found = dict.fromkeys(found, f.size)
-    first = header if f.start <= header else found[f.start]
-    last = (f.size if f.end is None or f.end >= f.size else
-            header if f.end <= header else found[f.end])
+    ends = [c for c in (f.start, f.end) if c is not None]
+    if points is None or any(c not in points for c in ends):
+        points = cut_points(f, ends, quote, delimiter)
+    first = points[f.start] if f.start else 0
+    last = f.size if f.end is None or f.end >= f.size else points[f.end]
     return f.part(first, max(first, last))
 
 
@@ -420,7 +432,7 @@ class _QuoteScan:
         if self.q not in block:
             return None
         arr = pa.Array.from_buffers(pa.uint8(), len(block), [None, pa.py_buffer(block)])
-        at = pc.indices_nonzero(pc.equal(arr, self.q[0])).cast(pa.int64())
+        at = pc.indices_nonzero(pc.equal(arr, pa.scalar(self.q[0], pa.uint8()))).cast(pa.int64())
         n = len(at)
         step = pc.subtract(at.slice(1), at.slice(0, n - 1))     # 1 inside a run of quotes
         gap = pc.not_equal(step, 1)

@@ -31,6 +31,7 @@ from ..loader import Committed
 from ..sources import SourceFile
 from . import keys as K
 from . import parts as P
+from . import ranges as R
 from .cluster import cluster, wait_for_orphans
 from .spill import spill_fits
 
@@ -71,6 +72,7 @@ class DaskRun:
             prefix += 1
         self.done = {k: done[k] for k in range(prefix)}
         self.waiting: dict[int, P.PartResult] = {}
+        self.points: dict[int, Any] = {}     # file index -> future of its ranges' boundaries
         self.watcher: Any = None
         self.committed = Committed()
         self.warned = 0
@@ -144,8 +146,9 @@ class DaskRun:
         folder = self.job.workspace.resolve() / "spill" / uuid.uuid4().hex[:12]
         spills = {k: str(folder / f"part-{k:05d}.spill") for k in todo} \
             if K.spillable(plan) and spill_fits(self.job.workspace, [self.parts[k] for k in todo]) else {}
-        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), pure=False,
-                               key=f"keys-{k}-{self.job.job_id}") for k in range(len(self.parts))]
+        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), self._points(client, k),
+                               pure=False, key=f"keys-{k}-{self.job.job_id}")
+                 for k in range(len(self.parts))]
         # One task sorts every part's keys (cross_part): a few bytes a key, once.
         dups = client.submit(K.cross_part, *keyed, key=f"dups-{self.job.job_id}", pure=False).result()
         # Broadcast: every worker holds the (small) duplicates, so the load tasks are spread
@@ -188,8 +191,21 @@ class DaskRun:
             raise
 
     def _submit(self, client: Any, k: int, dups: Any, spill: str | None = None) -> Any:
-        return client.submit(P.run_part, self._task(k), dups, spill, key=f"part-{k}-{self.job.job_id}",
-                             pure=False)
+        return client.submit(P.run_part, self._task(k), dups, spill, self._points(client, k),
+                             key=f"part-{k}-{self.job.job_id}", pure=False)
+
+    def _points(self, client: Any, k: int) -> Any:
+        """The future of the proven boundaries of part ``k``'s file when it is read in
+        ranges (one scan task per file, submitted once), else None."""
+        f = self.parts[k]
+        if not f.is_part:
+            return None
+        if f.index not in self.points:
+            ranges = [p for p in self.parts if p.index == f.index]
+            self.points[f.index] = client.submit(
+                R.boundaries, ranges, self._task(k).dialect, pure=False,
+                key=f"bounds-{f.index}-{self.job.job_id}")
+        return self.points[f.index]
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its

@@ -113,15 +113,16 @@ def stats_for(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyCl
     return stats, [BusyClock(st) for st in stats]
 
 
-def stream_of(task: PartTask, plan: Plan) -> PartStream:
+def stream_of(task: PartTask, plan: Plan, points: dict[int, int] | None = None) -> PartStream:
     """The part's records, numbered within it (1, 2, …; the driver renumbers them after
-    the parts before it): a whole file, or a byte range on proven record boundaries."""
-    return ranges.stream(task.file, plan.dialect, task.settings)
+    the parts before it): a whole file, or a byte range on proven record boundaries
+    (``points``: its file's, from ``ranges.boundaries``; None: the part finds them)."""
+    return ranges.stream(task.file, plan.dialect, task.settings, points)
 
 
 # -- the load pass ------------------------------------------------------------------------
 def run_part(task: PartTask, duplicates: pa.Table | None = None,
-             spill: str | None = None) -> PartResult:
+             spill: str | None = None, points: dict[int, int] | None = None) -> PartResult:
     """Stream the part through the whole chain and commit its batches; ``duplicates``
     (``cross_part``): keys an earlier part introduced, rejected here by the unique rule.
     ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
@@ -146,7 +147,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
     cutter = _PartCutter(task, target, held, _reporter(task))
     pipe = PhaseLine(phases, stats, clocks, ws)
-    stream = stream_of(task, plan) if spilled is None else None
+    stream = stream_of(task, plan, points) if spilled is None else None
     if spilled is not None:
         line = pipe.run_works(timed(spilled.works(), clocks[0]))
     else:

@@ -25,9 +25,9 @@ class PartStream(extract.CsvStream):
     job, after the parts before it). ``read_bytes()``: its bytes on disk, once read."""
 
     def __init__(self, part: sources.SourceFile, dialect: extract.Dialect, *, block_size: int,
-                 chunk_rows: int, resync: bool = True):
+                 chunk_rows: int, resync: bool = True, points: dict[int, int] | None = None):
         if part.is_part and resync:
-            part = sources.resync(part, dialect.quote, dialect.delimiter)
+            part = sources.resync(part, dialect.quote, dialect.delimiter, points)
         super().__init__(part, dialect, block_size=block_size, chunk_rows=chunk_rows)
         # another range of the file starts where this one ends: its last record must close
         self.followed = part.is_part and part.end is not None and part.end < part.size
@@ -72,6 +72,16 @@ class PartStream(extract.CsvStream):
         return self.bytes_read() if self.file.is_part else self.size
 
 
-def stream(part: sources.SourceFile, dialect: extract.Dialect, settings: Any) -> PartStream:
+def stream(part: sources.SourceFile, dialect: extract.Dialect, settings: Any,
+           points: dict[int, int] | None = None) -> PartStream:
+    """``points``: the file's proven boundaries (``boundaries``), else the part scans."""
     return PartStream(part, dialect, block_size=settings.stream_high_water_mark,
-                      chunk_rows=settings.chunk_size)
+                      chunk_rows=settings.chunk_size, points=points)
+
+
+def boundaries(parts: list[sources.SourceFile], dialect: extract.Dialect) -> dict[int, int]:
+    """One task per split file: the proven boundary of every cut of its ranges (one scan
+    of the file, ``sources.cut_points``), which each range then takes instead of
+    scanning the file from its start itself."""
+    cuts = sorted({c for p in parts for c in (p.start, p.end) if c})
+    return sources.cut_points(parts[0], cuts, dialect.quote, dialect.delimiter)
