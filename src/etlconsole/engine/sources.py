@@ -303,7 +303,8 @@ def _readline(raw, block: int = 1 << 16) -> bytes:
 
 
 # -- byte-range parts: record boundaries proven, not guessed ------------------------------
-_SCAN_BLOCK = 8 << 20       # bytes per step of the boundary scan (bounded memory, any file)
+_SCAN_BLOCK = 4 << 20       # bytes per step of the boundary scan (bounded memory, any file)
+_IOTA: list[pa.Array] = []  # 0, 1, 2 … per byte of a block: quote positions by one filter
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -387,6 +388,7 @@ class _QuoteScan:
         self.raw.seek(self.pos)
         self.block, self.at = b"", self.pos             # the block in hand and its offset
         self.inside = False                             # in quotes at the block's start
+        self.quotes = 0                                 # quotes in the block in hand
         self.broken: int | None = None                  # where the model stopped holding
 
     def boundary_from(self, offset: int) -> int:
@@ -407,8 +409,7 @@ class _QuoteScan:
         """Step past the block in hand (its quotes' parity carried) to the next one."""
         if self.broken is not None:
             return False
-        if self.q:
-            self.inside ^= bool(self.block.count(self.q) % 2)
+        self.inside ^= bool(self.quotes % 2)
         self.at += len(self.block)
         data = self.raw.read(_SCAN_BLOCK) if not self.raw.closed else b""
         if not data:
@@ -428,12 +429,17 @@ class _QuoteScan:
         return True
 
     def _check(self, block: bytes) -> int | None:
-        """Where in the file the first run of quotes of ``block`` breaks the model, if any."""
+        """Where in the file the first run of quotes of ``block`` breaks the model, if any
+        (and ``quotes``: how many the block holds)."""
+        self.quotes = 0
         if self.q not in block:
             return None
         arr = pa.Array.from_buffers(pa.uint8(), len(block), [None, pa.py_buffer(block)])
-        at = pc.indices_nonzero(pc.equal(arr, pa.scalar(self.q[0], pa.uint8()))).cast(pa.int64())
-        n = len(at)
+        if not _IOTA or len(_IOTA[0]) < len(block):
+            _IOTA[:] = [pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int32()), len(block)))]
+        iota = _IOTA[0].slice(0, len(block))
+        at = pc.subtract(pc.filter(iota, pc.equal(arr, pa.scalar(self.q[0], pa.uint8()))), 1)
+        n = self.quotes = len(at)
         step = pc.subtract(at.slice(1), at.slice(0, n - 1))     # 1 inside a run of quotes
         gap = pc.not_equal(step, 1)
         true = pa.array([True])

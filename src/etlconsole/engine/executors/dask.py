@@ -229,10 +229,13 @@ class DaskRun:
         counters = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                     "rows_rejected": c.rows_rejected, "retries": job.retries}
         for b in r.batches:
-            rejects = [x | {"row": x["row"] + offset} if x.get("row") is not None else x
-                       for x in b.rejects]
+            if offset:      # renumbered in place: the dicts are this driver's own copies
+                for x in b.rejects:
+                    row = x.get("row")
+                    if row is not None:
+                        x["row"] = row + offset
             store.begin_batch(job.job_id, b.number, row_start=b.row_start + offset,
-                              row_end=b.row_end + offset, rejects=rejects, rows=b.rows)
+                              row_end=b.row_end + offset, rejects=b.rejects, rows=b.rows)
             store.commit_batch(job.job_id, b.number, rows_loaded=b.loaded, attempts=b.attempts,
                                duration_ms=b.duration_ms, counters=counters)
         store.add_checkpoint(job.job_id, "part", data, row_count=c.rows_read)
