@@ -322,17 +322,39 @@ def splittable(f: SourceFile, encoding: str, quote: str, delimiter: str, header:
 
 def cut_points(f: SourceFile, cuts: list[int], quote: str, delimiter: str) -> dict[int, int]:
     """The proven record boundary of each nominal cut of file ``f`` (what ``resync``
-    moves a range's ends to), in one scan of the file up to its last cut: the ranges of
-    one file take them from here instead of each scanning from the file's start again
-    (ranges of a file would scan it over and over). Keyed by cut; ``-1``: the header's end
-    when the header's own quoting is proven, else the file's size."""
-    with open(f.path, "rb", buffering=0) as raw:
-        header = _header_end(raw)
-    wanted = [header] + [c for c in cuts if header < c < f.size]
-    found = dict(zip(wanted, _boundaries(f.path, wanted, quote, delimiter), strict=True))
-    if found[header] != header:     # the header's own quoting not proven: no boundary after it
-        found = dict.fromkeys(found, f.size)
-    return {c: found.get(c, header if c <= header else f.size) for c in cuts} | {-1: found[header]}
+    moves a range's ends to), in one scan of the file up to its last cut. Keyed by cut;
+    ``-1``: the header's end when the header's own quoting is proven."""
+    return scan_cuts(f, cuts, quote, delimiter)[0]
+
+
+def scan_cuts(f: SourceFile, cuts: list[int], quote: str, delimiter: str,
+              since: tuple[int, int, bool] | None = None) -> tuple[dict[int, int], tuple[int, int, bool]]:
+    """``cut_points`` in steps: the boundaries of ``cuts``, scanning on from ``since`` (what
+    the step before returned; None: the file's start, its header checked first), and where
+    the next step scans on from: (header's end, the start of a block of the scan, whether
+    that byte is inside quotes; -1: nothing after can be proven). The steps of a file
+    together find exactly what one scan finds: a step resumes at the start of the block in
+    which the step before stopped, with the quoting state there."""
+    if since is None:
+        with open(f.path, "rb", buffering=0) as raw:
+            header = _header_end(raw)
+        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"))
+        proven = scan.boundary_from(max(header - 1, 0)) == header
+        found = {-1: header if proven else f.size}
+    else:
+        header, at, inside = since
+        proven = at >= 0
+        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"),
+                          resume=(max(at, 0), inside))
+        found = {}
+    try:
+        for c in sorted(set(cuts)):
+            found[c] = (header if c <= header else f.size if c >= f.size or not proven
+                        else scan.boundary_from(c - 1))
+        where = (header, scan.at, scan.inside) if proven else (header, -1, False)
+    finally:
+        scan.close()
+    return found, where
 
 
 def resync(f: SourceFile, quote: str, delimiter: str,
@@ -348,7 +370,7 @@ def resync(f: SourceFile, quote: str, delimiter: str,
     it are empty. A plain (unsplit) file is returned as is."""
     if not f.is_part:
         return f
-    ends = [c for c in (f.start, f.end) if c is not None]
+    ends = [c for c in (f.start, f.end) if c]
     if points is None or any(c not in points for c in ends):
         points = cut_points(f, ends, quote, delimiter)
     first = points[f.start] if f.start else 0
@@ -379,15 +401,18 @@ class _QuoteScan:
     (vectorized: pyarrow.compute over the block), the state after it is the parity of
     the quotes before; the first run that breaks the model ends what can be proven."""
 
-    def __init__(self, path: Path, quote: bytes, delimiter: bytes):
+    def __init__(self, path: Path, quote: bytes, delimiter: bytes,
+                 resume: tuple[int, bool] | None = None):
         self.raw = open(path, "rb", buffering=0)
         self.q, self.d = quote, delimiter
         self.size = os.fstat(self.raw.fileno()).st_size
         head = self.raw.read(len(_BOM))
         self.pos = len(_BOM) if head == _BOM else 0    # where the next block starts
+        if resume is not None:                          # a block start an earlier scan reached
+            self.pos = max(self.pos, resume[0])
         self.raw.seek(self.pos)
         self.block, self.at = b"", self.pos             # the block in hand and its offset
-        self.inside = False                             # in quotes at the block's start
+        self.inside = bool(resume and resume[1])        # in quotes at the block's start
         self.quotes = 0                                 # quotes in the block in hand
         self.broken: int | None = None                  # where the model stopped holding
 

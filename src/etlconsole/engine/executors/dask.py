@@ -195,17 +195,23 @@ class DaskRun:
                              key=f"part-{k}-{self.job.job_id}", pure=False)
 
     def _points(self, client: Any, k: int) -> Any:
-        """The future of the proven boundaries of part ``k``'s file when it is read in
-        ranges (one scan task per file, submitted once), else None."""
+        """The futures part ``k`` needs when it is a range of a cut file: the steps of its
+        file's boundary chain that find its start and its end (``ranges.boundaries``:
+        one task per cut, each scanning on from the one before; submitted once per file,
+        before the ranges, so they run first). None for a whole file."""
         f = self.parts[k]
         if not f.is_part:
             return None
         if f.index not in self.points:
             ranges = [p for p in self.parts if p.index == f.index]
-            self.points[f.index] = client.submit(
-                R.boundaries, ranges, self._task(k).dialect, pure=False,
-                key=f"bounds-{f.index}-{self.job.job_id}")
-        return self.points[f.index]
+            dialect = self._task(k).dialect
+            steps: list[Any] = []
+            for j in range(len(R.cuts_of(ranges))):
+                steps.append(client.submit(R.boundaries, ranges, dialect, j, steps[-1] if steps else None,
+                                           pure=False, key=f"bounds-{f.index}-{j}-{self.job.job_id}"))
+            self.points[f.index] = (R.cuts_of(ranges), steps)
+        cuts, steps = self.points[f.index]
+        return [steps[cuts.index(c)] for c in (f.start, f.end) if c]
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its

@@ -73,15 +73,27 @@ class PartStream(extract.CsvStream):
 
 
 def stream(part: sources.SourceFile, dialect: extract.Dialect, settings: Any,
-           points: dict[int, int] | None = None) -> PartStream:
-    """``points``: the file's proven boundaries (``boundaries``), else the part scans."""
+           points: dict[int, int] | list[dict] | None = None) -> PartStream:
+    """``points``: the proven boundaries of the part's ends (``boundaries`` steps, or a
+    dict of them); None: the part finds them itself."""
+    if isinstance(points, list):      # the steps of the chain this range waited for
+        points = {int(c): b for step in points for c, b in step["points"].items()}
     return PartStream(part, dialect, block_size=settings.stream_high_water_mark,
                       chunk_rows=settings.chunk_size, points=points)
 
 
-def boundaries(parts: list[sources.SourceFile], dialect: extract.Dialect) -> dict[int, int]:
-    """One task per split file: the proven boundary of every cut of its ranges (one scan
-    of the file, ``sources.cut_points``), which each range then takes instead of
-    scanning the file from its start itself."""
-    cuts = sorted({c for p in parts for c in (p.start, p.end) if c})
-    return sources.cut_points(parts[0], cuts, dialect.quote, dialect.delimiter)
+def cuts_of(parts: list[sources.SourceFile]) -> list[int]:
+    """The nominal cuts between a file's ranges, ascending."""
+    return sorted({c for p in parts for c in (p.start, p.end) if c})
+
+
+def boundaries(parts: list[sources.SourceFile], dialect: extract.Dialect, step: int,
+               before: dict | None = None) -> dict:
+    """One step of a chain of tasks per cut file: the proven boundary of its cut ``step``
+    (``sources.scan_cuts``), scanning on from where step ``step - 1`` (``before``)
+    stopped — so each range starts as soon as the steps up to its own end are done,
+    instead of after one scan of the whole file, and the file is scanned once."""
+    cut = cuts_of(parts)[step]
+    found, where = sources.scan_cuts(parts[0], [cut], dialect.quote, dialect.delimiter,
+                                     None if before is None else tuple(before["where"]))
+    return {"points": found, "where": list(where)}
