@@ -80,8 +80,8 @@ class SourceFile:
 
         Only for a plain file whose records end with a newline and hold none (no quoted
         newlines): a part starts after the first newline at or after ``start - 1``, which
-        is a record boundary only then. The caller decides that it is safe (e.g. no quoted
-        newline in the sniffed sample, and each part's end checked); this cannot tell."""
+        is a record boundary only then. This cannot tell; ``resync`` moves a part's ends
+        onto boundaries a scan of the file's quoting proves (what the Dask executor reads)."""
         if self.compression is not None:
             raise ValueError(f"{self.path}: a compressed file cannot be read in byte ranges")
         if start < 0 or (end is not None and end < start):
