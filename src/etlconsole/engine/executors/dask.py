@@ -195,10 +195,14 @@ class DaskRun:
                              key=f"part-{k}-{self.job.job_id}", pure=False)
 
     def _points(self, client: Any, k: int) -> Any:
-        """The futures part ``k`` needs when it is a range of a cut file: the steps of its
-        file's boundary chain that find its start and its end (``ranges.boundaries``:
-        one task per cut, each scanning on from the one before; submitted once per file,
-        before the ranges, so they run first). None for a whole file."""
+        """What part ``k`` needs when it is a range of a cut file: the results of the steps
+        of its file's boundary chain that find its start and its end (``ranges.boundaries``:
+        one task per cut, each scanning on from the one before; submitted once per file).
+        None for a whole file. The driver waits for the two steps and passes their results
+        as values: a range task with no dependency is queued and balanced by the scheduler
+        like a file's; one depending on the steps' futures went where they were held (one
+        worker ran 5.3 s of a job's CPU, the other 2.2 s). The ranges before it are running
+        meanwhile, and the steps run ahead of them (submitted first, ~35 ms each)."""
         f = self.parts[k]
         if not f.is_part:
             return None
@@ -211,7 +215,7 @@ class DaskRun:
                                            pure=False, key=f"bounds-{f.index}-{j}-{self.job.job_id}"))
             self.points[f.index] = (R.cuts_of(ranges), steps)
         cuts, steps = self.points[f.index]
-        return [steps[cuts.index(c)] for c in (f.start, f.end) if c]
+        return [steps[cuts.index(c)].result() for c in (f.start, f.end) if c]
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its
