@@ -28,6 +28,7 @@ class Settings:
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints
     transaction_timeout_ms: int = 30_000  # PIPELINE_TRANSACTION_TIMEOUT_MS: max wait for a destination lock
     rollback_retention_hours: int = 168   # PIPELINE_ROLLBACK_RETENTION_HOURS: keep rollback data this long
+    part_size_kb: int = 32_768          # PIPELINE_PART_SIZE_KB: Dask ranges of a plain file (0: none)
     state_db: str = ".etlconsole/state.db"  # PIPELINE_STATE_DB: the state store
 
     @property
@@ -47,6 +48,7 @@ _NUMERIC = {
     "PIPELINE_CHECKPOINT_INTERVAL": ("checkpoint_interval", 1),
     "PIPELINE_TRANSACTION_TIMEOUT_MS": ("transaction_timeout_ms", 0),
     "PIPELINE_ROLLBACK_RETENTION_HOURS": ("rollback_retention_hours", 0),
+    "PIPELINE_PART_SIZE_KB": ("part_size_kb", 0),
 }
 
 ENV_VARS = (*_NUMERIC, "PIPELINE_STATE_DB")
@@ -65,6 +67,8 @@ def describe() -> list[tuple[str, object, str]]:
         "checkpoint_interval": "rows between checkpoints",
         "transaction_timeout_ms": "longest wait for a destination lock in ms",
         "rollback_retention_hours": "hours that rollback data of failed jobs is kept",
+        "part_size_kb": "Dask executor: a plain file larger than this is read in byte ranges of "
+                        "this size, one task each (0: one task per file)",
         "state_db": "path of the state store",
     }
     defaults = Settings()

@@ -20,6 +20,7 @@ NUMERIC = {
     "PIPELINE_CHECKPOINT_INTERVAL": ("checkpoint_interval", 1),
     "PIPELINE_TRANSACTION_TIMEOUT_MS": ("transaction_timeout_ms", 0),
     "PIPELINE_ROLLBACK_RETENTION_HOURS": ("rollback_retention_hours", 0),
+    "PIPELINE_PART_SIZE_KB": ("part_size_kb", 0),
 }
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import UserError
 
@@ -63,14 +64,24 @@ class SourceFile:
     def is_part(self) -> bool:
         return self.start > 0 or self.end is not None
 
+    @property
+    def span(self) -> int:
+        """Bytes on disk of the part (about: its ends move onto record boundaries)."""
+        return max(0, min(self.size if self.end is None else self.end, self.size) - self.start)
+
+    @property
+    def nothing(self) -> bool:
+        """A part that holds no byte of the file (its range is empty)."""
+        return self.end is not None and self.start >= min(self.end, self.size) and self.start > 0
+
     def part(self, start: int, end: int | None) -> SourceFile:
         """The records of this file that begin in bytes [start, end): splitting a file at
         any byte offsets gives parts that together hold each record exactly once.
 
         Only for a plain file whose records end with a newline and hold none (no quoted
         newlines): a part starts after the first newline at or after ``start - 1``, which
-        is a record boundary only then. The caller decides that it is safe (e.g. no quoted
-        newline in the sniffed sample, and each part's end checked); this cannot tell."""
+        is a record boundary only then. This cannot tell; ``resync`` moves a part's ends
+        onto boundaries a scan of the file's quoting proves (what the Dask executor reads)."""
         if self.compression is not None:
             raise ValueError(f"{self.path}: a compressed file cannot be read in byte ranges")
         if start < 0 or (end is not None and end < start):
@@ -289,6 +300,230 @@ def _readline(raw, block: int = 1 << 16) -> bytes:
     line = b"".join(parts)
     raw.seek(start + len(line))
     return line
+
+
+# -- byte-range parts: record boundaries proven, not guessed ------------------------------
+_SCAN_BLOCK = 4 << 20       # bytes per step of the boundary scan (bounded memory, any file)
+_IOTA: list[pa.Array] = []  # 0, 1, 2 … per byte of a block: quote positions by one filter
+_BOM = b"\xef\xbb\xbf"
+
+
+def splittable(f: SourceFile, encoding: str, quote: str, delimiter: str, header: bool) -> bool:
+    """Whether ``f`` may be read in byte ranges at all: a plain file of an ASCII-compatible
+    encoding (a newline byte is a newline), one-byte quote and delimiter, and a header line
+    (each part is read after it; a file without one would have a record read twice)."""
+    ascii_like = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig", "ascii",
+                                                         "latin-1", "latin1", "iso-8859-1",
+                                                         "cp1252", "windows-1252")
+    one_byte = all(len(c.encode("latin-1", "replace")) == 1 for c in (quote, delimiter) if c)
+    return f.compression is None and not f.is_part and header and ascii_like and one_byte \
+        and len(delimiter) == 1 and len(quote) <= 1
+
+
+def cut_points(f: SourceFile, cuts: list[int], quote: str, delimiter: str) -> dict[int, int]:
+    """The proven record boundary of each nominal cut of file ``f`` (what ``resync``
+    moves a range's ends to), in one scan of the file up to its last cut. Keyed by cut;
+    ``-1``: the header's end when the header's own quoting is proven."""
+    return scan_cuts(f, cuts, quote, delimiter)[0]
+
+
+def scan_cuts(f: SourceFile, cuts: list[int], quote: str, delimiter: str,
+              since: tuple[int, int, bool] | None = None) -> tuple[dict[int, int], tuple[int, int, bool]]:
+    """``cut_points`` in steps: the boundaries of ``cuts``, scanning on from ``since`` (what
+    the step before returned; None: the file's start, its header checked first), and where
+    the next step scans on from: (header's end, the start of a block of the scan, whether
+    that byte is inside quotes; -1: nothing after can be proven). The steps of a file
+    together find exactly what one scan finds: a step resumes at the start of the block in
+    which the step before stopped, with the quoting state there."""
+    if since is None:
+        with open(f.path, "rb", buffering=0) as raw:
+            header = _header_end(raw)
+        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"))
+        proven = scan.boundary_from(max(header - 1, 0)) == header
+        found = {-1: header if proven else f.size}
+    else:
+        header, at, inside = since
+        proven = at >= 0
+        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"),
+                          resume=(max(at, 0), inside))
+        found = {}
+    try:
+        for c in sorted(set(cuts)):
+            found[c] = (header if c <= header else f.size if c >= f.size or not proven
+                        else scan.boundary_from(c - 1))
+        where = (header, scan.at, scan.inside) if proven else (header, -1, False)
+    finally:
+        scan.close()
+    return found, where
+
+
+def resync(f: SourceFile, quote: str, delimiter: str,
+           points: dict[int, int] | None = None) -> SourceFile:
+    """Part ``f`` with both ends moved onto proven record boundaries (the nominal split is
+    a byte count, blind to records). A boundary at byte ``b`` is the end of the first
+    newline at or after ``b - 1`` that a scan from the file's first byte proves is outside
+    quotes; the part before and the part after compute the same boundary from the same
+    bytes, so every record is read by exactly one part, whole — quoted newlines included.
+    Where the scan cannot follow the quoting (a quote in the middle of an unquoted field,
+    text after a closing quote: CSV that parsers read differently), nothing after that
+    point is a boundary: the part before it reads to the end of the file, those after
+    it are empty. A plain (unsplit) file is returned as is."""
+    if not f.is_part:
+        return f
+    ends = [c for c in (f.start, f.end) if c]
+    if points is None or any(c not in points for c in ends):
+        points = cut_points(f, ends, quote, delimiter)
+    first = points[f.start] if f.start else 0
+    last = f.size if f.end is None or f.end >= f.size else points[f.end]
+    return f.part(first, max(first, last))
+
+
+def _boundaries(path: Path, targets: list[int], quote: str, delimiter: str) -> list[int]:
+    """For each target byte ``t`` (any order), the position after the first newline at or
+    after ``t - 1`` proven to end a record, or the file's size when none is."""
+    found: dict[int, int] = {}
+    scan = _QuoteScan(path, quote.encode("latin-1") if quote else b"",
+                      delimiter.encode("latin-1"))
+    try:
+        for t in sorted(set(targets)):
+            found[t] = scan.boundary_from(max(t - 1, 0))
+    finally:
+        scan.close()
+    return [found[t] for t in targets]
+
+
+class _QuoteScan:
+    """A forward scan of a file's quoting, one block at a time (each block ends with a
+    newline, so no run of quotes straddles two). The model is RFC 4180's, as the CSV reader
+    reads it: a quote opens a field only at its start (after the delimiter, a line end or
+    the file's start), a doubled quote inside quotes is one quote, a closing quote is
+    followed by the delimiter or a line end. Each run of quotes is checked against that
+    (vectorized: pyarrow.compute over the block), the state after it is the parity of
+    the quotes before; the first run that breaks the model ends what can be proven."""
+
+    def __init__(self, path: Path, quote: bytes, delimiter: bytes,
+                 resume: tuple[int, bool] | None = None):
+        self.raw = open(path, "rb", buffering=0)
+        self.q, self.d = quote, delimiter
+        self.size = os.fstat(self.raw.fileno()).st_size
+        head = self.raw.read(len(_BOM))
+        self.pos = len(_BOM) if head == _BOM else 0    # where the next block starts
+        if resume is not None:                          # a block start an earlier scan reached
+            self.pos = max(self.pos, resume[0])
+        self.raw.seek(self.pos)
+        self.block, self.at = b"", self.pos             # the block in hand and its offset
+        self.inside = bool(resume and resume[1])        # in quotes at the block's start
+        self.quotes = 0                                 # quotes in the block in hand
+        self.broken: int | None = None                  # where the model stopped holding
+
+    def boundary_from(self, offset: int) -> int:
+        """The end of the first newline at or after ``offset`` (ascending calls) that is
+        proven outside quotes; the file's size when there is none."""
+        while True:
+            if self.at + len(self.block) <= offset and not self._next_block():
+                return self.size
+            if self.at + len(self.block) > offset:
+                found = self._in_block(offset)
+                if found is not None:
+                    return found
+                if self.broken is not None or not self._next_block():
+                    return self.size
+                offset = self.at
+
+    def _next_block(self) -> bool:
+        """Step past the block in hand (its quotes' parity carried) to the next one."""
+        if self.broken is not None:
+            return False
+        self.inside ^= bool(self.quotes % 2)
+        self.at += len(self.block)
+        data = self.raw.read(_SCAN_BLOCK) if not self.raw.closed else b""
+        if not data:
+            self.block = b""
+            return False
+        while True:      # cut after the block's last newline; a line longer than a block grows it
+            cut = data.rfind(b"\n")
+            more = self.raw.read(_SCAN_BLOCK) if cut < 0 else b""
+            if cut >= 0 or not more:
+                break
+            data += more
+        if cut >= 0 and cut + 1 < len(data):
+            self.raw.seek(self.at + cut + 1)
+            data = data[:cut + 1]
+        self.block = data
+        self.broken = self._check(data) if self.q else None
+        return True
+
+    def _check(self, block: bytes) -> int | None:
+        """Where in the file the first run of quotes of ``block`` breaks the model, if any
+        (and ``quotes``: how many the block holds)."""
+        self.quotes = 0
+        if self.q not in block:
+            return None
+        arr = pa.Array.from_buffers(pa.uint8(), len(block), [None, pa.py_buffer(block)])
+        if not _IOTA or len(_IOTA[0]) < len(block):
+            _IOTA[:] = [pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int32()), len(block)))]
+        iota = _IOTA[0].slice(0, len(block))
+        at = pc.subtract(pc.filter(iota, pc.equal(arr, pa.scalar(self.q[0], pa.uint8()))), 1)
+        n = self.quotes = len(at)
+        step = pc.subtract(at.slice(1), at.slice(0, n - 1))     # 1 inside a run of quotes
+        gap = pc.not_equal(step, 1)
+        true = pa.array([True])
+        starts = at.filter(pa.concat_arrays([true, gap]))
+        ends = at.filter(pa.concat_arrays([gap, true]))
+        odd = pc.bit_wise_and(pc.add(pc.subtract(ends, starts), 1), 1)
+        after = pc.cumulative_sum(odd)
+        base = int(self.inside)
+        open_before = pc.equal(pc.bit_wise_and(pc.add(pc.subtract(after, odd), base), 1), 0)
+        closed_after = pc.equal(pc.bit_wise_and(pc.add(after, base), 1), 0)
+        bounds = pa.array([self.d[0], 10, 13], pa.uint8())
+        # the byte before a run (a block starts after a newline: a boundary) and after it
+        # (a block ends with a newline, never a quote; the file's last line may not)
+        before = pc.is_in(arr.take(pc.max_element_wise(pc.subtract(starts, 1), 0)), value_set=bounds)
+        before = pc.or_(before, pc.equal(starts, 0))
+        after_i = pc.min_element_wise(pc.add(ends, 1), len(block) - 1)
+        follow = pc.or_(pc.is_in(arr.take(after_i), value_set=bounds),
+                        pc.equal(pc.add(ends, 1), len(block)))
+        bad = pc.or_(pc.and_(open_before, pc.invert(before)),      # opens mid-field
+                     pc.and_(closed_after, pc.invert(follow)))     # text after a close
+        hits = pc.indices_nonzero(bad)
+        return self.at + starts[hits[0].as_py()].as_py() if len(hits) else None
+
+    def _in_block(self, offset: int) -> int | None:
+        """The first proven boundary at or after ``offset`` within the block in hand."""
+        block, q = self.block, self.q
+        i = max(offset - self.at, 0)
+        state = self.inside ^ bool(block.count(q, 0, i) % 2) if q else False
+        limit = len(block) if self.broken is None else self.broken - self.at
+        while True:
+            nl = block.find(b"\n", i)
+            if nl < 0 or nl >= limit:
+                return None
+            if q:
+                state ^= bool(block.count(q, i, nl) % 2)
+            if not state:
+                return self.at + nl + 1
+            i = nl + 1
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def quotes_in(f: SourceFile, quote: str) -> int:
+    """Quote characters in the bytes part ``f`` reads (after the header): even exactly when
+    a range that starts outside quotes ends outside them (RFC 4180 quoting)."""
+    if not quote:
+        return 0
+    q, n = quote.encode("latin-1"), 0
+    with _Part(f) as part:
+        raw, left = part._raw, part.last - part.first
+        raw.seek(part.first)
+        while left > 0:
+            block = raw.read(min(_SCAN_BLOCK, left))
+            if not block:
+                break
+            n += block.count(q)
+            left -= len(block)
+    return n
 
 
 def records_before(f: SourceFile) -> int:

@@ -18,7 +18,7 @@ from ...errors import UserError
 from ...records import JobStatus
 from ...spec import EXECUTORS, load_spec, spec_from_text
 from ...store import StateStore
-from .. import extract, manyfiles
+from .. import extract, manyfiles, sources
 from ..plan import Plan, decisions_from_events, make_plan
 from ..sources import SourceFile
 from .cluster import require_dask
@@ -31,10 +31,34 @@ def choose(spec_executor: str, option: str | None) -> str:
     return name
 
 
-def part_files(plan: Plan) -> list[SourceFile]:
-    """The job's files in their stated order (sorted paths): one part each."""
+def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None) -> list[SourceFile]:
+    """The job's parts in file order: one per file, and a plain file larger than
+    ``part_bytes`` (> 0) cut into byte ranges of that size, ordered by start, when its
+    dialect allows it (``sources.splittable``). The cut is nominal — each part moves its
+    ends onto proven record boundaries when it runs (``sources.resync``) — and a pure
+    function of the file's size, so the same settings give the same parts; a resumed job
+    passes ``ranges``, the split it recorded when it started (``split_of``)."""
     files = getattr(plan, "files", None)
-    return list(files) if files else [extract.plain_file(plan.source)]
+    files = list(files) if files else [extract.plain_file(plan.source)]
+    if ranges is not None:
+        return [files[i] if start == 0 and end is None else files[i].part(start, end)
+                for i, start, end in ranges]
+    dialects = plan.dialects or [plan.dialect]
+    parts: list[SourceFile] = []
+    for f in files:
+        d = dialects[f.index] if f.index < len(dialects) else plan.dialect
+        if part_bytes <= 0 or f.size <= part_bytes or d.empty or not sources.splittable(
+                f, d.encoding, d.quote, d.delimiter, d.header):
+            parts.append(f)
+            continue
+        starts = range(0, f.size, part_bytes)
+        parts += [f.part(a, a + part_bytes if a + part_bytes < f.size else None) for a in starts]
+    return parts
+
+
+def split_of(parts: list[SourceFile]) -> list[list]:
+    """[file index, start, end or None] of each part: what a job records of its split."""
+    return [[p.index, p.start, p.end] for p in parts]
 
 
 def _workers(workers: int | None) -> int:
@@ -63,7 +87,8 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
         require_dask()
         job = Job.new(plan, store, settings)
         D.refuse_unsupported(job)
-        return D.DaskRun(job, part_files(plan), dest=None if dest is None else str(dest),
+        return D.DaskRun(job, part_files(plan, settings.part_size_kb << 10),
+                         dest=None if dest is None else str(dest),
                          workers=count, scheduler=scheduler, progress=progress, log=log).run()
     finally:
         store.close()
@@ -115,7 +140,11 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
                      decisions=decisions_from_events(events))
     run = Job.resumed(plan, store, settings, job)
     D.refuse_unsupported(run)
-    return D.DaskRun(run, part_files(plan), dest=dest, workers=workers, scheduler=scheduler,
+    # the split the job started with (its first ``executor`` event), whatever the
+    # settings say now: the parts recorded as done are those parts
+    split = next((e["details"].get("split") for e in events if e["event"] == "executor"), None)
+    parts = part_files(plan, ranges=split) if split else part_files(plan)
+    return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,
                      done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
 
 

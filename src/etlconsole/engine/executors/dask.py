@@ -31,6 +31,7 @@ from ..loader import Committed
 from ..sources import SourceFile
 from . import keys as K
 from . import parts as P
+from . import ranges as R
 from .cluster import cluster, wait_for_orphans
 from .spill import spill_fits
 
@@ -71,6 +72,7 @@ class DaskRun:
             prefix += 1
         self.done = {k: done[k] for k in range(prefix)}
         self.waiting: dict[int, P.PartResult] = {}
+        self.points: dict[int, Any] = {}     # file index -> future of its ranges' boundaries
         self.watcher: Any = None
         self.committed = Committed()
         self.warned = 0
@@ -102,7 +104,8 @@ class DaskRun:
             job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
                             scheduler=self.scheduler, parts=len(self.parts),
-                            parts_done=len(self.done))
+                            parts_done=len(self.done),
+                            split=[[p.index, p.start, p.end] for p in self.parts])
         job.started = time.monotonic()
         status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         try:
@@ -125,9 +128,9 @@ class DaskRun:
     def _task(self, k: int) -> P.PartTask:
         job = self.job
         decisions = {d["phase"]: d for d in job.plan.conditions}
-        dialects = job.plan.dialects
+        dialects, index = job.plan.dialects, self.parts[k].index    # a file's parts share its sniff
         return P.PartTask(job.job_id, k, self.parts[k], job.plan.spec,
-                          dialects[k] if k < len(dialects) else job.plan.dialect,
+                          dialects[index] if index < len(dialects) else job.plan.dialect,
                           self.dest, decisions, job.settings, str(job.workspace),
                           batch_rows=job.settings.batch_size_max, topic=f"progress-{job.job_id}")
 
@@ -143,8 +146,9 @@ class DaskRun:
         folder = self.job.workspace.resolve() / "spill" / uuid.uuid4().hex[:12]
         spills = {k: str(folder / f"part-{k:05d}.spill") for k in todo} \
             if K.spillable(plan) and spill_fits(self.job.workspace, [self.parts[k] for k in todo]) else {}
-        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), pure=False,
-                               key=f"keys-{k}-{self.job.job_id}") for k in range(len(self.parts))]
+        keyed = [client.submit(K.part_keys, self._task(k), spills.get(k), self._points(client, k),
+                               pure=False, key=f"keys-{k}-{self.job.job_id}")
+                 for k in range(len(self.parts))]
         # One task sorts every part's keys (cross_part): a few bytes a key, once.
         dups = client.submit(K.cross_part, *keyed, key=f"dups-{self.job.job_id}", pure=False).result()
         # Broadcast: every worker holds the (small) duplicates, so the load tasks are spread
@@ -187,8 +191,31 @@ class DaskRun:
             raise
 
     def _submit(self, client: Any, k: int, dups: Any, spill: str | None = None) -> Any:
-        return client.submit(P.run_part, self._task(k), dups, spill, key=f"part-{k}-{self.job.job_id}",
-                             pure=False)
+        return client.submit(P.run_part, self._task(k), dups, spill, self._points(client, k),
+                             key=f"part-{k}-{self.job.job_id}", pure=False)
+
+    def _points(self, client: Any, k: int) -> Any:
+        """What part ``k`` needs when it is a range of a cut file: the results of the steps
+        of its file's boundary chain that find its start and its end (``ranges.boundaries``:
+        one task per cut, each scanning on from the one before; submitted once per file).
+        None for a whole file. The driver waits for the two steps and passes their results
+        as values: a range task with no dependency is queued and balanced by the scheduler
+        like a file's; one depending on the steps' futures went where they were held (one
+        worker ran 5.3 s of a job's CPU, the other 2.2 s). The ranges before it are running
+        meanwhile, and the steps run ahead of them (submitted first, ~35 ms each)."""
+        f = self.parts[k]
+        if not f.is_part:
+            return None
+        if f.index not in self.points:
+            ranges = [p for p in self.parts if p.index == f.index]
+            dialect = self._task(k).dialect
+            steps: list[Any] = []
+            for j in range(len(R.cuts_of(ranges))):
+                steps.append(client.submit(R.boundaries, ranges, dialect, j, steps[-1] if steps else None,
+                                           pure=False, key=f"bounds-{f.index}-{j}-{self.job.job_id}"))
+            self.points[f.index] = (R.cuts_of(ranges), steps)
+        cuts, steps = self.points[f.index]
+        return [steps[cuts.index(c)].result() for c in (f.start, f.end) if c]
 
     def _record(self, r: P.PartResult) -> None:
         """A completed part into the state store: its batches with their rejects, then its
@@ -196,12 +223,9 @@ class DaskRun:
         here (the worker counts within its file) and where the file starts is noted in
         the job's record, as a local run of the same files does (engine.manyfiles)."""
         job, store = self.job, self.job.store
-        offset = self.committed.rows_read       # records of the files before this one
+        offset = self.committed.rows_read       # records of the parts before this one
         if job.fingerprint.get("files"):
-            event: dict[str, Any] = {"index": r.part, "first_record": offset + 1, "records": r.records}
-            if r.content:
-                event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
-            manyfiles.note(job, [event])
+            manyfiles.note(job, [self._file_event(r, offset)])
         loaded = sum(b.loaded for b in r.batches)
         rejected = sum(len(b.rejects) for b in r.batches)
         data = {"part": r.part, "file": r.path, "records": r.records, "rows_loaded": loaded,
@@ -215,10 +239,13 @@ class DaskRun:
         counters = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                     "rows_rejected": c.rows_rejected, "retries": job.retries}
         for b in r.batches:
-            rejects = [x | {"row": x["row"] + offset} if x.get("row") is not None else x
-                       for x in b.rejects]
+            if offset:      # renumbered in place: the dicts are this driver's own copies
+                for x in b.rejects:
+                    row = x.get("row")
+                    if row is not None:
+                        x["row"] = row + offset
             store.begin_batch(job.job_id, b.number, row_start=b.row_start + offset,
-                              row_end=b.row_end + offset, rejects=rejects, rows=b.rows)
+                              row_end=b.row_end + offset, rejects=b.rejects, rows=b.rows)
             store.commit_batch(job.job_id, b.number, rows_loaded=b.loaded, attempts=b.attempts,
                                duration_ms=b.duration_ms, counters=counters)
         store.add_checkpoint(job.job_id, "part", data, row_count=c.rows_read)
@@ -226,6 +253,21 @@ class DaskRun:
         if self.log:
             self.log.info("part.done", job=job.job_id, part=r.part, file=r.path, worker=r.worker,
                           rows=r.records, seconds=round(r.seconds, 3))
+
+    def _file_event(self, r: P.PartResult, offset: int) -> dict[str, Any]:
+        """What the job's record learns of the part's file: where it starts (its first
+        part) and its records so far (a byte range adds its own to those of the ranges
+        before it, recorded before it: parts are recorded in order). The content proof
+        is of a whole file only (a range's reader hashed the range)."""
+        f = self.parts[r.part]
+        if f.start == 0:
+            event: dict[str, Any] = {"index": f.index, "first_record": offset + 1, "records": r.records}
+        else:
+            before = self.job.fingerprint["files"][f.index].get("records") or 0
+            event = {"index": f.index, "records": before + r.records}
+        if r.content and not f.is_part:
+            event |= {"content_bytes": r.content[0], "content_sha256": r.content[1]}
+        return event
 
     def _sample(self, r: P.PartResult) -> None:
         """A metrics sample of the job after a part, unless the watcher (progress.py) is

@@ -51,7 +51,8 @@ def spillable(plan: Plan) -> bool:
     return found is not None and getattr(plan.phases[found[0]].phase, "on_error", None) == "reject"
 
 
-def part_keys(task: PartTask, spill: str | None = None) -> pa.Table:
+def part_keys(task: PartTask, spill: str | None = None,
+              points: dict[int, int] | None = None) -> pa.Table:
     """The keys this part's unique rule registers, as a local run of this file alone
     would: the chain up to the validate phase holding the rule, its survivors' typed keys
     (first occurrences in the file; rows failing another rule register nothing). Columns
@@ -74,7 +75,7 @@ def part_keys(task: PartTask, spill: str | None = None) -> pa.Table:
     for p in phases[:-1]:
         p.phase.attach(ctx)
     keys: list[pa.Array] = []
-    stream = stream_of(task, plan)
+    stream = stream_of(task, plan, points)
     typed = [(r.column, r.type, r.formats) for r in getattr(phases[-1].phase, "rules", []) if r.type]
     writer = SpillWriter(Path(spill), typed) if spill and spillable(plan) else None
     line = PhaseLine(phases, stats, clocks, scratch).run(stream)
@@ -85,7 +86,7 @@ def part_keys(task: PartTask, spill: str | None = None) -> pa.Table:
                 writer.add(work)
         if writer is not None:
             writer.close({"stats": [s.to_json() for s in stats], "records": stream.records_done(),
-                          "bytes_read": stream.size, "content": stream.content_proof()})
+                          "bytes_read": stream.read_bytes(), "content": stream.content_proof()})
             writer = None
     finally:
         if writer is not None:

@@ -39,6 +39,8 @@ from ..loader import refused_records
 from ..plan import Plan, PlannedPhase, make_plan
 from ..sources import SourceFile
 from ..targets import Target, targets_for
+from . import ranges
+from .ranges import PartStream
 from .spill import Spill
 
 PART_STRIDE = 1_000_000     # batch numbers per part: part p holds p*STRIDE+1 .. p*STRIDE+999,999
@@ -111,15 +113,16 @@ def stats_for(phases: list[PlannedPhase]) -> tuple[list[PhaseStats], list[BusyCl
     return stats, [BusyClock(st) for st in stats]
 
 
-def stream_of(task: PartTask, plan: Plan) -> extract.CsvStream:
-    """The part's records, numbered within its file (1, 2, …): rejects carry the file."""
-    return extract.CsvStream(task.file, plan.dialect, block_size=task.settings.stream_high_water_mark,
-                             chunk_rows=task.settings.chunk_size)
+def stream_of(task: PartTask, plan: Plan, points: dict[int, int] | None = None) -> PartStream:
+    """The part's records, numbered within it (1, 2, …; the driver renumbers them after
+    the parts before it): a whole file, or a byte range on proven record boundaries
+    (``points``: its file's, from ``ranges.boundaries``; None: the part finds them)."""
+    return ranges.stream(task.file, plan.dialect, task.settings, points)
 
 
 # -- the load pass ------------------------------------------------------------------------
 def run_part(task: PartTask, duplicates: pa.Table | None = None,
-             spill: str | None = None) -> PartResult:
+             spill: str | None = None, points: dict[int, int] | None = None) -> PartResult:
     """Stream the part through the whole chain and commit its batches; ``duplicates``
     (``cross_part``): keys an earlier part introduced, rejected here by the unique rule.
     ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
@@ -144,7 +147,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
     cutter = _PartCutter(task, target, held, _reporter(task))
     pipe = PhaseLine(phases, stats, clocks, ws)
-    stream = stream_of(task, plan) if spilled is None else None
+    stream = stream_of(task, plan, points) if spilled is None else None
     if spilled is not None:
         line = pipe.run_works(timed(spilled.works(), clocks[0]))
     else:
@@ -167,7 +170,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     figures: dict[str, Any]
     if stream is not None:
         figures = {"stats": [s.to_json() for s in stats], "records": stream.records_done(),
-                   "bytes_read": stream.size, "content": stream.content_proof()}
+                   "bytes_read": stream.read_bytes(), "content": stream.content_proof()}
     else:
         assert spilled is not None and spilled.trailer is not None
         figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}

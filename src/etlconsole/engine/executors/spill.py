@@ -179,7 +179,7 @@ def spill_fits(workspace: Path, files: list[Any]) -> bool:
     """Whether the parts' spills, all on disk at once at worst (the loads wait for every
     pre-pass), fit in half the free space of the job's workspace; if not, the load passes
     read their files again (ADR 0028)."""
-    need = sum(f.size * (COMPRESSED_RATIO if f.compression else PLAIN_RATIO) for f in files)
+    need = sum(f.span * (COMPRESSED_RATIO if f.compression else PLAIN_RATIO) for f in files)
     try:
         free = shutil.disk_usage(workspace).free
     except OSError:
