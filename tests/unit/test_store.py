@@ -185,6 +185,38 @@ def test_a_batch_of_many_rejects_is_stored_whole_and_in_order(store):
     assert store.batches("job00001")[0]["rows_rejected"] == 2_500
 
 
+class RecordingInserts:
+    """The store's connection, noting each distinct statement that inserts rejects."""
+
+    def __init__(self, conn):
+        self.conn, self.inserts = conn, set()
+
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT INTO pipeline_rejects"):
+            self.inserts.add(sql)
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_rejects_of_every_count_go_in_a_few_statement_shapes(store):
+    """The connection caches every statement it prepares (~1 KB a row of a multi-row
+    INSERT): batches whose rejects came in every count made one cached statement per
+    count, ~60 MB, and a 2M-row job under a 200 MB budget failed. Four shapes, whatever
+    the counts, and every reject stored."""
+    store.create_job("job00001", pipeline_name="p")
+    store.conn = recording = RecordingInserts(store.conn)
+    counts = [1, 7, 49, 50, 51, 499, 500, 501, 1_234, 2_500, 333, 77, 999, 4]
+    for number, n in enumerate(counts, start=1):
+        store.begin_batch("job00001", number, row_start=1, row_end=n,
+                          rejects=[reject(row) for row in range(1, n + 1)])
+    assert len(recording.inserts) <= 4, len(recording.inserts)
+    stored = dict(recording.conn.execute("SELECT batch_number, count(*) FROM pipeline_rejects "
+                                         "GROUP BY batch_number").fetchall())
+    assert stored == {number: n for number, n in enumerate(counts, start=1)}
+
+
 def test_record_batch_replaces_same_batch_number(store):
     store.create_job("job00001", pipeline_name="p")
     for attempt in (1, 2):
