@@ -210,7 +210,7 @@ def test_what_is_split_and_what_is_not(tmp_path, drop):
     assert all(len(ps) == 1 and not ps[0].is_part for n, ps in by_file.items() if n.endswith(".gz"))
     assert part_files(plan, 0) == part_files(plan) == list(plan.files)
     # the recorded split gives the same parts again, whatever the setting says now
-    from etlconsole.engine.executors import split_of
+    from etlconsole.engine.executors.ranges import split_of
     assert part_files(plan, ranges=split_of(parts)) == parts
 
 

@@ -338,14 +338,13 @@ def scan_cuts(f: SourceFile, cuts: list[int], quote: str, delimiter: str,
     if since is None:
         with open(f.path, "rb", buffering=0) as raw:
             header = _header_end(raw)
-        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"))
+        scan = _QuoteScan(f.path, quote, delimiter)
         proven = scan.boundary_from(max(header - 1, 0)) == header
         found = {-1: header if proven else f.size}
     else:
         header, at, inside = since
         proven = at >= 0
-        scan = _QuoteScan(f.path, quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1"),
-                          resume=(max(at, 0), inside))
+        scan = _QuoteScan(f.path, quote, delimiter, resume=(max(at, 0), inside))
         found = {}
     try:
         for c in sorted(set(cuts)):
@@ -378,20 +377,6 @@ def resync(f: SourceFile, quote: str, delimiter: str,
     return f.part(first, max(first, last))
 
 
-def _boundaries(path: Path, targets: list[int], quote: str, delimiter: str) -> list[int]:
-    """For each target byte ``t`` (any order), the position after the first newline at or
-    after ``t - 1`` proven to end a record, or the file's size when none is."""
-    found: dict[int, int] = {}
-    scan = _QuoteScan(path, quote.encode("latin-1") if quote else b"",
-                      delimiter.encode("latin-1"))
-    try:
-        for t in sorted(set(targets)):
-            found[t] = scan.boundary_from(max(t - 1, 0))
-    finally:
-        scan.close()
-    return [found[t] for t in targets]
-
-
 class _QuoteScan:
     """A forward scan of a file's quoting, one block at a time (each block ends with a
     newline, so no run of quotes straddles two). The model is RFC 4180's, as the CSV reader
@@ -401,10 +386,11 @@ class _QuoteScan:
     (vectorized: pyarrow.compute over the block), the state after it is the parity of
     the quotes before; the first run that breaks the model ends what can be proven."""
 
-    def __init__(self, path: Path, quote: bytes, delimiter: bytes,
+    def __init__(self, path: Path, quote: str, delimiter: str,
                  resume: tuple[int, bool] | None = None):
         self.raw = open(path, "rb", buffering=0)
-        self.q, self.d = quote, delimiter
+        # one byte each (``splittable``); no quote: every newline ends a record
+        self.q, self.d = quote.encode("latin-1") if quote else b"", delimiter.encode("latin-1")
         self.size = os.fstat(self.raw.fileno()).st_size
         head = self.raw.read(len(_BOM))
         self.pos = len(_BOM) if head == _BOM else 0    # where the next block starts

@@ -37,7 +37,7 @@ def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None) -> l
     dialect allows it (``sources.splittable``). The cut is nominal — each part moves its
     ends onto proven record boundaries when it runs (``sources.resync``) — and a pure
     function of the file's size, so the same settings give the same parts; a resumed job
-    passes ``ranges``, the split it recorded when it started (``split_of``)."""
+    passes ``ranges``, the split it recorded when it started (``ranges.split_of``)."""
     files = getattr(plan, "files", None)
     files = list(files) if files else [extract.plain_file(plan.source)]
     if ranges is not None:
@@ -54,11 +54,6 @@ def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None) -> l
         starts = range(0, f.size, part_bytes)
         parts += [f.part(a, a + part_bytes if a + part_bytes < f.size else None) for a in starts]
     return parts
-
-
-def split_of(parts: list[SourceFile]) -> list[list]:
-    """[file index, start, end or None] of each part: what a job records of its split."""
-    return [[p.index, p.start, p.end] for p in parts]
 
 
 def _workers(workers: int | None) -> int:

@@ -105,7 +105,7 @@ class DaskRun:
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
                             scheduler=self.scheduler, parts=len(self.parts),
                             parts_done=len(self.done),
-                            split=[[p.index, p.start, p.end] for p in self.parts])
+                            split=R.split_of(self.parts))
         job.started = time.monotonic()
         status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         try:

@@ -82,6 +82,12 @@ def stream(part: sources.SourceFile, dialect: extract.Dialect, settings: Any,
                       chunk_rows=settings.chunk_size, points=points)
 
 
+def split_of(parts: list[sources.SourceFile]) -> list[list]:
+    """[file index, start, end or None] of each part: what a job records of its split
+    (its ``executor`` event), what ``resume`` and the console read back."""
+    return [[p.index, p.start, p.end] for p in parts]
+
+
 def cuts_of(parts: list[sources.SourceFile]) -> list[int]:
     """The nominal cuts between a file's ranges, ascending."""
     return sorted({c for p in parts for c in (p.start, p.end) if c})
