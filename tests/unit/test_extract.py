@@ -378,14 +378,17 @@ def test_chunks_are_whole_until_the_last(tmp_path):
 
 
 def test_same_content_checks_new_and_old_digests(tmp_path):
-    """Digests are 'sha256:…' now; jobs recorded before carry a bare blake2b hex digest,
-    and resuming them must still compare the file, not refuse or pass blindly."""
+    """Digests are 'xxh3_128:…' now; jobs recorded before carry 'sha256:…' or, before
+    that, a bare blake2b hex digest, and resuming them must still compare the file, not
+    refuse or pass blindly."""
+    import xxhash
     f = tmp_path / "a.csv"
     f.write_bytes(b"id\n1\n2\n")
     new = digest(f)
+    sha = "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
     old = hashlib.blake2b(f.read_bytes(), digest_size=20).hexdigest()
-    assert new == "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
-    assert same_content(f, new) and same_content(f, old)
+    assert new == "xxh3_128:" + xxhash.xxh3_128(f.read_bytes()).hexdigest()
+    assert same_content(f, new) and same_content(f, sha) and same_content(f, old)
     f.write_bytes(b"id\n1\n3\n")
-    assert not same_content(f, new) and not same_content(f, old)
+    assert not same_content(f, new) and not same_content(f, sha) and not same_content(f, old)
     assert not same_content(f, "md4:00")          # an unknown algorithm never matches

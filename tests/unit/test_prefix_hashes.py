@@ -69,3 +69,25 @@ def test_a_stopped_digest_leaves_the_reader_its_proofs(small_steps, tmp_path):
     for c in chunks:
         m, h = c.proof
         assert h == prefix_digest(src, m)
+
+
+def test_a_proof_recorded_with_sha256_is_checked_with_sha256(tmp_path):
+    """A job recorded by the previous version kept SHA-256 proofs: resume checks them with
+    SHA-256 (the same bytes pass, an edit is refused), and a hash of an algorithm this
+    version does not know never passes."""
+    import hashlib
+
+    from etlconsole.engine.extract import same_prefix
+    src = tmp_path / "a.csv"
+    src.write_bytes(b"id,v\n" + b"".join(b"%d,x\n" % i for i in range(1000)))
+    size = 2000
+    old = "sha256:" + hashlib.sha256(src.read_bytes()[:size]).hexdigest()
+    assert same_prefix(src, size, old)
+    assert same_prefix(src, size, prefix_digest(src, size))
+    assert prefix_digest(src, size).startswith("xxh3_128:")
+    assert not same_prefix(src, size, "md4:" + "0" * 32)
+    data = bytearray(src.read_bytes())
+    data[1000] = ord("9") if data[1000] != ord("9") else ord("8")
+    src.write_bytes(bytes(data))
+    assert not same_prefix(src, size, old)
+    assert same_prefix(src, size + 10_000, old) is False      # the file is shorter than that

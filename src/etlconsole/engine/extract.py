@@ -19,14 +19,14 @@ import re
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import JobFailed, UserError
-from . import sources
+from . import hashes, sources
 from .phases.base import ROW, Rejects
 from .sources import SourceFile
 from .types import text_bytes
@@ -278,7 +278,7 @@ class Chunk:
     last_row: int             # last record number this chunk covers (rejects included)
     bytes_read: int
     carried: list = field(default_factory=list)   # rejects of earlier phases (rerun)
-    # (n, "sha256:hex") of the file's first n bytes, read by the time this chunk was cut:
+    # (n, "xxh3_128:hex") of the file's first n bytes, read by the time this chunk was cut:
     # they hold every record of the chunk and those before it (see HashingFile)
     proof: tuple[int, str] | None = None
     file: int = 0             # the source file it comes from (SourceFile.index)
@@ -540,13 +540,13 @@ def _split_undecodable(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Rejects |
 
 
 class HashingFile(io.RawIOBase):
-    """The source file as the CSV reader reads it, hashed on the way (SHA-256 from byte 0).
+    """The source file as the CSV reader reads it, hashed on the way (from byte 0).
 
     Each chunk carries ``proof()``: the hash of the bytes read so far. A committed batch
     keeps its last chunk's proof, and resume checks that the file still starts with those
     bytes before skipping the records they hold (ADR 0017). The reader reads ahead, so a
     proof covers a little more than its records (up to a few blocks): an edit there is
-    refused too. hashlib releases the GIL on these block-sized updates. (A plain file
+    refused too. The hash releases the GIL on these block-sized updates. (A plain file
     whose whole-file digest the job computes anyway is read as an ``ArrowFile``.)"""
 
     def __init__(self, path: Path | SourceFile):
@@ -556,7 +556,7 @@ class HashingFile(io.RawIOBase):
         # the proof is about the CSV text, and resume decompresses again to check it.
         raw, self._disk = sources.open_counted(file)
         self._raw: Any = raw      # a file object, or pyarrow's stream: both have readinto
-        self._hash = hashlib.sha256()
+        self._hash = hashes.new()
         self._pos = 0
         self._lock = threading.Lock()
         self.fault: OSError | None = None     # why the file could not be read on
@@ -595,7 +595,7 @@ class HashingFile(io.RawIOBase):
 
     def proof(self) -> tuple[int, str] | None:
         with self._lock:
-            return self._pos, f"sha256:{self._hash.copy().hexdigest()}"
+            return self._pos, hashes.text(self._hash.copy())
 
     def close(self) -> None:
         self._raw.close()
@@ -639,7 +639,7 @@ class ArrowFile:
 
 
 class PrefixHashes:
-    """One SHA-256 pass over a plain file serving two readers: the job's digest thread
+    """One hash pass over a plain file serving two readers: the job's digest thread
     runs it to the end (the whole-file digest resume compares), and the CSV reader asks it
     for proofs of the bytes it has read (``covering``). Each ``STEP`` bytes the hash state
     is kept, so a proof is the hash of the first multiple of STEP at or past the bytes
@@ -652,7 +652,7 @@ class PrefixHashes:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        self._hash = hashlib.sha256()
+        self._hash = hashes.new()
         self._pos = 0
         self._marks: list[tuple[int, Any]] = []   # (bytes, hash state) at each step, ascending
         self._file: Any = None
@@ -680,7 +680,7 @@ class PrefixHashes:
         return bool(block)
 
     def covering(self, n: int) -> tuple[int, str] | None:
-        """(m, "sha256:hex" of the first m bytes) for the first kept m >= n; None if the
+        """(m, "xxh3_128:hex" of the first m bytes) for the first kept m >= n; None if the
         file ends before n (it grew or changed while being read: no proof)."""
         with self._lock:
             while self._pos < n and self._advance():
@@ -689,18 +689,18 @@ class PrefixHashes:
             keep = next((i for i, (m, _) in enumerate(self._marks) if m >= n), len(self._marks))
             del self._marks[:keep]
             if not self._marks:
-                return None if n > 0 else (0, f"sha256:{hashlib.sha256().hexdigest()}")
+                return None if n > 0 else (0, hashes.text(hashes.new()))
             m, state = self._marks[0]
-        return m, f"sha256:{state.hexdigest()}"
+        return m, hashes.text(state)
 
     def run_to_end(self, stop: threading.Event) -> str | None:
-        """The whole file's "sha256:hex", or None if ``stop`` came first."""
+        """The whole file's "xxh3_128:hex", or None if ``stop`` came first."""
         while True:
             if stop.is_set():
                 return None
             with self._lock:
                 if not self._advance():
-                    return f"sha256:{self._hash.hexdigest()}"
+                    return hashes.text(self._hash)
 
     def close(self) -> None:
         with self._lock:
@@ -713,19 +713,25 @@ class PrefixHashes:
         self._ended = True
 
 
-def prefix_digest(path: Path | SourceFile, size: int) -> str | None:
-    """'sha256:hex' of the file's first ``size`` bytes (decompressed, for a compressed
+def prefix_digest(path: Path | SourceFile, size: int, algorithm: str = hashes.PROOF) -> str | None:
+    """'algorithm:hex' of the file's first ``size`` bytes (decompressed, for a compressed
     file), or None if it is shorter or cannot be decompressed that far."""
-    h = hashlib.sha256()
-    left = size
     file = path if isinstance(path, SourceFile) else plain_file(path)
     try:
-        return _hash_prefix(file, h, left)
+        return _hash_prefix(file, algorithm, size)
     except OSError:
         return None
 
 
-def _hash_prefix(file: SourceFile, h: Any, left: int) -> str | None:
+def same_prefix(path: Path | SourceFile, size: int, recorded: str) -> bool:
+    """Whether the file still begins with the ``size`` bytes a job recorded the hash of
+    (with the algorithm it was recorded with)."""
+    algorithm = hashes.algorithm_of(recorded)
+    return algorithm is not None and prefix_digest(path, size, algorithm) == recorded
+
+
+def _hash_prefix(file: SourceFile, algorithm: str, left: int) -> str | None:
+    h = hashes.new(algorithm)
     with sources.open_decompressed(file) as f:
         while left > 0:
             block = f.read(min(left, 4 << 20))
@@ -733,7 +739,7 @@ def _hash_prefix(file: SourceFile, h: Any, left: int) -> str | None:
                 return None
             h.update(block)
             left -= len(block)
-    return f"sha256:{h.hexdigest()}"
+    return hashes.text(h, algorithm)
 
 
 def plain_file(path: Path) -> SourceFile:
@@ -757,28 +763,25 @@ def fingerprint(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_head_tail": h.hexdigest()}
 
 
-# Whole-file hashes. SHA-256 runs at ~1.5 GB/s on CPUs with SHA extensions (x86 since
-# about 2017, ARMv8), three times blake2b's speed; jobs recorded before this carry a bare
-# blake2b hex digest and are checked with it.
-_HASHES: dict[str, Callable[[], Any]] = {
-    "sha256": hashlib.sha256, "blake2b": lambda: hashlib.blake2b(digest_size=20)}
-
-
-def digest(path: Path, stop: threading.Event | None = None, algorithm: str = "sha256") -> str | None:
-    """'algorithm:hex' of the whole file (hashlib releases the GIL), or None if stopped
+def digest(path: Path, stop: threading.Event | None = None,
+           algorithm: str = hashes.PROOF) -> str | None:
+    """'algorithm:hex' of the whole file (the hash releases the GIL), or None if stopped
     first. Resume compares it, so an edit anywhere in the file is caught."""
-    h = _HASHES[algorithm]()
+    h = hashes.new(algorithm)
     with path.open("rb") as f:
         while chunk := f.read(4 << 20):
             if stop is not None and stop.is_set():
                 return None
             h.update(chunk)
-    return f"{algorithm}:{h.hexdigest()}"
+    return hashes.text(h, algorithm)
 
 
 def same_content(path: Path, recorded: str) -> bool:
-    """Whether the file still hashes to the digest a job recorded."""
-    algorithm, _, _ = recorded.rpartition(":")
-    if not algorithm:
-        algorithm, recorded = "blake2b", f"blake2b:{recorded}"
-    return algorithm in _HASHES and digest(path, algorithm=algorithm) == recorded
+    """Whether the file still hashes to the digest a job recorded (jobs recorded before
+    the algorithm was named carry a bare blake2b hex digest)."""
+    algorithm = hashes.algorithm_of(recorded)
+    if algorithm is None:
+        return False
+    if ":" not in recorded:
+        recorded = f"{algorithm}:{recorded}"
+    return digest(path, algorithm=algorithm) == recorded

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from . import extract, sources
+from . import extract, hashes, sources
 from .sources import SourceFile
 
 if TYPE_CHECKING:
@@ -236,16 +236,15 @@ class ManyFiles:
         self.leftover = events      # the last files' ends: no chunk follows to carry them
 
 
-def _content_proof(f: SourceFile) -> tuple[int, str]:
+def _content_proof(f: SourceFile, algorithm: str = hashes.PROOF) -> tuple[int, str]:
     """(bytes, hash) of the whole decompressed content, for a file the stream did not
     read to its end itself (a file of nothing but its header)."""
-    import hashlib
-    h, n = hashlib.sha256(), 0
+    h, n = hashes.new(algorithm), 0
     with sources.open_decompressed(f) as stream:
         while block := stream.read(4 << 20):
             h.update(block)
             n += len(block)
-    return n, f"sha256:{h.hexdigest()}"
+    return n, hashes.text(h, algorithm)
 
 
 # -- resume ------------------------------------------------------------------------
@@ -284,13 +283,15 @@ def prove(job: Job, proof: dict | None, held_rows: dict[int, int]) -> None:
         if entry.get("content_sha256") is None:
             continue       # a file without records: never started, nothing skipped in it
         try:
-            same = _content_proof(by_index[i]) == (entry["content_bytes"], entry["content_sha256"])
+            recorded = (entry["content_bytes"], entry["content_sha256"])
+            algorithm = hashes.algorithm_of(recorded[1])
+            same = algorithm is not None and _content_proof(by_index[i], algorithm) == recorded
         except OSError:
             same = False
         if not same:
             raise _changed(job, entry["path"], "content")
     size, recorded = proof["source_bytes"], proof["source_sha256"]
-    if extract.prefix_digest(by_index[index], size) != recorded:
+    if not extract.same_prefix(by_index[index], size, recorded):
         raise _changed(job, files[index]["path"], f"first {size:,} bytes")
 
 

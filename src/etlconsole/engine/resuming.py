@@ -82,7 +82,7 @@ def _prove_source(job: Job) -> None:
     if proof is None:       # nothing committed, or a job from before proofs were kept
         return
     size, recorded = proof["source_bytes"], proof["source_sha256"]
-    if extract.prefix_digest(job.plan.source, size) != recorded:
+    if not extract.same_prefix(job.plan.source, size, recorded):
         raise UserError(
             f"{job.plan.source}: its first {size:,} bytes changed since job {job.job_id} "
             f"loaded records 1 to {held[proof['batch']]['row_end']:,} from them (same size "

@@ -96,7 +96,7 @@ class PartResult:
     seconds: float
     peak_rss_mb: float = 0.0
     skipped: list[int] = field(default_factory=list)   # batches the ledger held
-    content: tuple[int, str] | None = None             # (bytes, sha256) of the whole content
+    content: tuple[int, str] | None = None             # (bytes, hash) of the whole content
 
 
 def plan_part(task: PartTask) -> Plan:
