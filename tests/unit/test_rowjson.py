@@ -71,6 +71,10 @@ def test_every_corpus_file_read_as_text_encodes_as_python_does():
     checked = 0
     for path in corpus_files():
         try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:  # the engine rejects those rows raw; Arrow's handler of a
+            continue                # ragged row cannot even hand its text to Python
+        try:
             table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(
                 newlines_in_values=True, invalid_row_handler=lambda row: "skip"),
                 convert_options=pcsv.ConvertOptions(strings_can_be_null=True),

@@ -15,16 +15,19 @@ dates, nested types, ...) are left to the caller (``None``).
 from __future__ import annotations
 
 import json
+import re
 from json.encoder import ESCAPE_DCT
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .types import text_bytes
+
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 # The control characters json escapes (\n as "\n", \x01 as "\u0001", ...): replaced only in
 # a column that holds one, which real files rarely do outside a quoted newline.
 _CONTROLS = [(c, e) for c, e in ESCAPE_DCT.items() if c < " "]
-_ANY_CONTROL = "[\\x00-\\x1f]"
+_ANY_CONTROL = re.compile(rb"[\x00-\x1f]")
 
 
 def values_json(batch: pa.RecordBatch) -> list[str] | None:
@@ -51,8 +54,15 @@ def _json_values(col: pa.Array) -> pa.Array | None:
         except pa.ArrowInvalid:
             return None
     if pa.types.is_string(kind):
-        text = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
-        if pc.any(pc.match_substring_regex(text, _ANY_CONTROL)).as_py():
+        # Which escapes the column needs, asked of its bytes in one C pass each: most
+        # columns need none, and each replace is a pass over every value.
+        data = text_bytes(col)
+        text = col
+        if b"\\" in data:
+            text = pc.replace_substring(text, "\\", "\\\\")
+        if b'"' in data:
+            text = pc.replace_substring(text, '"', '\\"')
+        if _ANY_CONTROL.search(data):
             for char, escaped in _CONTROLS:
                 text = pc.replace_substring(text, char, escaped)
         text = pc.binary_join_element_wise('"', text, '"', "")
