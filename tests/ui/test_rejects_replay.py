@@ -109,7 +109,9 @@ async def test_edit_one_reject_and_replay_it(ws, size):
                        what="the reject resolved")
         assert warehouse(ws) == (before[0] + 1, before[1] + 1)
         assert in_warehouse(ws, order_id) == [(order_id, "EUR", job["job_id"])]
-        assert screen.edits == {}
+        # the screen's poll may show the store's new state a moment before the replay's
+        # own callback (on the UI thread) clears the edits it sent
+        await wait_for(pilot, lambda: screen.edits == {}, REPLAY_S, what="the edits cleared")
         assert "✓ #1" in column(rows, 1)
         resolved = next(c for c in cells(rows) if c[0] == f"{record:,}")
         assert resolved[1] == "✓ #1" and resolved[3] == "→ EUR"      # as the replay loaded it
