@@ -12,7 +12,8 @@ load into a Parquet folder with the sample pipeline:
 
 each with the sample pipeline as is (its ``unique`` order id: the Dask run makes a key
 pre-pass that spills for the load pass, ADR 0028) and without the unique rule (one pass,
-the executor's own efficiency). Rounds are interleaved. Speed-up = local wall / dask wall
+the executor's own efficiency). Rounds are interleaved, after a warm-up round that is
+not counted. Speed-up = local wall / dask wall
 (medians). The per-task overhead is the slope of the Dask job's wall time over 8 and 32
 tiny files (100 rows each).
 
@@ -24,7 +25,7 @@ are not pinned; the figures are the child's wall time (time.perf_counter around 
 the CPU seconds of each process (driver, scheduler, each worker with its nanny). Other
 work on the machine shows in them: say so when you quote them.
 
-    python bench/scale_bench.py                     # 8 x 250K, 2 rounds
+    python bench/scale_bench.py                     # 8 x 250K, 3 rounds after a warm-up
     python bench/scale_bench.py --rows 50000 --rounds 1 --only unique --no-overhead
     python bench/scale_bench.py --one-file --no-overhead   # one 245 MB file: byte ranges
     python bench/scale_bench.py --part-kb 16384            # the 8 files in 2 ranges each
@@ -159,9 +160,13 @@ class PinnedCluster:
             time.sleep(0.1)
         time.sleep(0.3)
         self.address = json.loads(self.file.read_text())["address"]
-        # streaming tasks: no spilling, no pausing (see engine/executors/dask.py)
-        env = {**os.environ, **{f"DASK_DISTRIBUTED__WORKER__MEMORY__{k}": "False"
-                                for k in ("TARGET", "SPILL", "PAUSE")}}
+        # The workers' Dask config as docs/scale-out.md tells an operator to give it (no
+        # spilling or pausing, no malloc trimming, no profiler: executors/cluster.py).
+        config = folder / "dask-config"
+        config.mkdir(exist_ok=True)
+        from etlconsole.engine.executors.cluster import worker_config_yaml
+        (config / "etlconsole.yaml").write_text(worker_config_yaml(), encoding="utf-8")
+        env = {**os.environ, "DASK_CONFIG": str(config)}
         for c in cores:
             self.procs.append(subprocess.Popen(
                 ["taskset", "-c", str(c), str(BIN / "dask"), "worker", self.address,
@@ -219,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--rows", type=int, default=250_000, help="rows per file")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="rounds run first and not counted: the workers' first job of a kind "
+                         "pays first-use costs (0.2-0.5 s measured) a long-lived cluster paid long ago")
     ap.add_argument("--memory-mb", type=int, default=512, help="memory limit per worker")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--no-preload", action="store_true",
@@ -245,19 +253,22 @@ def main(argv: list[str] | None = None) -> int:
     cluster = PinnedCluster(folder, [0, 1], args.memory_mb, preload=not args.no_preload)
     results: dict = {"files": 1 if args.one_file else args.files,
                      "rows_per_file": args.rows * (args.files if args.one_file else 1),
-                     "part_kb": args.part_kb, "rounds": args.rounds,
+                     "part_kb": args.part_kb, "rounds": args.rounds, "warmup": args.warmup,
                      "preload": not args.no_preload, "load_avg_start": os.getloadavg()[0],
                      "runs": {}}
     pipelines = [u for u in (True, False) if args.only in (None, "unique" if u else "plain")]
     try:
         dask_args = ["--executor", "dask", "--scheduler", cluster.address]
-        for r in range(args.rounds):
+        for r in range(-args.warmup, args.rounds):
             for unique in pipelines:
                 p = pipeline(folder, drop, unique=unique)
                 tag = "unique" if unique else "plain"
                 for name, extra, pin, cl in (("local", ["--executor", "local"], "0", None),
                                              ("dask", dask_args, None, cluster)):
                     out = run(folder, p, extra, pin, cl, env=dask_env if cl else None)
+                    if r < 0:
+                        log(f"warm-up {name:5} {tag:6} {out['wall_s']:7.2f}s wall (not counted)")
+                        continue
                     results["runs"].setdefault(f"{name}/{tag}", []).append(out)
                     log(f"round {r + 1} {name:5} {tag:6} {out['wall_s']:7.2f}s wall "
                         f"{out['cpu_s']:7.2f}s cpu "

@@ -240,6 +240,62 @@ def test_record_batch_is_atomic(store):
     assert store.job("job00001")["rows_read"] == 5
 
 
+def test_a_part_is_recorded_from_its_pack_renumbered_whole_and_once(store):
+    """A Dask part (StateStore.record_part): its batches COMMITTED, its rejects copied from
+    the worker's pack in their order, each field in its column, records renumbered after
+    the parts before it (a reject of no record stays so), the job's fields and the part's
+    checkpoint — recorded again (a resume re-running it), it replaces itself."""
+    from etlconsole.store.packed import RejectPack, unpack
+    store.create_job("job00001", pipeline_name="p")
+    pack = RejectPack()
+    first = [dict(reject(2, message="m2", values={"c": "é"}), branch="eu", phase_label="eu > load"),
+             reject(1, column=None)]
+    pack.add(1_000_001, first)
+    pack.add(1_000_002, [reject(None, message="no record")])
+    data = pack.pack()
+    assert [(r["batch_number"], r["row"], r["message"]) for r in unpack(data)] == \
+        [(1_000_001, 2, "m2"), (1_000_001, 1, "bad"), (1_000_002, None, "no record")]
+    batches = [{"batch_number": 1_000_001, "row_start": 101, "row_end": 105, "rows_loaded": 3,
+                "attempts": 1, "duration_ms": 2.0},
+               {"batch_number": 1_000_002, "row_start": 106, "row_end": 110, "rows_loaded": 5,
+                "attempts": 2, "duration_ms": 3.0}]
+    for _ in range(2):
+        store.record_part("job00001", batches, data, row_offset=100, row_count=110,
+                          job_fields={"rows_read": 110, "source_fingerprint": {"files": []}},
+                          checkpoint={"part": 1, "records": 10})
+        got = store.conn.execute('SELECT job_id, batch_number, row, phase, phase_label, branch, rule, '
+                                 'column_name, message, "values" FROM pipeline_rejects ORDER BY id')
+        assert got.fetchall() == [
+            ("job00001", 1_000_001, 102, first[0]["phase"], "eu > load", "eu", "type", "c", "m2",
+             first[0]["values"]),
+            ("job00001", 1_000_001, 101, first[1]["phase"], None, None, "type", None, "bad",
+             first[1]["values"]),
+            ("job00001", 1_000_002, None, first[1]["phase"], None, None, "type", "c", "no record",
+             first[1]["values"])]
+        assert [(b["batch_number"], b["status"], b["row_start"], b["row_end"], b["rows_loaded"],
+                 b["rows_rejected"], b["attempts"]) for b in store.batches("job00001")] == \
+            [(1_000_001, "COMMITTED", 101, 105, 3, 2, 1), (1_000_002, "COMMITTED", 106, 110, 5, 1, 2)]
+    assert [(c["phase"], c["checkpoint_data"], c["row_count"]) for c in store.checkpoints("job00001")] == \
+        [("part", {"part": 1, "records": 10}, 110)] * 2
+    job = store.job("job00001")
+    assert (job["rows_read"], job["source_fingerprint"]) == (110, {"files": []})
+    assert store.conn.execute("PRAGMA database_list").fetchall()[1:] == []    # the pack detached
+
+
+def test_a_part_whose_record_fails_leaves_nothing_of_it(store):
+    from etlconsole.store.packed import RejectPack
+    store.create_job("job00001", pipeline_name="p")
+    pack = RejectPack()
+    pack.add(7, [reject(1), reject(2, message=None)])
+    with pytest.raises(sqlite3.IntegrityError):     # the second reject breaks a NOT NULL
+        store.record_part("job00001", [{"batch_number": 7, "row_start": 1, "row_end": 5, "rows_loaded": 1}],
+                          pack.pack(), row_offset=0, row_count=5, job_fields={"rows_read": 5},
+                          checkpoint={"part": 0})
+    assert counts(store, "job00001") == (0, 0)
+    assert store.checkpoints("job00001") == [] and store.job("job00001")["rows_read"] != 5
+    assert store.conn.execute("PRAGMA database_list").fetchall()[1:] == []
+
+
 # --- checkpoints, metrics, events ----------------------------------------------------------
 
 def test_checkpoints_round_trip_json(store):

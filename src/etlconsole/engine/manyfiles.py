@@ -104,13 +104,18 @@ def note(job: Job, events: list[dict]) -> None:
     calls this before it begins the first batch of a new file)."""
     if not job.fingerprint.get("files"):
         return
-    # A new dict, never one changed in place: the loader thread serialises the job's
-    # fingerprint into its checkpoints while this (main) thread records file boundaries.
-    files = [dict(f) for f in job.fingerprint["files"]]
+    job.fingerprint = noted(job.fingerprint, events)
+    job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
+
+
+def noted(fingerprint: dict, events: list[dict]) -> dict:
+    """The job's fingerprint with what ``events`` tell of its files. A new dict, never one
+    changed in place: the loader thread serialises the job's fingerprint into its
+    checkpoints while the main thread records file boundaries."""
+    files = [dict(f) for f in fingerprint["files"]]
     for e in events:
         files[e["index"]].update({k: v for k, v in e.items() if k != "index"})
-    job.fingerprint = {**job.fingerprint, "files": files}
-    job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
+    return {**fingerprint, "files": files}
 
 
 def finish(job: Job, stream: Any) -> None:

@@ -23,6 +23,7 @@ import psutil
 from ..errors import DiskFull, UserError, is_disk_full
 from ..interrupts import shielded
 from ..records import ACTIVE, BatchStatus, JobStatus, SegmentStatus
+from . import packed
 from .schema import MIGRATIONS, migrate
 
 if TYPE_CHECKING:
@@ -409,12 +410,47 @@ class StateStore:
         """Returns the checkpoint's number in its job (1, 2, 3 ...; after a rollback to
         checkpoint k, the next one is k + 1 again)."""
         with self._tx() as conn:
-            number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM pipeline_checkpoints "
-                                  "WHERE job_id = ?", (job_id,)).fetchone()[0]
-            self._insert(conn, "pipeline_checkpoints", {
-                "job_id": job_id, "number": number, "phase": phase,
-                "checkpoint_data": json.dumps(data), "row_count": row_count, "created_at": now()})
+            return self._add_checkpoint(conn, job_id, phase, data, row_count)
+
+    def _add_checkpoint(self, conn, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> int:
+        number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM pipeline_checkpoints "
+                              "WHERE job_id = ?", (job_id,)).fetchone()[0]
+        self._insert(conn, "pipeline_checkpoints", {
+            "job_id": job_id, "number": number, "phase": phase,
+            "checkpoint_data": json.dumps(data), "row_count": row_count, "created_at": now()})
         return number
+
+    def record_part(self, job_id: str, batches: list[dict[str, Any]], rejects: bytes | None, *,
+                    row_offset: int, job_fields: dict[str, Any], checkpoint: dict[str, Any],
+                    row_count: int) -> None:
+        """A part of a distributed job, recorded after the destination committed its
+        batches, in one transaction: each batch COMMITTED (``batches``: their columns),
+        their rejects copied from the worker's pack (``packed``) with their records
+        numbered after the parts before it (``row_offset``), the job's fields, then the
+        part's checkpoint. A driver killed half way leaves the part unrecorded (resume
+        runs it again, skipping what the destination's ledger holds); recorded again, a
+        batch replaces itself."""
+        conn, stamp = self.conn, now()
+        if rejects is not None:
+            conn.execute("ATTACH ':memory:' AS part")   # not inside a transaction: SQLite's rule
+        try:
+            if rejects is not None:
+                conn.deserialize(rejects, name="part")
+            with self._tx() as conn:
+                for b in batches:
+                    self._drop_batches(conn, job_id, "= ?", b["batch_number"])
+                    self._insert(conn, "pipeline_batches", {
+                        "job_id": job_id, "status": BatchStatus.COMMITTED.value, "created_at": stamp,
+                        "processed_at": stamp, **b})
+                if rejects is not None:
+                    conn.execute(packed.COPY, (job_id, row_offset))
+                for b in batches:
+                    self._count_rejects(conn, job_id, b["batch_number"])
+                self._update(conn, job_id, {**_dump(job_fields), "heartbeat_at": stamp})
+                self._add_checkpoint(conn, job_id, "part", checkpoint, row_count)
+        finally:
+            if rejects is not None:
+                conn.execute("DETACH part")
 
     def checkpoint(self, job_id: str, ref: int) -> dict[str, Any] | None:
         """The job's checkpoint ``ref``: its number in the job (what `checkpoints` shows),

@@ -178,8 +178,9 @@ class DaskRun:
         dups, spills = self._prepass(client, todo)
         futures += [self._submit(client, k, dups, spills.get(k)) for k in rest]
         try:
-            for future in as_completed(futures):
-                result = future.result()
+            # with_results: the client's thread fetches each part's result as it completes,
+            # not this one after it wakes (the last part's fetch is the job's tail)
+            for future, result in as_completed(futures, with_results=True):
                 # Released once fetched: a worker lost later must not make Dask compute
                 # a finished part again to keep its result.
                 future.release()
@@ -218,37 +219,33 @@ class DaskRun:
         return [steps[cuts.index(c)].result() for c in (f.start, f.end) if c]
 
     def _record(self, r: P.PartResult) -> None:
-        """A completed part into the state store: its batches with their rejects, then its
-        checkpoint (what resume counts as done). Records are renumbered through the files
-        here (the worker counts within its file) and where the file starts is noted in
-        the job's record, as a local run of the same files does (engine.manyfiles)."""
-        job, store = self.job, self.job.store
+        """A completed part into the state store, in one transaction (``record_part``): its
+        batches with their rejects, the job's counters and file notes, then its checkpoint
+        (what resume counts as done). Records are renumbered through the files here (the
+        worker counts within its file) and where the file starts is noted in the job's
+        record, as a local run of the same files does (engine.manyfiles)."""
+        job = self.job
         offset = self.committed.rows_read       # records of the parts before this one
+        fields: dict[str, Any] = {}
         if job.fingerprint.get("files"):
-            manyfiles.note(job, [self._file_event(r, offset)])
-        loaded = sum(b.loaded for b in r.batches)
-        rejected = sum(len(b.rejects) for b in r.batches)
-        data = {"part": r.part, "file": r.path, "records": r.records, "rows_loaded": loaded,
-                "rows_rejected": rejected, "batches": len(r.batches), "warned": r.warned,
-                "bytes_read": r.bytes_read, "worker": r.worker, "seconds": round(r.seconds, 3),
-                "skipped": r.skipped, "stats": r.stats,
+            job.fingerprint = manyfiles.noted(job.fingerprint, [self._file_event(r, offset)])
+            fields["source_fingerprint"] = job.fingerprint
+        data = {"part": r.part, "file": r.path, "records": r.records,
+                "rows_loaded": sum(b.loaded for b in r.batches),
+                "rows_rejected": sum(b.rejected for b in r.batches), "batches": len(r.batches),
+                "warned": r.warned, "bytes_read": r.bytes_read, "worker": r.worker,
+                "seconds": round(r.seconds, 3), "skipped": r.skipped, "stats": r.stats,
                 "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
         self._count(data)
         self.done[r.part] = data
         c = self.committed
-        counters = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-                    "rows_rejected": c.rows_rejected, "retries": job.retries}
-        for b in r.batches:
-            if offset:      # renumbered in place: the dicts are this driver's own copies
-                for x in b.rejects:
-                    row = x.get("row")
-                    if row is not None:
-                        x["row"] = row + offset
-            store.begin_batch(job.job_id, b.number, row_start=b.row_start + offset,
-                              row_end=b.row_end + offset, rejects=b.rejects, rows=b.rows)
-            store.commit_batch(job.job_id, b.number, rows_loaded=b.loaded, attempts=b.attempts,
-                               duration_ms=b.duration_ms, counters=counters)
-        store.add_checkpoint(job.job_id, "part", data, row_count=c.rows_read)
+        fields |= {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
+                   "rows_rejected": c.rows_rejected, "retries": job.retries}
+        batches = [{"batch_number": b.number, "row_start": b.row_start + offset,
+                    "row_end": b.row_end + offset, "rows_loaded": b.loaded, "attempts": b.attempts,
+                    "duration_ms": b.duration_ms} for b in r.batches]
+        job.store.record_part(job.job_id, batches, r.rejects, row_offset=offset, job_fields=fields,
+                              checkpoint=data, row_count=c.rows_read)
         self._sample(r)
         if self.log:
             self.log.info("part.done", job=job.job_id, part=r.part, file=r.path, worker=r.worker,

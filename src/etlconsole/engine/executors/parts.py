@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ...config import Settings
 from ...spec import PipelineSpec
+from ...store.packed import RejectPack
 from .. import extract
 from ..batching import LoadItem, Pending
 from ..destinations import RefusedRow
@@ -77,7 +78,7 @@ class BatchDone:
     row_end: int
     rows: int                   # rows the batch carried to the destination
     loaded: int                 # rows the destination kept (rows - refused)
-    rejects: list[dict]
+    rejected: int               # its rejects (in the part's pack)
     attempts: int
     duration_ms: float
     written: bool               # False: the ledger held it already (a re-run)
@@ -88,6 +89,7 @@ class PartResult:
     part: int
     path: str
     batches: list[BatchDone]
+    rejects: bytes | None       # every batch's rejects, packed (store.packed; None: none)
     stats: list[dict]           # the part's phase table (PhaseStats.to_json per line)
     records: int                # last record number of the file (records read)
     bytes_read: int
@@ -176,7 +178,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
         figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}
         # Done with: a re-run of this task (its result lost with a worker) reads the file.
         spilled.remove()
-    return PartResult(task.part, str(task.file.path), cutter.done, figures["stats"],
+    return PartResult(task.part, str(task.file.path), cutter.done, cutter.rejects.pack(), figures["stats"],
                       records=figures["records"], bytes_read=figures["bytes_read"],
                       warned=cutter.warned, worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
@@ -233,6 +235,7 @@ class _PartCutter:
         self.number = self.base
         self.pending: Pending | None = None
         self.done: list[BatchDone] = []
+        self.rejects = RejectPack()
         self.last_row = 0
         self.warned = 0
 
@@ -271,8 +274,7 @@ class _PartCutter:
     def _commit(self, item: LoadItem) -> None:
         if item.number - self.base >= PART_STRIDE:
             raise ValueError(f"{str(self.task.file.path)}: more than {PART_STRIDE - 1:,} batches in one part")
-        t, file = self.target, str(self.task.file.path)
-        batch = item.batch
+        t, batch = self.target, item.batch
         data = t.destination.prepare(batch.drop_columns(
             [c for c in batch.schema.names if c.startswith("_etl_")]))
         refused: list[dict] = []
@@ -290,11 +292,11 @@ class _PartCutter:
                                          before_commit=record)
             attempts = result.attempts
             loaded = item.rows - len(refused)
-        rejects = [r | {"file": file} for r in item.rejects + refused]
+        self.rejects.add(item.number, item.rejects + refused)
         if self.report is not None:
             self.report(item.row_end)
         self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
-                                   loaded, rejects, attempts,
+                                   loaded, len(item.rejects) + len(refused), attempts,
                                    (time.perf_counter() - t0) * 1000, item.number not in self.held))
 
 
