@@ -21,6 +21,7 @@ def test_the_jobs_own_workers_run_without_malloc_trimming_profiler_or_pausing():
 
     with cluster(1, None, 512) as client:
         [seen] = client.run(setup).values()
+        assert client.direct_to_workers is True     # results from the workers, not the scheduler
     # Dask's default would be "65536", True and [0.6, 0.7, 0.8]
     assert seen == {"trim": "unset", "profile": False, "memory": [False, False, False]}
 
@@ -32,3 +33,10 @@ def test_the_config_file_for_your_own_workers_is_worker_config(tmp_path):
         assert {key: dask.config.get(key) for key in WORKER_CONFIG} == WORKER_CONFIG
         # what the nanny reads: a None in pre-spawn-environ is a variable it does not set
         assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] is None
+
+
+def test_a_driver_told_to_keep_the_scheduler_in_between_does(tmp_path):
+    from etlconsole.engine.executors.cluster import _direct
+    assert _direct() is True
+    with dask.config.set({"distributed.client.direct-to-workers": False}):
+        assert _direct() is False

