@@ -40,3 +40,15 @@ def test_a_driver_told_to_keep_the_scheduler_in_between_does(tmp_path):
     assert _direct() is True
     with dask.config.set({"distributed.client.direct-to-workers": False}):
         assert _direct() is False
+
+
+def test_the_config_file_in_the_docs_is_worker_config():
+    """docs/scale-out.md shows operators the file to give their workers: it must be the one
+    the job's own cluster gets."""
+    import re
+    from pathlib import Path
+
+    import yaml
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scale-out.md").read_text(encoding="utf-8")
+    [shown] = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    assert yaml.safe_load(shown) == yaml.safe_load(worker_config_yaml())
