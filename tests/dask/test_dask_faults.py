@@ -76,6 +76,12 @@ def test_the_driver_killed_then_resumed_is_exactly_once(tmp_path, big_drop, refe
     assert lab.rejects_of(job_id) == rejects
     skipped = [n for p in recorded_parts(lab, job_id) for n in p["skipped"]]
     assert skipped and set(skipped) <= set(before)
+    # the resumed segment's figures are its own (what the console's rate and ETA use): its
+    # rows are those read since it began, after the parts the killed run recorded
+    resumed = lab.store_query("SELECT rows_read, segment_rows FROM pipeline_metrics WHERE job_id = ? "
+                              "AND segment = 2 ORDER BY id", (job_id,))
+    assert resumed and {r - seg_rows for r, seg_rows in resumed} == {resumed[0][0] - resumed[0][1]}
+    assert 0 < resumed[0][0] - resumed[0][1] < got["rows_read"]
 
 
 def test_a_file_that_fails_to_decompress_halfway_fails_the_job_naming_it(tmp_path, big_drop, cluster):
