@@ -5,8 +5,6 @@ is written."""
 from __future__ import annotations
 
 import json
-
-import pytest
 from pathlib import Path
 
 from daskkit import (FIRST_INVALID, SMALL_BATCHES, TWICE_VALID, DropLab, parquet_ids,
@@ -127,16 +125,14 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
                                           "ORDER BY id", (got["job_id"],))]
     assert any(0 < r < got["rows_read"] for r in rows), rows
     assert rows == sorted(rows) and rows[-1] == got["rows_read"]
-    # the figures the console draws, as a local run's sampler gives them: rows/s is rows
-    # since the previous sample over the time since it (never all 0 while rows grow), and
-    # the segment's own figures (a fresh job: its one segment holds every row)
+    # the figures the console draws: the segment's own (a fresh job: its one segment holds
+    # every row), and rows/s now from the workers' reports — never 0 while they report,
+    # the last sample's included (taken when every part is recorded)
     samples = lab.store_query("SELECT rows_read, rows_per_s, elapsed_s, segment, segment_rows, "
                               "segment_elapsed_s FROM pipeline_metrics WHERE job_id = ? ORDER BY id",
                               (got["job_id"],))
     assert all(seg == 1 and seg_rows == r and seg_s <= e for r, _, e, seg, seg_rows, seg_s in samples)
-    for (r0, _, e0, *_), (r1, rate, e1, *_) in zip(samples, samples[1:], strict=False):
-        assert rate == pytest.approx((r1 - r0) / (e1 - e0), rel=0.1, abs=1.0)
-    assert max(rate for _, rate, *_ in samples) > 0
+    assert all(rate > 0 for _, rate, *_ in samples[1:]) and samples[-1][1] > 0, samples
 
 
 def test_executor_options_on_a_terminal_without_no_ui_are_refused(tmp_path, drop):

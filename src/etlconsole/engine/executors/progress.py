@@ -38,7 +38,6 @@ class Watcher:
         # What this run segment started from (the parts an earlier segment recorded): its
         # figures are the segment's, as the local executor's sampler gives them.
         self._start_rows, self._start_bytes = run.committed.rows_read, run.bytes_done
-        self._last_rows, self._last_t = self._start_rows, run.job.started
         self._thread = threading.Thread(target=self._loop, name="dask-progress", daemon=True)
 
     def start(self) -> None:
@@ -100,20 +99,23 @@ class Watcher:
         run, job = self.run, self.run.job
         c, done = run.committed, set(run.done)
         running = {m["part"]: m["records"] for m in self.latest.values() if m["part"] not in done}
-        t = time.monotonic()
-        seg, rows, dt = t - job.started, c.rows_read + sum(running.values()), t - self._last_t
-        # rows/s as the local executor's sampler tells it: rows since the previous sample
-        # over the time since it (the parts that ended in between count; a sum of the
-        # running parts' own rates read 0 whenever none had reported yet)
+        now = time.time()
+        seg, rows = time.monotonic() - job.started, c.rows_read + sum(running.values())
+        # rows/s now: what the workers that reported in the last two samples' time say of
+        # their parts, a part just recorded included. (Counted among running parts only, it
+        # read 0 whenever every report was of a part the driver had recorded; rows since
+        # the previous sample over the time since it jumped with the reports' lag: workers
+        # report twice a second, so 125K then 2.1M rows/s for workers doing 1.2M.)
+        rate = sum(self.rates.get(w, 0.0) for w, m in self.latest.items()
+                   if now - m.get("at", now) <= 2 * SAMPLE_S)
         sample = {"elapsed_s": round(job.elapsed_before + seg, 3), "rows_read": rows,
                   "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
-                  "rows_per_s": round(max(0, rows - self._last_rows) / dt, 1) if dt > 1e-3 else 0.0,
+                  "rows_per_s": round(rate, 1),
                   "rss_mb": max(m["rss_mb"] for m in self.latest.values()),
                   "batch_size": job.settings.batch_size_max, "queue_depth": len(running),
                   "retries": 0, "bytes_read": run.bytes_done, "segment": job.segment,
                   "segment_elapsed_s": round(seg, 3), "segment_rows": rows - self._start_rows,
                   "segment_bytes": max(0, run.bytes_done - self._start_bytes)}
-        self._last_rows, self._last_t = rows, t
         store.add_metric(job.job_id, sample)
         if self.progress:
             self.progress(sample | {"bytes_total": job.fingerprint["size"]})
