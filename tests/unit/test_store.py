@@ -390,3 +390,34 @@ def test_a_store_that_stays_locked_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
     with pytest.raises(UserError, match="cannot open the state store: database is locked"):
         StateStore(tmp_path / "state.db")
+
+
+# --- jobs whose engine is gone ----------------------------------------------------------------
+
+def test_a_job_whose_process_is_gone_is_marked_interrupted(store, monkeypatch):
+    from etlconsole.store import store as store_module
+    store.create_job("job00001", pipeline_name="p")
+    store.update_job("job00001", status="running", pid=999_999_999)
+    monkeypatch.setattr(store_module, "_alive", lambda pid, started: False)
+    assert store.mark_dead_jobs() == ["job00001"]
+    job = store.job("job00001")
+    assert job["status"] == "interrupted" and "stopped without finishing" in job["error"]
+
+
+def test_a_job_that_ends_while_it_is_looked_at_keeps_its_end(store, monkeypatch):
+    """The console looks for running jobs whose process is gone. A job whose engine writes
+    its end and exits between that look and the mark keeps its end: seen in CI, a job that
+    succeeded was shown — and stored — as interrupted 13 ms later."""
+    from etlconsole.store import store as store_module
+    store.create_job("job00001", pipeline_name="p")
+    store.update_job("job00001", status="running", pid=999_999_999)
+    engine = store.clone()
+
+    def finished_then_exited(pid, started):     # the engine's last write, then its exit
+        engine.update_job("job00001", status="succeeded", error=None)
+        return False
+    monkeypatch.setattr(store_module, "_alive", finished_then_exited)
+    assert store.mark_dead_jobs() == []
+    job = store.job("job00001")
+    assert (job["status"], job["error"]) == ("succeeded", None)
+    engine.close()

@@ -400,11 +400,20 @@ class StateStore:
                 return dead
             finally:
                 writer.close()
-        for job_id in dead:
-            self.update_job(job_id, status=JobStatus.INTERRUPTED,
-                            error="the engine process stopped without finishing (killed or crashed); "
-                                  "resume or roll back")
-        return dead
+        marked = []
+        with self._tx() as conn:
+            for job_id in dead:
+                # Only if it is still shown as running: its engine may have finished it and
+                # exited between the look above and this write, and a succeeded job must
+                # not become 'interrupted' (seen in CI: the console's monitor did it to a
+                # job that ended 13 ms before).
+                if conn.execute(
+                        "UPDATE import_jobs SET status = ?, error = ?, updated_at = ? WHERE id = ? "
+                        f"AND status IN ('{JobStatus.RUNNING}', '{JobStatus.PENDING}')",
+                        (JobStatus.INTERRUPTED.value, "the engine process stopped without finishing "
+                         "(killed or crashed); resume or roll back", now(), job_id)).rowcount:
+                    marked.append(job_id)
+        return marked
 
     def add_checkpoint(self, job_id: str, phase: str, data: dict[str, Any], row_count: int) -> int:
         """Returns the checkpoint's number in its job (1, 2, 3 ...; after a rollback to
