@@ -67,8 +67,7 @@ def _open_writable(path: Path, attempts: int = 8) -> sqlite3.Connection:
 # caches each statement it prepares, ~1 KB a row, so one of every size a batch's rejects
 # came in held ~60 MB (a 2M-row job under a 200 MB budget ran out of it).
 _REJECT_STATEMENT_ROWS = (500, 50, 5, 1)
-_INSERT_REJECTS = {n: 'INSERT INTO pipeline_rejects (job_id, batch_number, row, phase, phase_label, '
-                      'branch, rule, column_name, message, "values") VALUES '
+_INSERT_REJECTS = {n: f"INSERT INTO pipeline_rejects (job_id, {packed.NAMES}) VALUES "
                       + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
                    for n in _REJECT_STATEMENT_ROWS}
 

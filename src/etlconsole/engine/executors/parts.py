@@ -292,11 +292,12 @@ class _PartCutter:
                                          before_commit=record)
             attempts = result.attempts
             loaded = item.rows - len(refused)
-        self.rejects.add(item.number, item.rejects + refused)
+        rejects = item.rejects + refused
+        self.rejects.add(item.number, rejects)
         if self.report is not None:
             self.report(item.row_end)
         self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
-                                   loaded, len(item.rejects) + len(refused), attempts,
+                                   loaded, len(rejects), attempts,
                                    (time.perf_counter() - t0) * 1000, item.number not in self.held))
 
 
