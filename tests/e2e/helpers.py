@@ -1,6 +1,6 @@
 """Helpers of the end-to-end suite: run the CLI in a subprocess, write pipelines, read SQLite.
 
-Every CLI call is a real ``python -m etlconsole.cli`` subprocess with its own ``cwd``, an
+Every CLI call is a real ``python -m etlconsole`` subprocess with its own ``cwd``, an
 explicit ``--state`` and a timeout, in an environment scrubbed of ``PIPELINE_*`` settings
 (and ``ETLCONSOLE_DEBUG``) the developer may have exported.
 """
@@ -74,7 +74,7 @@ class Cli:
     def __call__(self, *args: str | os.PathLike, env: Mapping[str, str] | None = None,
                  cwd: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
                  state: Path | None = None) -> Result:
-        cmd = [sys.executable, "-m", "etlconsole.cli", "--state", str(state or self.state),
+        cmd = [sys.executable, "-m", "etlconsole", "--state", str(state or self.state),
                *map(str, args)]
         proc = subprocess.run(cmd, cwd=str(cwd or self.cwd), env=clean_env(env),
                               capture_output=True, text=True, encoding="utf-8",

@@ -162,7 +162,7 @@ def _on_terminal(cli, *args, timeout=30) -> tuple[int, str]:
 
     from .helpers import clean_env
     main, sub = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", str(cli.state),
+    proc = subprocess.Popen([sys.executable, "-m", "etlconsole", "--state", str(cli.state),
                              *map(str, args)], cwd=cli.cwd, env=clean_env({"TERM": "xterm"}),
                             stdin=sub, stdout=sub, stderr=sub, close_fds=True)
     os.close(sub)

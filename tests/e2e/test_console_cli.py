@@ -18,7 +18,7 @@ import pytest
 
 from .helpers import clean_env
 
-ETL = [sys.executable, "-m", "etlconsole.cli"]
+ETL = [sys.executable, "-m", "etlconsole"]
 
 
 def etl(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

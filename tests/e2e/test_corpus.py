@@ -322,7 +322,7 @@ def _committed(state: Path) -> int:
 
 def _run_and_kill(folder: Path, cli: Cli, env: dict, batches: int = 4) -> str | None:
     """kill -9 the run after `batches` committed; the job id, or None if it ended first."""
-    cmd = [sys.executable, "-m", "etlconsole.cli", "--state", str(cli.state), "run", "p.toml",
+    cmd = [sys.executable, "-m", "etlconsole", "--state", str(cli.state), "run", "p.toml",
            "--no-ui", "--json"]
     with open(folder / "killed.out", "w") as out, open(folder / "killed.err", "w") as err:
         proc = subprocess.Popen(cmd, cwd=folder, env=clean_env(env), stdout=out, stderr=err)

@@ -1,6 +1,6 @@
 """Helpers of the fault suite: real CLI subprocesses, kill -9, and destination digests.
 
-Every engine call is ``python -m etlconsole.cli --state STATE ...`` in its own process,
+Every engine call is ``python -m etlconsole --state STATE ...`` in its own process,
 with an environment scrubbed of the developer's ``PIPELINE_*`` settings, ``PYTHONPATH``
 pointing at this checkout's ``src`` and small batches/checkpoints so a 40k-row file gives
 about twenty batches and eight checkpoints.
@@ -126,7 +126,7 @@ class Lab:
         return path
 
     def argv(self, *args) -> list[str]:
-        return [sys.executable, "-m", "etlconsole.cli", "--state", str(self.state),
+        return [sys.executable, "-m", "etlconsole", "--state", str(self.state),
                 *map(str, args)]
 
     def cli(self, *args, env: Mapping[str, str] | None = None,

@@ -25,7 +25,7 @@ SMALL = {"PIPELINE_BATCH_SIZE_MIN": "10", "PIPELINE_BATCH_SIZE_MAX": "10"}
 
 
 def cli(folder: Path, *args, env=None, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "etlconsole.cli", "--state", "state.db", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "etlconsole", "--state", "state.db", *map(str, args)],
                           cwd=folder, env=make_env(env), capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -33,7 +33,7 @@ def cli(folder: Path, *args, env=None, check=True) -> subprocess.CompletedProces
 
 
 def spawn(folder: Path, *args, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", "state.db",
+    return subprocess.Popen([sys.executable, "-m", "etlconsole", "--state", "state.db",
                              *map(str, args)], cwd=folder, env=make_env(env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -96,7 +96,7 @@ class Launcher:
         self.log_dir = self.state_path.parent / "console-logs"
 
     def command(self, *args: str, no_ui: bool = True) -> list[str]:
-        return [sys.executable, "-m", "etlconsole.cli", "--state", str(self.state_path),
+        return [sys.executable, "-m", "etlconsole", "--state", str(self.state_path),
                 *args, *(["--no-ui"] if no_ui else []), "--json"]
 
     def start(self, *args: str, job_id: str | None = None, json_apart: bool = False,

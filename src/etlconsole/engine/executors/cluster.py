@@ -53,8 +53,10 @@ def worker_config_yaml() -> str:
 
 def require_dask() -> None:
     """Refuse (exit 2, one line) a Dask job where dask.distributed is not installed."""
+    from ...startup import collector_paused
     try:
-        import distributed  # noqa: F401
+        with collector_paused():    # its ~33,000 objects: dozens of collections saved
+            import distributed  # noqa: F401
     except ImportError:
         raise UserError(f"--executor dask needs dask.distributed, which is not installed: "
                         f"{INSTALL_HINT}") from None
