@@ -101,6 +101,11 @@ class DropLab(Lab):
         """(row, phase, rule, column, message) of every reject of the job."""
         return self.store_rejects(job_id)
 
+    def phase_table(self, job_id: str) -> list[tuple]:
+        """(label, rows in, rows out, rejected) of each line of the job's phase table."""
+        [(stats,)] = self.store_query("SELECT phase_stats FROM import_jobs WHERE id = ?", (job_id,))
+        return [(s["label"], s["rows_in"], s["rows_out"], s["rejected"]) for s in json.loads(stats)]
+
 
 def parquet_digest(folder: Path) -> tuple[int, str]:
     """(rows, sha256) over the folder's rows, sorted (part files in any order)."""

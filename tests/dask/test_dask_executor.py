@@ -43,6 +43,13 @@ def test_a_drop_loads_the_same_rows_and_rejects_as_local(tmp_path, drop, cluster
         "ORDER BY id", (got["job_id"],))]
     assert [p["part"] for p in parts] == list(range(6))
     assert sum(p["records"] for p in parts) == got["rows_read"]
+    # the phase table adds up as the local run's: the driver sums the rejects by phase that
+    # each part counted as it packed them (not a count of the store's rejects at the end)
+    table = lab.phase_table(got["job_id"])
+    assert table == local.phase_table(expected["job_id"])
+    assert sum(p["rejects_by_label"].get(label, 0) for p in parts for label, *_ in table) \
+        == got["rows_rejected"] == sum(rejected for *_, rejected in table)
+
 
 
 def _by_file(rejects_json: list[dict]) -> set[tuple]:

@@ -19,7 +19,8 @@ from faults.faultkit import kill9
 def reference(tmp_path_factory, big_drop):
     lab = DropLab(tmp_path_factory.mktemp("ref"), big_drop)
     summary = lab.run_with("--executor", "local")
-    return summary, lab.digest(), lab.rejects_of(summary["job_id"])
+    return summary | {"phase_table": lab.phase_table(summary["job_id"])}, lab.digest(), \
+        lab.rejects_of(summary["job_id"])
 
 
 def _wait_json(proc, lab: DropLab) -> dict:
@@ -40,6 +41,7 @@ def test_a_worker_killed_mid_part_leaves_the_job_exactly_once(tmp_path, big_drop
     assert (got["rows_loaded"], got["rows_rejected"]) == (expected["rows_loaded"], expected["rows_rejected"])
     assert lab.digest() == digest
     assert lab.rejects_of(got["job_id"]) == rejects
+    assert lab.phase_table(got["job_id"]) == expected["phase_table"]
     # the killed part ran again and skipped what the folder held
     parts = {p["part"]: p for p in recorded_parts(lab, got["job_id"])}
     assert len(parts[part]["skipped"]) >= 2
@@ -80,6 +82,8 @@ def test_the_driver_killed_then_resumed_is_exactly_once(tmp_path, big_drop, refe
     assert (got["rows_loaded"], got["rows_rejected"]) == (expected["rows_loaded"], expected["rows_rejected"])
     assert lab.digest() == digest
     assert lab.rejects_of(job_id) == rejects
+    # the parts the killed run recorded count in the table through their checkpoints
+    assert lab.phase_table(job_id) == expected["phase_table"]
     skipped = [n for p in recorded_parts(lab, job_id) for n in p["skipped"]]
     assert skipped and set(skipped) <= set(before)
     # the resumed segment's figures are its own (what the console's rate and ETA use): its

@@ -256,9 +256,9 @@ def test_a_part_is_recorded_from_its_pack_renumbered_whole_and_once(store):
     assert [(r["batch_number"], r["row"], r["message"]) for r in unpack(data)] == \
         [(1_000_001, 2, "m2"), (1_000_001, 1, "bad"), (1_000_002, None, "no record")]
     batches = [{"batch_number": 1_000_001, "row_start": 101, "row_end": 105, "rows_loaded": 3,
-                "attempts": 1, "duration_ms": 2.0},
+                "rows_rejected": 2, "attempts": 1, "duration_ms": 2.0},
                {"batch_number": 1_000_002, "row_start": 106, "row_end": 110, "rows_loaded": 5,
-                "attempts": 2, "duration_ms": 3.0}]
+                "rows_rejected": 1, "attempts": 2, "duration_ms": 3.0}]
     for _ in range(2):
         store.record_part("job00001", batches, data, row_offset=100, row_count=110,
                           job_fields={"rows_read": 110, "source_fingerprint": {"files": []}},

@@ -30,6 +30,7 @@ class RejectPack:
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         self.conn.execute(f"CREATE TABLE rejects ({NAMES})")
         self.count = 0
+        self.by_label: dict[str, int] = {}      # filled by pack()
 
     def add(self, batch_number: int, rejects: list[dict[str, Any]]) -> None:
         if not rejects:
@@ -42,8 +43,16 @@ class RejectPack:
         self.count += len(rejects)
 
     def pack(self) -> bytes | None:
-        """The database's bytes (None: no rejects); the pack is closed."""
-        data = self.conn.serialize() if self.count else None
+        """The database's bytes (None: no rejects); the pack is closed. ``by_label``: its
+        main line's rejects by phase label, what the job's phase table adds up at its end
+        (``figures.committed_phase_stats``) — counted here, where the part ran, so the
+        driver's end does not count every reject of the job again."""
+        data = None
+        if self.count:
+            self.by_label = dict(self.conn.execute(
+                "SELECT coalesce(phase_label, phase), count(*) FROM rejects WHERE branch IS NULL "
+                "GROUP BY 1").fetchall())
+            data = self.conn.serialize()
         self.conn.close()
         return data
 

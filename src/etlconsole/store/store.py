@@ -432,12 +432,12 @@ class StateStore:
                     row_offset: int, job_fields: dict[str, Any], checkpoint: dict[str, Any],
                     row_count: int) -> None:
         """A part of a distributed job, recorded after the destination committed its
-        batches, in one transaction: each batch COMMITTED (``batches``: their columns),
-        their rejects copied from the worker's pack (``packed``) with their records
-        numbered after the parts before it (``row_offset``), the job's fields, then the
-        part's checkpoint. A driver killed half way leaves the part unrecorded (resume
-        runs it again, skipping what the destination's ledger holds); recorded again, a
-        batch replaces itself."""
+        batches, in one transaction: each batch COMMITTED (``batches``: their columns,
+        ``rows_rejected`` counted by the worker as it packed them), their rejects copied
+        from the worker's pack (``packed``) with their records numbered after the parts
+        before it (``row_offset``), the job's fields, then the part's checkpoint. A driver
+        killed half way leaves the part unrecorded (resume runs it again, skipping what
+        the destination's ledger holds); recorded again, a batch replaces itself."""
         conn, stamp = self.conn, now()
         if rejects is not None:
             conn.execute("ATTACH ':memory:' AS part")   # not inside a transaction: SQLite's rule
@@ -452,8 +452,6 @@ class StateStore:
                         "processed_at": stamp, **b})
                 if rejects is not None:
                     conn.execute(packed.COPY, (job_id, row_offset))
-                for b in batches:
-                    self._count_rejects(conn, job_id, b["batch_number"])
                 self._update(conn, job_id, {**_dump(job_fields), "heartbeat_at": stamp})
                 self._add_checkpoint(conn, job_id, "part", checkpoint, row_count)
         finally:

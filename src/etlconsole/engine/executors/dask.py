@@ -77,6 +77,9 @@ class DaskRun:
         self.committed = Committed()
         self.warned = 0
         self.bytes_done = 0
+        # the main line's rejects by phase label, what the job's end adds up (Job.finish);
+        # None once a part recorded before this count existed is among the done
+        self.rejects_by_label: dict[str, int] | None = {}
         for data in self.done.values():
             self._count(data)
 
@@ -88,6 +91,12 @@ class DaskRun:
                                    batches=c.batches + data["batches"])
         self.warned += data.get("warned", 0)
         self.bytes_done += data.get("bytes_read", 0)
+        labels = data.get("rejects_by_label")
+        if labels is None or self.rejects_by_label is None:
+            self.rejects_by_label = None
+        else:
+            for label, n in labels.items():
+                self.rejects_by_label[label] = self.rejects_by_label.get(label, 0) + n
         for st, line in zip(self.job.stats, data.get("stats", []), strict=False):
             for k in ("rows_in", "rows_out", "rejected", "warned"):
                 setattr(st, k, getattr(st, k) + line.get(k, 0))
@@ -235,6 +244,7 @@ class DaskRun:
                 "rows_rejected": sum(b.rejected for b in r.batches), "batches": len(r.batches),
                 "warned": r.warned, "bytes_read": r.bytes_read, "worker": r.worker,
                 "seconds": round(r.seconds, 3), "skipped": r.skipped, "stats": r.stats,
+                "rejects_by_label": r.rejects_by_label,
                 "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
         self._count(data)
         self.done[r.part] = data
@@ -242,7 +252,8 @@ class DaskRun:
         fields |= {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                    "rows_rejected": c.rows_rejected, "retries": job.retries}
         batches = [{"batch_number": b.number, "row_start": b.row_start + offset,
-                    "row_end": b.row_end + offset, "rows_loaded": b.loaded, "attempts": b.attempts,
+                    "row_end": b.row_end + offset, "rows_loaded": b.loaded,
+                    "rows_rejected": b.rejected, "attempts": b.attempts,
                     "duration_ms": b.duration_ms} for b in r.batches]
         job.store.record_part(job.job_id, batches, r.rejects, row_offset=offset, job_fields=fields,
                               checkpoint=data, row_count=c.rows_read)
@@ -296,7 +307,8 @@ class DaskRun:
         for t in job.targets:
             t.destination.close()
         job.release_reserve()
-        summary = job.finish(status, error, self.committed, rows_warned=self.warned)
+        summary = job.finish(status, error, self.committed, rows_warned=self.warned,
+                             rejects_by_label=self.rejects_by_label)
         summary["executor"] = "dask"
         summary["parts"] = len(self.parts)
         if self.progress:

@@ -98,6 +98,7 @@ class PartResult:
     seconds: float
     peak_rss_mb: float = 0.0
     skipped: list[int] = field(default_factory=list)   # batches the ledger held
+    rejects_by_label: dict[str, int] = field(default_factory=dict)   # RejectPack.by_label
     content: tuple[int, str] | None = None             # (bytes, hash) of the whole content
 
 
@@ -178,11 +179,13 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
         figures = spilled.trailer | {"stats": _joined(spilled.trailer["stats"], stats, seeded)}
         # Done with: a re-run of this task (its result lost with a worker) reads the file.
         spilled.remove()
-    return PartResult(task.part, str(task.file.path), cutter.done, cutter.rejects.pack(), figures["stats"],
+    packed = cutter.rejects.pack()
+    return PartResult(task.part, str(task.file.path), cutter.done, packed, figures["stats"],
                       records=figures["records"], bytes_read=figures["bytes_read"],
                       warned=cutter.warned, worker=f"{os.uname().nodename}:{os.getpid()}",
                       seconds=time.perf_counter() - t0, peak_rss_mb=round(Governor.peak_mb(), 1),
-                      skipped=sorted(held), content=figures["content"])
+                      skipped=sorted(held), content=figures["content"],
+                      rejects_by_label=cutter.rejects.by_label)
 
 
 def _load_phases(plan: Plan, ws: Path, task: PartTask, duplicates: pa.Table | None,
