@@ -3,8 +3,10 @@ that run the real CLI, and what two runs are compared by (ADR 0026).
 
 A drop is the sample orders data split into files at record boundaries, some gzipped, with
 crafted rows that only a cross-file ``unique`` gets right: a key valid in file 0 and again
-in file 3 (file 3's is rejected), and a key whose first occurrence (file 1) fails another
-rule, so its first *valid* occurrence (file 4) loads and file 5's is rejected.
+in file 3 (file 3's is rejected), one valid in file 0 and again in file 2 (both before the
+half of the drop whose loads start on the first half's merge of keys: file 2's is
+rejected), and a key whose first occurrence (file 1) fails another rule, so its first
+*valid* occurrence (file 4) loads and file 5's is rejected.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from faults.faultkit import Lab, pipeline_text  # noqa: E402
 
 TWICE_VALID = 9_000_001          # valid in file 0 and in file 3
 FIRST_INVALID = 9_000_002        # bad email in file 1, valid in files 4 and 5
+TWICE_EARLY = 9_000_003          # valid in file 0 and in file 2
 
 
 def _row(order_id: int, email: str = "x@example.org") -> list[str]:
@@ -42,7 +45,7 @@ def _row(order_id: int, email: str = "x@example.org") -> list[str]:
             "BE", "Ghent", "SKU-00001", ""]
 
 
-CRAFTED = {0: [_row(TWICE_VALID)], 3: [_row(TWICE_VALID)],
+CRAFTED = {0: [_row(TWICE_VALID), _row(TWICE_EARLY)], 2: [_row(TWICE_EARLY)], 3: [_row(TWICE_VALID)],
            1: [_row(FIRST_INVALID, "not-an-email")], 4: [_row(FIRST_INVALID)],
            5: [_row(FIRST_INVALID)]}
 
