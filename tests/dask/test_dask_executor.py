@@ -121,7 +121,8 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
     # Batches of 50 rows: the parts run for several of the watcher's 1 s samples, however
     # fast the machine (with 200-row batches they could end within the first second).
     lab.env.update({**SMALL_BATCHES, "PIPELINE_BATCH_SIZE_MIN": "50",
-                    "PIPELINE_BATCH_SIZE_MAX": "50", "PIPELINE_CHUNK_SIZE": "50"})
+                    "PIPELINE_BATCH_SIZE_MAX": "50", "PIPELINE_CHUNK_SIZE": "50",
+                    "PIPELINE_STREAM_HIGH_WATER_MARK": "16384"})     # bytes read a block at a time
     got = lab.run_with("--executor", "dask", "--scheduler", cluster.scheduler.address)
     samples = [json.loads(d)["workers"] for (d,) in lab.store_query(
         "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'workers'", (got["job_id"],))]
@@ -143,6 +144,17 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
                               (got["job_id"],))
     assert all(seg == 1 and seg_rows == r and seg_s <= e for r, _, e, seg, seg_rows, seg_s in samples)
     assert all(rate > 0 for _, rate, *_ in samples[1:]) and samples[-1][1] > 0, samples
+    # the progress bar's bytes move as the workers read, not a part at a time: some sample
+    # counts more bytes than the parts recorded by then hold
+    parts = lab.store_query("SELECT created_at, checkpoint_data FROM pipeline_checkpoints "
+                            "WHERE job_id = ? AND phase = 'part'", (got["job_id"],))
+    sizes = lab.store_query("SELECT at, bytes_read FROM pipeline_metrics WHERE job_id = ? ORDER BY id",
+                            (got["job_id"],))
+    recorded = [sum(json.loads(d)["bytes_read"] for at_part, d in parts if at_part <= at)
+                for at, _ in sizes]
+    assert [b for _, b in sizes] == sorted(b for _, b in sizes)
+    assert sizes[-1][1] == sum(json.loads(d)["bytes_read"] for _, d in parts)
+    assert any(b > r for (_, b), r in zip(sizes, recorded, strict=True)), (sizes, recorded)
 
 
 def test_executor_options_on_a_terminal_without_no_ui_are_refused(tmp_path, drop):

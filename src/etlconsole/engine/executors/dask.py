@@ -82,6 +82,13 @@ class DaskRun:
         self.rejects_by_label: dict[str, int] | None = {}
         for data in self.done.values():
             self._count(data)
+        self.recorded = self._recorded()
+
+    def _recorded(self) -> tuple[Committed, frozenset[int], int]:
+        """What the recorded parts hold — counts, parts, bytes — as one value the progress
+        watcher's thread reads whole (a part counted in ``committed`` and not yet in ``done``
+        would count twice in a sample taken between the two)."""
+        return self.committed, frozenset(self.done), self.bytes_done
 
     def _count(self, data: dict) -> None:
         c = self.committed
@@ -271,6 +278,7 @@ class DaskRun:
                 "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
         self._count(data)
         self.done[r.part] = data
+        self.recorded = self._recorded()
         c = self.committed
         fields |= {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
                    "rows_rejected": c.rows_rejected, "retries": job.retries}

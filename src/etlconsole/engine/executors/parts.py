@@ -231,7 +231,7 @@ class _PartCutter:
     holds), each written in one destination transaction unless held."""
 
     def __init__(self, task: PartTask, target: Target, held: dict,
-                 report: Callable[[int], None] | None = None):
+                 report: Callable[[int, int], None] | None = None):
         self.task, self.target, self.held, self.report = task, target, held, report
         self.base = task.part * PART_STRIDE
         self.forced = sorted((n, e.row_end) for n, e in held.items())
@@ -298,16 +298,17 @@ class _PartCutter:
         rejects = item.rejects + refused
         self.rejects.add(item.number, rejects)
         if self.report is not None:
-            self.report(item.row_end)
+            self.report(item.row_end, item.bytes_read)
         self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
                                    loaded, len(rejects), attempts,
                                    (time.perf_counter() - t0) * 1000, item.number not in self.held))
 
 
-def _reporter(task: PartTask) -> Callable[[int], None] | None:
+def _reporter(task: PartTask) -> Callable[[int, int], None] | None:
     """On a Dask worker, a function logging the part's progress as a Dask event of topic
-    ``task.topic`` (at most twice a second): records done, the worker's RSS. The driver turns it into the
-    job's metrics; elsewhere (tests, no topic) None."""
+    ``task.topic`` (at most twice a second): records done, bytes of the file read for them
+    (compressed bytes for a compressed file, as the job's progress counts), the worker's
+    RSS. The driver turns it into the job's metrics; elsewhere (tests, no topic) None."""
     if not task.topic:
         return None
     try:
@@ -318,13 +319,14 @@ def _reporter(task: PartTask) -> Callable[[int], None] | None:
     import psutil
     topic, proc, last, began = task.topic, psutil.Process(), [0.0], time.monotonic()
 
-    def report(records: int) -> None:
+    def report(records: int, bytes_read: int) -> None:
         now = time.monotonic()
         if now - last[0] < 0.5 and last[0]:
             return
         last[0] = now
         worker.log_event(topic, {"worker": worker.address, "pid": os.getpid(), "part": task.part,
-                 "records": records, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                 "records": records, "bytes": bytes_read,
+                 "rss_mb": round(proc.memory_info().rss / 2**20, 1),
                  "rows_per_s": round(records / max(now - began, 1e-3), 1),
                  "at": time.time()})
     return report

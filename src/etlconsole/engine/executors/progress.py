@@ -1,12 +1,13 @@
 """Progress of a Dask job while its parts run (ADR 0026).
 
-Workers log Dask events of the job's topic (``parts._reporter``: part, records done, rows/s
-since the part began, the worker's RSS); the driver's client subscribes, and a watcher
-thread of the driver, through a store connection of its own, writes the job's metrics about
-every second (records done = the parts recorded plus what the running parts say) and,
-every few seconds, an event ``workers`` with each worker's part, rows/s and memory. The
-driver remains the only writer of the state store; a failure here never fails the job
-(progress is a view).
+Workers log Dask events of the job's topic (``parts._reporter``: part, records done and the
+bytes read for them, rows/s since the part began, the worker's RSS); the driver's client
+subscribes, and a watcher thread of the driver, through a store connection of its own,
+writes the job's metrics about every second (records and bytes done = the parts recorded
+plus what the parts not yet recorded say, so the progress bar moves as the rows are read,
+not a part at a time) and, every few seconds, an event ``workers`` with each worker's
+part, rows/s and memory. The driver remains the only writer of the state store; a failure
+here never fails the job (progress is a view).
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ class Watcher:
         self.inbox: deque[dict] = deque()      # filled on the client's event loop
         client.subscribe_topic(topic, lambda event: self.inbox.append(event[1]))
         self.latest: dict[str, dict] = {}       # worker -> its last report
+        # part -> the most (records, bytes) a report said of it: a part stays counted, and
+        # never less, while it waits to be recorded after its worker moved on (parts are
+        # recorded in file order) or while a worker lost halfway reads it again
+        self.parts: dict[int, tuple[int, int]] = {}
         self.rates: dict[str, float] = {}       # worker -> rows/s of its part so far
         self.stop = threading.Event()
         self._last_workers: list[dict] = []
         # What this run segment started from (the parts an earlier segment recorded): its
         # figures are the segment's, as the local executor's sampler gives them.
-        self._start_rows, self._start_bytes = run.committed.rows_read, run.bytes_done
+        self._start_rows, self._start_bytes = run.recorded[0].rows_read, run.recorded[2]
         self._thread = threading.Thread(target=self._loop, name="dask-progress", daemon=True)
 
     def start(self) -> None:
@@ -54,6 +59,8 @@ class Watcher:
     def _take(self, msg: dict) -> None:
         self.rates[msg["worker"]] = msg["rows_per_s"]
         self.latest[msg["worker"]] = msg
+        records, size = self.parts.get(msg["part"], (0, 0))
+        self.parts[msg["part"]] = (max(records, msg["records"]), max(size, msg.get("bytes", 0)))
 
     def _loop(self) -> None:
         job = self.run.job
@@ -97,10 +104,12 @@ class Watcher:
 
     def _sample(self, store: Any) -> None:
         run, job = self.run, self.run.job
-        c, done = run.committed, set(run.done)
-        running = {m["part"]: m["records"] for m in self.latest.values() if m["part"] not in done}
+        c, done, recorded_bytes = run.recorded
+        running = {part: seen for part, seen in self.parts.items() if part not in done}
         now = time.time()
-        seg, rows = time.monotonic() - job.started, c.rows_read + sum(running.values())
+        seg = time.monotonic() - job.started
+        rows = c.rows_read + sum(records for records, _ in running.values())
+        size = recorded_bytes + sum(read for _, read in running.values())
         # rows/s now: what the workers that reported in the last two samples' time say of
         # their parts, a part just recorded included. (Counted among running parts only, it
         # read 0 whenever every report was of a part the driver had recorded; rows since
@@ -112,10 +121,11 @@ class Watcher:
                   "rows_loaded": c.rows_loaded, "rows_rejected": c.rows_rejected,
                   "rows_per_s": round(rate, 1),
                   "rss_mb": max(m["rss_mb"] for m in self.latest.values()),
-                  "batch_size": job.settings.batch_size_max, "queue_depth": len(running),
-                  "retries": 0, "bytes_read": run.bytes_done, "segment": job.segment,
+                  "batch_size": job.settings.batch_size_max,
+                  "queue_depth": len({m["part"] for m in self.latest.values()} - done),
+                  "retries": 0, "bytes_read": size, "segment": job.segment,
                   "segment_elapsed_s": round(seg, 3), "segment_rows": rows - self._start_rows,
-                  "segment_bytes": max(0, run.bytes_done - self._start_bytes)}
+                  "segment_bytes": max(0, size - self._start_bytes)}
         store.add_metric(job.job_id, sample)
         if self.progress:
             self.progress(sample | {"bytes_total": job.fingerprint["size"]})
