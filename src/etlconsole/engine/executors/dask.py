@@ -7,8 +7,8 @@ completes: its batches (begin + commit, idempotent per batch number), their reje
 a ``part`` checkpoint. A part recorded by a driver killed half way is recorded again, the
 same, by the resume that re-runs it. With a unique rule a key pre-pass runs first (one
 task per part, spilling its validate phase's output for the part's load task, ADR 0028),
-one task sorts their keys, and only the keys held by more than one part reach the load
-tasks.
+two tasks sort their keys (the first half's, then all: the first half's loads start on the
+first), and only the keys held by more than one part reach the load tasks.
 
 Dask is imported only when a job asks for it (``cluster.require_dask``); the cluster's
 lifecycle is ``cluster.py``, the unique rule's pre-pass ``keys.py``, a part ``parts.py``.
