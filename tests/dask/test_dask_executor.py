@@ -131,6 +131,12 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
     assert seen <= set(cluster.scheduler_info()["workers"]) and seen
     assert all(w["rss_mb"] > 0 and 0 <= w["part"] < 6 for sample in samples for w in sample)
     assert any(w["rows_per_s"] > 0 for sample in samples for w in sample)
+    # the table as the job ends: each worker's part with all its records (each part's last
+    # figures are reported whatever the reports' pace)
+    records = {json.loads(d)["part"]: json.loads(d)["records"] for (d,) in lab.store_query(
+        "SELECT checkpoint_data FROM pipeline_checkpoints WHERE job_id = ? AND phase = 'part'",
+        (got["job_id"],))}
+    assert [w["records"] for w in samples[-1]] == [records[w["part"]] for w in samples[-1]]
     # metrics while the parts run (rows read before the end), growing, ending at the total
     rows = [r for (r,) in lab.store_query("SELECT rows_read FROM pipeline_metrics WHERE job_id = ? "
                                           "ORDER BY id", (got["job_id"],))]

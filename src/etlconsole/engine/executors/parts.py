@@ -231,7 +231,7 @@ class _PartCutter:
     holds), each written in one destination transaction unless held."""
 
     def __init__(self, task: PartTask, target: Target, held: dict,
-                 report: Callable[[int, int], None] | None = None):
+                 report: Callable[..., None] | None = None):
         self.task, self.target, self.held, self.report = task, target, held, report
         self.base = task.part * PART_STRIDE
         self.forced = sorted((n, e.row_end) for n, e in held.items())
@@ -240,6 +240,7 @@ class _PartCutter:
         self.done: list[BatchDone] = []
         self.rejects = RejectPack()
         self.last_row = 0
+        self.bytes_read = 0     # of the file, for the batches committed so far
         self.warned = 0
 
     def add(self, work: Work, extract_stats: PhaseStats) -> None:
@@ -273,6 +274,10 @@ class _PartCutter:
         if pending is not None and not pending.empty:
             self.number += 1
             self._commit(pending.flush(self.number))
+        if self.report is not None and self.done:
+            # the part's last figures, whatever the reports' pace: what the workers table
+            # shows of the part once the job ends
+            self.report(self.done[-1].row_end, self.bytes_read, final=True)
 
     def _commit(self, item: LoadItem) -> None:
         if item.number - self.base >= PART_STRIDE:
@@ -297,6 +302,7 @@ class _PartCutter:
             loaded = item.rows - len(refused)
         rejects = item.rejects + refused
         self.rejects.add(item.number, rejects)
+        self.bytes_read = item.bytes_read
         if self.report is not None:
             self.report(item.row_end, item.bytes_read)
         self.done.append(BatchDone(item.number, item.row_start, item.row_end, item.rows,
@@ -304,11 +310,13 @@ class _PartCutter:
                                    (time.perf_counter() - t0) * 1000, item.number not in self.held))
 
 
-def _reporter(task: PartTask) -> Callable[[int, int], None] | None:
+def _reporter(task: PartTask) -> Callable[..., None] | None:
     """On a Dask worker, a function logging the part's progress as a Dask event of topic
-    ``task.topic`` (at most twice a second): records done, bytes of the file read for them
-    (compressed bytes for a compressed file, as the job's progress counts), the worker's
-    RSS. The driver turns it into the job's metrics; elsewhere (tests, no topic) None."""
+    ``task.topic`` (at most twice a second, and its ``final`` figures): records done, bytes
+    of the file read for them (compressed bytes for a compressed file, as the job's progress
+    counts), the worker's RSS. The driver turns it into the job's metrics; elsewhere
+    (tests, no topic) None. The event reaches the driver before the part's result does
+    (the worker sends both to the scheduler in order, and the scheduler to the client)."""
     if not task.topic:
         return None
     try:
@@ -319,9 +327,9 @@ def _reporter(task: PartTask) -> Callable[[int, int], None] | None:
     import psutil
     topic, proc, last, began = task.topic, psutil.Process(), [0.0], time.monotonic()
 
-    def report(records: int, bytes_read: int) -> None:
+    def report(records: int, bytes_read: int, final: bool = False) -> None:
         now = time.monotonic()
-        if now - last[0] < 0.5 and last[0]:
+        if now - last[0] < 0.5 and last[0] and not final:
             return
         last[0] = now
         worker.log_event(topic, {"worker": worker.address, "pid": os.getpid(), "part": task.part,
