@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-ETL = [sys.executable, "-m", "etlconsole.cli"]
+ETL = [sys.executable, "-m", "etlconsole"]
 SCREENS = {"jobs": None, "rejects": "x", "monitor": "m", "builder": "p"}
 
 

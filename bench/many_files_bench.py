@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = work / "run"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir()
-            cmd = [sys.executable, "-m", "etlconsole.cli", "--state", str(run_dir / "state.db"),
+            cmd = [sys.executable, "-m", "etlconsole", "--state", str(run_dir / "state.db"),
                    "run", str(work / "pipeline.toml"), "--no-ui", "--json",
                    "--source", str(variants[name]), "--dest", str(run_dir / "fresh.db")]
             wall, rss, out = _run(cmd, run_dir)

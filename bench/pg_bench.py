@@ -180,21 +180,21 @@ def main() -> None:
                 else:
                     state = work / f"state_{r}" / "state.db"
                     cpu0 = server_cpu(postmaster)
-                    wall, rss, out = timed([sys.executable, "-m", "etlconsole.cli", "--state", str(state),
+                    wall, rss, out = timed([sys.executable, "-m", "etlconsole", "--state", str(state),
                                             "run", str(pipeline), "--no-ui", "--json", "--source",
                                             str(source), "--dest", url], env, work)
                     server_s, client_s = server_cpu(postmaster) - cpu0, LAST_CPU[0]
                     summary = json.loads(out.strip().splitlines()[-1])
                     job = summary["job_id"]
                     shown = json.loads(subprocess.run(
-                        [sys.executable, "-m", "etlconsole.cli", "--state", str(state), "show", job,
+                        [sys.executable, "-m", "etlconsole", "--state", str(state), "show", job,
                          "--json"], check=True, env=env, capture_output=True, text=True, cwd=work).stdout)
                     busy = {f"busy {p['label']}": p["seconds"] for p in shown.get("phase_stats") or []}
                     cps = [json.loads(line) for line in subprocess.run(
-                        [sys.executable, "-m", "etlconsole.cli", "--state", str(state), "checkpoints",
+                        [sys.executable, "-m", "etlconsole", "--state", str(state), "checkpoints",
                          job, "--json"], check=True, env=env, capture_output=True, text=True,
                         cwd=work).stdout.splitlines() if line.strip()]
-                    cli = [sys.executable, "-m", "etlconsole.cli", "--state", str(state), "rollback",
+                    cli = [sys.executable, "-m", "etlconsole", "--state", str(state), "rollback",
                            job, "--yes"]
                     to_s = None
                     if cps:

@@ -35,7 +35,7 @@ COLUMNS = ("id, customer_id, email, customer_name, status, quantity, unit_price,
 
 
 def cli(*args: str, state: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "etlconsole.cli", "--state", str(state), *args],
+    return subprocess.run([sys.executable, "-m", "etlconsole", "--state", str(state), *args],
                           capture_output=True, text=True, **kw)
 
 
@@ -109,7 +109,7 @@ def main() -> int:
                     state=state / "s.db")
         other_id = json.loads(other.stdout.strip().splitlines()[-1])["job_id"]
         others = count(crash)
-        proc = subprocess.Popen([sys.executable, "-m", "etlconsole.cli", "--state", str(state / "s.db"),
+        proc = subprocess.Popen([sys.executable, "-m", "etlconsole", "--state", str(state / "s.db"),
                                  "run", str(pipeline), "--no-ui", "--dest", str(crash)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while committed_rows(crash, other_id) < 0.8 * args.rows and proc.poll() is None:
