@@ -152,10 +152,11 @@ class DaskRun:
 
     def _prepass(self, client: Any, todo: list[int]) -> tuple[list[tuple[Any, list[int]]], dict[int, str]]:
         """The unique rule's pre-pass (ADR 0028): its merges — each the future of the
-        cross-part duplicate keys among the parts before a cut, with the parts to load that
-        need no more than those — and where the pre-pass of each part to load spilled. No
-        merges: no unique rule, or one part. Every part's keys count, those of parts done in
-        an earlier segment too; only the parts to load spill."""
+        cross-part duplicate keys among the parts before a cut, with the parts of ``todo``
+        that need no more than those — and where the pre-pass of each part of ``todo``
+        spilled. ``todo``: the parts to load on the merges (not part 0 of a pipeline that
+        cannot spill: it loads at once). No merges: no unique rule, or one part. Every
+        part's keys count, those of parts done in an earlier segment too."""
         plan = self.job.plan
         if K.unique_rule(plan) is None or len(self.parts) < 2:
             return [], {}
@@ -200,10 +201,10 @@ class DaskRun:
         if todo and todo[0] == 0 and not K.spillable(self.job.plan):
             futures.append(self._submit(client, 0, None))   # no duplicates to wait for
             rest = todo[1:]
-        merges, spills = self._prepass(client, todo)
+        merges, spills = self._prepass(client, rest)
         if not merges:
             futures += [self._submit(client, k, None) for k in rest]
-        loads_after = {m.key: [k for k in parts if k in rest] for m, parts in merges}
+        loads_after = {m.key: parts for m, parts in merges}
         merged = [m for m, _ in merges]
         try:
             # with_results: the client's thread fetches each part's result as it completes,

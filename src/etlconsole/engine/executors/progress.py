@@ -42,7 +42,8 @@ class Watcher:
         self._last_workers: list[dict] = []
         # What this run segment started from (the parts an earlier segment recorded): its
         # figures are the segment's, as the local executor's sampler gives them.
-        self._start_rows, self._start_bytes = run.recorded[0].rows_read, run.recorded[2]
+        committed, _, self._start_bytes = run.recorded
+        self._start_rows = committed.rows_read
         self._thread = threading.Thread(target=self._loop, name="dask-progress", daemon=True)
 
     def start(self) -> None:
