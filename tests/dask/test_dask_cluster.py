@@ -52,3 +52,42 @@ def test_the_config_file_in_the_docs_is_worker_config():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "scale-out.md").read_text(encoding="utf-8")
     [shown] = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
     assert yaml.safe_load(shown) == yaml.safe_load(worker_config_yaml())
+
+
+def test_a_part_in_its_tail_still_counts_as_running_for_a_resume(cluster, tmp_path):
+    """A part's task leaves the worker's thread pool for its last commit (parts._leave_pool):
+    the worker starts another task meanwhile, and a resume waiting for the tasks a killed
+    driver left (wait_for_orphans) must still see it, or two writers would cut the part."""
+    import os
+    import time
+
+    import pytest
+
+    from etlconsole.engine.executors.cluster import _executing, wait_for_orphans
+    from etlconsole.errors import JobFailed
+
+    gate = tmp_path / "gate"
+
+    def in_its_tail(gate: str) -> int:
+        import os
+        import time
+
+        from etlconsole.engine.executors.parts import _leave_pool
+        _leave_pool()
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        return os.getpid()
+
+    tail = cluster.submit(in_its_tail, str(gate), key="part-3-tailjob", pure=False)
+    deadline = time.monotonic() + 30
+    while "part-3-tailjob" not in [k for keys in cluster.run(_executing).values() for k in keys]:
+        assert time.monotonic() < deadline, "the part never showed as running"
+        time.sleep(0.05)
+    # it left the pool: its worker runs another task while it waits
+    [worker] = [w for w, keys in cluster.run(_executing).items() if "part-3-tailjob" in keys]
+    assert cluster.submit(lambda: 7, workers=[worker], pure=False).result(timeout=30) == 7
+    with pytest.raises(JobFailed, match="part-3-tailjob"):
+        wait_for_orphans(cluster, "tailjob", timeout_s=0.3)
+    gate.touch()
+    assert tail.result(timeout=30) != os.getpid()
+    wait_for_orphans(cluster, "tailjob", timeout_s=30)

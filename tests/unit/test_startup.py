@@ -51,3 +51,21 @@ def test_collector_paused_restores_the_collector_and_freezes_only_when_asked():
         assert not gc.isenabled()       # as it was: off
     finally:
         gc.enable()
+
+
+def test_a_dask_job_freezes_distributeds_objects_once():
+    """``require_dask`` imports dask.distributed with the collector paused and, the first
+    time, moves what the import made out of every later collection's walk (gc.freeze): the
+    driver's collections went from ~23 ms to ~4 ms of a job's CPU. A second call, in a
+    process that keeps running jobs, freezes nothing more (what is alive then is not all
+    the program's)."""
+    code = ("import gc\n"
+            "from etlconsole.engine.executors.cluster import require_dask\n"
+            "before = gc.get_freeze_count(); require_dask(); first = gc.get_freeze_count() - before\n"
+            "junk = [[] for _ in range(1000)]\n"
+            "before = gc.get_freeze_count(); require_dask(); again = gc.get_freeze_count() - before\n"
+            "print(first, again)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first, again = map(int, out.stdout.split())
+    assert first > 10_000 and again == 0, (first, again)
