@@ -64,3 +64,14 @@ def test_the_copy_streams_slices_and_finds_a_refused_row_in_a_late_one(pg: PgSer
     assert pg.execute("SELECT count(*), count(DISTINCT id), sum(id)::bigint FROM t", db=pgdb) == \
         [(4_999, 4_999, sum(range(5_000)) - 4321)]
     assert pg.execute("SELECT batch, rows FROM _etl_loads", db=pgdb) == [(1, 4_999)]
+
+
+def test_a_parts_ledger_is_its_range_of_batches(pg: PgServer, pgdb: str, dest):
+    """A Dask part reads its own batches of the ledger (ledger_of), not the job's whole."""
+    batch = _batch(10)
+    dest.open(batch.schema)
+    for number in (1, 2, 1_000_001, 1_000_002, 2_000_001):
+        dest.write(number, batch, number, number + 9)
+    assert [e.batch for e in dest.ledger_of(1_000_001, 2_000_000)] == [1_000_001, 1_000_002]
+    assert [e.batch for e in dest.ledger_of(3_000_001, 4_000_000)] == []
+    assert [e.batch for e in dest.ledger()] == [1, 2, 1_000_001, 1_000_002, 2_000_001]

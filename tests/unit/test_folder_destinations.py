@@ -184,3 +184,24 @@ def test_factory_dispatches_by_kind(tmp_path):
     with pytest.raises(SpecError, match="must be one of sqlite, parquet, csv(, [a-z]+)*, got 'oracle'"):
         destinations.get("oracle")
     assert os.path.basename(folder.part_name("ab", 7, "csv")) == "part-ab-00000007.csv"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_parts_ledger_reads_only_its_own_entries(tmp_path, kind, monkeypatch):
+    """A Dask part asks for the batches of its number range (ledger_of): the folder reads
+    only those entries, found by the numbers in their names — not every entry of the job
+    (a job of thousands of files would read them all again for each part)."""
+    path = tmp_path / "out"
+    load(kind, path, "job1", batches=((1, 2), (3, 2), (5, 2), (7, 2)))
+    d = KINDS[kind](path, "job1")
+    read: list[str] = []
+    real = folder.Path.read_text
+
+    def spy(self, *a, **kw):
+        read.append(self.name)
+        return real(self, *a, **kw)
+    monkeypatch.setattr(folder.Path, "read_text", spy)
+    assert [(e.batch, e.row_start, e.row_end) for e in d.ledger_of(2, 3)] == [(2, 3, 4), (3, 5, 6)]
+    assert read == ["job1-00000002.json", "job1-00000003.json"]
+    assert d.ledger_of(5, 9) == []
+    assert [e.batch for e in d.ledger_of(1, 10**6)] == [e.batch for e in d.ledger()] == [1, 2, 3, 4]

@@ -123,3 +123,14 @@ def test_terminal_errors_are_not_retried(tmp_path, monkeypatch):
     assert isinstance(err.value, JobFailed)         # the job fails, resumably
     d.close()
     assert len(calls) == 1 and d.retries == 0
+
+
+def test_a_destination_without_its_own_ranged_ledger_filters_the_whole(tmp_path):
+    """``Destination.ledger_of`` by default: the job's ledger, the batches of the range."""
+    d = _destination(tmp_path / "d.db")
+    ok = pa.record_batch({"x": [1, 2], "name": ["a", "b"]}, schema=SCHEMA)
+    for number in (1, 2, 1_000_001):
+        d.write(number, ok, number, number + 1)
+    d.close()
+    assert [e.batch for e in d.ledger_of(2, 1_000_000)] == [2]
+    assert [e.batch for e in d.ledger_of(1_000_001, 2_000_000)] == [1_000_001]

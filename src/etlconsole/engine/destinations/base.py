@@ -341,6 +341,13 @@ class Destination(ABC):
         """This job's committed batches here (``read_ledger`` for the open job)."""
         return type(self).read_ledger(self.path, self.job_id)
 
+    def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
+        """This job's committed batches numbered ``first`` to ``last`` (a Dask part's:
+        parts.PART_STRIDE). By default the whole ledger, filtered; a destination whose
+        ledger is read per entry overrides it, or every part of a job of thousands of
+        files would read the entries of all the parts before it."""
+        return [e for e in self.ledger() if first <= e.batch <= last]
+
     # -- errors and retries ----------------------------------------------------------------
     @abstractmethod
     def classify(self, exc: Exception) -> DestinationError:

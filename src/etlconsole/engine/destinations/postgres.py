@@ -964,8 +964,18 @@ class PostgresDestination(Destination):
             self._conn = None
 
     # -- the recovery half -----------------------------------------------------------------
+    def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
+        """One query for the part's batches (the ledger's key leads with job and table,
+        then batch), not the job's whole ledger per part."""
+        batches = f" AND batch BETWEEN {int(first)} AND {int(last)}"
+        return type(self)._read_ledger(self.path, self.job_id, batches)
+
     @classmethod
     def read_ledger(cls, path: Path, job_id: str) -> list[LedgerEntry]:
+        return cls._read_ledger(path, job_id)
+
+    @classmethod
+    def _read_ledger(cls, path: Path, job_id: str, batches: str = "") -> list[LedgerEntry]:
         loc = parse_location(path)
         try:
             conn = _connect(loc)
@@ -979,7 +989,8 @@ class PostgresDestination(Destination):
             if not _exists(cur, loc.schema, LEDGER):
                 return []
             rows = _rows(cur, f"SELECT batch, row_start, row_end, rows, table_name FROM "
-                              f"{_q(loc.schema, LEDGER)} WHERE job_id = {lit(job_id)} ORDER BY batch")
+                              f"{_q(loc.schema, LEDGER)} WHERE job_id = {lit(job_id)}{batches} "
+                              "ORDER BY batch")
             return [LedgerEntry(*r) for r in rows]
         finally:
             conn.rollback()

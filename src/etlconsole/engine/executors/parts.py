@@ -147,7 +147,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
         p.phase.attach(ctx)
     target.destination.open(target.schema)
     lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
-    held = {e.batch: e for e in target.destination.ledger() if lo < e.batch <= hi}
+    held = {e.batch: e for e in target.destination.ledger_of(lo + 1, hi)}
     cutter = _PartCutter(task, target, held, _reporter(task))
     pipe = PhaseLine(phases, stats, clocks, ws)
     stream = stream_of(task, plan, points) if spilled is None else None
