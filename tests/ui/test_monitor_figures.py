@@ -120,6 +120,24 @@ async def test_rates_and_eta_are_those_of_the_running_segment(ws):
     store.close()
 
 
+async def test_a_figures_line_longer_than_the_terminal_wraps_whole(ws):
+    """At 80 columns the live speed line of a resumed job (rates of hundreds of thousands,
+    "over 2 runs") is longer than the terminal: it takes two lines, not cut at the edge."""
+    store = resumed_job(ws)
+    store.add_metric("5e9a0001", {
+        "elapsed_s": 101.0, "rows_read": 1_300_000, "rows_loaded": 0, "rows_rejected": 0,
+        "rows_per_s": 387_918.0, "rss_mb": 120.0, "batch_size": 50_000, "queue_depth": 1,
+        "retries": 0, "bytes_read": 915, "segment": 2, "segment_elapsed_s": 11.0,
+        "segment_rows": 400_000, "segment_bytes": 15})
+    async with ws.app(start="monitor").run_test(size=(80, 24)) as pilot:
+        await polled(pilot, pilot.app.screen)
+        speed = static_text(pilot.app, "#m-speed")
+        assert len(speed) > 80 and speed.endswith("over 2 runs"), speed
+        line = pilot.app.screen.query_one("#m-speed")
+        assert line.region.width <= 80 and line.region.height == 2
+    store.close()
+
+
 def test_bars_start_at_zero():
     top, bottom = bar_rows([100.0, 99.0, 0.0, 1.0], height=4, top=100.0)[0::3]
     assert top[:2] == "██"          # 99 of 100 is nearly full, not the chart's floor

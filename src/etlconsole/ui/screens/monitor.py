@@ -36,7 +36,7 @@ class MonitorScreen(PolledScreen):
     DEFAULT_CSS = """
     MonitorScreen { layout: vertical; }
     #m-title { height: 1; background: $boost; text-style: bold; }
-    .m-line { height: 1; }
+    .m-line { height: auto; }      /* a line longer than the terminal wraps, not cut */
     #m-final { height: auto; }
     /* charts and events share what the lines and the phase table leave; the charts stop
        growing at 12 lines, so on a tall terminal the events get the rest */
