@@ -175,3 +175,20 @@ async def test_source_form_takes_a_drop_of_files(ws, size):
         await wait_for(pilot, lambda: pilot.app.screen is screen)
         assert screen.editor.spec.source.path == "drop"
         assert screen.editor.sniff().names[0] == "order_id"
+
+
+def test_the_source_form_lists_the_csv_files_here_else_one_folder_down(tmp_path):
+    """What an operator may type as the source: the folder's CSV files (compressed ones
+    too); where it has none — a pipeline started next to `etlconsole demo`'s folder — those
+    of its subfolders, as paths relative to it."""
+    from etlconsole.ui.screens.source_form import csv_files
+    (tmp_path / "etlconsole-demo").mkdir()
+    (tmp_path / "etlconsole-demo" / "orders.csv").write_text("a\n1\n")
+    (tmp_path / "drops").mkdir()
+    (tmp_path / "drops" / "orders_01.csv.gz").write_bytes(b"")
+    (tmp_path / "drops" / "notes.md").write_text("")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.csv").write_text("")
+    assert csv_files(tmp_path) == ["drops/orders_01.csv.gz", "etlconsole-demo/orders.csv"]
+    (tmp_path / "here.csv").write_text("a\n1\n")
+    assert csv_files(tmp_path) == ["here.csv"]

@@ -19,6 +19,9 @@ from ...errors import UserError
 from ...spec import SourceSpec
 
 MAX_LISTED = 8
+MAX_FOLDERS = 50     # subfolders looked into when the folder itself has none
+# what the form lists as sources: CSV-like names, compressed or not (the engine reads both)
+CSV_LIKE = tuple(ext + z for ext in (".csv", ".tsv", ".txt") for z in ("", ".gz", ".bz2", ".zst", ".lz4"))
 
 
 class PathSuggester(Suggester):
@@ -49,9 +52,29 @@ class PathSuggester(Suggester):
 
 
 def csv_files(base: Path) -> list[str]:
+    """The CSV-like files in the pipeline's folder — else in its subfolders, one level down
+    (``etlconsole demo`` keeps its data in ``etlconsole-demo/``) — as paths to type."""
+    here = _csv_in(base, "")
+    if here:
+        return here[:MAX_LISTED]
+    below: list[str] = []
     try:
-        return sorted(n for n in os.listdir(base)
-                      if n.lower().endswith((".csv", ".tsv", ".txt")))[:MAX_LISTED]
+        # a bounded look: the form opens on the UI thread, maybe in a home folder
+        folders = sorted(e.name for e in os.scandir(base)
+                         if e.is_dir() and not e.name.startswith("."))[:MAX_FOLDERS]
+    except OSError:
+        return []
+    for name in folders:
+        below += _csv_in(base / name, name + "/")
+        if len(below) >= MAX_LISTED:
+            break
+    return below[:MAX_LISTED]
+
+
+def _csv_in(folder: Path, prefix: str) -> list[str]:
+    try:
+        return sorted(prefix + e.name for e in os.scandir(folder)
+                      if e.name.lower().endswith(CSV_LIKE) and e.is_file())
     except OSError:
         return []
 
