@@ -96,6 +96,44 @@ async def test_quit_and_stop_the_job_resumably(long_job):
     assert app.return_value == 1
 
 
+async def test_quit_and_stop_a_resume_launched_from_the_jobs_screen(long_job):
+    """The quit dialog's stop reaches a resume the console launched (``r`` on the jobs
+    screen) as it reaches a run: the job is interrupted again, resumable, its second
+    segment ended by the operator."""
+    ws = long_job
+    app = ws.app(run={"pipeline": ws.pipeline})
+    async with app.run_test(size=(80, 24)) as pilot:
+        first = await wait_running(pilot, ws)
+        first.stop()
+        assert first.wait(30) is not None
+        await pilot.press("j")
+        await wait_for(pilot, lambda: app.current_mode == "jobs")
+
+        def interrupted() -> bool:
+            store = StateStore(ws.state)
+            try:
+                return store.job(first.job_id)["status"] == "interrupted"
+            finally:
+                store.close()
+        await wait_for(pilot, interrupted, timeout=30, what="the first run to be interrupted")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(app.launched) == 2, what="the resume to launch")
+        resumed = await wait_running(pilot, ws)
+        assert resumed.args[resumed.args.index("resume") + 1] == first.job_id
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not resumed.running, timeout=30)
+        await pilot.pause(0.2)
+    store = StateStore(ws.state)
+    job = store.job(first.job_id)
+    segments = store.segments(first.job_id)
+    store.close()
+    assert job["status"] == "interrupted" and job["resumable"]
+    assert len(segments) == 2 and job["rows_read"] < 120_000
+    assert app.return_value == 1
+
+
 class TableApp(App):
     def compose(self) -> ComposeResult:
         yield LiveTable([("name", "name"), ("value", "value")])
