@@ -45,10 +45,10 @@ def __getattr__(name: str) -> Any:
         return getattr(fixes, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_rejects", "find",
-           "job", "jobs", "open_rejects", "phase_types", "plan_pipeline", "rejects", "replay",
-           "replays", "rerun", "resume", "resume_check", "rollback", "rollback_summary", "run",
-           "show", "write_fix_file", "named",
+__all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "compressed_suffixes",
+           "export_rejects", "find", "job", "jobs", "open_rejects", "phase_types", "plan_pipeline",
+           "rejects", "replay", "replays", "rerun", "resume", "resume_check", "rollback",
+           "rollback_summary", "run", "show", "write_fix_file", "named",
            # the rows of a fix file, as the console's reject editor builds them
            "EXTRA", "FixRow", "dialect_of", "reason_text", "rows_for",
            # the console's polled reads
@@ -61,6 +61,12 @@ __all__ = ["JobDetails", "batches", "check", "checkpoints", "cleanup", "export_r
 
 
 # -- running ---------------------------------------------------------------------------
+def compressed_suffixes() -> tuple[str, ...]:
+    """The name endings the engine reads a source file as compressed by (``.gz`` …)."""
+    from .engine.sources import COMPRESSED_SUFFIXES
+    return COMPRESSED_SUFFIXES
+
+
 def plan_pipeline(pipeline: str | Path, *, source=None, dest=None):
     """The plan of a pipeline file (every user error surfaces here, before any write)."""
     from .engine.plan import make_plan

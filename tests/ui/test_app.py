@@ -42,19 +42,30 @@ def long_job(ws, monkeypatch):
     return ws
 
 
+def job_of(ws, job_id: str) -> dict:
+    store = StateStore(ws.state)
+    try:
+        return store.job(job_id) | {"segments": store.segments(job_id)}
+    finally:
+        store.close()
+
+
 async def wait_running(pilot, ws):
     launched = pilot.app.launched[-1]
 
     def running():
-        if launched.job_id is None:
-            return False
-        store = StateStore(ws.state)
-        try:
-            return store.job(launched.job_id)["status"] == "running"
-        finally:
-            store.close()
+        return launched.job_id is not None and job_of(ws, launched.job_id)["status"] == "running"
     await wait_for(pilot, running, timeout=30, what="the job to run")
     return launched
+
+
+async def quit_and_stop(pilot, launched) -> None:
+    """``q``, then ``s`` in the quit dialog; waits for the job's process to end."""
+    await pilot.press("q")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, QuitModal))
+    await pilot.press("s")
+    await wait_for(pilot, lambda: not launched.running, timeout=30)
+    await pilot.pause(0.2)
 
 
 async def test_quit_with_a_running_job_cancel_then_leave_it_running(long_job):
@@ -74,9 +85,7 @@ async def test_quit_with_a_running_job_cancel_then_leave_it_running(long_job):
     assert launched.running                         # the console is gone, the job is not
     launched.stop()
     assert launched.wait(30) is not None
-    store = StateStore(ws.state)
-    assert store.job(launched.job_id)["status"] == "interrupted"
-    store.close()
+    assert job_of(ws, launched.job_id)["status"] == "interrupted"
 
 
 async def test_quit_and_stop_the_job_resumably(long_job):
@@ -84,14 +93,8 @@ async def test_quit_and_stop_the_job_resumably(long_job):
     app = ws.app(run={"pipeline": ws.pipeline})
     async with app.run_test(size=(80, 24)) as pilot:
         launched = await wait_running(pilot, ws)
-        await pilot.press("q")
-        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
-        await pilot.press("s")
-        await wait_for(pilot, lambda: not launched.running, timeout=30)
-        await pilot.pause(0.2)
-    store = StateStore(ws.state)
-    job = store.job(launched.job_id)
-    store.close()
+        await quit_and_stop(pilot, launched)
+    job = job_of(ws, launched.job_id)
     assert job["status"] == "interrupted" and job["resumable"]
     assert app.return_value == 1
 
@@ -108,29 +111,16 @@ async def test_quit_and_stop_a_resume_launched_from_the_jobs_screen(long_job):
         assert first.wait(30) is not None
         await pilot.press("j")
         await wait_for(pilot, lambda: app.current_mode == "jobs")
-
-        def interrupted() -> bool:
-            store = StateStore(ws.state)
-            try:
-                return store.job(first.job_id)["status"] == "interrupted"
-            finally:
-                store.close()
-        await wait_for(pilot, interrupted, timeout=30, what="the first run to be interrupted")
+        await wait_for(pilot, lambda: job_of(ws, first.job_id)["status"] == "interrupted",
+                       timeout=30, what="the first run to be interrupted")
         await pilot.press("r")
         await wait_for(pilot, lambda: len(app.launched) == 2, what="the resume to launch")
         resumed = await wait_running(pilot, ws)
         assert resumed.args[resumed.args.index("resume") + 1] == first.job_id
-        await pilot.press("q")
-        await wait_for(pilot, lambda: isinstance(app.screen, QuitModal))
-        await pilot.press("s")
-        await wait_for(pilot, lambda: not resumed.running, timeout=30)
-        await pilot.pause(0.2)
-    store = StateStore(ws.state)
-    job = store.job(first.job_id)
-    segments = store.segments(first.job_id)
-    store.close()
+        await quit_and_stop(pilot, resumed)
+    job = job_of(ws, first.job_id)
     assert job["status"] == "interrupted" and job["resumable"]
-    assert len(segments) == 2 and job["rows_read"] < 120_000
+    assert len(job["segments"]) == 2 and job["rows_read"] < 120_000
     assert app.return_value == 1
 
 

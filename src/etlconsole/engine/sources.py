@@ -37,6 +37,7 @@ _EXTENSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".
 _MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "zstd": b"\x28\xb5\x2f\xfd",
           "lz4": b"\x04\x22\x4d\x18"}
 _NAMES = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst", "lz4": ".lz4"}
+COMPRESSED_SUFFIXES = tuple(_EXTENSIONS)     # the name endings read as compressed
 # What a directory contributes: CSV files, plain or compressed (a folder of mixed files
 # says which it read, and nothing else is picked up by accident).
 _DATA_SUFFIXES = (".csv", ".tsv")

@@ -219,15 +219,15 @@ class FolderDestination(Destination):
 
     # -- the recovery half ------------------------------------------------------------
     @classmethod
-    def read_ledger(cls, path: Path, job_id: str) -> list[LedgerEntry]:
+    def read_ledger(cls, path: Path, job_id: str,
+                    batches: tuple[int, int] | None = None) -> list[LedgerEntry]:
         return [LedgerEntry(e["batch"], e["row_start"], e["row_end"], e["rows"], e["table_name"])
-                for e in committed(Path(path), job_id)]
+                for e in committed(Path(path), job_id, batches)]
 
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """Only the entries numbered ``first`` to ``last`` are read (their numbers are in
         their names): a part of a job of 2,000 files reads its own, not ~80 per file before it."""
-        return [LedgerEntry(e["batch"], e["row_start"], e["row_end"], e["rows"], e["table_name"])
-                for e in committed(self.path, self.job_id, (first, last))]
+        return self.read_ledger(self.path, self.job_id, (first, last))
 
     @classmethod
     def rollback(cls, path: Path, job_id: str, *, after_batch: int | None = None,

@@ -967,15 +967,11 @@ class PostgresDestination(Destination):
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """One query for the part's batches (the ledger's key leads with job and table,
         then batch), not the job's whole ledger per part."""
-        batches = f" AND batch BETWEEN {int(first)} AND {int(last)}"
-        return type(self)._read_ledger(self.path, self.job_id, batches)
+        return self.read_ledger(self.path, self.job_id, (first, last))
 
     @classmethod
-    def read_ledger(cls, path: Path, job_id: str) -> list[LedgerEntry]:
-        return cls._read_ledger(path, job_id)
-
-    @classmethod
-    def _read_ledger(cls, path: Path, job_id: str, batches: str = "") -> list[LedgerEntry]:
+    def read_ledger(cls, path: Path, job_id: str,
+                    batches: tuple[int, int] | None = None) -> list[LedgerEntry]:
         loc = parse_location(path)
         try:
             conn = _connect(loc)
@@ -988,8 +984,9 @@ class PostgresDestination(Destination):
             cur = conn.cursor()
             if not _exists(cur, loc.schema, LEDGER):
                 return []
+            within = "" if batches is None else f" AND batch BETWEEN {int(batches[0])} AND {int(batches[1])}"
             rows = _rows(cur, f"SELECT batch, row_start, row_end, rows, table_name FROM "
-                              f"{_q(loc.schema, LEDGER)} WHERE job_id = {lit(job_id)}{batches} "
+                              f"{_q(loc.schema, LEDGER)} WHERE job_id = {lit(job_id)}{within} "
                               "ORDER BY batch")
             return [LedgerEntry(*r) for r in rows]
         finally:

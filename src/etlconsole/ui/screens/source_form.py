@@ -15,13 +15,12 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static, Switch
 
+from ... import api
 from ...errors import UserError
 from ...spec import SourceSpec
 
 MAX_LISTED = 8
 MAX_FOLDERS = 50     # subfolders looked into when the folder itself has none
-# what the form lists as sources: CSV-like names, compressed or not (the engine reads both)
-CSV_LIKE = tuple(ext + z for ext in (".csv", ".tsv", ".txt") for z in ("", ".gz", ".bz2", ".zst", ".lz4"))
 
 
 class PathSuggester(Suggester):
@@ -54,7 +53,9 @@ class PathSuggester(Suggester):
 def csv_files(base: Path) -> list[str]:
     """The CSV-like files in the pipeline's folder — else in its subfolders, one level down
     (``etlconsole demo`` keeps its data in ``etlconsole-demo/``) — as paths to type."""
-    here = _csv_in(base, "")
+    # CSV-like names, compressed or not, as the engine reads them
+    csv_like = tuple(ext + z for ext in (".csv", ".tsv", ".txt") for z in ("", *api.compressed_suffixes()))
+    here = _csv_in(base, "", csv_like)
     if here:
         return here[:MAX_LISTED]
     below: list[str] = []
@@ -65,16 +66,16 @@ def csv_files(base: Path) -> list[str]:
     except OSError:
         return []
     for name in folders:
-        below += _csv_in(base / name, name + "/")
+        below += _csv_in(base / name, name + "/", csv_like)
         if len(below) >= MAX_LISTED:
             break
     return below[:MAX_LISTED]
 
 
-def _csv_in(folder: Path, prefix: str) -> list[str]:
+def _csv_in(folder: Path, prefix: str, endings: tuple[str, ...]) -> list[str]:
     try:
         return sorted(prefix + e.name for e in os.scandir(folder)
-                      if e.name.lower().endswith(CSV_LIKE) and e.is_file())
+                      if e.name.lower().endswith(endings) and e.is_file())
     except OSError:
         return []
 
