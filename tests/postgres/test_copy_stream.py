@@ -75,3 +75,25 @@ def test_a_parts_ledger_is_its_range_of_batches(pg: PgServer, pgdb: str, dest):
     assert [e.batch for e in dest.ledger_of(1_000_001, 2_000_000)] == [1_000_001, 1_000_002]
     assert [e.batch for e in dest.ledger_of(3_000_001, 4_000_000)] == []
     assert [e.batch for e in dest.ledger()] == [1, 2, 1_000_001, 1_000_002, 2_000_001]
+
+
+@pytest.mark.parametrize("mode", ["append", "atomic"])
+def test_each_table_of_a_job_reads_its_own_entries_of_the_shared_ledger(pg: PgServer, pgdb: str,
+                                                                        monkeypatch, mode):
+    """Two branches of one job into two tables of one database share its ledger table: a
+    batch committed to one table is not held by the other (resume would skip it there)."""
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    where = str(make_location(pg.url(pgdb)))
+    paid, every = (PostgresDestination(where, "job1", table=t, mode=mode) for t in ("paid", "orders"))
+    batch = _batch(10)
+    for d in (paid, every):
+        d.open(batch.schema)
+    paid.write(1, batch, 1, 10)
+    every.write(1, batch, 1, 10)
+    paid.write(2, batch, 11, 20)                  # a kill here: "orders" lacks batch 2
+    assert [e.batch for e in paid.ledger()] == [1, 2]
+    assert [e.batch for e in every.ledger()] == [1]
+    assert [e.batch for e in every.ledger_of(2, 2)] == []
+    assert [e.batch for e in PostgresDestination.read_ledger(paid.path, "job1")] == [1, 1, 2]
+    for d in (paid, every):
+        d.close()

@@ -203,13 +203,13 @@ def test_kill9_mid_publish_then_resume_publishes_once(pg_reference, tmp_path, pg
     assert not [t for t in user_tables(pg, pgdb) if t.startswith("_etl_stage_")]
 
 
-def test_branches_into_two_postgres_tables_and_a_sqlite_file_resume_and_roll_back(pg_reference,
-        tmp_path, pg: PgServer, pgdb: str, orders_pg_csv):
-    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+def _branched(lab: PgLab) -> None:
+    """The lab's pipeline split in three branches: paid orders and all orders into two
+    tables of one PostgreSQL database (one ledger table for both), all into a SQLite file."""
     text = lab.pipeline.read_text()
     head, sep, load = text.rpartition("[[phases]]\ntype = \"load\"")
     assert sep
-    url = pg.url(pgdb)
+    url = lab.pg.url(lab.db)
     lab.pipeline.write_text(head + f'''[[phases]]
 type = "branch"
 
@@ -240,10 +240,9 @@ type = "load"
 path = "copy.db"
 table = "orders"
 ''')
-    job = _kill_after(lab, 3)
-    summary = lab.resume(job)
-    assert summary["status"] == "succeeded"
-    # (the resumed run's branch counters cover what it loaded itself)
+
+
+def _assert_branches_exact(lab: PgLab, pg_reference) -> None:
     paid = lab.q("SELECT count(*) FROM paid")[0][0]
     assert paid > 0 and lab.q("SELECT count(*) FROM orders WHERE status = 'paid'") == [(paid,)]
     assert lab.q("SELECT count(*), count(DISTINCT id) FROM paid")[0] == (paid, paid)
@@ -252,11 +251,53 @@ table = "orders"
     assert lab.q("SELECT table_name, sum(rows)::bigint FROM _etl_loads GROUP BY 1 ORDER BY 1") == \
         [("orders", total), ("paid", paid)]
     from .pgkit import sqlite_digest
-    assert pg_digest(pg, pgdb) == sqlite_digest(tmp_path / "copy.db")
+    assert pg_digest(lab.pg, lab.db) == sqlite_digest(lab.folder / "copy.db")
     ref, ref_digest, _ = pg_reference     # unbranched, uninterrupted
-    assert pg_digest(pg, pgdb) == ref_digest
+    assert pg_digest(lab.pg, lab.db) == ref_digest
+
+
+def test_branches_into_two_postgres_tables_and_a_sqlite_file_resume_and_roll_back(pg_reference,
+        tmp_path, pg: PgServer, pgdb: str, orders_pg_csv):
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    _branched(lab)
+    job = _kill_after(lab, 3)
+    summary = lab.resume(job)
+    assert summary["status"] == "succeeded"
+    # (the resumed run's branch counters cover what it loaded itself)
+    _assert_branches_exact(lab, pg_reference)
     lab.rollback(job)
     assert user_tables(pg, pgdb) == ["_etl_loads", "_etl_tables"]
+
+
+def test_kill_between_two_tables_commits_of_one_batch(pg_reference, tmp_path, pg: PgServer,
+                                                       pgdb: str, orders_pg_csv):
+    """"orders" is locked by another session after a few batches: "paid" commits the next
+    batch, "orders" waits for the lock, and the kill lands between the two tables' commits.
+    Both tables' ledger entries live in one ledger table: resume must not count the batch
+    "paid" holds as held by "orders" too, or "orders" would lose it."""
+    lab = PgLab(tmp_path, orders_pg_csv, pg, pgdb)
+    _branched(lab)
+    known = lab.job_ids()
+    proc = lab.spawn("run", lab.pipeline, "--no-ui", "--json")
+    wait_for(lambda: proc.poll() is not None or lab.committed_in_store(known) >= 3,
+             timeout=TIMEOUT, every=0.003)
+    locker = pg.connect(pgdb, autocommit=False)
+    try:
+        locker.cursor().execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        [job] = lab.job_ids() - known
+
+        def batches(table: str) -> int:
+            return lab.q(f"SELECT count(*) FROM _etl_loads WHERE job_id = '{job}' "
+                         f"AND table_name = '{table}'")[0][0]
+        wait_for(lambda: proc.poll() is not None or batches("paid") > batches("orders"),
+                 timeout=TIMEOUT, every=0.01)
+        assert proc.poll() is None and kill9(proc)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert batches("paid") == batches("orders") + 1          # one batch in "paid" only
+    assert lab.resume(job)["status"] == "succeeded"
+    _assert_branches_exact(lab, pg_reference)
 
 
 def test_lock_timeout_fails_the_job_resumably_with_the_servers_words(pg_reference, tmp_path, pg: PgServer,

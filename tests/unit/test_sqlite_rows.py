@@ -134,3 +134,23 @@ def test_a_destination_without_its_own_ranged_ledger_filters_the_whole(tmp_path)
     d.close()
     assert [e.batch for e in d.ledger_of(2, 1_000_000)] == [2]
     assert [e.batch for e in d.ledger_of(1_000_001, 2_000_000)] == [1_000_001]
+
+
+@pytest.mark.parametrize("mode", ["append", "atomic"])
+def test_each_table_of_a_job_reads_its_own_entries_of_the_shared_ledger(tmp_path, mode):
+    """Two branches of one job into two tables of one file share its ledger table: a batch
+    committed to one table is not held by the other (resume would skip it there)."""
+    paid, every = (dest.SqliteDestination(tmp_path / "d.db", "job1", table=t, mode=mode)
+                   for t in ("paid", "orders"))
+    ok = pa.record_batch({"x": [1, 2], "name": ["a", "b"]}, schema=SCHEMA)
+    for d in (paid, every):
+        d.open(SCHEMA)
+    paid.write(1, ok, 1, 2)
+    every.write(1, ok, 1, 2)
+    paid.write(2, ok, 3, 4)                       # a kill here: "orders" lacks batch 2
+    assert [e.batch for e in paid.ledger()] == [1, 2]
+    assert [e.batch for e in every.ledger()] == [1]
+    assert [e.batch for e in every.ledger_of(2, 2)] == []
+    assert [e.batch for e in dest.SqliteDestination.read_ledger(tmp_path / "d.db", "job1")] == [1, 1, 2]
+    for d in (paid, every):
+        d.close()

@@ -212,6 +212,8 @@ class Destination(ABC):
             isolate: refuse bad rows one by one (False: a refused row fails the batch).
         """
         self.path, self.job_id, self.table, self.mode = Path(path), job_id, table, mode
+        # the table its batches go to (an atomic or replace job's stage, until published)
+        self.write_table = table
         self.timeout_ms = timeout_ms
         self.retry_attempts, self.retry_delay_ms = retry_attempts, retry_delay_ms
         self.isolate = isolate
@@ -338,8 +340,16 @@ class Destination(ABC):
         """Release connections; what was not committed is rolled back."""
 
     def ledger(self) -> list[LedgerEntry]:
-        """This job's committed batches here (``read_ledger`` for the open job)."""
-        return type(self).read_ledger(self.path, self.job_id)
+        """This target's committed batches here: ``read_ledger`` for the open job, less
+        the entries of its other targets in the same database (see ``owns``)."""
+        return [e for e in type(self).read_ledger(self.path, self.job_id) if self.owns(e)]
+
+    def owns(self, entry: LedgerEntry) -> bool:
+        """Is ``entry`` this target's? One database holds the ledger of every table a job
+        writes there: when two branches load two tables of one database, a batch one table
+        committed before a kill must not count as held by the other, or resume skips it
+        there. Entries name the table, or its stage until an atomic job publishes."""
+        return self.table is None or entry.where in (self.table, self.write_table)
 
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """This job's committed batches numbered ``first`` to ``last`` (a Dask part's:

@@ -582,7 +582,7 @@ class PostgresDestination(Destination):
         super().__init__(Path(str(self.loc)), job_id, table=table, **kw)
         self.table: str = table
         self.schema = self.loc.schema
-        self.write_table = table if self.mode == "append" else stage_name(job_id, table)
+        self.write_table: str = table if self.mode == "append" else stage_name(job_id, table)
         self._conn: Any = None
         self._broken = False
         self._columns: dict[str, str] = {}
@@ -964,14 +964,21 @@ class PostgresDestination(Destination):
             self._conn = None
 
     # -- the recovery half -----------------------------------------------------------------
+    def ledger(self) -> list[LedgerEntry]:
+        return self.read_ledger(self.path, self.job_id, tables=self._ledger_tables())
+
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
-        """One query for the part's batches (the ledger's key leads with job and table,
-        then batch), not the job's whole ledger per part."""
-        return self.read_ledger(self.path, self.job_id, (first, last))
+        """One query for the part's batches (the ledger's key is job, table, batch: a seek
+        per table), not the job's whole ledger per part."""
+        return self.read_ledger(self.path, self.job_id, (first, last), tables=self._ledger_tables())
+
+    def _ledger_tables(self) -> tuple[str, ...]:
+        """The names this target's entries carry (see ``Destination.owns``)."""
+        return (self.table,) if self.write_table == self.table else (self.table, self.write_table)
 
     @classmethod
-    def read_ledger(cls, path: Path, job_id: str,
-                    batches: tuple[int, int] | None = None) -> list[LedgerEntry]:
+    def read_ledger(cls, path: Path, job_id: str, batches: tuple[int, int] | None = None, *,
+                    tables: tuple[str, ...] | None = None) -> list[LedgerEntry]:
         loc = parse_location(path)
         try:
             conn = _connect(loc)
@@ -985,6 +992,8 @@ class PostgresDestination(Destination):
             if not _exists(cur, loc.schema, LEDGER):
                 return []
             within = "" if batches is None else f" AND batch BETWEEN {int(batches[0])} AND {int(batches[1])}"
+            if tables is not None:
+                within = f" AND table_name IN ({', '.join(lit(t) for t in tables)}){within}"
             rows = _rows(cur, f"SELECT batch, row_start, row_end, rows, table_name FROM "
                               f"{_q(loc.schema, LEDGER)} WHERE job_id = {lit(job_id)}{within} "
                               "ORDER BY batch")

@@ -212,7 +212,7 @@ class SqliteDestination(Destination):
         super().__init__(path, job_id, table=table, **kw)
         self.table: str = table
         self._triggers = False
-        self.write_table = table if self.mode == "append" else stage_name(job_id, table)
+        self.write_table: str = table if self.mode == "append" else stage_name(job_id, table)
         self._conn: Any = None          # an ADBC connection while open
 
     # -- before anything is written ------------------------------------------
