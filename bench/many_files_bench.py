@@ -9,8 +9,10 @@ per codec as a drop of ``--files`` files holding the same records (``--files N
 --no-ui --json --source … --dest fresh.db``) into a fresh SQLite file, the variants
 interleaved and rotated round after round. Reported per variant: the best wall time
 (process start to exit), rows/s over it, the child's peak RSS (``os.wait4``), the bytes on
-disk, and a check that every variant loaded the same number of rows and rejects as the one
-file. The machine's other load moves these figures: compare variants of one run.
+disk, the state store's size after the job (a drop's checkpoints and file notes must not
+grow with its number of files), and a check that every variant loaded the same number of
+rows and rejects as the one file. The machine's other load moves these figures: compare
+variants of one run.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = _prepare(work, args.rows, args.files, args.codecs.split(","))
     best: dict[str, tuple[float, float]] = {}
     figures: dict[str, tuple[int, int]] = {}
+    state_mb: dict[str, float] = {}
     names = list(variants)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
@@ -86,15 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             wall, rss, out = _run(cmd, run_dir)
             summary = json.loads(out.strip().splitlines()[-1])
             figures[name] = (summary["rows_loaded"], summary["rows_rejected"])
+            state_mb[name] = sum(p.stat().st_size for p in run_dir.glob("state.db*")) / 1e6
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, rss)
     one = figures["one file"]
     print(f"{args.rows:,} rows; best of {args.rounds} rounds; {os.cpu_count()} CPUs")
-    print(f"{'variant':<22} {'on disk MB':>10} {'wall s':>8} {'rows/s':>10} {'peak RSS MB':>12} same")
+    print(f"{'variant':<22} {'on disk MB':>10} {'wall s':>8} {'rows/s':>10} {'peak RSS MB':>12} "
+          f"{'state MB':>9} same")
     for name in names:
         wall, rss = best[name]
         print(f"{name:<22} {_on_disk(variants[name]) / 1e6:>10.1f} {wall:>8.2f} "
-              f"{args.rows / wall:>10,.0f} {rss:>12.0f} {figures[name] == one}")
+              f"{args.rows / wall:>10,.0f} {rss:>12.0f} {state_mb[name]:>9.1f} {figures[name] == one}")
     return 0 if all(f == one for f in figures.values()) else 1
 
 

@@ -124,7 +124,7 @@ def parquet_ids(folder: Path, order_id: int) -> list[dict]:
 
 def unique_rejects_by_file(lab: Lab, job_id: str) -> dict[str, list[int]]:
     """The records each file lost to the unique rule (the job's files as recorded)."""
-    files = json.loads(lab.store_job(job_id)["source_fingerprint"])["files"]
+    files = lab.job_files(job_id)
     rows = [r for (r,) in lab.store_query(
         "SELECT row FROM pipeline_rejects WHERE job_id = ? AND rule = 'unique'", (job_id,))]
     out: dict[str, list[int]] = {}

@@ -43,7 +43,7 @@ def test_a_drop_into_postgres_with_two_dask_workers_matches_local(tmp_path, drop
     assert got["rows_loaded"] == expected["rows_loaded"]
     assert lab.digest() == local.digest()
     assert lab.rejects_of(got["job_id"]) == local.rejects_of(expected["job_id"])
-    files = json.loads(lab.store_job(got["job_id"])["source_fingerprint"])["files"]
+    files = lab.job_files(got["job_id"])
     assert sum(1 for f in files if f["compression"] == "gzip") == 2
 
 

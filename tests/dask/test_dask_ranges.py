@@ -128,9 +128,9 @@ def test_a_drop_with_ranges_tells_each_reject_by_file_and_record_as_local(tmp_pa
     assert told[0] == told[1]
     # each file's records as the local run recorded them (show's per-file lines)
     files = [(Path(f["path"]).name, f["first_record"], f["records"])
-             for f in json.loads(lab.store_job(got["job_id"])["source_fingerprint"])["files"]]
+             for f in lab.job_files(got["job_id"])]
     assert files == [(Path(f["path"]).name, f["first_record"], f["records"]) for f in
-                     json.loads(local.store_job(expected["job_id"])["source_fingerprint"])["files"]]
+                     local.job_files(expected["job_id"])]
 
 
 # -- the boundaries, in-process ------------------------------------------------------------

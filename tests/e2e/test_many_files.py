@@ -237,3 +237,29 @@ def test_check_lists_the_files_in_reading_order(drop, tmp_path):
     assert text.index("orders_1.csv.gz") < text.index("orders_6.csv.lz4")
     one = json.loads(cli("check", "one.toml", "--json").stdout)
     assert "files" not in one          # one file: the plan's JSON as before
+
+
+def test_a_drops_checkpoints_and_file_notes_do_not_grow_with_its_files(tmp_path):
+    """A drop of 120 files, a checkpoint every 100 records: no checkpoint carries the
+    files' fingerprints (each would grow with the drop: 0.6 MB at 2,000 files), and what
+    reading each file learned is its own row, told by ``show`` and the listings."""
+    write_orders_csv(tmp_path / "all.csv", 2_400, seed=3)
+    header, *records = records_of((tmp_path / "all.csv").read_bytes())
+    (tmp_path / "drop").mkdir()
+    for k in range(120):
+        (tmp_path / "drop" / f"o_{k:03d}.csv").write_bytes(header + b"".join(records[20 * k: 20 * k + 20]))
+    (tmp_path / "p.toml").write_text(SAMPLE_PIPELINE_TOML.replace('"orders.csv"', toml_str("drop")),
+                                     encoding="utf-8")
+    cli = Cli(tmp_path, tmp_path / "state.db")
+    res = cli("run", "p.toml", "--no-ui", "--json", env={"PIPELINE_CHECKPOINT_INTERVAL": "100"})
+    assert res.returncode == 0, str(res)
+    job = res.last_json()["job_id"]
+    checkpoints = cli("checkpoints", job, "--json").json_lines()
+    assert len(checkpoints) >= 20
+    assert max(len(json.dumps(c["checkpoint_data"])) for c in checkpoints) < 300
+    files = cli("show", job, "--json").last_json()["source_fingerprint"]["files"]
+    assert [(f["first_record"], f["records"]) for f in files] == [(20 * k + 1, 20) for k in range(120)]
+    assert all(f["content_sha256"] for f in files)
+    last = _rejects(cli, job)[-1]
+    assert (Path(last["file"]).name, last["file_record"]) == (f"o_{(last['row'] - 1) // 20:03d}.csv",
+                                                              (last["row"] - 1) % 20 + 1)

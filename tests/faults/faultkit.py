@@ -216,6 +216,13 @@ class Lab:
         assert row is not None, job_id
         return dict(row)
 
+    def job_files(self, job_id: str) -> list[dict[str, Any]]:
+        """The files of a job of many files as ``show --json`` tells them (the fingerprint
+        of each, with what reading it learned: first_record, records, content)."""
+        res = self.cli("show", job_id, "--json")
+        assert res.returncode == 0, str(res)
+        return res.last_json()["source_fingerprint"]["files"]
+
     def store_jobs(self) -> list[dict[str, Any]]:
         if not self.state.exists():
             return []

@@ -261,7 +261,7 @@ def test_a_part_is_recorded_from_its_pack_renumbered_whole_and_once(store):
                 "rows_rejected": 1, "attempts": 2, "duration_ms": 3.0}]
     for _ in range(2):
         store.record_part("job00001", batches, data, row_offset=100, row_count=110,
-                          job_fields={"rows_read": 110, "source_fingerprint": {"files": []}},
+                          job_fields={"rows_read": 110},
                           checkpoint={"part": 1, "records": 10})
         got = store.conn.execute('SELECT job_id, batch_number, row, phase, phase_label, branch, rule, '
                                  'column_name, message, "values" FROM pipeline_rejects ORDER BY id')
@@ -278,8 +278,35 @@ def test_a_part_is_recorded_from_its_pack_renumbered_whole_and_once(store):
     assert [(c["phase"], c["checkpoint_data"], c["row_count"]) for c in store.checkpoints("job00001")] == \
         [("part", {"part": 1, "records": 10}, 110)] * 2
     job = store.job("job00001")
-    assert (job["rows_read"], job["source_fingerprint"]) == (110, {"files": []})
+    assert job["rows_read"] == 110
     assert store.conn.execute("PRAGMA database_list").fetchall()[1:] == []    # the pack detached
+
+
+def test_what_reading_files_learned_is_a_row_per_file_merged_into_the_fingerprint(store):
+    """A job of many files: each file's facts (note_files, or a part's record) go to its own
+    row, kept when a later note leaves them out; reading the job (by id, in the list, by
+    pid, as changed) gives the fingerprint's files with them, and a job from before,
+    whose fingerprint holds them, keeps them."""
+    files = [{"path": f"f{i}.csv", "index": i, "size": 10} for i in range(3)]
+    store.create_job("job00001", pipeline_name="p", pid=4242, source_fingerprint={"size": 30, "files": files})
+    store.note_files("job00001", [{"index": 0, "first_record": 1}])
+    store.note_files("job00001", [{"index": 0, "records": 5, "content_bytes": 10, "content_sha256": "x"},
+                                  {"index": 1, "first_record": 6}])
+    store.record_part("job00001", [], None, row_offset=5, row_count=9, job_fields={"rows_read": 9},
+                      checkpoint={"part": 1}, files=[{"index": 1, "records": 4}])
+    want = [{"path": "f0.csv", "index": 0, "size": 10, "first_record": 1, "records": 5,
+             "content_bytes": 10, "content_sha256": "x"},
+            {"path": "f1.csv", "index": 1, "size": 10, "first_record": 6, "records": 4},
+            {"path": "f2.csv", "index": 2, "size": 10}]
+    assert store.job("job00001")["source_fingerprint"]["files"] == want
+    assert store.jobs()[0]["source_fingerprint"]["files"] == want
+    assert store.job_by_pid(4242)["source_fingerprint"]["files"] == want
+    assert store.jobs_changed_since("")[0]["source_fingerprint"]["files"] == want
+    raw = store.conn.execute("SELECT source_fingerprint FROM import_jobs").fetchone()[0]
+    assert json.loads(raw)["files"] == files       # what the job began with, never rewritten
+    before = [dict(f, first_record=1 + 10 * f["index"], records=10) for f in files]
+    store.create_job("job00002", pipeline_name="p", source_fingerprint={"size": 30, "files": before})
+    assert store.job("job00002")["source_fingerprint"]["files"] == before
 
 
 def test_a_part_whose_record_fails_leaves_nothing_of_it(store):

@@ -168,12 +168,15 @@ class Loader:
 
     def checkpoint(self, store: StateStore, bytes_read: int) -> None:
         """A checkpoint at the last committed batch (the loader's thread, or the main
-        thread's once the loader is joined: the job's last one)."""
+        thread's once the loader is joined: the job's last one). The source's fingerprint
+        is the job record's, not a copy per checkpoint: a drop of 2,000 files has one of
+        0.6 MB, and a checkpoint every 100,000 rows of a 1 TB drop would have copied it
+        40,000 times (24 GB of state store)."""
         c = self.committed
         store.add_checkpoint(self.job.job_id, "load", {
             "batch": c.batches, "last_row": c.rows_read, "bytes_read": bytes_read,
             "rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-            "rows_rejected": c.rows_rejected, "fingerprint": self.job.fingerprint,
+            "rows_rejected": c.rows_rejected,
         }, row_count=c.rows_read)
         self.last_checkpoint_row = c.rows_read
 

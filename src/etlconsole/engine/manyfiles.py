@@ -4,14 +4,16 @@ The files are read one after the other in their stated order (sorted paths), and
 records are numbered through all of them, as if the files were one file with one header:
 record r of file k is the job's record (records of files 0..k-1) + r. Everything that
 counts or orders records (batches, ledgers, rejects, ``unique``, checkpoints) keeps working
-on those numbers; the job record keeps, per file, where its records start, so any number
+on those numbers; the job keeps, per file, where its records start, so any number
 can be told as (file, record within it).
 
 Where each file starts is only known once the files before it were read, so it is
 recorded as the reading gets there: ``ManyFiles`` hands the cutter, with the first chunk
 after a boundary, what it learned (the files it finished: their record count and a hash of
 their whole content; the file it started: its first record), and the cutter writes it to
-the job record before the first batch of that file is begun. Resume reads it back.
+the state store (a row per file, ``StateStore.note_files``) before the first batch of that
+file is begun. Reading the job record merges it into the fingerprint's files; resume reads
+it back from there.
 
 One file (a glob or a directory matching one file, too) is a job exactly as before: this
 module then hands out the plain ``CsvStream`` and the job record keeps its plain
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+from ..store.store import FILE_FACTS
 from . import extract, hashes, sources
 from .sources import SourceFile
 
@@ -93,8 +96,7 @@ def fingerprint(plan: Plan, record: dict | None = None) -> dict:
     files = [{**f.to_json(), **extract.fingerprint(f.path)} for f in plan.files]
     recorded = files_of(record or {})
     if recorded:      # a resume: where each file starts, learned while reading, stays
-        learned = ("first_record", "records", "content_bytes", "content_sha256")
-        files = [{**now, **{k: then[k] for k in learned if k in then}}
+        files = [{**now, **{k: then[k] for k in FILE_FACTS if k in then}}
                  for now, then in zip(files, recorded, strict=True)]
     return {"size": sources.total_size(plan.files), "files": files}
 
@@ -105,13 +107,12 @@ def note(job: Job, events: list[dict]) -> None:
     if not job.fingerprint.get("files"):
         return
     job.fingerprint = noted(job.fingerprint, events)
-    job.store.update_job(job.job_id, source_fingerprint=job.fingerprint)
+    job.store.note_files(job.job_id, events)
 
 
 def noted(fingerprint: dict, events: list[dict]) -> dict:
-    """The job's fingerprint with what ``events`` tell of its files. A new dict, never one
-    changed in place: the loader thread serialises the job's fingerprint into its
-    checkpoints while the main thread records file boundaries."""
+    """The job's fingerprint with what ``events`` tell of its files (a new dict: the
+    caller's may be read by another thread)."""
     files = [dict(f) for f in fingerprint["files"]]
     for e in events:
         files[e["index"]].update({k: v for k, v in e.items() if k != "index"})

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, AbstractSet, Any, Iterator
 
 import psutil
@@ -29,6 +29,12 @@ from .schema import MIGRATIONS, migrate
 if TYPE_CHECKING:
     import sqlite_utils
 
+# What reading a file of a job's source learns (pipeline_files): where it starts in the
+# job's records, its records, and its content's proof when read whole.
+FILE_FACTS = ("first_record", "records", "content_bytes", "content_sha256")
+_NOTE_FILE = (f"INSERT INTO pipeline_files (job_id, idx, {', '.join(FILE_FACTS)}) VALUES "
+              f"(?, ?, {', '.join('?' * len(FILE_FACTS))}) ON CONFLICT (job_id, idx) DO UPDATE SET "
+              + ", ".join(f"{k} = coalesce(excluded.{k}, {k})" for k in FILE_FACTS))
 JSON_FIELDS = ("source_fingerprint", "dialect", "destinations", "phase_stats", "settings")
 
 
@@ -184,11 +190,37 @@ class StateStore:
             raise UserError(f"no job {ref!r} in {self.path} (see 'etlconsole jobs')")
         if len(rows) > 1:
             raise UserError(f"job id {ref!r} is ambiguous; give more characters")
-        return self._seen(_load(rows[0]))
+        return self._seen(self._job_of(rows[0]))
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [self._seen(_load(r)) for r in self.db.query(
+        return [self._seen(self._job_of(r)) for r in self.db.query(
             "SELECT * FROM import_jobs ORDER BY created_at DESC LIMIT ?", [limit])]
+
+    # -- what reading a job's files learned (a source of many files) -------------------
+    def note_files(self, job_id: str, facts: list[dict[str, Any]]) -> None:
+        """Record what reading the job's files learned (``facts``: each with the file's
+        ``index`` and some of FILE_FACTS), a row per file: a file's end writes its own
+        row, not the job's fingerprint of every file again (migration 8)."""
+        with self._tx() as conn:
+            self._note_files(conn, job_id, facts)
+
+    def _note_files(self, conn, job_id: str, facts: Sequence[dict[str, Any]]) -> None:
+        conn.executemany(_NOTE_FILE, [(job_id, f["index"], *(f.get(k) for k in FILE_FACTS))
+                                      for f in facts])
+
+    def _job_of(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A job row, its JSON fields read, with what its files' rows say merged into its
+        fingerprint's list of files."""
+        job = _load(row)
+        files = (job.get("source_fingerprint") or {}).get("files")
+        if files:
+            for index, *values in self.conn.execute(
+                    f"SELECT idx, {', '.join(FILE_FACTS)} FROM pipeline_files WHERE job_id = ?",
+                    (job["id"],)):
+                if 0 <= index < len(files):
+                    files[index].update({k: v for k, v in zip(FILE_FACTS, values, strict=True)
+                                         if v is not None})
+        return job
 
     _dead: AbstractSet[str] = frozenset()
 
@@ -430,12 +462,13 @@ class StateStore:
 
     def record_part(self, job_id: str, batches: list[dict[str, Any]], rejects: bytes | None, *,
                     row_offset: int, job_fields: dict[str, Any], checkpoint: dict[str, Any],
-                    row_count: int) -> None:
+                    row_count: int, files: Sequence[dict[str, Any]] = ()) -> None:
         """A part of a distributed job, recorded after the destination committed its
         batches, in one transaction: each batch COMMITTED (``batches``: their columns,
         ``rows_rejected`` counted by the worker as it packed them), their rejects copied
         from the worker's pack (``packed``) with their records numbered after the parts
-        before it (``row_offset``), the job's fields, then the part's checkpoint. A driver
+        before it (``row_offset``), the job's fields, what the part learned of its file
+        (``files``: note_files), then the part's checkpoint. A driver
         killed half way leaves the part unrecorded (resume runs it again, skipping what
         the destination's ledger holds); recorded again, a batch replaces itself."""
         conn, stamp = self.conn, now()
@@ -453,6 +486,7 @@ class StateStore:
                 if rejects is not None:
                     conn.execute(packed.COPY, (job_id, row_offset))
                 self._update(conn, job_id, {**_dump(job_fields), "heartbeat_at": stamp})
+                self._note_files(conn, job_id, files)
                 self._add_checkpoint(conn, job_id, "part", checkpoint, row_count)
         finally:
             if rejects is not None:
@@ -577,7 +611,7 @@ class StateStore:
         """The most recent job run by process ``pid`` (how the console finds the job it launched)."""
         rows = list(self.db.query("SELECT * FROM import_jobs WHERE pid = ? ORDER BY created_at DESC "
                                   "LIMIT 1", [pid]))
-        return _load(rows[0]) if rows else None
+        return self._job_of(rows[0]) if rows else None
 
     def metrics_since(self, job_id: str, after_id: int = 0, limit: int = 120) -> list[dict[str, Any]]:
         """The last ``limit`` metric samples with id > ``after_id``, oldest first."""
@@ -621,7 +655,7 @@ class StateStore:
         every job (up to ``limit``, most recent first) when ``stamp`` is None."""
         if stamp is None:
             return self.jobs(limit)
-        return [_load(r) for r in self.db.query(
+        return [self._job_of(r) for r in self.db.query(
             "SELECT * FROM import_jobs WHERE updated_at >= ? ORDER BY updated_at DESC LIMIT ?",
             [stamp, limit])]
 

@@ -266,10 +266,10 @@ class DaskRun:
         record, as a local run of the same files does (engine.manyfiles)."""
         job = self.job
         offset = self.committed.rows_read       # records of the parts before this one
-        fields: dict[str, Any] = {}
+        files: list[dict[str, Any]] = []
         if job.fingerprint.get("files"):
-            job.fingerprint = manyfiles.noted(job.fingerprint, [self._file_event(r, offset)])
-            fields["source_fingerprint"] = job.fingerprint
+            files.append(self._file_event(r, offset))
+            job.fingerprint = manyfiles.noted(job.fingerprint, files)
         data = {"part": r.part, "file": r.path, "records": r.records,
                 "rows_loaded": sum(b.loaded for b in r.batches),
                 "rows_rejected": sum(b.rejected for b in r.batches), "batches": len(r.batches),
@@ -281,14 +281,14 @@ class DaskRun:
         self.done[r.part] = data
         self.recorded = self._recorded()
         c = self.committed
-        fields |= {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-                   "rows_rejected": c.rows_rejected, "retries": job.retries}
+        fields = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
+                  "rows_rejected": c.rows_rejected, "retries": job.retries}
         batches = [{"batch_number": b.number, "row_start": b.row_start + offset,
                     "row_end": b.row_end + offset, "rows_loaded": b.loaded,
                     "rows_rejected": b.rejected, "attempts": b.attempts,
                     "duration_ms": b.duration_ms} for b in r.batches]
         job.store.record_part(job.job_id, batches, r.rejects, row_offset=offset, job_fields=fields,
-                              checkpoint=data, row_count=c.rows_read)
+                              checkpoint=data, row_count=c.rows_read, files=files)
         self._sample(r)
         if self.log:
             self.log.info("part.done", job=job.job_id, part=r.part, file=r.path, worker=r.worker,
