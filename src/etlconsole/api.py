@@ -210,8 +210,7 @@ def file_locator(j: Job) -> Callable[[int | None], dict[str, Any]]:
     """For a job of many files: record number -> ``{"file", "file_record"}`` (what the
     listings' JSON adds); for one file ``{}`` (its record numbers are the file's)."""
     from .engine import manyfiles
-    files = manyfiles.files_of(j.as_dict())
-    return lambda row: manyfiles.where(files, row)
+    return manyfiles.file_locator(manyfiles.files_of(j.as_dict()))
 
 
 def file_lines(j: Job) -> list[str]:
@@ -257,9 +256,10 @@ def batch_files(store: StateStore, j: Job) -> Callable[[Batch], tuple[int | None
     files = manyfiles.files_of(j.as_dict())
     if not files:
         return lambda b: None
+    locate = manyfiles.locator(files)
 
     def of_row(b: Batch) -> tuple[int | None, str] | None:
-        found = manyfiles.locate(files, b.row_end)
+        found = locate(b.row_end)
         return (None, found[0]) if found else None
     return of_row
 

@@ -169,6 +169,23 @@ def test_user_error_leaves_an_existing_destination_untouched(refused, name):
     assert tables(r.tmp / "out.db") == ["t"]
 
 
+def test_a_state_store_from_a_newer_etlconsole_is_refused_in_one_line(cli, tmp_path):
+    """An older etlconsole given a newer store (a downgrade): exit 2, one line naming the
+    store and what to do; the store untouched."""
+    import sqlite3
+    state = tmp_path / "state" / "state.db"
+    assert cli("jobs").returncode == 0
+    conn = sqlite3.connect(state)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute(f"PRAGMA user_version = {version + 1}")
+    conn.close()
+    before = digest(state)
+    for args in (("jobs",), ("rejects", "last", "--json")):
+        assert_user_error(cli(*args), str(state), f"schema version {version + 1}",
+                          "upgrade etlconsole")
+    assert digest(state) == before
+
+
 def test_incompatible_existing_table_is_refused(cli, tmp_path):
     _data(tmp_path, "id,other\n1,2\n")
     write_pipeline(tmp_path / "p.toml")

@@ -76,7 +76,8 @@ def test_newer_schema_version_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     conn.close()
-    with pytest.raises(RuntimeError, match="upgrade"):
+    with pytest.raises(UserError, match=r"future.db: the state store has schema version \d+, "
+                       "written by a newer etlconsole; .*upgrade etlconsole, or give another --state"):
         StateStore(path)
 
 

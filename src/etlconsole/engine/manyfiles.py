@@ -22,7 +22,8 @@ fingerprint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,26 +132,32 @@ def files_of(record: dict) -> list[dict]:
     return list((record.get("source_fingerprint") or {}).get("files") or [])
 
 
-def locate(files: list[dict], row: int | None) -> tuple[str, int] | None:
-    """(file, record within it) of the job's record ``row``; None when not known."""
-    if row is None or not files:
-        return None
-    holder = None
-    for f in files:
-        start = f.get("first_record")
-        if start is not None and start <= row:
-            holder = f
-    if holder is None:
-        return None
-    return holder["path"], row - holder["first_record"] + 1
+def locator(files: list[dict]) -> Callable[[int | None], tuple[str, int] | None]:
+    """record ``row`` of the job -> (its file, its record there); None when not known. A
+    bisection over where the files start, in their order (a file not read yet is not
+    known; an empty file starts where the next one does, which holds the record): a
+    listing of a drop of thousands of files asks it for every row."""
+    known = [(f["first_record"], f["path"]) for f in files if f.get("first_record") is not None]
+    starts = [start for start, _ in known]
+
+    def locate(row: int | None) -> tuple[str, int] | None:
+        if row is None or (i := bisect_right(starts, row) - 1) < 0:
+            return None
+        start, path = known[i]
+        return path, row - start + 1
+    return locate
 
 
-def where(files: list[dict], row: int | None) -> dict:
-    """``{"file": path, "file_record": n}`` for record ``row`` of a job of many files
-    (what ``rejects --json``, ``batches --json`` and ``checkpoints --json`` add); ``{}``
-    for a job of one file, whose record numbers are already the file's."""
-    found = locate(files, row)
-    return {"file": found[0], "file_record": found[1]} if found else {}
+def file_locator(files: list[dict]) -> Callable[[int | None], dict]:
+    """record ``row`` -> ``{"file": path, "file_record": n}`` for a job of many files (what
+    ``rejects --json``, ``batches --json`` and ``checkpoints --json`` add); ``{}`` for a
+    job of one file, whose record numbers are already the file's."""
+    locate = locator(files)
+
+    def where(row: int | None) -> dict:
+        found = locate(row)
+        return {"file": found[0], "file_record": found[1]} if found else {}
+    return where
 
 
 def file_lines(record: dict) -> list[str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ..errors import UserError
+
 MIGRATIONS = [
     """
     CREATE TABLE import_jobs (
@@ -231,8 +233,9 @@ def migrate(db: sqlite3.Connection) -> None:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
-                raise RuntimeError(f"state store has schema version {version}; this etlconsole "
-                                   f"knows up to {len(MIGRATIONS)} (upgrade etlconsole)")
+                raise UserError(f"the state store has schema version {version}, written by a "
+                                f"newer etlconsole; this one knows up to {len(MIGRATIONS)}: "
+                                "upgrade etlconsole, or give another --state")
             if version < number:
                 for statement in _statements(script):
                     db.execute(statement)

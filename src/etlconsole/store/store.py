@@ -66,6 +66,9 @@ def _open_writable(path: Path, attempts: int = 8) -> sqlite3.Connection:
             if "locked" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.02 * 2 ** attempt + random.random() * 0.02)
+        except BaseException:           # a store too new for this etlconsole, an interrupt
+            conn.close()
+            raise
     raise AssertionError("unreachable")
 
 
@@ -101,6 +104,8 @@ class StateStore:
             conn = _open_writable(self.path)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise UserError(f"{self.path}: cannot open the state store: {exc}") from None
+        except UserError as exc:        # a store from a newer etlconsole
+            raise UserError(f"{self.path}: {exc}") from None
         self.conn = conn
 
     @property
