@@ -205,3 +205,24 @@ def test_a_parts_ledger_reads_only_its_own_entries(tmp_path, kind, monkeypatch):
     assert read == ["job1-00000002.json", "job1-00000003.json"]
     assert d.ledger_of(5, 9) == []
     assert [e.batch for e in d.ledger_of(1, 10**6)] == [e.batch for e in d.ledger()] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_entries_past_eight_digits_are_read_in_number_order(tmp_path, kind):
+    """A Dask part p numbers its batches from p * 1,000,000 + 1: from part 100 on the
+    numbers outgrow the entries' eight-digit padding, and their names no longer sort as
+    their numbers do. Ranges and order go by number; a rollback after one keeps it."""
+    path = tmp_path / "out"
+    d = KINDS[kind](path, "job1")
+    d.check(SCHEMA)
+    d.open(SCHEMA)
+    numbers = [99_000_001, 100_000_001, 2_000_000_001, 3]
+    for k, number in enumerate(numbers):
+        d.write(number, batch(10 * k + 1, 2), 10 * k + 1, 10 * k + 2)
+    d.publish(SCHEMA)
+    d.close()
+    assert [e.batch for e in d.ledger()] == sorted(numbers)
+    assert [e.batch for e in d.ledger_of(100_000_000, 2_000_000_001)] == [100_000_001, 2_000_000_001]
+    KINDS[kind].rollback(path, "job1", after_batch=100_000_001)
+    assert [e.batch for e in d.ledger()] == [3, 99_000_001, 100_000_001]
+    assert read_ids(kind, path) == [1, 2, 11, 12, 31, 32]

@@ -248,12 +248,19 @@ class FolderDestination(Destination):
 def _entries(path: Path, job_id: str, batches: tuple[int, int] | None = None) -> list[dict]:
     """The job's ledger entries (``batches``: those numbered first to last only)."""
     loads = path / LOADS
-    if not loads.is_dir():
+    try:
+        names = os.listdir(loads)
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    # Names, not a glob's sorted Paths: a Dask part of a drop of 2,000 files lists the
+    # ledger to find its own few entries, and building and sorting a Path per entry of
+    # every part before it was ~30% of such a part's time.
+    first, last = batches if batches is not None else (0, float("inf"))
+    numbered = sorted((n, name) for name in names if name.startswith(f"{job_id}-")
+                      and name.endswith(".json") and first <= (n := _batch_of(name, job_id)) <= last)
     out = []
-    for f in sorted(loads.glob(f"{job_id}-*.json")):
-        if batches is not None and not batches[0] <= _batch_of(f.name, job_id) <= batches[1]:
-            continue
+    for _, name in numbered:
+        f = loads / name
         try:
             out.append(json.loads(f.read_text(encoding="utf-8")) | {"_ledger": f})
         except (OSError, ValueError):
