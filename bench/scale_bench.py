@@ -150,9 +150,17 @@ class PinnedCluster:
     def __init__(self, folder: Path, cores: list[int], memory_mb: int, preload: bool = True):
         self.file = folder / "scheduler.json"
         self.file.unlink(missing_ok=True)
+        # The Dask config as docs/scale-out.md tells an operator to give the workers and the
+        # scheduler (no spilling or pausing, no malloc trimming, no profiler, fewer
+        # wake-ups: executors/cluster.py).
+        config = folder / "dask-config"
+        config.mkdir(exist_ok=True)
+        from etlconsole.engine.executors.cluster import worker_config_yaml
+        (config / "etlconsole.yaml").write_text(worker_config_yaml(), encoding="utf-8")
+        env = {**os.environ, "DASK_CONFIG": str(config)}
         self.procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--port", "0",
                                         "--no-dashboard", "--scheduler-file", str(self.file)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         deadline = time.monotonic() + 60
         while not self.file.exists():
             if time.monotonic() > deadline:
@@ -160,13 +168,6 @@ class PinnedCluster:
             time.sleep(0.1)
         time.sleep(0.3)
         self.address = json.loads(self.file.read_text())["address"]
-        # The workers' Dask config as docs/scale-out.md tells an operator to give it (no
-        # spilling or pausing, no malloc trimming, no profiler: executors/cluster.py).
-        config = folder / "dask-config"
-        config.mkdir(exist_ok=True)
-        from etlconsole.engine.executors.cluster import worker_config_yaml
-        (config / "etlconsole.yaml").write_text(worker_config_yaml(), encoding="utf-8")
-        env = {**os.environ, "DASK_CONFIG": str(config)}
         for c in cores:
             self.procs.append(subprocess.Popen(
                 ["taskset", "-c", str(c), str(BIN / "dask"), "worker", self.address,
