@@ -186,6 +186,9 @@ class Destination(ABC):
             relative to the pipeline file) or ``url`` (a server; see ``locate``).
         parallel_writers: several processes may write batches of one job at once (the
             Dask executor needs it; ADR 0026).
+        shared_ledger: one ledger holds the entries of every table a job writes at the
+            same ``path`` (a database's ledger table), each naming its table or, until an
+            atomic job publishes, its stage: ``owns`` tells a target's own.
     """
 
     kind: ClassVar[str] = ""
@@ -198,6 +201,7 @@ class Destination(ABC):
     atomic_publish: ClassVar[bool] = False
     locator: ClassVar[str] = "path"
     parallel_writers: ClassVar[bool] = False
+    shared_ledger: ClassVar[bool] = False
 
     def __init__(self, path: Path, job_id: str, *, table: str | None = None,
                  mode: str = "append", timeout_ms: int = 30_000, retry_attempts: int = 3,
@@ -345,11 +349,11 @@ class Destination(ABC):
         return [e for e in type(self).read_ledger(self.path, self.job_id) if self.owns(e)]
 
     def owns(self, entry: LedgerEntry) -> bool:
-        """Is ``entry`` this target's? One database holds the ledger of every table a job
-        writes there: when two branches load two tables of one database, a batch one table
-        committed before a kill must not count as held by the other, or resume skips it
-        there. Entries name the table, or its stage until an atomic job publishes."""
-        return self.table is None or entry.where in (self.table, self.write_table)
+        """Is ``entry`` this target's? With a ``shared_ledger``, only when it names the
+        target's table or stage: when two branches load two tables of one database, a batch
+        one table committed before a kill must not count as held by the other, or resume
+        skips it there."""
+        return not self.shared_ledger or entry.where in (self.table, self.write_table)
 
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """This job's committed batches numbered ``first`` to ``last`` (a Dask part's:

@@ -569,6 +569,7 @@ class PostgresDestination(Destination):
     locator = "url"
     parallel_writers = True     # a batch is one transaction; the ledger is keyed by (job, batch)
     has_tables = True
+    shared_ledger = True        # _etl_loads: a row per (job, table, batch)
     refuses_rows = True
     lineage_columns = tuple(n for n, _ in LINEAGE)
     max_columns = PG_MAX_COLUMNS

@@ -200,6 +200,7 @@ class SqliteDestination(Destination):
     kind = "sqlite"
     title = "SQLite"
     has_tables = True
+    shared_ledger = True        # _etl_loads: a row per (job, table, batch)
     refuses_rows = True
     lineage_columns = tuple(n for n, _ in LINEAGE)
     max_columns = SQLITE_MAX_COLUMNS
