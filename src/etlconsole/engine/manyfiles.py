@@ -112,11 +112,13 @@ def note(job: Job, events: list[dict]) -> None:
 
 
 def noted(fingerprint: dict, events: list[dict]) -> dict:
-    """The job's fingerprint with what ``events`` tell of its files (a new dict: the
-    caller's may be read by another thread)."""
-    files = [dict(f) for f in fingerprint["files"]]
+    """The job's fingerprint with what ``events`` tell of its files: new dicts for the
+    fingerprint, its list and the files that changed, never a change in place (a rerun's
+    fingerprint comes from its parent's record, whose files its stream still reads); the
+    files that did not change are shared, not copied at every file's end."""
+    files = list(fingerprint["files"])
     for e in events:
-        files[e["index"]].update({k: v for k, v in e.items() if k != "index"})
+        files[e["index"]] = files[e["index"]] | {k: v for k, v in e.items() if k != "index"}
     return {**fingerprint, "files": files}
 
 

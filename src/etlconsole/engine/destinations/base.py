@@ -353,7 +353,12 @@ class Destination(ABC):
         target's table or stage: when two branches load two tables of one database, a batch
         one table committed before a kill must not count as held by the other, or resume
         skips it there."""
-        return not self.shared_ledger or entry.where in (self.table, self.write_table)
+        return not self.shared_ledger or entry.where in self.ledger_names()
+
+    def ledger_names(self) -> tuple[str, ...]:
+        """The names this target's entries carry in a shared ledger: its table, and its
+        stage until an atomic or replace job publishes."""
+        return tuple(dict.fromkeys(n for n in (self.table, self.write_table) if n))
 
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """This job's committed batches numbered ``first`` to ``last`` (a Dask part's:

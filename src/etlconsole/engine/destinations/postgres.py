@@ -966,16 +966,12 @@ class PostgresDestination(Destination):
 
     # -- the recovery half -----------------------------------------------------------------
     def ledger(self) -> list[LedgerEntry]:
-        return self.read_ledger(self.path, self.job_id, tables=self._ledger_tables())
+        return self.read_ledger(self.path, self.job_id, tables=self.ledger_names())
 
     def ledger_of(self, first: int, last: int) -> list[LedgerEntry]:
         """One query for the part's batches (the ledger's key is job, table, batch: a seek
         per table), not the job's whole ledger per part."""
-        return self.read_ledger(self.path, self.job_id, (first, last), tables=self._ledger_tables())
-
-    def _ledger_tables(self) -> tuple[str, ...]:
-        """The names this target's entries carry (see ``Destination.owns``)."""
-        return (self.table,) if self.write_table == self.table else (self.table, self.write_table)
+        return self.read_ledger(self.path, self.job_id, (first, last), tables=self.ledger_names())
 
     @classmethod
     def read_ledger(cls, path: Path, job_id: str, batches: tuple[int, int] | None = None, *,
