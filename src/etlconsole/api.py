@@ -190,7 +190,7 @@ def find(store: StateStore, ref: str) -> Job:
     return Job.from_row(store.job(ref))
 
 
-def show(store: StateStore, ref: str) -> JobDetails:
+def show(store: StateStore, ref: str, *, every_file: bool = False) -> JobDetails:
     from .engine import manyfiles
     from .engine.plan import decisions_from_events
     j = job(store, ref)
@@ -203,7 +203,8 @@ def show(store: StateStore, ref: str) -> JobDetails:
         replays=store_replays.replays(store, j.id), checkpoints=store.checkpoints(j.id),
         events=events, segments=[Segment.from_row(g) for g in segments], segment_rows=segments,
         batches=len(store.batches(j.id)), rss_samples=[m["rss_mb"] for m in metrics],
-        rate_samples=[m["rows_per_s"] for m in metrics], file_lines=manyfiles.file_lines(j.as_dict()))
+        rate_samples=[m["rows_per_s"] for m in metrics],
+        file_lines=manyfiles.file_lines(j.as_dict(), every=every_file))
 
 
 def file_locator(j: Job) -> Callable[[int | None], dict[str, Any]]:
@@ -213,9 +214,16 @@ def file_locator(j: Job) -> Callable[[int | None], dict[str, Any]]:
     return manyfiles.file_locator(manyfiles.files_of(j.as_dict()))
 
 
+def file_count(j: Job) -> int:
+    """How many files the job reads (0 for a job of one file)."""
+    from .engine import manyfiles
+    return len(manyfiles.files_of(j.as_dict()))
+
+
 def file_lines(j: Job) -> list[str]:
-    """``show``'s lines of a job of many files (each file, its size and its records; none
-    for a job of one file), from the job's record alone."""
+    """``show``'s lines of a job of many files (each file, its size and its records; of a
+    large drop the first and last few and where reading is; none for a job of one file),
+    from the job's record alone."""
     from .engine import manyfiles
     return manyfiles.file_lines(j.as_dict())
 

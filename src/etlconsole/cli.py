@@ -294,10 +294,13 @@ def jobs(obj: Context, as_json, limit):
 @main.command()
 @click.argument("job")
 @_json_option()
+@click.option("--files", "every_file", is_flag=True,
+              help="List every file of a job of many files (else the first and last few, "
+                   "and where reading is).")
 @click.pass_obj
-def show(obj: Context, job, as_json):
+def show(obj: Context, job, as_json, every_file):
     """Details of JOB (an id, an id prefix, or 'last')."""
-    details = api.show(obj.store(readonly=True), job)
+    details = api.show(obj.store(readonly=True), job, every_file=every_file)
     if as_json:
         _echo_json(details.to_json())
     else:

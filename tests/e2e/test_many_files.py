@@ -242,7 +242,8 @@ def test_check_lists_the_files_in_reading_order(drop, tmp_path):
 def test_a_drops_checkpoints_and_file_notes_do_not_grow_with_its_files(tmp_path):
     """A drop of 120 files, a checkpoint every 100 records: no checkpoint carries the
     files' fingerprints (each would grow with the drop: 0.6 MB at 2,000 files), and what
-    reading each file learned is its own row, told by ``show`` and the listings."""
+    reading each file learned is its own row, told by ``show`` (the ends of the drop, or
+    ``--files`` every file) and the listings."""
     write_orders_csv(tmp_path / "all.csv", 2_400, seed=3)
     header, *records = records_of((tmp_path / "all.csv").read_bytes())
     (tmp_path / "drop").mkdir()
@@ -263,3 +264,10 @@ def test_a_drops_checkpoints_and_file_notes_do_not_grow_with_its_files(tmp_path)
     last = _rejects(cli, job)[-1]
     assert (Path(last["file"]).name, last["file_record"]) == (f"o_{(last['row'] - 1) // 20:03d}.csv",
                                                               (last["row"] - 1) % 20 + 1)
+    # show lists the drop's ends and counts the files between; --files lists every one
+    text = cli("show", job).stdout
+    assert [k for k in range(120) if f"o_{k:03d}.csv  (" in text] == [*range(5), *range(115, 120)]
+    assert f"… 110 more files (etlconsole show {job} --files lists them all)" in text
+    assert "records 2,381-2,400 (20)" in text
+    every = cli("show", job, "--files").stdout
+    assert all(f"o_{k:03d}.csv  (" in every for k in range(120)) and "more files" not in every

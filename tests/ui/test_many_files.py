@@ -258,3 +258,32 @@ async def test_byte_range_parts_of_one_file_say_their_part(ws):
     files, workers = await shown_parts(ws)
     assert files == {"p0 orders.csv", "p1 orders.csv", "p2 orders.csv"}
     assert workers == [["127.0.0.1:40215", "p1 orders.csv"], ["127.0.0.1:40217", "p2 orders.csv"]]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_job_details_of_a_large_drop_show_its_ends_and_the_gap(ws, size):
+    """A drop of 20 files: the details list the first and last five and count the ten
+    between (they were every file, the job's figures after a screen of them per 20)."""
+    lines = ws.csv.read_bytes().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    (ws.root / "drop").mkdir()
+    step = len(body) // 20
+    for k in range(20):
+        chunk = body[k * step:(k + 1) * step if k < 19 else len(body)]
+        (ws.root / "drop" / f"part_{k:02d}.csv").write_bytes(header + b"".join(chunk))
+    ws.pipeline.write_text(ws.pipeline.read_text().replace('path = "orders.csv"', 'path = "drop"', 1))
+    summary = ws.run()
+    assert summary["status"] == "succeeded"
+    job_id = summary["job_id"]
+    async with ws.app(start="jobs").run_test(size=size) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, JobsScreen)
+        await polled(pilot, screen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailsModal))
+        shown = "\n".join(str(w.render()) for w in pilot.app.screen.query("Static"))
+        assert f"files      20, in this order (etlconsole show {job_id} --files lists them all):" in shown
+        named = [k for k in range(20) if f"part_{k:02d}.csv  (" in shown]
+        assert named == [0, 1, 2, 3, 4, 15, 16, 17, 18, 19]
+        assert "… 10 more files" in shown
+        assert f"read {summary['rows_read']:,}" in shown     # the figures after the list

@@ -162,17 +162,40 @@ def file_locator(files: list[dict]) -> Callable[[int | None], dict]:
     return where
 
 
-def file_lines(record: dict) -> list[str]:
-    """``show``'s lines for a job of many files: each file, its size and its records."""
-    lines = []
-    for f in files_of(record):
-        start, n = f.get("first_record"), f.get("records")
-        span = ("not read yet" if start is None else "no records" if n == 0 else
-                f"records {start:,}-{start + n - 1:,} ({n:,})" if n is not None else
-                f"records from {start:,}")
-        codec = f" {f['compression']}" if f.get("compression") else ""
-        lines.append(f"{f['path']}  ({f['size']:,} bytes{codec})  {span}")
+# ``show`` and the console's details list a drop of up to this many files whole; of more,
+# the first and last few and the file reading is at (or stopped in) — a drop of 2,000 files
+# was 2,000 lines before the job's figures — with how many are left out between them.
+FILES_SHOWN = 12
+FILES_AT_EACH_END = 5
+
+
+def file_lines(record: dict, *, every: bool = False) -> list[str]:
+    """``show``'s lines for a job of many files: each file, its size and its records, or
+    (``every`` False and more than FILES_SHOWN files) the first and last FILES_AT_EACH_END
+    and the last file reading began, with a line "… N more files" for each gap."""
+    files = files_of(record)
+    if every or len(files) <= FILES_SHOWN:
+        return [_file_line(f) for f in files]
+    keep = {*range(FILES_AT_EACH_END), *range(len(files) - FILES_AT_EACH_END, len(files))}
+    began = [i for i, f in enumerate(files) if f.get("first_record") is not None]
+    if began:
+        keep.add(began[-1])
+    lines, shown = [], -1
+    for i in sorted(keep):
+        if i > shown + 1:
+            lines.append(f"… {i - shown - 1:,} more files")
+        lines.append(_file_line(files[i]))
+        shown = i
     return lines
+
+
+def _file_line(f: dict) -> str:
+    start, n = f.get("first_record"), f.get("records")
+    span = ("not read yet" if start is None else "no records" if n == 0 else
+            f"records {start:,}-{start + n - 1:,} ({n:,})" if n is not None else
+            f"records from {start:,}")
+    codec = f" {f['compression']}" if f.get("compression") else ""
+    return f"{f['path']}  ({f['size']:,} bytes{codec})  {span}"
 
 
 # -- streaming -----------------------------------------------------------------------

@@ -261,7 +261,9 @@ class JobDetails:
         j = self.job
         out = [f"job {j.id}  {j.status}  pipeline {j.pipeline_name} ({j.pipeline_file})",
                f"  source     {j.source_path}  ({j.bytes_total or 0:,} bytes)"]
-        out += [f"    file     {line}" for line in self.file_lines]
+        hint = f" (etlconsole show {j.id} --files lists them all)"
+        out += [f"    file     {line}{hint if line.startswith('… ') else ''}"
+                for line in self.file_lines]
         for d in j.destinations:
             path, table = named(d, d.get("table"))
             table = f" table {table}" if table else ""

@@ -398,9 +398,12 @@ def job_details(j: Job) -> Text:
     out = Text()
     out.append(f"pipeline   {j.pipeline_name} ({j.pipeline_file})\n")
     out.append(f"source     {j.source_path} ({fmt.num(j.bytes_total)} bytes)\n")
-    files = api.file_lines(j)       # a job of many files: each, as `show` lists them
+    files = api.file_lines(j)       # a job of many files, as `show` lists them
     if files:
-        out.append(f"files      {len(files)}, in this order:\n")
+        count = api.file_count(j)
+        more = any(line.startswith("… ") for line in files)
+        out.append(f"files      {fmt.num(count)}, in this order"
+                   + (f" (etlconsole show {j.id} --files lists them all)" if more else "") + ":\n")
         for line in files:
             out.append(f"  {line}\n")
     for d in j.destinations:
