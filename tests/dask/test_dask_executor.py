@@ -124,19 +124,19 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
                     "PIPELINE_BATCH_SIZE_MAX": "50", "PIPELINE_CHUNK_SIZE": "50",
                     "PIPELINE_STREAM_HIGH_WATER_MARK": "16384"})     # bytes read a block at a time
     got = lab.run_with("--executor", "dask", "--scheduler", cluster.scheduler.address)
-    samples = [json.loads(d)["workers"] for (d,) in lab.store_query(
+    workers = [json.loads(d)["workers"] for (d,) in lab.store_query(
         "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'workers'", (got["job_id"],))]
-    assert samples, "no per-worker sample recorded"
-    seen = {w["worker"] for sample in samples for w in sample}
+    assert workers, "no per-worker sample recorded"
+    seen = {w["worker"] for sample in workers for w in sample}
     assert seen <= set(cluster.scheduler_info()["workers"]) and seen
-    assert all(w["rss_mb"] > 0 and 0 <= w["part"] < 6 for sample in samples for w in sample)
-    assert any(w["rows_per_s"] > 0 for sample in samples for w in sample)
+    assert all(w["rss_mb"] > 0 and 0 <= w["part"] < 6 for sample in workers for w in sample)
+    assert any(w["rows_per_s"] > 0 for sample in workers for w in sample)
     # the table as the job ends: each worker's part with all its records (each part's last
     # figures are reported whatever the reports' pace)
     records = {json.loads(d)["part"]: json.loads(d)["records"] for (d,) in lab.store_query(
         "SELECT checkpoint_data FROM pipeline_checkpoints WHERE job_id = ? AND phase = 'part'",
         (got["job_id"],))}
-    assert [w["records"] for w in samples[-1]] == [records[w["part"]] for w in samples[-1]]
+    assert [w["records"] for w in workers[-1]] == [records[w["part"]] for w in workers[-1]]
     # metrics while the parts run (rows read before the end), growing, ending at the total
     rows = [r for (r,) in lab.store_query("SELECT rows_read FROM pipeline_metrics WHERE job_id = ? "
                                           "ORDER BY id", (got["job_id"],))]
@@ -161,6 +161,16 @@ def test_the_driver_records_each_workers_progress_while_parts_run(tmp_path, big_
     assert [b for _, b in sizes] == sorted(b for _, b in sizes)
     assert sizes[-1][1] == sum(json.loads(d)["bytes_read"] for _, d in parts)
     assert any(b > r for (_, b), r in zip(sizes, recorded, strict=True)), (sizes, recorded)
+    # the job's peak memory is its workers' too (it was the driver's alone, ~120 MB against
+    # workers' ~230 MB): at least every RSS a worker reported while it ran the job's parts,
+    # each part's peak being its worker's while it ran (parts._PartsInFlight)
+    [(peak, phase_stats)] = lab.store_query("SELECT peak_rss_mb, phase_stats FROM import_jobs "
+                                            "WHERE id = ?", (got["job_id"],))
+    peaks = [json.loads(d)["peak_rss_mb"] for _, d in parts]
+    assert peak == got["peak_rss_mb"] >= max(peaks) >= max(w["rss_mb"] for s in workers for w in s)
+    # the load's line is timed on writing the batches, as a local job's (it said 0.00 s)
+    load = json.loads(phase_stats)[-1]
+    assert load["label"].endswith("(load)") and load["seconds"] > 0, load
 
 
 def test_executor_options_on_a_terminal_without_no_ui_are_refused(tmp_path, drop):

@@ -4,6 +4,7 @@ uninterrupted local run of the same files."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import psutil
@@ -24,7 +25,6 @@ def reference(tmp_path_factory, big_drop):
 
 
 def _wait_json(proc, lab: DropLab) -> dict:
-    import json
     assert proc.wait(timeout=120) == 0, proc.err_path.read_text()[-3000:]
     return json.loads(proc.out_path.read_text().strip().splitlines()[-1])
 
@@ -75,6 +75,11 @@ def test_the_driver_killed_then_resumed_is_exactly_once(tmp_path, big_drop, refe
                timeout=30, what="the workers of the killed driver to die")
     job_id = job_id_of(lab)
     before = ledger_batches(lab.out)
+    # what the killed driver recorded shows in the job's phase table (the monitor's and
+    # show's), as a local job's loader writes it with each batch: the parts recorded
+    recorded = sum(p["records"] for p in recorded_parts(lab, job_id))
+    [(table,)] = lab.store_query("SELECT phase_stats FROM import_jobs WHERE id = ?", (job_id,))
+    assert json.loads(table)[0]["rows_in"] == recorded > 0
     res = lab.cli("resume", job_id, "--json", "--workers", "2")
     assert res.returncode == 0, str(res)
     got = res.last_json()

@@ -1,9 +1,11 @@
-"""``show``'s list of a job's files (manyfiles.file_lines): whole for a small drop; for a
-large one the first and last few and the file reading began last, the gaps counted."""
+"""``show``'s text of a job of many files: its list of files (manyfiles.file_lines), whole
+for a small drop, for a large one the first and last few and the file reading began last,
+the gaps counted; and its events' long values (a Dask job's split of every file) cut."""
 
 from __future__ import annotations
 
 from etlconsole.engine.manyfiles import FILES_AT_EACH_END, FILES_SHOWN, file_lines
+from etlconsole.records.jobs import _cut
 
 
 def _record(n: int, read: int, rows: int = 10) -> dict:
@@ -59,3 +61,11 @@ def test_every_lists_each_file():
 def test_a_job_of_one_file_has_no_lines():
     assert file_lines({"source_fingerprint": {"size": 10}}) == []
     assert file_lines({"source_fingerprint": None}) == []
+
+
+def test_an_events_long_value_is_cut_with_its_length():
+    split = [[i, 0, None] for i in range(2_000)]
+    text = _cut(split)
+    assert text.startswith("[[0, 0, None], [1, 0, None]") and len(text) < 240
+    assert text.endswith(f"… ({len(str(split)):,} characters, 2,000 items; show --json has it whole)")
+    assert _cut("short") == "short" and _cut(12) == "12"

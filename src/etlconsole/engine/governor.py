@@ -51,6 +51,18 @@ class Governor:
         self.over_budget = rss > self.budget_mb
 
     @staticmethod
+    def reset_peak() -> None:
+        """Start the peak (VmHWM) over from the current RSS (Linux 4.0 and later): a
+        long-lived process that runs one piece of work after another — a Dask worker
+        running the parts of many jobs — then tells each piece's own peak, not the highest
+        of all it ran before. Elsewhere the peak stays the process's."""
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+    @staticmethod
     def peak_mb() -> float:
         """Peak RSS of this process as the OS measured it: VmHWM on Linux (ru_maxrss there
         starts from the parent's peak at fork, so a big parent would inflate it)."""

@@ -227,10 +227,12 @@ class Job:
         return rows_loaded
 
     def finish(self, status: str, error: str | None, c: Committed, *, rows_warned: int,
-               rejects_by_label: dict[str, int] | None = None) -> dict:
+               rejects_by_label: dict[str, int] | None = None, peak_rss_mb: float = 0.0) -> dict:
         """The segment's end and the job's (``c``: what the committed batches hold;
         ``rejects_by_label``: their main line's rejects by phase label where the executor
-        counted them as it recorded them, else the store counts them, ~0.5 µs a reject)."""
+        counted them as it recorded them, else the store counts them, ~0.5 µs a reject;
+        ``peak_rss_mb``: the peak of the job's other processes — a Dask job's workers —
+        when higher than this process's)."""
         segment = time.monotonic() - self.started
         try:
             # The job's duration is the sum of its segments; its rate is this segment's.
@@ -239,7 +241,7 @@ class Job:
                                              rows_at_end=c.rows_read, status=status)
         except DiskFull:        # the store's disk is full: the summary still says what it can
             elapsed = segment
-        peak = round(Governor.peak_mb(), 1)
+        peak = round(max(Governor.peak_mb(), peak_rss_mb), 1)
         # What the committed batches hold, whatever the segment had begun.
         if rejects_by_label is None:
             rejects_by_label = self.store.phase_reject_counts(self.job_id)

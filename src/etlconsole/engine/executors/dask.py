@@ -26,6 +26,7 @@ from ...errors import JobFailed, UserError
 from ...interrupts import shielded
 from ...records import JobStatus
 from .. import manyfiles
+from ..figures import phase_table
 from ..job import Job
 from ..loader import Committed
 from ..sources import SourceFile
@@ -77,6 +78,9 @@ class DaskRun:
         self.committed = Committed()
         self.warned = 0
         self.bytes_done = 0
+        # the highest RSS of a worker while it ran one of the job's load parts (a part's
+        # own peak: parts.run_part), what the job's peak is besides the driver's own
+        self.peak_mb = 0.0
         # the main line's rejects by phase label, what the job's end adds up (Job.finish);
         # None once a part recorded before this count existed is among the done
         self.rejects_by_label: dict[str, int] | None = {}
@@ -98,6 +102,7 @@ class DaskRun:
                                    batches=c.batches + data["batches"])
         self.warned += data.get("warned", 0)
         self.bytes_done += data.get("bytes_read", 0)
+        self.peak_mb = max(self.peak_mb, data.get("peak_rss_mb") or 0.0)
         labels = data.get("rejects_by_label")
         if labels is None or self.rejects_by_label is None:
             self.rejects_by_label = None
@@ -275,14 +280,17 @@ class DaskRun:
                 "rows_rejected": sum(b.rejected for b in r.batches), "batches": len(r.batches),
                 "warned": r.warned, "bytes_read": r.bytes_read, "worker": r.worker,
                 "seconds": round(r.seconds, 3), "skipped": r.skipped, "stats": r.stats,
-                "rejects_by_label": r.rejects_by_label,
+                "rejects_by_label": r.rejects_by_label, "peak_rss_mb": r.peak_rss_mb,
                 "batch": max((b.number for b in r.batches), default=0), "first_record": offset + 1}
         self._count(data)
         self.done[r.part] = data
         self.recorded = self._recorded()
         c = self.committed
+        # the phase table so far (the monitor's, as a local job's loader writes it with
+        # each batch), the parts' lines added up
         fields = {"rows_read": c.rows_read, "rows_loaded": c.rows_loaded,
-                  "rows_rejected": c.rows_rejected, "retries": job.retries}
+                  "rows_rejected": c.rows_rejected, "retries": job.retries,
+                  "phase_stats": phase_table(job.stats)}
         batches = [{"batch_number": b.number, "row_start": b.row_start + offset,
                     "row_end": b.row_end + offset, "rows_loaded": b.loaded,
                     "rows_rejected": b.rejected, "attempts": b.attempts,
@@ -340,7 +348,7 @@ class DaskRun:
             t.destination.close()
         job.release_reserve()
         summary = job.finish(status, error, self.committed, rows_warned=self.warned,
-                             rejects_by_label=self.rejects_by_label)
+                             rejects_by_label=self.rejects_by_label, peak_rss_mb=self.peak_mb)
         summary["executor"] = "dask"
         summary["parts"] = len(self.parts)
         if self.progress:

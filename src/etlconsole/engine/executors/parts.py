@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,40 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     (``cross_part``): keys an earlier part introduced, rejected here by the unique rule.
     ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
     it is there the load pass streams it and runs only the phases after, else the file."""
+    if not task.topic:          # not on a worker (tests): the process's peak
+        return _run_part(task, duplicates, spill, points)
+    with _PEAKS:
+        return _run_part(task, duplicates, spill, points)
+
+
+class _PartsInFlight:
+    """A worker's parts in flight — a part's tail overlaps the next part (``_leave_pool``).
+    The one that starts with none in flight starts the process's peak RSS over
+    (``Governor.reset_peak``), so a part's peak covers all of it (what the worker's RSS
+    was while it ran, the parts overlapping it included), not what the worker reached
+    for another job before: the highest of a job's parts is the highest RSS its workers
+    had while they ran them."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.running == 0:
+                Governor.reset_peak()
+            self.running += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.running -= 1
+
+
+_PEAKS = _PartsInFlight()
+
+
+def _run_part(task: PartTask, duplicates: pa.Table | None, spill: str | None,
+              points: dict[int, int] | None) -> PartResult:
     t0 = time.perf_counter()
     use_lean_allocator()        # as the local engine: ~80 MB less RSS per worker
     plan = plan_part(task)
@@ -148,7 +183,9 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     target.destination.open(target.schema)
     lo, hi = task.part * PART_STRIDE, (task.part + 1) * PART_STRIDE
     held = {e.batch: e for e in target.destination.ledger_of(lo + 1, hi)}
-    cutter = _PartCutter(task, target, held, _reporter(task))
+    # the load's line of the phase table times writing the batches, as the local loader's
+    load_clock = next((c for st, c in zip(stats, clocks, strict=True) if st.label == target.label), None)
+    cutter = _PartCutter(task, target, held, _reporter(task), load_clock)
     pipe = PhaseLine(phases, stats, clocks, ws)
     stream = stream_of(task, plan, points) if spilled is None else None
     if spilled is not None:
@@ -233,8 +270,9 @@ class _PartCutter:
     holds), each written in one destination transaction unless held."""
 
     def __init__(self, task: PartTask, target: Target, held: dict,
-                 report: Callable[..., None] | None = None):
+                 report: Callable[..., None] | None = None, clock: BusyClock | None = None):
         self.task, self.target, self.held, self.report = task, target, held, report
+        self.clock = clock
         self.base = task.part * PART_STRIDE
         self.forced = sorted((n, e.row_end) for n, e in held.items())
         self.number = self.base
@@ -282,6 +320,13 @@ class _PartCutter:
             self.report(self.done[-1].row_end, self.bytes_read, final=True)
 
     def _commit(self, item: LoadItem) -> None:
+        if self.clock is None:
+            self._write(item)
+            return
+        with self.clock:
+            self._write(item)
+
+    def _write(self, item: LoadItem) -> None:
         if item.number - self.base >= PART_STRIDE:
             raise ValueError(f"{str(self.task.file.path)}: more than {PART_STRIDE - 1:,} batches in one part")
         t, batch = self.target, item.batch
