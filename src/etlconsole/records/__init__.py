@@ -10,6 +10,7 @@ stay in ``engine/destinations/base.py`` and reach these records as their ``to_di
 Records are frozen: a value read from the store or returned by a run is a snapshot.
 """
 
+from .events import event_detail
 from .jobs import Batch, Checkpoint, Job, JobDetails, PhaseLine, Segment, phase_lines
 from .naming import named, set_destination_namer
 from .rejects import REJECT_CSV_COLUMNS, Reject, write_rejects_csv
@@ -18,6 +19,6 @@ from .status import ACTIVE, UNFINISHED, BatchStatus, JobStatus, ReplayStatus, Se
 
 __all__ = ["ACTIVE", "REJECT_CSV_COLUMNS", "UNFINISHED", "Batch", "BatchStatus", "Checkpoint",
            "CleanupAction", "FixFile", "Job", "JobDetails", "JobStatus", "PhaseLine",
-           "Reject", "ReplayStatus", "ReplaySummary",
+           "Reject", "ReplayStatus", "ReplaySummary", "event_detail",
            "RollbackSummary", "RunSummary", "Segment", "SegmentStatus", "phase_lines",
            "named", "set_destination_namer", "write_rejects_csv"]

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..progress import fmt_duration
+from .events import event_detail
 from .naming import named
 from .status import BatchStatus, JobStatus
 
@@ -304,18 +305,7 @@ class JobDetails:
             out.append("  rolled back: the figures above are what the job did before it was undone")
         out.append("  events")
         for e in self.events[-15:]:
-            detail = ", ".join(f"{k}={_cut(v)}" for k, v in e["details"].items()
-                               if v is not None and k != "traceback")
+            detail = event_detail(e["event"], e["details"])
             out.append(f"    {e['at'][11:19]} {e['level']:<5} {e['event']} {detail}")
         return out
 
-
-def _cut(value: Any, width: int = 160) -> str:
-    """An event's value as ``show`` prints it: whole unless longer than ``width`` (a Dask
-    job's split of 2,000 files, its workers' figures), then its start and its length;
-    ``show --json`` has it whole."""
-    text = str(value)
-    if len(text) <= width:
-        return text
-    items = f", {len(value):,} items" if isinstance(value, (list, dict)) else ""
-    return f"{text[:width]}… ({len(text):,} characters{items}; show --json has it whole)"

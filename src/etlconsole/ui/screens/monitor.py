@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
 from ... import api
-from ...records import Job, JobStatus, PhaseLine
+from ...records import Job, JobStatus, PhaseLine, event_detail
 from .. import format as fmt
 from ..widgets.chart import Chart
 from ..widgets.table import LiveTable
@@ -245,8 +245,7 @@ class MonitorScreen(PolledScreen):
     def _render_events(self, events: list[dict[str, Any]]) -> None:
         out = Text(no_wrap=True, overflow="ellipsis")
         for e in reversed(events):
-            detail = ", ".join(f"{k}={v}" for k, v in e["details"].items()
-                               if v is not None and k != "traceback")
+            detail = event_detail(e["event"], e["details"])
             style = "red" if e["level"] == "error" else ("yellow" if e["level"] == "warning" else "")
             out.append(f"{fmt.stamp(e['at'])[11:]} {e['event']} {detail}"[:300] + "\n", style=style)
         self.query_one("#m-events", Static).update(out)

@@ -5,7 +5,7 @@ the gaps counted; and its events' long values (a Dask job's split of every file)
 from __future__ import annotations
 
 from etlconsole.engine.manyfiles import FILES_AT_EACH_END, FILES_SHOWN, file_lines
-from etlconsole.records.jobs import _cut
+from etlconsole.records import event_detail
 
 
 def _record(n: int, read: int, rows: int = 10) -> dict:
@@ -63,9 +63,27 @@ def test_a_job_of_one_file_has_no_lines():
     assert file_lines({"source_fingerprint": None}) == []
 
 
+
 def test_an_events_long_value_is_cut_with_its_length():
-    split = [[i, 0, None] for i in range(2_000)]
-    text = _cut(split)
-    assert text.startswith("[[0, 0, None], [1, 0, None]") and len(text) < 240
-    assert text.endswith(f"… ({len(str(split)):,} characters, 2,000 items; show --json has it whole)")
-    assert _cut("short") == "short" and _cut(12) == "12"
+    values = list(range(2_000))
+    text = event_detail("note", {"values": values, "short": "yes", "none": None})
+    assert text.startswith("values=[0, 1, 2, 3") and text.endswith(", short=yes")
+    assert f"… ({len(str(values)):,} characters, 2,000 items; show --json has it whole)" in text
+
+
+def test_a_dask_jobs_executor_event_says_its_ranges_not_its_split():
+    whole = [[i, 0, None] for i in range(2_000)]
+    assert event_detail("executor", {"executor": "dask", "workers": 2, "parts": 2_000,
+                                     "split": whole}) == "executor=dask, workers=2, parts=2000"
+    ranged = whole[:3] + [[3, 0, 1 << 25], [3, 1 << 25, None]]
+    assert event_detail("executor", {"executor": "dask", "parts": 5, "split": ranged}) \
+        == "executor=dask, parts=5, split=1 file in byte ranges"
+
+
+def test_a_workers_event_says_each_workers_part_rate_and_memory():
+    workers = [{"worker": "tcp://127.0.0.1:1", "pid": 1, "part": 7, "records": 250_000,
+                "rows_per_s": 389_980.4, "rss_mb": 251.4},
+               {"worker": "tcp://127.0.0.1:2", "pid": 2, "part": 6, "records": 1_200,
+                "rows_per_s": 0.0, "rss_mb": 238.0}]
+    assert event_detail("workers", {"workers": workers}) == (
+        "2 workers: p7 250,000 records 389,980 rows/s 251 MB; p6 1,200 records 0 rows/s 238 MB")
