@@ -229,10 +229,15 @@ def file_lines(j: Job) -> list[str]:
 
 
 def _execution(store: StateStore, job_id: str) -> dict[str, Any]:
-    """The details of the job's ``executor`` event: the executor, and on Dask ``split``,
-    each part's [file index, start byte, end byte or None] (ADR 0029)."""
+    """The details of the job's ``executor`` event — the executor — and on Dask ``split``,
+    each part's [file index, start byte, end byte or None] (ADR 0029): its ``parts``
+    event's, or the ``executor`` event's of a job from before that event."""
     event = store.latest_event(job_id, "executor")      # not every event of a long job
-    return event["details"] if event else {}
+    details = dict(event["details"]) if event else {}
+    cut = store.latest_event(job_id, "parts")
+    if cut and cut["details"].get("split") is not None:
+        details["split"] = cut["details"]["split"]
+    return details
 
 
 def _part_paths(store: StateStore, j: Job) -> list[str] | None:

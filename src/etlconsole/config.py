@@ -28,7 +28,9 @@ class Settings:
     checkpoint_interval: int = 100_000  # PIPELINE_CHECKPOINT_INTERVAL: rows between checkpoints
     transaction_timeout_ms: int = 30_000  # PIPELINE_TRANSACTION_TIMEOUT_MS: max wait for a destination lock
     rollback_retention_hours: int = 168   # PIPELINE_ROLLBACK_RETENTION_HOURS: keep rollback data this long
-    part_size_kb: int = 32_768          # PIPELINE_PART_SIZE_KB: Dask ranges of a plain file (0: none)
+    # PIPELINE_PART_SIZE_KB: Dask byte ranges of a large plain file, this size (0: none);
+    # unset, as many as the cluster's workers need (executors.part_files)
+    part_size_kb: int | None = None
     state_db: str = ".etlconsole/state.db"  # PIPELINE_STATE_DB: the state store
 
     @property
@@ -68,7 +70,9 @@ def describe() -> list[tuple[str, object, str]]:
         "transaction_timeout_ms": "longest wait for a destination lock in ms",
         "rollback_retention_hours": "hours that rollback data of failed jobs is kept",
         "part_size_kb": "Dask executor: a plain file larger than this is read in byte ranges of "
-                        "this size, one task each (0: one task per file)",
+                        "this size, one task each (0: one task per file; unset: a large file "
+                        "is cut only as far as the cluster's workers need parts, ranges of at "
+                        "least 32 MB)",
         "state_db": "path of the state store",
     }
     defaults = Settings()

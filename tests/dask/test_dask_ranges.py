@@ -81,9 +81,11 @@ def big(tmp_path_factory) -> Path:
 
 
 def _ranges_of(lab: DropLab, job_id: str) -> list[list]:
-    (details,) = [json.loads(d) for (d,) in lab.store_query(
-        "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'executor'", (job_id,))]
-    return details["split"]
+    """The split the job recorded (its first ``parts`` event: a resume records it again)."""
+    splits = [json.loads(d)["split"] for (d,) in lab.store_query(
+        "SELECT details FROM pipeline_events WHERE job_id = ? AND event = 'parts' ORDER BY id", (job_id,))]
+    assert splits and all(s == splits[0] for s in splits), splits
+    return splits[0]
 
 
 def test_a_large_file_read_in_ranges_loads_the_same_rows_and_rejects_as_local(tmp_path, big, cluster):
@@ -214,6 +216,58 @@ def test_what_is_split_and_what_is_not(tmp_path, drop):
     assert part_files(plan, ranges=split_of(parts)) == parts
 
 
+def _plan_of(folder: Path, sizes: dict[str, int]):
+    """A plan over plain files of about the given sizes (sample records), in name order."""
+    from etlconsole.engine.plan import make_plan
+    from etlconsole.sample import SAMPLE_PIPELINE_TOML, write_orders_csv
+    from etlconsole.spec import load_spec
+    folder.mkdir()
+    for name, size in sizes.items():
+        write_orders_csv(folder / name, max(1, size // 125), seed=len(name) + size)
+    text = SAMPLE_PIPELINE_TOML.replace('"orders.csv"', json.dumps(str(folder / "*.csv")))
+    (folder / "p.toml").write_text(text, encoding="utf-8")
+    return make_plan(load_spec(folder / "p.toml"))
+
+
+def test_unset_a_large_file_is_cut_only_as_far_as_the_workers_need(tmp_path, monkeypatch):
+    """PIPELINE_PART_SIZE_KB unset: about 4 parts a worker from the drop, never a range
+    under the floor (32 MB; 8 KB here), a file near the fair share kept whole, ranges of
+    equal size (no sliver at a file's end)."""
+    import etlconsole.engine.executors as ex
+    monkeypatch.setattr(ex, "AUTO_MIN_PART_BYTES", 8 << 10)
+    # more files than the workers need: each whole (a range costs a scan and its ends)
+    many = _plan_of(tmp_path / "many", {f"f{k}.csv": 40 << 10 for k in range(8)})
+    assert part_files(many, workers=2) == list(many.files)
+    # one large file: the workers' 8 parts, equal ranges
+    one = _plan_of(tmp_path / "one", {"big.csv": 200 << 10})
+    ranges = part_files(one, workers=2)
+    size = one.files[0].size
+    assert len(ranges) == 8 and all(p.is_part for p in ranges)
+    assert [p.start for p in ranges] == [k * -(-size // 8) for k in range(8)] and ranges[-1].end is None
+    # one large file among small ones: it alone is cut, by the drop's fair share
+    mixed = _plan_of(tmp_path / "mixed", {"a.csv": 120 << 10, "b.csv": 20 << 10, "c.csv": 20 << 10})
+    by_file = Counter(p.path.name for p in part_files(mixed, workers=2))
+    assert by_file == {"a.csv": 6, "b.csv": 1, "c.csv": 1}
+    # the floor: no range under it, whatever the workers
+    assert len(part_files(one, workers=64)) == round(size / (8 << 10))
+    # the setting set: ranges of that size, whatever the workers
+    assert len(part_files(many, 16 << 10)) == 8 * 3
+
+
+def test_unset_the_job_records_the_split_it_cut_for_its_cluster(tmp_path, drop, cluster):
+    """PIPELINE_PART_SIZE_KB unset, the driver cuts once it knows the cluster's threads
+    and records the split in the job's ``parts`` event before any part runs (what a
+    resume runs again); the drop's small files are a part each."""
+    lab = DropLab(tmp_path / "lab", drop)
+    got = lab.run_with("--executor", "dask", "--scheduler", cluster.scheduler.address)
+    assert got["status"] == "succeeded" and got["parts"] == 6
+    [(details,)] = lab.store_query("SELECT details FROM pipeline_events WHERE job_id = ? AND "
+                                   "event = 'parts'", (got["job_id"],))
+    recorded = json.loads(details)
+    assert recorded["split"] == [[i, 0, None] for i in range(6)] and recorded["parts"] == 6
+    assert recorded["threads"] == sum(cluster.nthreads().values()) >= 1
+
+
 # -- faults with ranges --------------------------------------------------------------------
 BIG_RANGES = {"PIPELINE_PART_SIZE_KB": "256"}     # the big drop's plain files: 3 ranges each
 
@@ -285,3 +339,16 @@ def test_a_worker_killed_mid_range_leaves_the_job_exactly_once(tmp_path, big_dro
     assert lab.rejects_of(got["job_id"]) == rejects
     parts = {p["part"]: p for p in recorded_parts(lab, got["job_id"])}
     assert len(parts[part]["skipped"]) >= 2
+
+
+def test_the_split_a_resume_runs_is_the_jobs_first_recorded_one():
+    from etlconsole.engine.executors import recorded_split
+    old = [{"event": "executor", "details": {"executor": "dask", "split": [[0, 0, None]]}}]
+    assert recorded_split(old) == [[0, 0, None]]               # a job from before `parts`
+    new = [{"event": "executor", "details": {"executor": "dask"}},
+           {"event": "parts", "details": {"split": [[0, 0, 10], [0, 10, None]]}},
+           {"event": "executor", "details": {"executor": "dask"}},
+           {"event": "parts", "details": {"split": [[0, 0, None]]}}]
+    assert recorded_split(new) == [[0, 0, 10], [0, 10, None]]
+    # stopped before its cluster was up: nothing ran, it is cut as a new job is
+    assert recorded_split([{"event": "executor", "details": {"executor": "dask"}}]) is None

@@ -1,8 +1,9 @@
 """A job's event as one line of text: what ``show`` and the console's monitor print of it.
 
 Most events print as their details (``key=value``). Two a Dask job records are made for
-the store, not for reading: ``executor`` holds the job's split (a part per file, or byte
-ranges: 2,000 entries for a drop of 2,000 files) and ``workers`` each worker's figures as
+the store, not for reading: ``parts`` holds the job's split (a part per file, or byte
+ranges: 2,000 entries for a drop of 2,000 files; ``executor`` held it before) and
+``workers`` each worker's figures as
 dicts; they print as what they say. A value still longer than a line is cut, saying its
 length (``show --json`` has every event whole).
 """
@@ -18,7 +19,7 @@ def event_detail(event: str, details: dict[str, Any]) -> str:
     if event == "workers" and isinstance(details.get("workers"), list):
         return _workers(details["workers"])
     shown = dict(details)
-    if event == "executor" and isinstance(shown.get("split"), list):
+    if event in ("executor", "parts") and isinstance(shown.get("split"), list):
         # a part per whole file says nothing the parts' count does not
         ranged = len({entry[0] for entry in shown.pop("split") if entry[1:] != [0, None]})
         if ranged:

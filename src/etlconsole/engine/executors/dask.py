@@ -58,10 +58,13 @@ class DaskRun:
     """One run segment of a job on a cluster: ``run()`` returns the summary like
     ``Runner.run``. ``done``: parts a previous segment recorded (resume)."""
 
-    def __init__(self, job: Job, parts: list[SourceFile], *, dest: str | None, workers: int,
+    def __init__(self, job: Job, parts: list[SourceFile] | None, *, dest: str | None, workers: int,
                  scheduler: str | None, done: dict[int, dict] | None = None,
                  progress: Callable[[dict | None], None] | None = None, log: Any = None):
-        self.job, self.parts, self.dest = job, parts, dest
+        # parts None: cut once the cluster's threads are known (executors.part_files)
+        self.job, self.dest = job, dest
+        self.parts: list[SourceFile] = parts or []
+        self.cut_later = parts is None
         self.workers, self.scheduler, self.log = workers, scheduler, log
         self.progress = progress
         # Parts are recorded in file order (a part's records are numbered after those of
@@ -124,9 +127,7 @@ class DaskRun:
             job.workspace.mkdir(parents=True, exist_ok=True)
             job.mark_process(resumes=(job.record.get("resumes") or 0) + 1)
         job.store.add_event(job.job_id, "executor", executor="dask", workers=self.workers,
-                            scheduler=self.scheduler, parts=len(self.parts),
-                            parts_done=len(self.done),
-                            split=R.split_of(self.parts))
+                            scheduler=self.scheduler)
         job.started = time.monotonic()
         status, error = JobStatus.FAILED, "the engine stopped unexpectedly"   # type: str, str | None
         try:
@@ -134,6 +135,7 @@ class DaskRun:
             for t in job.targets:       # the table and the ledger, once, before the writers
                 t.destination.open(t.schema)
             with cluster(self.workers, self.scheduler, job.settings.max_memory_mb) as client:
+                self._cut(client)
                 self._run_parts(client)
             self._check_reject_rate()
             for t in job.targets:
@@ -145,6 +147,17 @@ class DaskRun:
             with shielded(drop=True):
                 summary = self._end(status, error)
         return summary
+
+    def _cut(self, client: Any) -> None:
+        """The job's parts, recorded (the ``parts`` event, before any part is submitted:
+        what a resume runs again): cut now for the cluster's threads unless they were given."""
+        from . import part_files
+        threads = sum(client.nthreads().values())
+        if self.cut_later:
+            self.parts = part_files(self.job.plan, workers=max(1, threads))
+        self.job.store.add_event(self.job.job_id, "parts", parts=len(self.parts),
+                                 parts_done=len(self.done), threads=threads,
+                                 split=R.split_of(self.parts))
 
     def _task(self, k: int) -> P.PartTask:
         job = self.job
