@@ -14,8 +14,10 @@ each with the sample pipeline as is (its ``unique`` order id: the Dask run makes
 pre-pass that spills for the load pass, ADR 0028) and without the unique rule (one pass,
 the executor's own efficiency). Rounds are interleaved, after a warm-up round that is
 not counted. Speed-up = local wall / dask wall
-(medians). The per-task overhead is the slope of the Dask job's wall time over 8 and 32
-tiny files (100 rows each).
+(medians), and the same of the jobs' own times (their summaries' ``elapsed_s``: without the
+command's start, Python's and the imports', ``import distributed`` among them). The
+per-task overhead is the slope of the Dask job's wall time over 8 and 32 tiny files (100
+rows each).
 
 The workers are WARM: started once before the rounds and preloaded with the engine
 (``dask worker --preload``), as an operator's long-lived cluster is, so no job pays the
