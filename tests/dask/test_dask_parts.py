@@ -18,15 +18,19 @@ from etlconsole.store.packed import unpack
 from daskkit import DropLab, ledger_batches, parquet_digest
 
 
-def test_cross_part_finds_the_first_owner_of_keys_held_by_several_parts():
+def test_cross_part_finds_the_later_holders_of_keys_held_by_several_parts():
     def keys(values, part):
         return pa.table({"key": pa.array(values, pa.int64()),
                          "part": pa.array([part] * len(values), pa.int32())})
-    # in any order of the parts; a key of one part alone (1, 2, 5, 7) never comes out
+    # in any order of the parts; a key of one part alone (1, 2, 5, 7) never comes out, nor
+    # does a key's first owner (3: part 0; 4: part 1; 9: part 0), which loads it
     dups = K.cross_part(keys([1, 2, 3, 9], 0), keys([3, 4, 9], 2), keys([4, 3, 5], 1), keys([7], 3),
                         keys([], 4))
     assert sorted(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True)) == \
-        [(3, 0), (4, 1), (9, 0)]
+        [(3, 1), (3, 2), (4, 2), (9, 2)]
+    # each part is handed its own rows: the keys it must reject
+    assert K.held_by(dups, 2)["key"].to_pylist() == [3, 4, 9]
+    assert K.earlier(dups, 1).to_pylist() == [3] and len(K.earlier(dups, 0)) == 0
     assert K.cross_part(keys([1], 0), keys([2], 1)).num_rows == 0
     assert K.cross_part().num_rows == 0
 
@@ -67,7 +71,7 @@ def test_seeded_keys_are_rejected_like_a_local_run_would(tmp_path, drop):
     """Part 3 holds a key part 0 introduced: seeded, its row is rejected by the unique rule
     with the message a local run gives; unseeded, it loads."""
     lab = DropLab(tmp_path / "lab", drop)
-    dups = pa.table({"key": pa.array([9_000_001], pa.int64()), "part": pa.array([0], pa.int32())})
+    dups = pa.table({"key": pa.array([9_000_001], pa.int64()), "part": pa.array([3], pa.int32())})
     seeded = P.run_part(_task(lab, 3, tmp_path), dups)
     unique = [r for r in unpack(seeded.rejects) if r["rule"] == "unique"]
     assert [(r["row"], r["message"]) for r in unique if r["row"] == 2_001] == \
@@ -109,8 +113,11 @@ def test_a_load_pass_from_its_spill_gives_what_the_file_gives(tmp_path, drop):
     spill = tmp_path / "spill" / "part-00003.spill"
     keys = [K.part_keys(t, str(spill) if t.part == 3 else None) for t in tasks]
     dups = K.cross_part(*keys)
-    owners = dict(zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True))
-    assert (owners[9_000_001], owners[9_000_002]) == (0, 4)     # the crafted ones (daskkit)
+    # the crafted ones (daskkit): each later holder, not the first owner (0, 4) that loads it
+    holders: dict[int, list[int]] = {}
+    for key, part in zip(dups["key"].to_pylist(), dups["part"].to_pylist(), strict=True):
+        holders.setdefault(key, []).append(part)
+    assert (holders[9_000_001], holders[9_000_002], holders[9_000_003]) == ([3], [5], [2])
     from_file = P.run_part(tasks[3], dups)
     digest = parquet_digest(lab.out)
     shutil.rmtree(lab.out)

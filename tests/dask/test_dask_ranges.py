@@ -230,9 +230,9 @@ def _plan_of(folder: Path, sizes: dict[str, int]):
 
 
 def test_unset_a_large_file_is_cut_only_as_far_as_the_workers_need(tmp_path, monkeypatch):
-    """PIPELINE_PART_SIZE_KB unset: about 4 parts a worker from the drop, never a range
-    under the floor (32 MB; 8 KB here), a file near the fair share kept whole, ranges of
-    equal size (no sliver at a file's end)."""
+    """PIPELINE_PART_SIZE_KB unset: 4 parts a worker from the drop (fewer, a whole number,
+    for a small one), never a range under the floor (32 MB; 8 KB here), a file near the
+    fair share kept whole, ranges of equal size (no sliver at a file's end)."""
     import etlconsole.engine.executors as ex
     monkeypatch.setattr(ex, "AUTO_MIN_PART_BYTES", 8 << 10)
     # more files than the workers need: each whole (a range costs a scan and its ends)
@@ -248,6 +248,11 @@ def test_unset_a_large_file_is_cut_only_as_far_as_the_workers_need(tmp_path, mon
     mixed = _plan_of(tmp_path / "mixed", {"a.csv": 120 << 10, "b.csv": 20 << 10, "c.csv": 20 << 10})
     by_file = Counter(p.path.name for p in part_files(mixed, workers=2))
     assert by_file == {"a.csv": 6, "b.csv": 1, "c.csv": 1}
+    # a drop too small for 4 ranges a worker: as many whole ones a worker as the floor
+    # allows (7.3 ranges of 8 KB would leave one worker a range more: 6, 3 each)
+    small = _plan_of(tmp_path / "small", {"s.csv": 58 << 10})
+    assert round(small.files[0].size / (8 << 10)) == 7       # ranges of the floor: odd
+    assert len(part_files(small, workers=2)) == 6
     # the floor: no range under it, whatever the workers
     assert len(part_files(one, workers=64)) == round(size / (8 << 10))
     # the setting set: ranges of that size, whatever the workers

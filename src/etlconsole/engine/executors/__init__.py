@@ -32,11 +32,13 @@ def choose(spec_executor: str, option: str | None) -> str:
 
 
 # The split when PIPELINE_PART_SIZE_KB is not set (ADR 0029, amended): a large plain file
-# is cut only as far as the workers need parts — about PARTS_PER_WORKER each, so that the
-# last ones even out the workers' ends — into ranges no smaller than AUTO_MIN_PART_BYTES
-# (about a second of one core). A drop of more files than that stays a part per file: a
-# range costs a scan of its file up to its cut and its own start and end (8 files of 122
-# MB on 2 workers in 32 MB ranges: 11% more CPU than the same files whole).
+# is cut only as far as the workers need parts — PARTS_PER_WORKER each, so that the last
+# ones even out the workers' ends, or fewer when the drop is too small for that many
+# ranges of AUTO_MIN_PART_BYTES (about a second of one core) — a whole number of parts
+# per worker either way, so that the last wave keeps every worker busy. A drop of more
+# files than that stays a part per file: a range costs a scan of its file up to its cut
+# and its own start and end (8 files of 122 MB on 2 workers in 32 MB ranges: 11% more CPU
+# than the same files whole).
 PARTS_PER_WORKER = 4
 AUTO_MIN_PART_BYTES = 32 << 20
 
@@ -47,10 +49,11 @@ def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None, *,
     when its dialect allows it (``sources.splittable``), of equal size, ordered by start:
     ranges of at most ``part_bytes`` (> 0: PIPELINE_PART_SIZE_KB), or (``workers``: the
     cluster's threads, the setting unset) as many as the file holds of the drop's fair
-    share of parts (``PARTS_PER_WORKER`` a worker), none smaller than
-    ``AUTO_MIN_PART_BYTES``. The cut is nominal — each part moves its ends onto proven
-    record boundaries when it runs (``sources.resync``); the job records it (the ``parts``
-    event) and a resumed job passes ``ranges``, its recorded split (``ranges.split_of``)."""
+    share of parts (``PARTS_PER_WORKER`` a worker, or as many whole ones as ranges of
+    ``AUTO_MIN_PART_BYTES`` allow), none smaller than that. The cut is nominal — each part
+    moves its ends onto proven record boundaries when it runs (``sources.resync``); the job
+    records it (the ``parts`` event) and a resumed job passes ``ranges``, its recorded
+    split (``ranges.split_of``)."""
     files = getattr(plan, "files", None)
     files = list(files) if files else [extract.plain_file(plan.source)]
     if ranges is not None:
@@ -58,7 +61,9 @@ def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None, *,
                 for i, start, end in ranges]
     share = 0
     if workers is not None:
-        share = max(AUTO_MIN_PART_BYTES, -(-sum(f.size for f in files) // (workers * PARTS_PER_WORKER)))
+        total = sum(f.size for f in files)
+        each = min(PARTS_PER_WORKER, max(1, total // (workers * AUTO_MIN_PART_BYTES)))
+        share = max(AUTO_MIN_PART_BYTES, -(-total // (workers * each)))
     dialects = plan.dialects or [plan.dialect]
     parts: list[SourceFile] = []
     for f in files:

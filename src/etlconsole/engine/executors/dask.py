@@ -233,13 +233,16 @@ class DaskRun:
                 # a finished part again to keep its result.
                 future.release()
                 if future.key in loads_after:
-                    # Broadcast: every worker holds the (small) duplicates, so the load tasks
-                    # are spread by load (the scheduler's choice: a worker that did not write
-                    # a part's spill reads it from the job's workspace, or, on another machine
-                    # without it, reads the file).
-                    dups = client.scatter(result, broadcast=True, hash=False)
+                    # Each load task is handed its own part's duplicates as a value (the keys
+                    # it holds that an earlier part owns: each occurrence travels once). A
+                    # task with no dependency is queued and balanced by the scheduler like a
+                    # file's (a worker that did not write a part's spill reads it from the
+                    # job's workspace, or, on another machine without it, reads the file),
+                    # and survives a worker's death like one. Not `scatter(broadcast=True)`:
+                    # a worker lost while Dask replicates hangs the scheduler's replicate,
+                    # and the job with it (dask/distributed#5704; seen in this test suite).
                     for k in loads_after.pop(future.key):
-                        futures.append(self._submit(client, k, dups, spills.get(k)))
+                        futures.append(self._submit(client, k, K.held_by(result, k), spills.get(k)))
                         pending.add(futures[-1])
                     continue
                 self.waiting[result.part] = result

@@ -128,7 +128,8 @@ def stream_of(task: PartTask, plan: Plan, points: dict[int, int] | None = None) 
 def run_part(task: PartTask, duplicates: pa.Table | None = None,
              spill: str | None = None, points: dict[int, int] | None = None) -> PartResult:
     """Stream the part through the whole chain and commit its batches; ``duplicates``
-    (``cross_part``): keys an earlier part introduced, rejected here by the unique rule.
+    (``cross_part``'s table, or its rows for this part: ``held_by``): the keys this part
+    holds that an earlier part introduced, rejected here by the unique rule.
     ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
     it is there the load pass streams it and runs only the phases after, else the file."""
     if not task.topic:          # not on a worker (tests): the process's peak
