@@ -68,7 +68,10 @@ def part_files(plan: Plan, part_bytes: int = 0, ranges: list | None = None, *,
     parts: list[SourceFile] = []
     for f in files:
         d = dialects[f.index] if f.index < len(dialects) else plan.dialect
-        count = max(1, round(f.size / share)) if share else -(-f.size // part_bytes) if part_bytes > 0 else 1
+        if share:
+            count = max(1, round(f.size / share))
+        else:
+            count = -(-f.size // part_bytes) if part_bytes > 0 else 1
         if count == 1 or d.empty or not sources.splittable(f, d.encoding, d.quote, d.delimiter, d.header):
             parts.append(f)
             continue
@@ -103,13 +106,16 @@ def run_pipeline(pipeline: str | Path, settings: Settings, *, source=None, dest=
         require_dask()
         job = Job.new(plan, store, settings)
         D.refuse_unsupported(job)
-        # PIPELINE_PART_SIZE_KB set: its ranges; unset: the driver cuts once it knows the
-        # cluster's threads (DaskRun.run)
-        parts = None if settings.part_size_kb is None else part_files(plan, settings.part_size_kb << 10)
-        return D.DaskRun(job, parts, dest=None if dest is None else str(dest),
+        return D.DaskRun(job, _set_parts(plan, settings), dest=None if dest is None else str(dest),
                          workers=count, scheduler=scheduler, progress=progress, log=log).run()
     finally:
         store.close()
+
+
+def _set_parts(plan: Plan, settings: Settings) -> list[SourceFile] | None:
+    """The parts PIPELINE_PART_SIZE_KB asks for; None when it is unset: the driver cuts
+    once it knows the cluster's threads (``DaskRun``)."""
+    return None if settings.part_size_kb is None else part_files(plan, settings.part_size_kb << 10)
 
 
 def recorded_split(events: list[dict]) -> list | None:
@@ -174,8 +180,7 @@ def _resume_dask(store: StateStore, job: dict, settings: Settings, *, workers: i
     # parts recorded as done are those parts. None: the job was stopped before it had
     # one, so before any part ran; it is cut as a new job is.
     split = recorded_split(events)
-    parts = part_files(plan, ranges=split) if split is not None else (
-        None if settings.part_size_kb is None else part_files(plan, settings.part_size_kb << 10))
+    parts = part_files(plan, ranges=split) if split is not None else _set_parts(plan, settings)
     return D.DaskRun(run, parts, dest=dest, workers=workers, scheduler=scheduler,
                      done=D.done_parts(store, job["id"]), progress=progress, log=log).run()
 

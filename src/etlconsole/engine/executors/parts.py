@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,7 @@ def run_part(task: PartTask, duplicates: pa.Table | None = None,
     holds that an earlier part introduced, rejected here by the unique rule.
     ``spill``: where the part's pre-pass left its validate phase's output (ADR 0028); when
     it is there the load pass streams it and runs only the phases after, else the file."""
-    if not task.topic:          # not on a worker (tests): the process's peak
-        return _run_part(task, duplicates, spill, points)
-    with _PEAKS:
+    with _PEAKS if task.topic else nullcontext():   # not on a worker (tests): the process's peak
         return _run_part(task, duplicates, spill, points)
 
 
@@ -321,10 +320,7 @@ class _PartCutter:
             self.report(self.done[-1].row_end, self.bytes_read, final=True)
 
     def _commit(self, item: LoadItem) -> None:
-        if self.clock is None:
-            self._write(item)
-            return
-        with self.clock:
+        with self.clock or nullcontext():
             self._write(item)
 
     def _write(self, item: LoadItem) -> None:
