@@ -3,9 +3,8 @@
 Most events print as their details (``key=value``). Two a Dask job records are made for
 the store, not for reading: ``parts`` holds the job's split (a part per file, or byte
 ranges: 2,000 entries for a drop of 2,000 files; ``executor`` held it before) and
-``workers`` each worker's figures as
-dicts; they print as what they say. A value still longer than a line is cut, saying its
-length (``show --json`` has every event whole).
+``workers`` each worker's figures as dicts; they print as what they say. A value still
+longer than a line is cut, saying its length (``show --json`` has every event whole).
 """
 
 from __future__ import annotations
